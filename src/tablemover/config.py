@@ -1,0 +1,281 @@
+"""The move's configuration: a TOML file validated by pydantic, with environment overrides.
+
+Every key can be overridden by ``TABLEMOVER_<SECTION>__<KEY>`` (e.g. ``TABLEMOVER_SOURCE__PORT=3307``),
+which is how systemd drop-ins and containers usually inject settings. Unknown keys are errors,
+not warnings: a typo in ``postpone_cutover`` must not silently start a cutover.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from tablemover.errors import ConfigError
+
+_IDENT = r"[A-Za-z0-9_$]{1,64}"
+ENV_PREFIX = "TABLEMOVER_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MoveSection(_Section):
+    """``[move]``: what is moved and how the cutover behaves."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]{1,32}$", description="names the checkpoint rows and the socket")
+    database: str = Field(pattern=f"^{_IDENT}$", description="source schema")
+    target_database: str = Field(default="", description="target schema; empty means same as database")
+    tables: list[str] = Field(min_length=1, description="tables to move, all from `database`")
+    chunk_size: int = Field(default=1000, ge=10, le=100_000, description="rows per copy chunk (start value)")
+    postpone_cutover: bool = False
+    postpone_flag_file: str = ""
+    hooks_dir: str = ""
+    hook_timeout_s: float = Field(default=60.0, gt=0)
+    drain_timeout_s: float = Field(default=60.0, gt=0)
+    cutover_lock_timeout_s: int = Field(default=3, ge=1, le=3600)
+    cutover_max_attempts: int = Field(default=10, ge=1)
+    renamed_table_format: str = "_{table}_moved"
+    replica_server_id: int = Field(
+        default=0, ge=0, lt=2**32, description="server_id the binlog client registers with; 0 = derived"
+    )
+
+    @field_validator("tables")
+    @classmethod
+    def _tables_valid(cls, tables: list[str]) -> list[str]:
+        for table in tables:
+            if not re.fullmatch(_IDENT, table):
+                raise ValueError(f"table name {table!r} is not a plain identifier")
+        if len(set(tables)) != len(tables):
+            raise ValueError("a table is listed twice")
+        return tables
+
+    @field_validator("target_database")
+    @classmethod
+    def _target_db_valid(cls, value: str) -> str:
+        if value and not re.fullmatch(_IDENT, value):
+            raise ValueError(f"{value!r} is not a plain identifier")
+        return value
+
+    @field_validator("renamed_table_format")
+    @classmethod
+    def _format_valid(cls, value: str) -> str:
+        if "{table}" not in value:
+            raise ValueError("must contain {table}, e.g. '_{table}_moved'")
+        sample = value.format(table="t")
+        if not re.fullmatch(_IDENT, sample) or sample == "t":
+            raise ValueError("must produce a plain identifier different from the table name")
+        return value
+
+    @property
+    def effective_target_database(self) -> str:
+        """The target schema, defaulting to the source schema's name."""
+        return self.target_database or self.database
+
+    def renamed(self, table: str) -> str:
+        """The name a source table gets at cutover."""
+        return self.renamed_table_format.format(table=table)
+
+    @property
+    def effective_replica_server_id(self) -> int:
+        """A stable server_id for the binlog client, unique per move unless configured.
+
+        Derived from the move name so that a restarted daemon reuses its id (the server then
+        drops the stale dump thread instead of keeping two) while two moves never collide.
+        """
+        if self.replica_server_id:
+            return self.replica_server_id
+        return 1_000_000_000 + zlib.crc32(self.name.encode()) % 1_000_000_000
+
+
+class ServerSection(_Section):
+    """``[source]`` / ``[target]``: how to reach a primary."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=3306, ge=1, le=65535)
+    user: str = "mover"
+    password: SecretStr = SecretStr("")
+    password_file: str = ""
+    socket: str = Field(default="", description="unix socket path; overrides host/port when set")
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> ServerSection:
+        if self.password.get_secret_value() and self.password_file:
+            raise ValueError("set either password or password_file, not both")
+        return self
+
+    def resolved_password(self) -> str:
+        """The password, read from ``password_file`` when one is configured."""
+        if not self.password_file:
+            return self.password.get_secret_value()
+        try:
+            return Path(self.password_file).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read password_file {self.password_file!r}: {exc.strerror}. "
+                "Check the path and that the tablemover user may read it."
+            ) from exc
+
+    @property
+    def address(self) -> str:
+        """Human-readable address for messages."""
+        return self.socket or f"{self.host}:{self.port}"
+
+
+class ThrottleSection(_Section):
+    """``[throttle]``: when copying pauses (the binlog apply never does)."""
+
+    max_lag_s: float = Field(default=2.0, gt=0)
+    max_threads_running: int = Field(default=50, ge=1)
+    flag_file: str = ""
+
+
+class ControlSection(_Section):
+    """``[control]``: the unix socket and the optional HTTP status endpoint."""
+
+    socket: str = "/run/tablemover/{name}.sock"
+    http: str = Field(default="127.0.0.1:0", description='"host:port" for /status and /metrics; "" = off')
+
+    @field_validator("http")
+    @classmethod
+    def _http_valid(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[^\s:]+:\d{1,5}", value):
+            raise ValueError('must be "host:port" or ""')
+        return value
+
+
+class Config(_Section):
+    """A whole move configuration."""
+
+    move: MoveSection
+    source: ServerSection = ServerSection()
+    target: ServerSection = ServerSection()
+    throttle: ThrottleSection = ThrottleSection()
+    control: ControlSection = ControlSection()
+
+    @property
+    def socket_path(self) -> str:
+        """The control socket path with ``{name}`` filled in."""
+        return self.control.socket.format(name=self.move.name)
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        section, _, key = var[len(ENV_PREFIX) :].lower().partition("__")
+        if section not in Config.model_fields:
+            raise ConfigError(
+                f"environment variable {var} names an unknown section [{section}]; "
+                f"known sections: {', '.join(Config.model_fields)}"
+            )
+        target = raw.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"[{section}] in the config file is not a table")
+        target[key] = _env_value(value)
+
+
+def _env_value(value: str) -> Any:
+    # Lists (tables) come as JSON or as a comma list; scalars stay strings and pydantic coerces them.
+    stripped = value.strip()
+    if stripped.startswith("["):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"cannot parse list {value!r}: {exc.msg}") from exc
+    if "," in stripped:
+        return [part.strip() for part in stripped.split(",") if part.strip()]
+    return value
+
+
+def _format_validation_error(exc: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration in {origin}:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see `tablemover run --help` for the format)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            msg = err["msg"]
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(text: str, origin: str = "<string>", env: Mapping[str, str] | None = None) -> Config:
+    """Parse TOML text plus environment overrides into a validated :class:`Config`."""
+    try:
+        raw: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin} is not valid TOML: {exc}") from exc
+    _apply_env(raw, os.environ if env is None else env)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, origin)) from None
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file; raises :class:`ConfigError` with a readable message."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(p)!r}: {exc.strerror}") from exc
+    return parse_config(text, origin=str(p), env=env)
+
+
+def example_config() -> str:
+    """A commented example config, printed by ``tablemover run --help``."""
+    return _EXAMPLE
+
+
+_EXAMPLE = """\
+[move]
+name = "orders"                 # [a-z0-9_]{1,32}; names the checkpoint rows and the socket
+database = "app"                # source schema
+target_database = "app"         # default: same as database
+tables = ["orders", "order_items"]
+chunk_size = 1000               # rows per copy chunk (adapted to ~0.5 s per chunk)
+postpone_cutover = false        # true: after copy+catch-up, wait for `tablemover cutover`
+postpone_flag_file = ""         # cutover waits while this file exists
+hooks_dir = ""                  # directory of executable hooks
+drain_timeout_s = 60            # warn loudly past this while draining
+cutover_lock_timeout_s = 3      # lock_wait_timeout for the source RENAME
+renamed_table_format = "_{table}_moved"
+
+[source]                        # a writable primary, binlog ROW/FULL, GTID on
+host = "127.0.0.1"
+port = 3306
+user = "mover"
+password_file = "/etc/tablemover/source.pass"   # or password = "..."
+
+[target]                        # same keys as [source]
+host = "10.0.0.2"
+
+[throttle]
+max_lag_s = 2.0
+max_threads_running = 50
+flag_file = ""
+
+[control]
+socket = "/run/tablemover/{name}.sock"
+http = "127.0.0.1:0"
+"""

@@ -1,0 +1,191 @@
+"""The one way tablemover opens and uses a server connection.
+
+All sessions use UTC and utf8mb4 so that values read from the source and written to the target
+mean the same thing (spec rule 8). Connection failures become :class:`ConnectError` with a message
+that names the server and the likely fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncmy
+from asyncmy.errors import MySQLError, OperationalError
+
+from tablemover.config import ServerSection
+from tablemover.errors import MoveFailed
+from tablemover.flavor import Flavor, ServerVersion, parse_version
+
+Row = tuple[Any, ...]
+
+# Keeps explicit zero ids and zero dates exactly as the source has them: the target must not
+# invent an AUTO_INCREMENT value for id=0 nor reject a '0000-00-00' the source accepted.
+WRITER_SQL_MODE = "NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
+
+ER_ACCESS_DENIED = 1045
+ER_DBACCESS_DENIED = 1044
+ER_BAD_DB = 1049
+CR_CONN_HOST_ERROR = 2003
+CR_CONNECTION_ERROR = 2002
+CR_SERVER_GONE = 2006
+CR_SERVER_LOST = 2013
+ER_LOCK_WAIT_TIMEOUT = 1205
+ER_LOCK_DEADLOCK = 1213
+ER_NO_SUCH_TABLE = 1146
+ER_TABLE_EXISTS = 1050
+
+
+class ConnectError(MoveFailed):
+    """A server could not be reached or refused our credentials."""
+
+
+def error_code(exc: BaseException) -> int | None:
+    """The MySQL error number of a driver exception, if it carries one."""
+    if isinstance(exc, MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return int(exc.args[0])
+    return None
+
+
+async def connect(
+    server: ServerSection,
+    role: str,
+    *,
+    database: str | None = None,
+    autocommit: bool = True,
+    sql_mode: str | None = None,
+) -> Any:
+    """Open a connection to ``server``; ``role`` ("source"/"target") only serves the messages."""
+    kwargs: dict[str, Any] = {
+        "user": server.user,
+        "password": server.resolved_password(),
+        "database": database,
+        "charset": "utf8mb4",
+        "autocommit": autocommit,
+        "connect_timeout": server.connect_timeout_s,
+        "program_name": "tablemover",
+    }
+    if server.socket:
+        kwargs["unix_socket"] = server.socket
+    else:
+        kwargs["host"] = server.host
+        kwargs["port"] = server.port
+    try:
+        conn = await asyncmy.connect(**kwargs)
+    except (OperationalError, OSError, TimeoutError) as exc:
+        raise ConnectError(_describe_connect_failure(server, role, exc)) from exc
+    settings = "SET SESSION time_zone='+00:00'"
+    if sql_mode is not None:
+        settings += f", sql_mode='{sql_mode}'"
+    async with conn.cursor() as cur:
+        await cur.execute(settings)
+    return conn
+
+
+def _describe_connect_failure(server: ServerSection, role: str, exc: BaseException) -> str:
+    code = error_code(exc)
+    where = f"{role} server {server.address} as user {server.user!r}"
+    if code in (ER_ACCESS_DENIED, ER_DBACCESS_DENIED):
+        return (
+            f"{where}: access denied ({exc.args[1] if len(exc.args) > 1 else exc}). "
+            f"Check [{role}] user/password/password_file and that the user exists for this client host."
+        )
+    if code == ER_BAD_DB:
+        return f"{where}: {exc.args[1]}. Create the schema or fix the database name in [move]."
+    detail = exc.args[1] if code is not None and len(exc.args) > 1 else str(exc) or type(exc).__name__
+    return (
+        f"cannot reach {where}: {detail}. Check that the server runs and that [{role}] host/port "
+        "(or socket) are right and reachable from this host."
+    )
+
+
+async def query(conn: Any, sql: str, args: Sequence[Any] | None = None) -> list[Row]:
+    """Run one statement and return all rows."""
+    async with conn.cursor() as cur:
+        await cur.execute(sql, args)
+        return list(await cur.fetchall())
+
+
+async def query_one(conn: Any, sql: str, args: Sequence[Any] | None = None) -> Row | None:
+    """Run one statement and return its first row, or None."""
+    rows = await query(conn, sql, args)
+    return rows[0] if rows else None
+
+
+async def execute(conn: Any, sql: str, args: Sequence[Any] | None = None) -> int:
+    """Run one statement and return the affected row count."""
+    async with conn.cursor() as cur:
+        return int(await cur.execute(sql, args))
+
+
+async def close(conn: Any) -> None:
+    """Close a connection politely, ignoring a connection that already died."""
+    try:
+        await conn.ensure_closed()
+    except (MySQLError, OSError, AttributeError):
+        conn.close()
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Facts about a server that preflight, the stream and the cutover branch on."""
+
+    version: ServerVersion
+    server_id: int
+    server_uuid: str | None
+    hostname: str
+    port: int
+    datadir: str
+    log_bin: bool
+    binlog_format: str
+    binlog_row_image: str
+    binlog_row_metadata: str | None
+    gtid_mode: str | None
+
+    @property
+    def flavor(self) -> Flavor:
+        """MariaDB or MySQL."""
+        return self.version.flavor
+
+    def same_server_as(self, other: ServerInfo) -> bool:
+        """True when both describe one server reached by two addresses (source == target)."""
+        if self.server_uuid and other.server_uuid:
+            return self.server_uuid == other.server_uuid
+        return (self.server_id, self.hostname, self.port, self.datadir) == (
+            other.server_id,
+            other.hostname,
+            other.port,
+            other.datadir,
+        )
+
+
+async def server_info(conn: Any) -> ServerInfo:
+    """Read the :class:`ServerInfo` of the connected server."""
+    row = await query_one(
+        conn,
+        "SELECT VERSION(), @@server_id, @@hostname, @@port, @@datadir, @@log_bin, "
+        "@@global.binlog_format, @@global.binlog_row_image",
+    )
+    assert row is not None
+    version = parse_version(str(row[0]))
+    metadata_row = await query_one(conn, "SHOW GLOBAL VARIABLES LIKE 'binlog_row_metadata'")
+    uuid: str | None = None
+    gtid_mode: str | None = None
+    if version.flavor is Flavor.MYSQL:
+        mysql_row = await query_one(conn, "SELECT @@server_uuid, @@global.gtid_mode")
+        assert mysql_row is not None
+        uuid, gtid_mode = str(mysql_row[0]), str(mysql_row[1])
+    return ServerInfo(
+        version=version,
+        server_id=int(row[1]),
+        server_uuid=uuid,
+        hostname=str(row[2]),
+        port=int(row[3]),
+        datadir=str(row[4]).rstrip("/"),
+        log_bin=bool(int(row[5])),
+        binlog_format=str(row[6]).upper(),
+        binlog_row_image=str(row[7]).upper(),
+        binlog_row_metadata=str(metadata_row[1]).upper() if metadata_row else None,
+        gtid_mode=gtid_mode,
+    )

@@ -1,0 +1,1 @@
+"""Throwaway local MariaDB servers for the demo, the benchmarks and the test suite."""

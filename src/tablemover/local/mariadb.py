@@ -1,0 +1,275 @@
+"""Start and stop private ``mariadbd`` instances under a temporary directory.
+
+Each instance gets its own datadir, socket and free loopback port, binlog ROW/FULL and GTID strict
+mode, so it behaves like a production primary. The system-wide MariaDB (often on 3306) is never
+touched: we pass ``--no-defaults`` so no ``/etc/mysql`` option file leaks in.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pymysql
+
+MOVER_USER = "mover"
+MOVER_PASSWORD = "mover-pass"
+
+# The privileges README.md documents for the move user, and nothing more. Database-level grants use
+# a wildcard so every test schema (tm_...) is covered without granting on *.*.
+SOURCE_GRANTS = (
+    "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'%'",
+    "GRANT SELECT, INSERT, CREATE, ALTER, DROP ON `{db}`.* TO '{user}'@'%'",
+)
+TARGET_GRANTS = ("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP ON `{db}`.* TO '{user}'@'%'",)
+
+
+class LocalServerError(RuntimeError):
+    """A local server could not be installed or started."""
+
+
+def find_mariadbd() -> str | None:
+    """Path of the ``mariadbd`` binary, or None when MariaDB is not installed."""
+    for candidate in ("mariadbd", "/usr/sbin/mariadbd", "/usr/libexec/mariadbd"):
+        path = shutil.which(candidate)
+        if path:
+            return path
+    return None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LocalMariaDB:
+    """One private mariadbd. Use :meth:`start` / :meth:`stop`, or as a context manager."""
+
+    basedir: Path
+    server_id: int
+    row_metadata: str = "FULL"
+    gtid_domain_id: int = 0
+    extra_args: Sequence[str] = ()
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def datadir(self) -> Path:
+        """The instance's data directory."""
+        return self.basedir / "data"
+
+    @property
+    def socket(self) -> str:
+        """The unix socket path (admin access as root goes through it)."""
+        return str(self.basedir / "mysqld.sock")
+
+    @property
+    def log_path(self) -> Path:
+        """The server's error log."""
+        return self.basedir / "error.log"
+
+    def _args(self, binary: str) -> list[str]:
+        args = [
+            binary,
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            f"--socket={self.socket}",
+            f"--port={self.port}",
+            "--bind-address=127.0.0.1",
+            f"--pid-file={self.basedir / 'mysqld.pid'}",
+            f"--log-error={self.log_path}",
+            f"--log-bin={self.basedir / 'binlog' / 'bin'}",
+            "--binlog-format=ROW",
+            "--binlog-row-image=FULL",
+            f"--binlog-row-metadata={self.row_metadata}",
+            f"--server-id={self.server_id}",
+            f"--gtid-domain-id={self.gtid_domain_id}",
+            "--gtid-strict-mode=ON",
+            "--log-slave-updates=ON",
+            "--skip-name-resolve",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_general_ci",
+            # Throwaway servers: trade durability of the *server* for speed. The drills kill the
+            # daemon, never these servers, so the crash-safety under test is unaffected.
+            "--innodb-flush-log-at-trx-commit=2",
+            "--sync-binlog=0",
+            "--innodb-doublewrite=0",
+            "--innodb-buffer-pool-size=256M",
+            "--innodb-log-file-size=256M",
+            "--max-connections=500",
+            "--log-bin-trust-function-creators=1",
+        ]
+        if os.geteuid() == 0:
+            args.append("--user=root")
+        args.extend(self.extra_args)
+        return args
+
+    def install(self, template: Path | None = None) -> None:
+        """Create the datadir, copying ``template`` when given (much faster than install-db)."""
+        self.basedir.mkdir(parents=True, exist_ok=True)
+        (self.basedir / "binlog").mkdir(exist_ok=True)
+        if template is not None:
+            shutil.copytree(template, self.datadir)
+            return
+        install_db = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
+        if install_db is None:
+            raise LocalServerError("mariadb-install-db not found: install the mariadb-server package")
+        cmd = [
+            install_db,
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ]
+        if os.geteuid() == 0:
+            cmd.append("--user=root")
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise LocalServerError(f"mariadb-install-db failed:\n{result.stdout}\n{result.stderr}")
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Start mariadbd and wait until it accepts connections."""
+        binary = find_mariadbd()
+        if binary is None:
+            raise LocalServerError("mariadbd not found: install the mariadb-server package")
+        for _attempt in range(5):
+            self.port = free_port()
+            self.process = subprocess.Popen(
+                self._args(binary), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            if self._wait_ready(timeout_s):
+                return
+            self._kill()
+            # A port race (someone bound it between free_port() and mariadbd) is the usual cause;
+            # anything else shows up in the error log we raise with below.
+        tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+        raise LocalServerError(f"mariadbd in {self.basedir} did not start:\n{tail}")
+
+    def _wait_ready(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                return False
+            try:
+                conn = self.admin()
+            except pymysql.err.OperationalError:
+                time.sleep(0.05)
+                continue
+            conn.close()
+            return True
+        return False
+
+    def admin(self, database: str | None = None) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
+        """A root connection over the unix socket, autocommit on."""
+        return pymysql.connect(
+            unix_socket=self.socket,
+            user="root",
+            password="",
+            database=database,
+            autocommit=True,
+            charset="utf8mb4",
+            connect_timeout=2,
+        )
+
+    def execute(self, *statements: str) -> list[tuple[object, ...]]:
+        """Run statements as root; returns the rows of the last one."""
+        conn = self.admin()
+        try:
+            rows: list[tuple[object, ...]] = []
+            with conn.cursor() as cur:
+                for stmt in statements:
+                    cur.execute(stmt)
+                    rows = list(cur.fetchall())
+            return rows
+        finally:
+            conn.close()
+
+    def _kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        """Stop the server by PID (SIGTERM, then SIGKILL after 30 s)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._kill()
+
+    def __enter__(self) -> LocalMariaDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class LocalPair:
+    """A source and a target server under one temporary directory."""
+
+    root: Path
+    source: LocalMariaDB
+    target: LocalMariaDB
+
+    def stop(self) -> None:
+        """Stop both servers."""
+        self.source.stop()
+        self.target.stop()
+
+    def cleanup(self) -> None:
+        """Stop both servers and remove their files."""
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_pair(row_metadata: str = "FULL", root: Path | None = None) -> LocalPair:
+    """Install (once, then copy) and start a source and a target server.
+
+    The datadir is installed once and copied for the second server: install-db is the slow part.
+    """
+    base = root or Path(tempfile.mkdtemp(prefix="tablemover-servers-"))
+    template = base / "template"
+    seed = LocalMariaDB(base / "seed", server_id=99)
+    seed.install()
+    shutil.move(str(seed.datadir), str(template))
+    shutil.rmtree(seed.basedir, ignore_errors=True)
+    source = LocalMariaDB(base / "source", server_id=1, row_metadata=row_metadata, gtid_domain_id=0)
+    target = LocalMariaDB(base / "target", server_id=2, row_metadata=row_metadata, gtid_domain_id=0)
+    pair = LocalPair(base, source, target)
+    try:
+        for server in (source, target):
+            server.install(template)
+        source.start()
+        target.start()
+        for server in (source, target):
+            server.execute(
+                f"CREATE USER IF NOT EXISTS '{MOVER_USER}'@'%' IDENTIFIED BY '{MOVER_PASSWORD}'",
+                # Anonymous users shadow 'mover'@'%' for local connections; drop any install-db left.
+                "DELETE FROM mysql.global_priv WHERE User=''",
+                "FLUSH PRIVILEGES",
+            )
+    except BaseException:
+        pair.cleanup()
+        raise
+    shutil.rmtree(template, ignore_errors=True)
+    return pair
+
+
+def grant_mover(pair: LocalPair, db_pattern: str) -> None:
+    """Grant the mover user its documented privileges on schemas matching ``db_pattern``."""
+    for server, grants in ((pair.source, SOURCE_GRANTS), (pair.target, TARGET_GRANTS)):
+        server.execute(*(g.format(user=MOVER_USER, db=db_pattern) for g in grants))

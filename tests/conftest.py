@@ -1,0 +1,196 @@
+"""Shared fixtures: real source/target mariadbd pairs and a fresh move per test.
+
+Servers are session-scoped (starting a pair takes ~1.5 s); every test gets its own schemas
+(``tm_<random>``), so tests never see each other's tables, checkpoints or binlog positions.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tablemover.local.mariadb import (
+    MOVER_PASSWORD,
+    MOVER_USER,
+    LocalMariaDB,
+    LocalPair,
+    find_mariadbd,
+    grant_mover,
+    start_pair,
+)
+
+TEST_SCHEMA_GRANT = "tm\\_%"
+
+
+def _start(row_metadata: str, tmp_path_factory: pytest.TempPathFactory) -> LocalPair:
+    if find_mariadbd() is None:
+        pytest.fail(
+            "mariadbd is not installed: run `make setup` (it installs mariadb-server). "
+            "Integration tests need real servers and never fall back to mocks.",
+            pytrace=False,
+        )
+    pair = start_pair(row_metadata=row_metadata, root=tmp_path_factory.mktemp(f"servers-{row_metadata}"))
+    grant_mover(pair, TEST_SCHEMA_GRANT)
+    return pair
+
+
+@pytest.fixture(scope="session")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPair]:
+    """Source + target with binlog_row_metadata=FULL."""
+    p = _start("FULL", tmp_path_factory)
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="session")
+def pair_minimal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPair]:
+    """Source + target with binlog_row_metadata=MINIMAL: no column names in row events."""
+    p = _start("MINIMAL", tmp_path_factory)
+    yield p
+    p.stop()
+
+
+@pytest.fixture(params=["FULL", "MINIMAL"])
+def any_pair(request: pytest.FixtureRequest) -> LocalPair:
+    """Parametrises a test over both row-metadata settings."""
+    name = "pair" if request.param == "FULL" else "pair_minimal"
+    result: LocalPair = request.getfixturevalue(name)
+    return result
+
+
+@dataclass
+class MoveEnv:
+    """One test's move: fresh schemas on both servers and helpers to configure and run it."""
+
+    pair: LocalPair
+    database: str
+    target_database: str
+    workdir: Path
+    name: str = "t"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def source(self) -> LocalMariaDB:
+        """The source server."""
+        return self.pair.source
+
+    @property
+    def target(self) -> LocalMariaDB:
+        """The target server."""
+        return self.pair.target
+
+    def src(self, *statements: str) -> list[tuple[Any, ...]]:
+        """Run statements as root in the source schema."""
+        return self.source.execute(f"USE `{self.database}`", *statements)
+
+    def tgt(self, *statements: str) -> list[tuple[Any, ...]]:
+        """Run statements as root in the target schema."""
+        return self.target.execute(f"USE `{self.target_database}`", *statements)
+
+    def config_text(self, tables: list[str], **sections: dict[str, Any]) -> str:
+        """A config for this move; ``sections`` override keys, e.g. move={"chunk_size": 100}."""
+        move: dict[str, Any] = {
+            "name": self.name,
+            "database": self.database,
+            "target_database": self.target_database,
+            "tables": tables,
+        }
+        move.update(sections.get("move", {}))
+        source = {
+            "host": "127.0.0.1",
+            "port": self.source.port,
+            "user": MOVER_USER,
+            "password": MOVER_PASSWORD,
+        }
+        source.update(sections.get("source", {}))
+        target = {
+            "host": "127.0.0.1",
+            "port": self.target.port,
+            "user": MOVER_USER,
+            "password": MOVER_PASSWORD,
+        }
+        target.update(sections.get("target", {}))
+        control = {"socket": str(self.workdir / "{name}.sock"), "http": ""}
+        control.update(sections.get("control", {}))
+        out = []
+        for title, values in (
+            ("move", move),
+            ("source", source),
+            ("target", target),
+            ("throttle", sections.get("throttle", {})),
+            ("control", control),
+        ):
+            out.append(f"[{title}]")
+            out.extend(f"{k} = {_toml(v)}" for k, v in values.items())
+        return "\n".join(out) + "\n"
+
+    def config(self, tables: list[str], **sections: dict[str, Any]) -> Path:
+        """Write :meth:`config_text` to a file and return its path."""
+        path = self.workdir / "move.toml"
+        path.write_text(self.config_text(tables, **sections))
+        return path
+
+    def cli(
+        self, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``tablemover ARGS`` as a subprocess and capture its output."""
+        full_env = {**os.environ, **self.extra_env, **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "tablemover", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
+            check=False,
+        )
+
+    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start ``tablemover ARGS`` in the background; output goes to a log file in workdir."""
+        full_env = {**os.environ, **self.extra_env, **(env or {})}
+        log = open(self.workdir / "daemon.log", "a")  # noqa: SIM115 - owned by the child process
+        return subprocess.Popen(
+            [sys.executable, "-m", "tablemover", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=full_env,
+        )
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _new_move(pair: LocalPair, tmp_path: Path) -> Iterator[MoveEnv]:
+    suffix = uuid.uuid4().hex[:10]
+    env = MoveEnv(pair, f"tm_{suffix}", f"tm_{suffix}_dst", tmp_path)
+    pair.source.execute(f"CREATE DATABASE `{env.database}`")
+    yield env
+    pair.source.execute(f"DROP DATABASE IF EXISTS `{env.database}`")
+    pair.target.execute(f"DROP DATABASE IF EXISTS `{env.target_database}`")
+
+
+@pytest.fixture
+def move(pair: LocalPair, tmp_path: Path) -> Iterator[MoveEnv]:
+    """A fresh move on the FULL-metadata pair."""
+    yield from _new_move(pair, tmp_path)
+
+
+@pytest.fixture
+def any_move(any_pair: LocalPair, tmp_path: Path) -> Iterator[MoveEnv]:
+    """A fresh move, parametrised over FULL and MINIMAL row metadata."""
+    yield from _new_move(any_pair, tmp_path)
