@@ -55,6 +55,7 @@ async def connect(
     database: str | None = None,
     autocommit: bool = True,
     sql_mode: str | None = None,
+    binary_prefix: bool = False,
 ) -> Any:
     """Open a connection to ``server``; ``role`` ("source"/"target") only serves the messages."""
     kwargs: dict[str, Any] = {
@@ -65,6 +66,8 @@ async def connect(
         "autocommit": autocommit,
         "connect_timeout": server.connect_timeout_s,
         "program_name": "tablemover",
+        # Writers send bytes as _binary'...' so the server stores them unconverted in any charset.
+        "binary_prefix": binary_prefix,
     }
     if server.socket:
         kwargs["unix_socket"] = server.socket

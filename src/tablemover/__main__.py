@@ -1,0 +1,7 @@
+"""``python -m tablemover``."""
+
+import sys
+
+from tablemover.cli import main
+
+sys.exit(main())

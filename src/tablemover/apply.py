@@ -1,0 +1,245 @@
+"""The one ordered writer: applies copy chunks and binlog changes to the target, in arrival order.
+
+Everything that touches the target's moved tables goes through here, on one connection, so a chunk
+and a binlog change of the same row can never race (spec rule 2). Every target transaction ends by
+inserting a checkpoint row that describes exactly what the transaction contains, so after a crash
+the data and the checkpoint agree (spec section 3). A target transaction is only committed at a
+source commit boundary: the applied position never names a half-applied source transaction
+(spec rule 6), and the target never exposes one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from tablemover import checkpoint as cpstore
+from tablemover import faults, gtid, sql
+from tablemover.changes import Commit, CopyChunk, Op, Row, RowChange, StreamBatch, WorkItem
+from tablemover.checkpoint import Checkpoint, TableProgress
+from tablemover.decode import RowDecoder
+from tablemover.flavor import Flavor
+from tablemover.machine import State
+from tablemover.schema import TableSchema
+
+MAX_TXN_ROWS = 5000  # rows written per target transaction before we commit at the next boundary
+MAX_TXN_AGE_S = 0.2  # ...or this old
+PRUNE_EVERY_S = 10.0
+DELETE_BATCH = 500
+
+
+@dataclass
+class Transition:
+    """A state change to record, in order with the data before it, at a source commit boundary."""
+
+    state: State
+    drain_gtid: str | None = None
+    hook_attempts: int | None = None
+    detail: dict[str, Any] | None = None
+    written: anyio.Event = field(default_factory=anyio.Event)
+
+
+@dataclass
+class _Plan:
+    """Primitive operations in order: ("upsert"|"delete", table, row-or-key)."""
+
+    ops: list[tuple[str, str, Row]] = field(default_factory=list)
+
+    def add(self, change: RowChange, decoder: RowDecoder) -> None:
+        if change.op is Op.INSERT:
+            assert change.after is not None
+            self.ops.append(("upsert", change.table, change.after))
+        elif change.op is Op.DELETE:
+            assert change.before is not None
+            self.ops.append(("delete", change.table, decoder.key(change.before)))
+        else:
+            assert change.before is not None and change.after is not None
+            old_key, new_key = decoder.key(change.before), decoder.key(change.after)
+            if old_key != new_key:
+                self.ops.append(("delete", change.table, old_key))
+            self.ops.append(("upsert", change.table, change.after))
+
+    def groups(self) -> Iterable[tuple[str, str, list[Row]]]:
+        """Runs of the same operation on the same table, in order."""
+        run: list[Row] = []
+        current: tuple[str, str] | None = None
+        for kind, table, payload in self.ops:
+            if (kind, table) != current:
+                if current is not None:
+                    yield current[0], current[1], run
+                current, run = (kind, table), []
+            run.append(payload)
+        if current is not None:
+            yield current[0], current[1], run
+
+
+class TargetWriter:
+    """Owns the target connection while the move copies and applies."""
+
+    def __init__(
+        self,
+        conn: Any,
+        target_db: str,
+        schemas: dict[str, TableSchema],
+        decoders: dict[str, RowDecoder],
+        resume_from: Checkpoint,
+        flavor: Flavor,
+    ) -> None:
+        self.conn = conn
+        self.target_db = target_db
+        self.schemas = schemas
+        self.decoders = decoders
+        self.checkpoint = resume_from  # the last committed checkpoint
+        self.position = gtid.parse_position(flavor, resume_from.applied_gtid)
+        self.committed_position = self.position  # what the last committed checkpoint names
+        self.progress = dict(resume_from.progress)
+        self.events_applied = resume_from.events_applied
+        self.rows_written = 0
+        self.committed = anyio.Event()  # replaced after every commit; wait on it for progress
+        self._insert_sql = {
+            t: sql.insert_rows(target_db, t, [c.name for c in s.writable_columns], 1, verb="INSERT IGNORE")
+            for t, s in schemas.items()
+        }
+        self._replace_sql = {
+            t: sql.insert_rows(target_db, t, [c.name for c in s.writable_columns], 1, verb="REPLACE")
+            for t, s in schemas.items()
+        }
+        self._last_prune = time.monotonic()
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    async def run(self, inbox: MemoryObjectReceiveStream[WorkItem | Transition]) -> None:
+        """Apply items until the inbox closes; commits at boundaries as described above."""
+        txn_rows = 0
+        txn_started = 0.0
+        in_source_txn = False  # a source transaction's rows are applied but its Commit is not
+        dirty = False
+        waiting_chunks: list[CopyChunk] = []
+        deferred: list[Transition] = []
+        await self._begin()
+        async for item in inbox:
+            if isinstance(item, StreamBatch):
+                in_source_txn = await self._apply_batch(item, in_source_txn)
+                dirty = True
+                txn_rows += len(item.items)
+            elif isinstance(item, CopyChunk):
+                await self._apply_chunk(item)
+                waiting_chunks.append(item)
+                dirty = True
+                txn_rows += len(item.rows)
+            else:
+                deferred.append(item)
+                dirty = True
+            if not txn_started and dirty:
+                txn_started = time.monotonic()
+            if in_source_txn:
+                continue  # never commit inside a source transaction
+            backlog = inbox.statistics().current_buffer_used
+            if (
+                backlog == 0
+                or waiting_chunks
+                or deferred
+                or txn_rows >= MAX_TXN_ROWS
+                or time.monotonic() - txn_started >= MAX_TXN_AGE_S
+            ):
+                await self._commit(deferred)
+                for chunk in waiting_chunks:
+                    chunk.committed.set()
+                for tr in deferred:
+                    tr.written.set()
+                waiting_chunks, deferred = [], []
+                txn_rows, txn_started, dirty = 0, 0.0, False
+        if dirty and not in_source_txn:
+            await self._commit(deferred)
+            for chunk in waiting_chunks:
+                chunk.committed.set()
+            for tr in deferred:
+                tr.written.set()
+        else:
+            await self.conn.rollback()
+
+    # --- applying -------------------------------------------------------------------------------
+
+    async def _apply_batch(self, batch: StreamBatch, in_source_txn: bool) -> bool:
+        plan = _Plan()
+        for item in batch.items:
+            if isinstance(item, Commit):
+                await self._execute_plan(plan)
+                plan = _Plan()
+                self.position = gtid.advance(self.position, item.gtid)
+                in_source_txn = False
+            else:
+                plan.add(item, self.decoders[item.table])
+                in_source_txn = True
+        await self._execute_plan(plan)
+        self.events_applied += batch.events
+        return in_source_txn
+
+    async def _execute_plan(self, plan: _Plan) -> None:
+        async with self.conn.cursor() as cur:
+            for kind, table, rows in plan.groups():
+                if kind == "upsert":
+                    await cur.executemany(self._replace_sql[table], rows)
+                else:
+                    key = self.schemas[table].chunk_key or ()
+                    for start in range(0, len(rows), DELETE_BATCH):
+                        part = rows[start : start + DELETE_BATCH]
+                        args = [v for k in part for v in k] if len(key) > 1 else [k[0] for k in part]
+                        await cur.execute(sql.delete_keys(self.target_db, table, key, len(part)), args)
+                self.rows_written += len(rows)
+
+    async def _apply_chunk(self, chunk: CopyChunk) -> None:
+        if chunk.rows:
+            async with self.conn.cursor() as cur:
+                await cur.executemany(self._insert_sql[chunk.table], chunk.rows)
+        previous = self.progress.get(chunk.table, TableProgress())
+        self.progress[chunk.table] = TableProgress(
+            last_key=chunk.last_key if chunk.last_key is not None else previous.last_key,
+            rows_copied=previous.rows_copied + len(chunk.rows),
+            done=chunk.done,
+        )
+        self.rows_written += len(chunk.rows)
+
+    # --- transactions and checkpoints -----------------------------------------------------------
+
+    async def _begin(self) -> None:
+        await self.conn.begin()
+
+    async def _commit(self, transitions: list[Transition]) -> None:
+        base = self.checkpoint.evolve(
+            applied_gtid=str(self.position),
+            progress=dict(self.progress),
+            events_applied=self.events_applied,
+            kind=cpstore.KIND_PROGRESS,
+            detail={},
+        )
+        rows = [base]
+        for tr in transitions:
+            base = base.evolve(
+                state=tr.state,
+                kind=cpstore.KIND_TRANSITION,
+                drain_gtid=tr.drain_gtid if tr.drain_gtid is not None else base.drain_gtid,
+                hook_attempts=tr.hook_attempts if tr.hook_attempts is not None else base.hook_attempts,
+                detail=tr.detail or {},
+            )
+            rows.append(base)
+        if transitions:
+            rows = rows[1:]  # the transition row carries the same progress; no need for both
+        for row in rows:
+            await cpstore.write(self.conn, self.target_db, row)
+        if time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
+            await cpstore.prune_progress(self.conn, self.target_db, base.move_name)
+            self._last_prune = time.monotonic()
+        faults.hit("writer.before_commit")
+        await self.conn.commit()
+        faults.hit("writer.after_commit")
+        self.checkpoint = base
+        self.committed_position = self.position
+        done, self.committed = self.committed, anyio.Event()
+        done.set()
+        await self._begin()

@@ -1,0 +1,201 @@
+"""The ``tablemover`` command line.
+
+Exit codes: 0 done; 1 runtime failure (resumable: run again); 2 bad config or failed preflight
+(nothing was changed); 3 refused for safety (an operator must decide).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anyio
+
+from tablemover import __version__, log
+from tablemover import checkpoint as cpstore
+from tablemover.config import Config, example_config, load_config
+from tablemover.db import close, connect
+from tablemover.errors import TablemoverError
+
+EXIT_HELP = """\
+exit codes:
+  0  done
+  1  runtime failure; the checkpoint is intact, run the same command again to resume
+  2  bad configuration or failed preflight; nothing was changed on either server
+  3  refused for safety; the message says what was found and what an operator must decide
+"""
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-c",
+        "--config",
+        required=True,
+        metavar="FILE",
+        help="move configuration (TOML); any key can be overridden by TABLEMOVER_<SECTION>__<KEY>",
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from tablemover.move import Move
+
+    config = load_config(args.config)
+    result = anyio.run(Move(config).run)
+    log.event(
+        result.message,
+        state=result.state.value,
+        rows_copied=result.rows_copied,
+        events_applied=result.events_applied,
+    )
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from tablemover.preflight import preflight
+
+    config = load_config(args.config)
+    report = anyio.run(preflight, config)
+    state = report.checkpoint.state.value if report.checkpoint else "new move"
+    print(
+        f"preflight passed: source {report.source_info.version}, target {report.target_info.version}; "
+        f"{len(report.schemas)} table(s); {state}"
+    )
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    status = anyio.run(_status_from_checkpoint, config)
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True, default=str))
+    elif status["state"] is None:
+        print(f"move {config.move.name}: no checkpoint on the target; the move has not started")
+    else:
+        print(f"move {status['move']}: {status['state']}  applied_gtid={status['applied_gtid']}")
+        for table, p in status["tables"].items():
+            print(f"  {table}: {p['rows_copied']} rows copied{' (done)' if p['done'] else ''}")
+    return 0
+
+
+async def _status_from_checkpoint(config: Config) -> dict[str, Any]:
+    conn = await connect(config.target, "target")
+    try:
+        cp = await cpstore.latest(conn, config.move.effective_target_database, config.move.name)
+    finally:
+        await close(conn)
+    if cp is None:
+        return {"move": config.move.name, "state": None, "source": "checkpoint"}
+    return {
+        "move": cp.move_name,
+        "state": cp.state.value,
+        "source": "checkpoint",
+        "applied_gtid": cp.applied_gtid,
+        "drain_gtid": cp.drain_gtid,
+        "rows_copied": cp.rows_copied,
+        "events_applied": cp.events_applied,
+        "hook_attempts": cp.hook_attempts,
+        "checkpoint_at": cp.created_at,
+        "writer": cp.writer,
+        "tables": {t: {"rows_copied": p.rows_copied, "done": p.done} for t, p in cp.progress.items()},
+    }
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from tablemover.verify import print_report, verify
+
+    config = load_config(args.config)
+    report = anyio.run(verify, config)
+    print_report(report, as_json=args.json)
+    return 0 if report.equal else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="tablemover",
+        description=(
+            "Move live MySQL/MariaDB tables from a source primary to a target primary: copy in "
+            "chunks while applying the source binlog, then cut over with an atomic RENAME on the "
+            "source. Every step is checkpointed on the target, so a killed daemon resumes."
+        ),
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"tablemover {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-format",
+        default="auto",
+        choices=["auto", "json", "text"],
+        help="auto = JSON lines when stderr is not a terminal or under systemd, text otherwise",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str, description: str) -> Any:
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=description,
+            epilog=EXIT_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.set_defaults(func=func)
+        _add_config(p)
+        return p
+
+    add(
+        "run",
+        _cmd_run,
+        "start the move, or resume it from the target's checkpoint",
+        "Run preflight checks, then start the move or resume it from the newest checkpoint row on "
+        "the target. Runs until the move reaches its final state.\n\nExample configuration:\n\n"
+        + example_config(),
+    )
+    add(
+        "check",
+        _cmd_check,
+        "run the preflight checks only; changes nothing",
+        "Connect to both servers and run every preflight check (privileges, binlog settings, keys, "
+        "foreign keys, triggers, target tables) without changing anything. Exit 0 when the move "
+        "could start, 2 with the list of problems otherwise.",
+    )
+    status = add(
+        "status",
+        _cmd_status,
+        "show the move's state and progress",
+        "Show state, per-table progress and applied GTID, read from the checkpoint table on the target.",
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    verify = add(
+        "verify",
+        _cmd_verify,
+        "compare source and target tables with chunked checksums",
+        "Compare every moved table chunk by chunk (row count and checksum over all columns) between "
+        "the source (the renamed tables after cutover) and the target. Exit 0 only when equal; "
+        "otherwise the differing key ranges and keys are listed. Run it while writes are stopped or "
+        "after cutover: during COPYING live writes show up as differences.",
+    )
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tablemover`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    log.setup(args.log_level, None if args.log_format == "auto" else args.log_format == "json")
+    try:
+        return int(args.func(args))
+    except TablemoverError as exc:
+        print(f"tablemover: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tablemover: interrupted", file=sys.stderr)
+        return 1
+    except Exception:
+        log.logger.log(logging.ERROR, "unexpected error (a bug: please report it)", exc_info=True)
+        return 1

@@ -1,0 +1,130 @@
+"""Turn the binlog library's decoded row images into rows our writer can insert verbatim.
+
+Row images are mapped to columns by *ordinal* against our own inspection of the table, because the
+binlog carries column names, charsets, signedness and enum members only with
+``binlog_row_metadata=FULL``. Each fix-up below exists because of a case where the library's value
+would not round-trip without the metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pymysql.charset
+
+from tablemover.changes import Row
+from tablemover.errors import SchemaChanged
+from tablemover.schema import Column, TableSchema
+
+Fix = Callable[[Any], Any]
+
+# The library returns None for values it cannot represent in Python; these are not NULLs.
+_NOT_NULL = {
+    "empty set": "",
+    "out of date range": "0000-00-00",
+    "out of datetime range": "0000-00-00 00:00:00",
+    "out of datetime2 range": "0000-00-00 00:00:00",
+}
+
+
+def _bit(v: Any) -> Any:
+    # The library renders BIT(n) as a string of '0'/'1'; the server accepts the integer.
+    return int(v, 2) if isinstance(v, str) else v
+
+
+def _set(order: Sequence[str]) -> Fix:
+    position = {name: i for i, name in enumerate(order)}
+
+    def fix(v: Any) -> Any:
+        # A Python set has no order; the server wants "a,b" (an int bitmask passes as is).
+        if isinstance(v, set | frozenset):
+            return ",".join(sorted(v, key=lambda m: position.get(m, len(position))))
+        return v
+
+    return fix
+
+
+def _json_value(v: Any) -> Any:
+    # Only MySQL reports DATA_TYPE 'json' (MariaDB's JSON is LONGTEXT and arrives as text); MySQL's
+    # binary JSON is decoded by the library into Python objects, which we serialise back.
+    return None if v is None else json.dumps(_debytes(v))
+
+
+def _debytes(obj: Any) -> Any:
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "surrogateescape")
+    if isinstance(obj, dict):
+        return {_debytes(k): _debytes(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_debytes(v) for v in obj]
+    return obj
+
+
+def _text_key(charset: str | None) -> Fix:
+    # Binlog strings arrive as raw bytes (see stream.py). Key columns are decoded so that
+    # `WHERE key IN (...)` compares in the column's collation and can use the index; a _binary
+    # literal would force a binary comparison and a full scan.
+    found = pymysql.charset.charset_by_name(charset) if charset else None
+    encoding = found.encoding if found else "utf-8"
+
+    def fix(v: Any) -> Any:
+        return v.decode(encoding) if isinstance(v, bytes) else v
+
+    return fix
+
+
+def _fix_for(column: Column, is_key: bool) -> Fix | None:
+    if is_key and column.is_text:
+        return _text_key(column.charset)
+    if column.data_type == "bit":
+        return _bit
+    if column.data_type == "set":
+        return _set(column.enum_values)
+    if column.data_type == "json":
+        return _json_value
+    return None
+
+
+class RowDecoder:
+    """Maps one table's row images (a dict in column order) to writable-column tuples."""
+
+    def __init__(self, schema: TableSchema) -> None:
+        self.schema = schema
+        self.width = len(schema.columns)
+        self._positions = [c.ordinal for c in schema.writable_columns]
+        key = schema.chunk_key or ()
+        names = [c.name for c in schema.writable_columns]
+        self.key_positions = tuple(names.index(k) for k in key)
+        self._fixes = [
+            (i, fix)
+            for i, c in enumerate(schema.writable_columns)
+            if (fix := _fix_for(c, i in self.key_positions))
+        ]
+
+    def row(self, image: dict[str, Any], none_sources: dict[str, str] | None = None) -> Row:
+        """The writable columns of one row image, fixed up.
+
+        ``none_sources`` is the library's note of *why* a value is None; only a real NULL stays None.
+        """
+        values = list(image.values())
+        if none_sources:
+            names = list(image)
+            for name, why in none_sources.items():
+                restored = _NOT_NULL.get(why)
+                if restored is not None:
+                    values[names.index(name)] = restored
+        if len(values) != self.width:
+            raise SchemaChanged(
+                f"binlog row for {self.schema.qualified_name} has {len(values)} columns, we know "
+                f"{self.width}: the table was altered during the move. Restart the move from scratch."
+            )
+        out = [values[p] for p in self._positions]
+        for i, fix in self._fixes:
+            out[i] = fix(out[i])
+        return tuple(out)
+
+    def key(self, row: Row) -> tuple[Any, ...]:
+        """The chunk-key values of a decoded row."""
+        return tuple(row[p] for p in self.key_positions)

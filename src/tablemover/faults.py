@@ -1,0 +1,33 @@
+"""Test-only fault injection: SIGKILL ourselves at a named point.
+
+``TABLEMOVER_FAULTS="writer.after_commit:5,cutover.after_rename"`` kills the process the 5th time
+the writer passes ``writer.after_commit`` (or the 1st time for the rename point). The environment is
+read once at import; in production the variable is unset and :func:`hit` is one dict lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+_COUNTS: dict[str, int] = {}
+
+
+def _parse(spec: str) -> dict[str, int]:
+    points: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, nth = part.partition(":")
+        points[name] = int(nth) if nth else 1
+    return points
+
+
+_ARMED = _parse(os.environ.get("TABLEMOVER_FAULTS", ""))
+
+
+def hit(point: str) -> None:
+    """Die with SIGKILL if ``point`` is armed and this is its n-th pass."""
+    if not _ARMED or point not in _ARMED:
+        return
+    _COUNTS[point] = _COUNTS.get(point, 0) + 1
+    if _COUNTS[point] >= _ARMED[point]:
+        os.kill(os.getpid(), signal.SIGKILL)

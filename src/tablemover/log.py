@@ -1,0 +1,62 @@
+"""The one logger: JSON lines under systemd or when piped, readable text on a terminal.
+
+Structured fields are passed as ``extra={"fields": {...}}`` via :func:`event`, so a JSON consumer
+(journald, Loki) gets them as keys instead of parsing a sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+logger = logging.getLogger("tablemover")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": round(record.created, 6),
+            "level": record.levelname.lower(),
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            out.update(fields)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, sort_keys=False)
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        fields = getattr(record, "fields", None) or {}
+        tail = " ".join(f"{k}={v}" for k, v in fields.items())
+        text = f"{stamp} {record.levelname:<7} {record.getMessage()}" + (f"  {tail}" if tail else "")
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def wants_json() -> bool:
+    """JSON when stderr is not a terminal or when journald owns stderr."""
+    return bool(os.environ.get("JOURNAL_STREAM")) or not sys.stderr.isatty()
+
+
+def setup(level: str = "INFO", json_lines: bool | None = None) -> None:
+    """Configure the tablemover logger once per process."""
+    handler = logging.StreamHandler(sys.stderr)
+    use_json = wants_json() if json_lines is None else json_lines
+    handler.setFormatter(_JsonFormatter() if use_json else _TextFormatter())
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
+def event(msg: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log ``msg`` with structured ``fields``."""
+    logger.log(level, msg, extra={"fields": fields})

@@ -1,0 +1,409 @@
+"""Tail the source binlog from a GTID position in a worker thread and hand batches to the writer.
+
+mysql-replication is synchronous, so its reader runs in a thread that feeds a bounded anyio memory
+stream: when the writer falls behind, the thread blocks on ``send`` and stops reading (back-pressure),
+so memory stays bounded however far behind we are.
+
+Three things the library does that we must not let happen:
+* on error 2006/2013 it silently reconnects *at the original start position*; we refuse that and
+  reconnect ourselves at the last commit boundary we saw, counting attempts and giving up after a bound;
+* it decodes strings with a guessed charset when the binlog carries none (binlog_row_metadata=MINIMAL),
+  which fails or corrupts non-utf8 data; we take the raw bytes and let the target reinterpret them;
+* it decodes negative TIME values with fractional seconds wrongly;
+* without FULL metadata it knows no ENUM/SET members nor signedness and returns None or wrong
+  values; we fill those in from our own inspection before a row event is decoded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import pymysql
+from anyio.streams.memory import MemoryObjectSendStream
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.event import (
+    GtidEvent,
+    HeartbeatLogEvent,
+    MariadbGtidEvent,
+    QueryEvent,
+    RotateEvent,
+    XidEvent,
+)
+from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+from tablemover import gtid
+from tablemover.changes import Commit, Op, RowChange, StreamBatch
+from tablemover.config import ServerSection
+from tablemover.decode import RowDecoder
+from tablemover.errors import SchemaChanged, StreamError
+from tablemover.flavor import Flavor
+from tablemover.log import event
+
+MARIADB_GTID_FL_STANDALONE = 0x01
+
+
+def _raw_string(self: Any, size: int, column: Any) -> bytes:
+    # Raw bytes are exact in every charset: the writer sends them as _binary literals and the
+    # target stores them unconverted. Decoding here could only lose information.
+    return bytes(self.packet.read_length_coded_pascal_string(size))
+
+
+def _time2(self: Any, column: Any) -> dt.timedelta:
+    # MySQL's TIME2 packs the integer part and the fraction as one big-endian value with an offset,
+    # negative values in two's complement across both parts (sql/my_time.cc,
+    # my_time_packed_from_binary); the library negates only the integer part.
+    fsp = column.fsp or 0
+    frac_bytes = (fsp + 1) // 2
+    raw = self.packet.read(3 + frac_bytes)
+    if frac_bytes == 3:
+        packed = int.from_bytes(raw, "big") - 0x800000000000
+    else:
+        intpart = int.from_bytes(raw[:3], "big") - 0x800000
+        frac = int.from_bytes(raw[3:], "big") if frac_bytes else 0  # unsigned, as MySQL reads it
+        scale = {0: 0, 1: 0x100, 2: 0x10000}[frac_bytes]
+        if intpart < 0 and frac:
+            intpart += 1
+            frac -= scale
+        packed = (intpart << 24) + frac * (10000 if frac_bytes == 1 else 100)
+    sign = -1 if packed < 0 else 1
+    packed = abs(packed)
+    hms, micro = packed >> 24, packed & 0xFFFFFF
+    hours, minutes, seconds = (hms >> 12) & 0x3FF, (hms >> 6) & 0x3F, hms & 0x3F
+    return sign * dt.timedelta(hours=hours, minutes=minutes, seconds=seconds, microseconds=micro)
+
+
+RowsEvent._RowsEvent__read_string = _raw_string
+RowsEvent._RowsEvent__read_time2 = _time2
+
+_original_connect = BinLogStreamReader._BinLogStreamReader__connect_to_stream
+
+
+class StreamLost(Exception):
+    """The binlog connection dropped; we reconnect ourselves at the last commit boundary."""
+
+
+class _Reader(BinLogStreamReader):  # type: ignore[misc]
+    """A reader that connects once and raises instead of silently reconnecting."""
+
+    _tm_connected = False
+
+    def _BinLogStreamReader__connect_to_stream(self) -> None:
+        if self._tm_connected:
+            raise StreamLost("binlog connection lost")
+        self._tm_connected = True
+        _original_connect(self)
+
+
+_DDL_VERBS = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(ALTER|DROP|TRUNCATE|RENAME|CREATE)\b", re.I | re.S)
+
+
+@dataclass
+class Translator:
+    """Turns binlog events into row changes and commit markers; pure, no I/O.
+
+    A transaction's GTID is emitted as a :class:`Commit` only at its commit boundary (Xid, COMMIT,
+    or the end of a standalone statement such as DDL), never at its GTID event: the writer may only
+    count a transaction as applied once all of its rows are (spec rule 6).
+    """
+
+    database: str
+    decoders: Mapping[str, RowDecoder]
+    flavor: Flavor
+    own_rename_tag: str  # the comment our cutover RENAME carries; not a foreign DDL
+    position: gtid.GtidPosition  # through the last commit boundary seen
+    items: list[RowChange | Commit] = field(default_factory=list)
+    events: int = 0
+    _gtid: str | None = None
+    _standalone: bool = False
+    _last_commit_index: int = 0  # items[:this] end at a commit boundary
+
+    def gtid_event(self, gtid_text: str, standalone: bool) -> None:
+        """A transaction starts."""
+        self.events += 1
+        self._gtid = gtid_text
+        # MySQL writes BEGIN after the GTID for multi-statement transactions; MariaDB flags
+        # standalone (DDL) groups instead. Assume standalone until BEGIN says otherwise on MySQL.
+        self._standalone = standalone
+
+    def query_event(self, query: str, schema: str) -> None:
+        """BEGIN, COMMIT, ROLLBACK or a statement (DDL) that is its own transaction."""
+        self.events += 1
+        text = query.strip().rstrip(";").strip().upper()
+        if text in ("BEGIN", "START TRANSACTION"):
+            self._standalone = False
+            return
+        if text in ("COMMIT", "ROLLBACK"):
+            self._commit()
+            return
+        self._check_ddl(query, schema)
+        if self._standalone:
+            self._commit()
+
+    def xid_event(self) -> None:
+        """An InnoDB transaction committed."""
+        self.events += 1
+        self._commit()
+
+    def rows_event(self, table: str, op: Op, rows: list[dict[str, Any]]) -> None:
+        """Row images of one row event; ``table`` is known to be a moved table."""
+        self.events += 1
+        decoder = self.decoders[table]
+        if op is Op.INSERT:
+            self.items.extend(
+                RowChange(table, op, None, decoder.row(r["values"], r.get("none_sources"))) for r in rows
+            )
+        elif op is Op.DELETE:
+            self.items.extend(
+                RowChange(table, op, decoder.row(r["values"], r.get("none_sources")), None) for r in rows
+            )
+        else:
+            self.items.extend(
+                RowChange(
+                    table,
+                    op,
+                    decoder.row(r["before_values"], r.get("before_none_sources")),
+                    decoder.row(r["after_values"], r.get("after_none_sources")),
+                )
+                for r in rows
+            )
+
+    def _commit(self) -> None:
+        if self._gtid is None:
+            # Events before the first GTID we see belong to a transaction that started before our
+            # start position; they were covered by it.
+            return
+        self.items.append(Commit(self._gtid))
+        self.position = gtid.advance(self.position, self._gtid)
+        self._gtid = None
+        self._last_commit_index = len(self.items)
+
+    def _check_ddl(self, query: str, schema: str) -> None:
+        if not _DDL_VERBS.match(query) or self.own_rename_tag in query:
+            return
+        for table in self.decoders:
+            pattern = rf"(?<![\w$]){re.escape(table)}(?![\w$])"
+            if re.search(pattern, query) and (schema == self.database or self.database in query):
+                raise SchemaChanged(
+                    f"DDL on moved table {self.database}.{table} arrived in the binlog: {query[:200]!r}. "
+                    "tablemover cannot follow schema changes (and TRUNCATE writes no row events), so the "
+                    "target would diverge. Drop the target tables and the checkpoint "
+                    "(`tablemover cleanup`) and start the move again after the schema change."
+                )
+
+    @property
+    def pending_complete(self) -> int:
+        """How many buffered items end at a commit boundary (safe to hand over as a unit)."""
+        return self._last_commit_index
+
+    def take(self, *, partial: bool = False) -> StreamBatch | None:
+        """Hand over buffered items: through the last commit, or everything when ``partial``."""
+        cut = len(self.items) if partial else self._last_commit_index
+        if cut == 0 and self.events == 0:
+            return None
+        batch = StreamBatch(self.items[:cut], self.events)
+        del self.items[:cut]
+        self._last_commit_index = 0 if partial else self._last_commit_index - cut
+        self.events = 0
+        return batch
+
+    def rewind(self) -> None:
+        """Forget a half-read transaction after a reconnect; it is read again from its start."""
+        del self.items[self._last_commit_index :]
+        self._gtid = None
+
+
+@dataclass
+class StreamSettings:
+    """Everything the stream thread needs, captured before it starts."""
+
+    server: ServerSection
+    flavor: Flavor
+    server_id: int
+    database: str
+    own_rename_tag: str
+    heartbeat_s: float = 0.05
+    max_reconnects: int = 10
+    batch_items: int = 2000
+    batch_age_s: float = 0.005
+
+
+class BinlogStream:
+    """Runs the reader thread; stop it with :meth:`stop`."""
+
+    def __init__(
+        self,
+        settings: StreamSettings,
+        decoders: Mapping[str, RowDecoder],
+        start: gtid.GtidPosition,
+        send: MemoryObjectSendStream[StreamBatch],
+    ) -> None:
+        self.settings = settings
+        self.translator = Translator(
+            settings.database, decoders, settings.flavor, settings.own_rename_tag, start
+        )
+        self._send = send
+        self._stop = threading.Event()
+        self._reader: _Reader | None = None
+        self.reconnects = 0
+
+    async def close_sender(self) -> None:
+        """Close our end of the writer's inbox (the writer ends when every sender has closed)."""
+        await self._send.aclose()
+
+    def stop(self) -> None:
+        """Ask the thread to finish; a blocked read is broken by closing its connection."""
+        self._stop.set()
+        reader = self._reader
+        if reader is not None:
+            with contextlib.suppress(AttributeError, OSError):
+                reader._stream_connection._sock.shutdown(2)
+
+    def _open(self) -> _Reader:
+        s = self.settings
+        conn: dict[str, Any] = {
+            "user": s.server.user,
+            "password": s.server.resolved_password(),
+            "connect_timeout": s.server.connect_timeout_s,
+            "charset": "utf8mb4",
+        }
+        if s.server.socket:
+            conn["unix_socket"] = s.server.socket
+        else:
+            conn["host"], conn["port"] = s.server.host, s.server.port
+        is_mariadb = s.flavor is Flavor.MARIADB
+        return _Reader(
+            connection_settings=conn,
+            server_id=s.server_id,
+            blocking=True,
+            resume_stream=True,
+            is_mariadb=is_mariadb,
+            auto_position=str(self.translator.position),
+            only_events=[
+                MariadbGtidEvent if is_mariadb else GtidEvent,
+                QueryEvent,
+                XidEvent,
+                WriteRowsEvent,
+                UpdateRowsEvent,
+                DeleteRowsEvent,
+                HeartbeatLogEvent,
+                RotateEvent,
+            ],
+            only_schemas=None,
+            only_tables=None,
+            slave_heartbeat=s.heartbeat_s,
+            enable_logging=False,
+            use_column_name_cache=True,
+        )
+
+    def run(self) -> None:
+        """Thread body: read, translate, hand over; reconnect within the bound on connection loss."""
+        attempts = 0
+        while not self._stop.is_set():
+            self.translator.rewind()
+            try:
+                self._reader = self._open()
+                self._pump(self._reader)
+                attempts = 0
+            except (StreamLost, pymysql.err.OperationalError, OSError) as exc:
+                if self._stop.is_set():
+                    break
+                attempts += 1
+                self.reconnects += 1
+                event("binlog connection lost; reconnecting", error=str(exc), attempt=attempts)
+                if attempts > self.settings.max_reconnects:
+                    raise StreamError(
+                        f"the binlog stream from {self.settings.server.address} failed {attempts} times in "
+                        f"a row (last error: {exc}). The move is resumable: fix the connection and run again."
+                    ) from exc
+                time.sleep(min(0.1 * 2**attempts, 5.0))
+            finally:
+                if self._reader is not None:
+                    self._reader.close()
+                    self._reader = None
+
+    def _pump(self, reader: _Reader) -> None:
+        tr = self.translator
+        db = self.settings.database
+        tables = tr.decoders
+        first_pending = 0.0
+        filled: set[int] = set()
+        for ev in reader:
+            if self._stop.is_set():
+                return
+            if isinstance(ev, RowsEvent):
+                if ev.schema == db and ev.table in tables:
+                    if id(ev.columns) not in filled:
+                        fill_column_metadata(ev.columns, tables[ev.table])
+                        filled.add(id(ev.columns))
+                    op = (
+                        Op.INSERT
+                        if isinstance(ev, WriteRowsEvent)
+                        else (Op.DELETE if isinstance(ev, DeleteRowsEvent) else Op.UPDATE)
+                    )
+                    tr.rows_event(ev.table, op, ev.rows)
+                else:
+                    tr.events += 1
+            elif isinstance(ev, MariadbGtidEvent):
+                tr.gtid_event(ev.gtid, bool(ev.flags & MARIADB_GTID_FL_STANDALONE))
+            elif isinstance(ev, GtidEvent):
+                tr.gtid_event(ev.gtid, True)
+            elif isinstance(ev, XidEvent):
+                tr.xid_event()
+            elif isinstance(ev, QueryEvent):
+                tr.query_event(_text(ev.query), _text(ev.schema))
+            now = time.monotonic()
+            if tr.items and not first_pending:
+                first_pending = now
+            heartbeat = isinstance(ev, HeartbeatLogEvent)
+            if len(tr.items) >= self.settings.batch_items * 4:
+                # A huge transaction: hand it over in parts; the writer keeps its target
+                # transaction open until the commit marker arrives.
+                self._hand_over(tr.take(partial=True))
+                first_pending = 0.0
+            elif tr.pending_complete and (
+                heartbeat
+                or tr.pending_complete >= self.settings.batch_items
+                or now - first_pending >= self.settings.batch_age_s
+            ):
+                self._hand_over(tr.take())
+                first_pending = time.monotonic() if tr.items else 0.0
+            elif heartbeat and tr.events:
+                # Idle binlog: still report events consumed (other tables) so the position moves.
+                self._hand_over(tr.take())
+
+    def _hand_over(self, batch: StreamBatch | None) -> None:
+        if batch is not None:
+            anyio.from_thread.run(self._send.send, batch)
+
+
+def fill_column_metadata(columns: list[Any], decoder: RowDecoder) -> None:
+    """Give the library's column objects what binlog_row_metadata=MINIMAL leaves out.
+
+    Row events are decoded lazily, on first access to ``.rows``, so filling the shared table-map
+    columns first is enough. Only absent facts are filled: FULL metadata stays authoritative.
+    """
+    for lib_col, ours in zip(columns, decoder.schema.columns, strict=False):
+        if ours.data_type == "enum" and not lib_col.enum_values:
+            lib_col.enum_values = ["", *ours.enum_values]  # index 0 is the invalid-value member ''
+        elif ours.data_type == "set" and not lib_col.set_values:
+            lib_col.set_values = list(ours.enum_values)
+        if ours.int_bits is not None and ours.unsigned:
+            lib_col.unsigned = True
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+
+
+def start_position_sql(flavor: Flavor) -> str:
+    """Query that reads the source's current GTID position (where a new stream starts)."""
+    return "SELECT @@global.gtid_binlog_pos" if flavor is Flavor.MARIADB else "SELECT @@global.gtid_executed"

@@ -1,0 +1,119 @@
+"""Test helpers: exact row comparison and a concurrent write load against the source."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pymysql
+
+from tablemover.local.mariadb import LocalMariaDB
+
+
+def rows(server: LocalMariaDB, database: str, table: str) -> list[tuple[Any, ...]]:
+    """Every row of a table, ordered by all columns' primary key (first column set)."""
+    conn = server.admin(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET time_zone='+00:00'")
+            cur.execute(
+                "SELECT GROUP_CONCAT(CONCAT('`', COLUMN_NAME, '`') ORDER BY SEQ_IN_INDEX) "
+                "FROM information_schema.STATISTICS "
+                "WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s AND INDEX_NAME='PRIMARY'",
+                (database, table),
+            )
+            order = cur.fetchone()[0] or "1"
+            cur.execute(f"SELECT * FROM `{table}` ORDER BY {order}")
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def assert_tables_equal(
+    source: LocalMariaDB, source_db: str, target: LocalMariaDB, target_db: str, tables: dict[str, str]
+) -> None:
+    """Row-for-row equality; ``tables`` maps source table name -> target table name."""
+    for src_table, dst_table in tables.items():
+        src = rows(source, source_db, src_table)
+        dst = rows(target, target_db, dst_table)
+        if src != dst:
+            src_set, dst_set = set(src), set(dst)
+            missing = sorted(src_set - dst_set, key=repr)[:5]
+            extra = sorted(dst_set - src_set, key=repr)[:5]
+            raise AssertionError(
+                f"{src_table}: {len(src)} source rows vs {len(dst)} target rows; "
+                f"missing on target (first 5): {missing}; extra/different on target (first 5): {extra}"
+            )
+
+
+@dataclass
+class WriteLoad:
+    """Random inserts, updates (some changing the primary key), deletes and multi-statement
+    transactions on tables shaped ``(id INT PRIMARY KEY, k INT, v VARCHAR(64))``, in a thread."""
+
+    server: LocalMariaDB
+    database: str
+    tables: list[str]
+    key_space: int = 20_000
+    seed: int = 1
+    pause_s: float = 0.0
+    ops: int = 0
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> WriteLoad:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> int:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        return self.ops
+
+    def _run(self) -> None:
+        rnd = random.Random(self.seed)
+        conn = pymysql.connect(
+            unix_socket=self.server.socket, user="root", database=self.database, autocommit=False
+        )
+        try:
+            cur = conn.cursor()
+            while not self._stop.is_set():
+                try:
+                    for _ in range(rnd.randint(1, 5)):  # a transaction of 1..5 statements
+                        self._one(cur, rnd)
+                    conn.commit()
+                except pymysql.err.MySQLError as exc:
+                    conn.rollback()
+                    if exc.args[0] not in (1062, 1213, 1205):  # dup key / deadlock / lock wait: retry
+                        self.errors.append(str(exc))
+                if self.pause_s:
+                    time.sleep(self.pause_s)
+        finally:
+            conn.close()
+
+    def _one(self, cur: Any, rnd: random.Random) -> None:
+        table = rnd.choice(self.tables)
+        op = rnd.random()
+        key = rnd.randint(1, self.key_space)
+        if op < 0.35:
+            cur.execute(
+                f"INSERT INTO `{table}` (id, k, v) VALUES (%s, %s, %s) ON DUPLICATE KEY UPDATE v=VALUES(v)",
+                (key, rnd.randint(0, 1000), f"ins-{rnd.random()}"),
+            )
+        elif op < 0.65:
+            cur.execute(f"UPDATE `{table}` SET v=%s, k=k+1 WHERE id=%s", (f"upd-{rnd.random()}", key))
+        elif op < 0.75:
+            new_key = rnd.randint(self.key_space + 1, self.key_space * 2)
+            cur.execute(f"UPDATE IGNORE `{table}` SET id=%s WHERE id=%s", (new_key, key))
+        elif op < 0.9:
+            cur.execute(f"DELETE FROM `{table}` WHERE id=%s", (key,))
+        else:
+            lo = rnd.randint(1, self.key_space)
+            cur.execute(f"UPDATE `{table}` SET k=k+1 WHERE id BETWEEN %s AND %s", (lo, lo + 20))
+        self.ops += 1
