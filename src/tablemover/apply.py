@@ -44,31 +44,63 @@ class Transition:
     written: anyio.Event = field(default_factory=anyio.Event)
 
 
-@dataclass
-class _Plan:
-    """Primitive operations in order: ("upsert"|"delete", table, row-or-key)."""
+class NetPlan:
+    """The net effect of a run of row changes, per row key, ready to be written in few statements.
 
-    ops: list[tuple[str, str, Row]] = field(default_factory=list)
+    Within one target transaction only the final state of each key matters: a later change to a
+    key supersedes earlier ones. Rows are identified by the chunk key and foreign keys are refused,
+    so for a table whose only unique index is that key, net changes on different keys commute and
+    each table needs one DELETE and one REPLACE per batch. A table with further unique keys keeps
+    its changes in the order of each key's *last* change: a REPLACE that evicts a row over a
+    secondary unique key only evicts a row whose own final image comes later and restores it.
+    """
 
-    def add(self, change: RowChange, decoder: RowDecoder) -> None:
+    def __init__(self, decoders: dict[str, RowDecoder], commutative: frozenset[str]) -> None:
+        self._decoders = decoders
+        self._commutative = commutative
+        self._net: dict[tuple[str, tuple[Any, ...]], tuple[str, Row]] = {}
+
+    def __len__(self) -> int:
+        return len(self._net)
+
+    def add(self, change: RowChange) -> None:
+        """Fold one change into the plan."""
+        decoder = self._decoders[change.table]
         if change.op is Op.INSERT:
             assert change.after is not None
-            self.ops.append(("upsert", change.table, change.after))
+            self._put(change.table, decoder.key(change.after), "upsert", change.after)
         elif change.op is Op.DELETE:
             assert change.before is not None
-            self.ops.append(("delete", change.table, decoder.key(change.before)))
+            key = decoder.key(change.before)
+            self._put(change.table, key, "delete", key)
         else:
             assert change.before is not None and change.after is not None
             old_key, new_key = decoder.key(change.before), decoder.key(change.after)
             if old_key != new_key:
-                self.ops.append(("delete", change.table, old_key))
-            self.ops.append(("upsert", change.table, change.after))
+                self._put(change.table, old_key, "delete", old_key)
+            self._put(change.table, new_key, "upsert", change.after)
+
+    def _put(self, table: str, key: tuple[Any, ...], kind: str, payload: Row) -> None:
+        # pop + insert moves the key to the end: dict order is the order of last changes.
+        self._net.pop((table, key), None)
+        self._net[(table, key)] = (kind, payload)
 
     def groups(self) -> Iterable[tuple[str, str, list[Row]]]:
-        """Runs of the same operation on the same table, in order."""
+        """(kind, table, rows-or-keys) statements to run, in a correct order."""
+        per_table: dict[tuple[str, str], list[Row]] = {}
+        ordered: list[tuple[str, str, Row]] = []
+        for (table, _key), (kind, payload) in self._net.items():
+            if table in self._commutative:
+                per_table.setdefault((kind, table), []).append(payload)
+            else:
+                ordered.append((kind, table, payload))
+        for kind in ("delete", "upsert"):
+            for (k, table), rows in per_table.items():
+                if k == kind:
+                    yield kind, table, rows
         run: list[Row] = []
         current: tuple[str, str] | None = None
-        for kind, table, payload in self.ops:
+        for kind, table, payload in ordered:
             if (kind, table) != current:
                 if current is not None:
                     yield current[0], current[1], run
@@ -100,6 +132,7 @@ class TargetWriter:
         self.progress = dict(resume_from.progress)
         self.events_applied = resume_from.events_applied
         self.rows_written = 0
+        self.commits = 0
         self.committed = anyio.Event()  # replaced after every commit; wait on it for progress
         self._insert_sql = {
             t: sql.insert_rows(target_db, t, [c.name for c in s.writable_columns], 1, verb="INSERT IGNORE")
@@ -110,6 +143,9 @@ class TargetWriter:
             for t, s in schemas.items()
         }
         self._last_prune = time.monotonic()
+        self._commutative = frozenset(
+            t for t, schema in schemas.items() if sum(1 for i in schema.indexes if i.unique) == 1
+        )
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -166,21 +202,21 @@ class TargetWriter:
     # --- applying -------------------------------------------------------------------------------
 
     async def _apply_batch(self, batch: StreamBatch, in_source_txn: bool) -> bool:
-        plan = _Plan()
+        # One plan for the whole batch: the target commits only at the batch's end anyway, so
+        # only the net effect at that point has to be right.
+        plan = NetPlan(self.decoders, self._commutative)
         for item in batch.items:
             if isinstance(item, Commit):
-                await self._execute_plan(plan)
-                plan = _Plan()
                 self.position = gtid.advance(self.position, item.gtid)
                 in_source_txn = False
             else:
-                plan.add(item, self.decoders[item.table])
+                plan.add(item)
                 in_source_txn = True
         await self._execute_plan(plan)
         self.events_applied += batch.events
         return in_source_txn
 
-    async def _execute_plan(self, plan: _Plan) -> None:
+    async def _execute_plan(self, plan: NetPlan) -> None:
         async with self.conn.cursor() as cur:
             for kind, table, rows in plan.groups():
                 if kind == "upsert":
@@ -239,6 +275,7 @@ class TargetWriter:
         await self.conn.commit()
         faults.hit("writer.after_commit")
         self.checkpoint = base
+        self.commits += 1
         self.committed_position = self.position
         done, self.committed = self.committed, anyio.Event()
         done.set()

@@ -7,8 +7,10 @@ Exit codes: 0 done; 1 runtime failure (resumable: run again); 2 bad config or fa
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -40,11 +42,30 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _dump_tasks() -> None:
+    # SIGUSR1: log where every task waits (the chain of awaited coroutines), to diagnose a daemon
+    # that seems stuck without stopping it.
+    for task in asyncio.all_tasks():
+        frames: list[str] = []
+        awaited: Any = task.get_coro()
+        while awaited is not None:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                frames.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        log.event("task stack", task=task.get_name(), stack=" <- ".join(reversed(frames)))
+
+
+async def _run_move(config: Config) -> Any:
     from tablemover.move import Move
 
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
+    return await Move(config).run()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    result = anyio.run(Move(config).run)
+    result = anyio.run(_run_move, config)
     log.event(
         result.message,
         state=result.state.value,

@@ -16,17 +16,21 @@ from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
+from asyncmy.errors import MySQLError
 
 from tablemover import sql
 from tablemover.changes import CopyChunk, WorkItem
 from tablemover.checkpoint import TableProgress
-from tablemover.db import query
+from tablemover.db import ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT, error_code, execute, query
 from tablemover.keycodec import KeyValue
+from tablemover.log import event
 from tablemover.schema import TableSchema
 
 MIN_CHUNK = 50
 MAX_CHUNK = 50_000
 TARGET_CHUNK_S = 0.25  # keeps the shared locks short while amortising round trips
+LOCK_WAIT_S = 10
+MAX_CHUNK_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -74,33 +78,62 @@ class TableCopier:
         """Copy until the table's last chunk is committed on the target."""
         if self.progress.done:
             return
+        # Our locking read must wait for an application transaction rather than kill it, but not
+        # for long: while it waits it already holds locks on the rows it has scanned.
+        await execute(self.conn, f"SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_S}")
         plan = ChunkPlan(self.progress.last_key, self.chunk_size)
         while True:
             await self.wait_allowed()
             started = time.monotonic()
-            await self.conn.begin()
-            try:
-                args = sql.key_after_args(plan.after) if plan.after is not None else None
-                statement = sql.select_chunk(
-                    self.schema.database,
-                    self.schema.name,
-                    self.columns,
-                    self.key,
-                    after=plan.after is not None,
-                    limit=plan.size,
-                )
-                rows = await query(self.conn, statement, args)
-                last = tuple(rows[-1][p] for p in self.key_positions) if rows else plan.after
-                chunk = CopyChunk(self.schema.name, rows, last, done=len(rows) < plan.size)
-                await self.send.send(chunk)
-                await chunk.committed.wait()
-            finally:
-                # Releases the shared locks; only now may source writers touch these rows again.
-                with anyio.CancelScope(shield=True):
-                    await self.conn.rollback()
+            chunk = await self._copy_chunk_with_retry(plan)
             if chunk.error is not None:
                 raise chunk.error
             if chunk.done:
                 return
-            plan = ChunkPlan(last, next_chunk_size(plan.size, time.monotonic() - started, len(rows)))
+            rows = len(chunk.rows)
+            plan = ChunkPlan(chunk.last_key, next_chunk_size(plan.size, time.monotonic() - started, rows))
             self.chunk_size = plan.size
+
+    async def _copy_chunk_with_retry(self, plan: ChunkPlan) -> CopyChunk:
+        for attempt in range(1, MAX_CHUNK_ATTEMPTS + 1):
+            try:
+                return await self._copy_chunk(plan)
+            except MySQLError as exc:
+                # A locking read can be picked as a deadlock victim or time out behind a long
+                # application transaction; InnoDB rolled our read back, so retrying is safe.
+                if (
+                    error_code(exc) not in (ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT)
+                    or attempt == MAX_CHUNK_ATTEMPTS
+                ):
+                    raise
+                event(
+                    "chunk read hit a lock conflict; retrying",
+                    table=self.schema.qualified_name,
+                    error=str(exc.args[1] if len(exc.args) > 1 else exc),
+                    attempt=attempt,
+                )
+                await anyio.sleep(min(0.01 * 2**attempt, 1.0))
+        raise AssertionError("unreachable")
+
+    async def _copy_chunk(self, plan: ChunkPlan) -> CopyChunk:
+        await self.conn.begin()
+        try:
+            args = sql.key_after_args(plan.after) if plan.after is not None else None
+            statement = sql.select_chunk(
+                self.schema.database,
+                self.schema.name,
+                self.columns,
+                self.key,
+                after=plan.after is not None,
+                limit=plan.size,
+            )
+            rows = await query(self.conn, statement, args)
+            last = tuple(rows[-1][p] for p in self.key_positions) if rows else plan.after
+            chunk = CopyChunk(self.schema.name, rows, last, done=len(rows) < plan.size)
+            await self.send.send(chunk)
+            await chunk.committed.wait()
+            return chunk
+        finally:
+            # Releases the shared locks; only now may source writers touch these rows again.
+            with anyio.CancelScope(shield=True):
+                await self.conn.rollback()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncmy
+from asyncmy.constants import FIELD_TYPE
+from asyncmy.converters import conversions
 from asyncmy.errors import MySQLError, OperationalError
 
 from tablemover.config import ServerSection
@@ -37,6 +39,17 @@ ER_NO_SUCH_TABLE = 1146
 ER_TABLE_EXISTS = 1050
 
 
+# Copying reads DATE/DATETIME/TIMESTAMP as the server's text: exact to the microsecond and valid for
+# values Python's datetime cannot hold ('0000-00-00', which asyncmy fails to convert mid-result).
+_TEMPORAL_AS_TEXT = {
+    **conversions,
+    FIELD_TYPE.DATE: str,
+    FIELD_TYPE.DATETIME: str,
+    FIELD_TYPE.TIMESTAMP: str,
+    FIELD_TYPE.NEWDATE: str,
+}
+
+
 class ConnectError(MoveFailed):
     """A server could not be reached or refused our credentials."""
 
@@ -56,6 +69,7 @@ async def connect(
     autocommit: bool = True,
     sql_mode: str | None = None,
     binary_prefix: bool = False,
+    temporal_as_text: bool = False,
 ) -> Any:
     """Open a connection to ``server``; ``role`` ("source"/"target") only serves the messages."""
     kwargs: dict[str, Any] = {
@@ -69,6 +83,8 @@ async def connect(
         # Writers send bytes as _binary'...' so the server stores them unconverted in any charset.
         "binary_prefix": binary_prefix,
     }
+    if temporal_as_text:
+        kwargs["conv"] = _TEMPORAL_AS_TEXT
     if server.socket:
         kwargs["unix_socket"] = server.socket
     else:

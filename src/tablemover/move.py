@@ -7,12 +7,14 @@ machine there, which is all "resume" means.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from asyncmy.errors import MySQLError
 
 from tablemover import checkpoint as cpstore
 from tablemover import gtid
@@ -23,7 +25,9 @@ from tablemover.config import Config
 from tablemover.copy import TableCopier
 from tablemover.db import WRITER_SQL_MODE, close, connect, execute, query_one
 from tablemover.decode import RowDecoder
+from tablemover.errors import MoveFailed, TablemoverError
 from tablemover.flavor import Flavor
+from tablemover import log
 from tablemover.log import event
 from tablemover.machine import MoveMachine, State
 from tablemover.preflight import PreflightReport, preflight
@@ -32,6 +36,7 @@ from tablemover.sql import quote_ident, target_create_statement
 from tablemover.stream import BinlogStream, StreamSettings, start_position_sql
 
 INBOX_SIZE = 64
+PROGRESS_EVERY_S = 5.0
 CAUGHT_UP_LAG_S = 1.0
 MAX_BACKLOG_FOR_CHUNK = 4  # chunks wait for the writer to drain, keeping their shared locks short
 
@@ -59,6 +64,7 @@ class Move:
         self.writer: TargetWriter | None = None
         self._inbox: MemoryObjectSendStream[WorkItem | Transition] | None = None
         self.started = time.monotonic()
+        self.lag_s = 0.0
 
     # --- entry point ----------------------------------------------------------------------------
 
@@ -73,6 +79,12 @@ class Move:
         )
         try:
             return await self._run(report)
+        except BaseExceptionGroup as group:
+            log.logger.debug("move failed", exc_info=True)
+            raise _first_error(group) from group
+        except MySQLError as exc:
+            log.logger.debug("database error", exc_info=True)
+            raise _runtime_failure(exc) from exc
         finally:
             await close(self.source)
             await close(self.target)
@@ -110,8 +122,7 @@ class Move:
                 await execute(self.target, target_create_statement(schema.create_statement, self.target_db))
                 event("created target table", table=f"{self.target_db}.{table}")
         # Rule 1: the stream starts at a position captured before the first chunk is read.
-        row = await query_one(self.source, start_position_sql(self.flavor))
-        start = str(row[0] if row else "").replace("\n", "")
+        start = _one_line(await query_one(self.source, start_position_sql(self.flavor)))
         cp = Checkpoint(
             move_name=self.config.move.name,
             state=State.PREPARED,
@@ -164,7 +175,10 @@ class Move:
                 tg.start_soon(self._run_writer, writer, recv)
                 tg.start_soon(self._run_stream, stream)
                 tg.start_soon(self._copy_tables, writer, send.clone())
+                reporter_done = anyio.Event()
+                tg.start_soon(self._report_progress, writer, send, reporter_done)
                 await self._wait_caught_up(writer)
+                reporter_done.set()
                 stream.stop()
                 send.close()
         finally:
@@ -175,6 +189,27 @@ class Move:
             rows_copied=self.checkpoint.rows_copied,
             events_applied=self.checkpoint.events_applied,
         )
+
+    async def _report_progress(
+        self, writer: TargetWriter, send: MemoryObjectSendStream[Any], done: anyio.Event
+    ) -> None:
+        """Log throughput every few seconds: what an operator tailing the journal wants to see."""
+        last = (time.monotonic(), writer.rows_written, writer.events_applied, writer.commits)
+        while not done.is_set():
+            with anyio.move_on_after(PROGRESS_EVERY_S):
+                await done.wait()
+            now = (time.monotonic(), writer.rows_written, writer.events_applied, writer.commits)
+            elapsed = now[0] - last[0]
+            event(
+                "progress",
+                rows_copied=sum(p.rows_copied for p in writer.progress.values()),
+                rows_written_per_s=round((now[1] - last[1]) / elapsed),
+                events_per_s=round((now[2] - last[2]) / elapsed),
+                commits_per_s=round((now[3] - last[3]) / elapsed),
+                backlog=send.statistics().current_buffer_used,
+                applied_gtid=str(writer.committed_position),
+            )
+            last = now
 
     async def _run_writer(
         self, writer: TargetWriter, recv: MemoryObjectReceiveStream[WorkItem | Transition]
@@ -191,7 +226,7 @@ class Move:
 
     async def _copy_tables(self, writer: TargetWriter, send: MemoryObjectSendStream[WorkItem]) -> None:
         async with send:
-            conn = await connect(self.config.source, "source", autocommit=False)
+            conn = await connect(self.config.source, "source", autocommit=False, temporal_as_text=True)
             try:
                 for table in self.config.move.tables:
                     copier = TableCopier(
@@ -213,22 +248,63 @@ class Move:
                 await writer.committed.wait()
 
     async def _wait_caught_up(self, writer: TargetWriter) -> None:
-        """Return once all copies are committed and the writer covers a source position < 1 s old."""
+        """Return once every table's copy is committed and the apply lag is under a second.
+
+        Lag is measured against the source's own position, sampled every 100 ms: it is the age of
+        the newest sample the committed position covers. So a busy but keeping-up writer passes,
+        and one that only ever catches up to a moving target within exactly a second does not.
+        """
+        samples: deque[tuple[float, gtid.GtidPosition]] = deque()
         while True:
-            if all(writer.checkpoint.progress.get(t, TableProgress()).done for t in self.config.move.tables):
-                row = await query_one(self.source, start_position_sql(self.flavor))
-                wanted = gtid.parse_position(self.flavor, str(row[0] if row else "").replace("\n", ""))
-                deadline = time.monotonic() + CAUGHT_UP_LAG_S
-                while not gtid.covers(writer.committed_position, wanted) and time.monotonic() < deadline:
-                    with anyio.move_on_after(0.05):
-                        await writer.committed.wait()
-                if gtid.covers(writer.committed_position, wanted):
-                    return
-            else:
-                with anyio.move_on_after(0.2):
-                    await writer.committed.wait()
+            row = await query_one(self.source, start_position_sql(self.flavor))
+            samples.append((time.monotonic(), gtid.parse_position(self.flavor, _one_line(row))))
+            covered_at: float | None = None
+            while samples and gtid.covers(writer.committed_position, samples[0][1]):
+                covered_at = samples.popleft()[0]
+            if covered_at is not None:
+                self.lag_s = 0.0 if not samples else time.monotonic() - covered_at
+            copied = all(
+                writer.checkpoint.progress.get(t, TableProgress()).done for t in self.config.move.tables
+            )
+            if copied and covered_at is not None and self.lag_s < CAUGHT_UP_LAG_S:
+                return
+            with anyio.move_on_after(0.1):
+                await writer.committed.wait()
 
     @property
     def rename_tag(self) -> str:
         """The comment our cutover RENAME carries, so the stream can tell it from foreign DDL."""
         return f"tablemover move={self.config.move.name}"
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to report from a task group: ours first, then a database error, then anything."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for exc in leaves:
+        if isinstance(exc, TablemoverError):
+            return exc
+    for exc in leaves:
+        if isinstance(exc, MySQLError):
+            return _runtime_failure(exc)
+    return leaves[0] if leaves else group
+
+
+def _runtime_failure(exc: MySQLError) -> MoveFailed:
+    return MoveFailed(
+        f"database error during the move: {exc}. The checkpoint is intact; run the same command "
+        "again to resume once the cause is fixed."
+    )
+
+
+def _one_line(row: tuple[Any, ...] | None) -> str:
+    # MySQL's gtid_executed contains newlines after commas.
+    return str(row[0] if row and row[0] is not None else "").replace("\n", "")

@@ -53,8 +53,8 @@ class VerifyReport:
 
 async def verify(config: Config) -> VerifyReport:
     """Compare every moved table; the source side is the renamed table once the cutover happened."""
-    source = await connect(config.source, "source")
-    target = await connect(config.target, "target")
+    source = await connect(config.source, "source", temporal_as_text=True)
+    target = await connect(config.target, "target", temporal_as_text=True)
     try:
         reports = []
         for table in config.move.tables:
@@ -90,6 +90,7 @@ async def _verify_table(source: Any, target: Any, schema: TableSchema, table: st
         boundary = await query_one(
             source,
             sql.key_boundary(schema.database, schema.name, key, after=lower is not None, step=VERIFY_CHUNK),
+            sql.key_after_args(lower) if lower is not None else None,
         )
         upper = tuple(boundary) if boundary is not None else None
         args: list[Any] = []
