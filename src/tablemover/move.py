@@ -17,7 +17,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from asyncmy.errors import MySQLError
 
 from tablemover import checkpoint as cpstore
-from tablemover import gtid
+from tablemover import gtid, log
 from tablemover.apply import TargetWriter, Transition
 from tablemover.changes import WorkItem
 from tablemover.checkpoint import Checkpoint, TableProgress
@@ -27,7 +27,6 @@ from tablemover.db import WRITER_SQL_MODE, close, connect, execute, query_one
 from tablemover.decode import RowDecoder
 from tablemover.errors import MoveFailed, TablemoverError
 from tablemover.flavor import Flavor
-from tablemover import log
 from tablemover.log import event
 from tablemover.machine import MoveMachine, State
 from tablemover.preflight import PreflightReport, preflight
