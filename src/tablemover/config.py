@@ -44,6 +44,7 @@ class MoveSection(_Section):
     target_database: str = Field(default="", description="target schema; empty means same as database")
     tables: list[str] = Field(min_length=1, description="tables to move, all from `database`")
     chunk_size: int = Field(default=1000, ge=10, le=100_000, description="rows per copy chunk (start value)")
+    adaptive_chunk_size: bool = True  # grow/shrink chunks towards ~0.25 s each
     postpone_cutover: bool = False
     postpone_flag_file: str = ""
     hooks_dir: str = ""
@@ -253,7 +254,8 @@ name = "orders"                 # [a-z0-9_]{1,32}; names the checkpoint rows and
 database = "app"                # source schema
 target_database = "app"         # default: same as database
 tables = ["orders", "order_items"]
-chunk_size = 1000               # rows per copy chunk (adapted to ~0.5 s per chunk)
+chunk_size = 1000               # rows per copy chunk (start value)
+adaptive_chunk_size = true      # adapt the chunk size towards ~0.25 s per chunk
 postpone_cutover = false        # true: after copy+catch-up, wait for `tablemover cutover`
 postpone_flag_file = ""         # cutover waits while this file exists
 hooks_dir = ""                  # directory of executable hooks

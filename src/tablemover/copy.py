@@ -18,7 +18,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 from asyncmy.errors import MySQLError
 
-from tablemover import sql
+from tablemover import faults, sql
 from tablemover.changes import CopyChunk, WorkItem
 from tablemover.checkpoint import TableProgress
 from tablemover.db import ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT, error_code, execute, query
@@ -60,6 +60,7 @@ class TableCopier:
         chunk_size: int,
         send: MemoryObjectSendStream[WorkItem],
         wait_allowed: Callable[[], Awaitable[None]],
+        adaptive: bool = True,
     ) -> None:
         self.conn = conn
         self.schema = schema
@@ -67,6 +68,7 @@ class TableCopier:
         self.chunk_size = chunk_size
         self.send = send
         self.wait_allowed = wait_allowed
+        self.adaptive = adaptive
         columns = [c.name for c in schema.writable_columns]
         key = schema.chunk_key
         assert key is not None, "preflight refuses tables without a chunk key"
@@ -90,8 +92,10 @@ class TableCopier:
                 raise chunk.error
             if chunk.done:
                 return
-            rows = len(chunk.rows)
-            plan = ChunkPlan(chunk.last_key, next_chunk_size(plan.size, time.monotonic() - started, rows))
+            size = plan.size
+            if self.adaptive:
+                size = next_chunk_size(plan.size, time.monotonic() - started, len(chunk.rows))
+            plan = ChunkPlan(chunk.last_key, size)
             self.chunk_size = plan.size
 
     async def _copy_chunk_with_retry(self, plan: ChunkPlan) -> CopyChunk:
@@ -130,6 +134,7 @@ class TableCopier:
             rows = await query(self.conn, statement, args)
             last = tuple(rows[-1][p] for p in self.key_positions) if rows else plan.after
             chunk = CopyChunk(self.schema.name, rows, last, done=len(rows) < plan.size)
+            await faults.delay("copy.after_read")
             await self.send.send(chunk)
             await chunk.committed.wait()
             return chunk

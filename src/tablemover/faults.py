@@ -1,14 +1,18 @@
 """Test-only fault injection: SIGKILL ourselves at a named point.
 
 ``TABLEMOVER_FAULTS="writer.after_commit:5,cutover.after_rename"`` kills the process the 5th time
-the writer passes ``writer.after_commit`` (or the 1st time for the rename point). The environment is
-read once at import; in production the variable is unset and :func:`hit` is one dict lookup.
+the writer passes ``writer.after_commit`` (or the 1st time for the rename point).
+``TABLEMOVER_DELAYS="copy.after_read:0.05"`` sleeps at a point instead, to widen a race window.
+The environment is read once at import; in production both are unset and each point costs one
+dict lookup.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+
+import anyio
 
 _COUNTS: dict[str, int] = {}
 
@@ -31,3 +35,20 @@ def hit(point: str) -> None:
     _COUNTS[point] = _COUNTS.get(point, 0) + 1
     if _COUNTS[point] >= _ARMED[point]:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _parse_delays(spec: str) -> dict[str, float]:
+    delays: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, seconds = part.partition(":")
+        delays[name] = float(seconds)
+    return delays
+
+
+_DELAYS = _parse_delays(os.environ.get("TABLEMOVER_DELAYS", ""))
+
+
+async def delay(point: str) -> None:
+    """Sleep at ``point`` when ``TABLEMOVER_DELAYS="point:seconds"`` arms it (tests widen races)."""
+    if _DELAYS and point in _DELAYS:
+        await anyio.sleep(_DELAYS[point])

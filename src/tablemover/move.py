@@ -93,7 +93,12 @@ class Move:
         if cp is None:
             cp = await self._prepare()
         else:
-            event("resuming move from checkpoint", state=cp.state.value, applied_gtid=cp.applied_gtid)
+            event(
+                "resuming move from checkpoint",
+                state=cp.state.value,
+                applied_gtid=cp.applied_gtid,
+                progress={t: [p.rows_copied, p.done] for t, p in cp.progress.items()},
+            )
         self.checkpoint = cp
         machine = MoveMachine(cp.state, self._persist)
         if machine.current is State.PREPARED:
@@ -235,6 +240,7 @@ class Move:
                         self.config.move.chunk_size,
                         send,
                         lambda: self._chunk_allowed(writer, send),
+                        adaptive=self.config.move.adaptive_chunk_size,
                     )
                     await copier.run()
                     event("table copied", table=table, rows=writer.progress[table].rows_copied)
