@@ -79,7 +79,10 @@ class MoveSection(_Section):
     def _format_valid(cls, value: str) -> str:
         if "{table}" not in value:
             raise ValueError("must contain {table}, e.g. '_{table}_moved'")
-        sample = value.format(table="t")
+        try:
+            sample = value.format(table="t")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError("may contain only the placeholder {table}") from exc
         if not re.fullmatch(_IDENT, sample) or sample == "t":
             raise ValueError("must produce a plain identifier different from the table name")
         return value
@@ -190,20 +193,22 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         target = raw.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigError(f"[{section}] in the config file is not a table")
-        target[key] = _env_value(value)
+        target[key] = _env_value(var, value) if key in _LIST_KEYS.get(section, ()) else value
 
 
-def _env_value(value: str) -> Any:
-    # Lists (tables) come as JSON or as a comma list; scalars stay strings and pydantic coerces them.
+# Keys whose values are lists: from the environment they come as JSON or as a comma list. Every other
+# value is taken verbatim (a password may contain commas or brackets) and pydantic coerces it.
+_LIST_KEYS = {"move": ("tables",)}
+
+
+def _env_value(var: str, value: str) -> Any:
     stripped = value.strip()
     if stripped.startswith("["):
         try:
             return json.loads(stripped)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"cannot parse list {value!r}: {exc.msg}") from exc
-    if "," in stripped:
-        return [part.strip() for part in stripped.split(",") if part.strip()]
-    return value
+            raise ConfigError(f"{var}: cannot parse the JSON list: {exc.msg}") from exc
+    return [part.strip() for part in stripped.split(",") if part.strip()]
 
 
 def _format_validation_error(exc: ValidationError, origin: str) -> str:

@@ -26,8 +26,8 @@ from tablemover.keycodec import KeyValue
 from tablemover.log import event
 from tablemover.schema import TableSchema
 
-MIN_CHUNK = 50
-MAX_CHUNK = 50_000
+MIN_CHUNK = 10  # the bounds config.py allows for chunk_size
+MAX_CHUNK = 100_000
 TARGET_CHUNK_S = 0.25  # keeps the shared locks short while amortising round trips
 LOCK_WAIT_S = 10
 MAX_CHUNK_ATTEMPTS = 20
@@ -130,6 +130,7 @@ class TableCopier:
                 self.key,
                 after=plan.after is not None,
                 limit=plan.size,
+                lock=True,  # spec rule 3: never copy without the shared lock
             )
             rows = await query(self.conn, statement, args)
             last = tuple(rows[-1][p] for p in self.key_positions) if rows else plan.after

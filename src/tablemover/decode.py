@@ -8,6 +8,7 @@ would not round-trip without the metadata.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -66,13 +67,36 @@ def _text_key(charset: str | None) -> Fix:
     # Binlog strings arrive as raw bytes (see stream.py). Key columns are decoded so that
     # `WHERE key IN (...)` compares in the column's collation and can use the index; a _binary
     # literal would force a binary comparison and a full scan.
-    found = pymysql.charset.charset_by_name(charset) if charset else None
-    encoding = found.encoding if found else "utf-8"
+    encoding = python_codec(charset)
+    if encoding is None:
+        # No Python codec for this charset: keep the bytes, which still match exactly (binary
+        # comparison), only without the index.
+        return lambda v: v
 
     def fix(v: Any) -> Any:
         return v.decode(encoding) if isinstance(v, bytes) else v
 
     return fix
+
+
+# MySQL charset names PyMySQL does not map, or maps wrongly for decoding column bytes.
+_CODECS = {"utf16": "utf-16-be", "utf16le": "utf-16-le", "utf32": "utf-32-be", "ucs2": "utf-16-be"}
+
+
+def python_codec(charset: str | None) -> str | None:
+    """The Python codec for a MySQL character set, or None when Python has none."""
+    if not charset:
+        return "utf-8"
+    if charset in _CODECS:
+        return _CODECS[charset]
+    found = pymysql.charset.charset_by_name(charset)
+    if found is None:
+        return None
+    try:
+        codecs.lookup(found.encoding)
+    except LookupError:
+        return None
+    return str(found.encoding)
 
 
 def _fix_for(column: Column, is_key: bool) -> Fix | None:

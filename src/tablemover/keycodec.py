@@ -8,9 +8,10 @@ Ints stay JSON numbers (Python's json is exact for unsigned 64-bit values).
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 KeyValue = int | str | bytes | Decimal | float | dt.datetime | dt.date | dt.timedelta | None
@@ -47,11 +48,17 @@ def decode_value(obj: Any) -> KeyValue:
     if isinstance(obj, dict) and len(obj) == 1:
         ((tag, raw),) = obj.items()
         if tag == "dec":
-            return Decimal(raw)
+            try:
+                return Decimal(raw)
+            except InvalidOperation as exc:
+                raise ValueError(f"not a decimal key value: {raw!r}") from exc
         if tag == "float":
             return float.fromhex(raw)
         if tag == "b64":
-            return base64.b64decode(raw)
+            try:
+                return base64.b64decode(raw, validate=True)
+            except binascii.Error as exc:
+                raise ValueError(f"not a base64 key value: {raw!r}") from exc
         if tag == "dt":
             return dt.datetime.fromisoformat(raw)
         if tag == "date":

@@ -111,7 +111,10 @@ def target_create_statement(show_create: str, database: str) -> str:
     The AUTO_INCREMENT counter is dropped: the copied rows set it, and a stale counter from the
     source's snapshot would be misleading. The table name is qualified with the target schema.
     """
-    text = _AUTO_INCREMENT_OPTION.sub("", show_create, count=1)
+    # Only the table options (the last line, after the closing parenthesis) carry the counter; a
+    # column's DEFAULT or COMMENT may contain the same text.
+    head, sep, options = show_create.rpartition("\n)")
+    text = head + sep + _AUTO_INCREMENT_OPTION.sub("", options, count=1) if sep else show_create
     match = re.match(r"CREATE TABLE (`(?:[^`]|``)+`)", text)
     if match is None:
         raise ValueError("not a CREATE TABLE statement")

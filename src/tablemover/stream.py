@@ -81,8 +81,35 @@ def _time2(self: Any, column: Any) -> dt.timedelta:
     return sign * dt.timedelta(hours=hours, minutes=minutes, seconds=seconds, microseconds=micro)
 
 
+def _date(self: Any) -> dt.date | str:
+    # The library turns any date with a zero part into None ("out of date range"); MariaDB's default
+    # sql_mode stores '2024-05-00' and '0000-00-00' happily, and we must write back exactly that.
+    raw = self.packet.read_uint24()
+    year, month, day = raw >> 9, (raw >> 5) & 0x0F, raw & 0x1F
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        return f"{year:04d}-{month:02d}-{day:02d}"
+
+
+def _datetime2(self: Any, column: Any) -> dt.datetime | str:
+    # Same as _date for DATETIME(n): values with zero parts come back as the server's text.
+    data = int.from_bytes(self.packet.read(5), "big")
+    year, month = divmod((data >> 22) & 0x1FFFF, 13)
+    day, hour = (data >> 17) & 0x1F, (data >> 12) & 0x1F
+    minute, second = (data >> 6) & 0x3F, data & 0x3F
+    micro = self._RowsEvent__read_fsp(column)
+    try:
+        return dt.datetime(year, month, day, hour, minute, second, micro)
+    except ValueError:
+        text = f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
+        return text + (f".{micro:06d}"[: column.fsp + 1] if column.fsp else "")
+
+
 RowsEvent._RowsEvent__read_string = _raw_string
 RowsEvent._RowsEvent__read_time2 = _time2
+RowsEvent._RowsEvent__read_date = _date
+RowsEvent._RowsEvent__read_datetime2 = _datetime2
 
 _original_connect = BinLogStreamReader._BinLogStreamReader__connect_to_stream
 
@@ -103,7 +130,10 @@ class _Reader(BinLogStreamReader):  # type: ignore[misc]
         _original_connect(self)
 
 
-_DDL_VERBS = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(ALTER|DROP|TRUNCATE|RENAME|CREATE)\b", re.I | re.S)
+# Leading comments of any of the three kinds may precede the verb.
+_DDL_VERBS = re.compile(
+    r"^\s*(?:(?:/\*.*?\*/|--[^\n]*\n|#[^\n]*\n)\s*)*(ALTER|DROP|TRUNCATE|RENAME|CREATE)\b", re.I | re.S
+)
 
 
 @dataclass
@@ -190,8 +220,13 @@ class Translator:
         if not _DDL_VERBS.match(query) or self.own_rename_tag in query:
             return
         for table in self.decoders:
-            pattern = rf"(?<![\w$]){re.escape(table)}(?![\w$])"
-            if re.search(pattern, query) and (schema == self.database or self.database in query):
+            # `db`.`table`, db.table or a bare table name (then the statement's default schema counts).
+            pattern = (
+                r"(?:(?:`((?:[^`]|``)+)`|([\w$]+))\s*\.\s*)?"
+                rf"(?<![\w$`])`?{re.escape(table)}`?(?![\w$])"
+            )
+            hits = [m.group(1) or m.group(2) or schema for m in re.finditer(pattern, query)]
+            if self.database in hits:
                 raise SchemaChanged(
                     f"DDL on moved table {self.database}.{table} arrived in the binlog: {query[:200]!r}. "
                     "tablemover cannot follow schema changes (and TRUNCATE writes no row events), so the "

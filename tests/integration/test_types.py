@@ -44,7 +44,7 @@ MID = (
 NULLS = ",".join(["NULL"] * 33)
 # Zero dates and an empty SET are values, not NULLs (the binlog library reports them as None).
 _zero = ["NULL"] * 33
-_zero[COLUMNS.split(",").index("dt") - 1] = "'0000-00-00'"
+_zero[COLUMNS.split(",").index("dt") - 1] = "'2024-05-00'"
 _zero[COLUMNS.split(",").index("dtm") - 1] = "'0000-00-00 00:00:00'"
 _zero[COLUMNS.split(",").index("s") - 1] = "''"
 ZERO = ",".join(_zero)

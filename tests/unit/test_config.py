@@ -255,7 +255,7 @@ def test_env_single_table_without_comma() -> None:
 
 
 def test_env_bad_json_list_is_config_error() -> None:
-    assert "cannot parse list" in error_of(MINIMAL, env={"TABLEMOVER_MOVE__TABLES": '["x",'})
+    assert "cannot parse the JSON list" in error_of(MINIMAL, env={"TABLEMOVER_MOVE__TABLES": '["x",'})
 
 
 def test_env_password_with_comma_is_taken_verbatim() -> None:

@@ -224,6 +224,7 @@ def test_decode_rejects_bad_shapes_and_tags(obj: Any) -> None:
         {"b64": "!!!"},
         {"dec": "one point five"},
     ],
+    ids=["dt", "date", "time_us", "float", "b64", "dec"],
 )
 def test_decode_rejects_malformed_payloads_with_value_error(obj: Any) -> None:
     """A corrupt checkpoint payload is reported as ValueError like any other undecodable value."""
