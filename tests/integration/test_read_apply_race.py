@@ -59,7 +59,8 @@ def chase(move: MoveEnv, stop: threading.Event, counter: list[int]) -> None:
         tgt.close()
 
 
-def test_no_stale_or_resurrected_rows_when_writes_chase_the_copier(move: MoveEnv) -> None:
+def test_no_stale_or_resurrected_rows_when_writes_chase_the_copier(any_move: MoveEnv) -> None:
+    move = any_move
     move.src(
         "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(64))",
         f"INSERT INTO t SELECT seq, CONCAT('seed-', seq) FROM seq_1_to_{ROWS}",
