@@ -117,3 +117,32 @@ class WriteLoad:
             lo = rnd.randint(1, self.key_space)
             cur.execute(f"UPDATE `{table}` SET k=k+1 WHERE id BETWEEN %s AND %s", (lo, lo + 20))
         self.ops += 1
+
+
+def transitions(move: Any) -> list[str]:
+    """The states of a move's transition rows on the target, in order."""
+    rows = move.target.execute(
+        f"SELECT state FROM `{move.target_database}`._tablemover_checkpoint "
+        "WHERE kind='transition' ORDER BY id"
+    )
+    return [r[0] for r in rows]
+
+
+def write_hook(directory: Any, name: str, body: str) -> Any:
+    """An executable shell hook ``name`` in ``directory`` (a pathlib.Path)."""
+    directory.mkdir(exist_ok=True)
+    path = directory / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+def renames_in_binlog(move: Any, table: str = "a") -> int:
+    """How many RENAME statements of ``table`` the source's binlog holds."""
+    count = 0
+    for name, *_rest in move.source.execute("SHOW BINARY LOGS"):
+        for binlog_event in move.source.execute(f"SHOW BINLOG EVENTS IN '{name}'"):
+            info = str(binlog_event[-1])
+            if "RENAME" in info and f"`{move.database}`.`{table}` TO" in info:
+                count += 1
+    return count

@@ -56,16 +56,16 @@ def _dump_tasks() -> None:
         log.event("task stack", task=task.get_name(), stack=" <- ".join(reversed(frames)))
 
 
-async def _run_move(config: Config) -> Any:
+async def _run_move(config: Config, stop_before_cutover: bool) -> Any:
     from tablemover.move import Move
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
-    return await Move(config).run()
+    return await Move(config, stop_before_cutover=stop_before_cutover).run()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    result = anyio.run(_run_move, config)
+    result = anyio.run(_run_move, config, args.stop_before_cutover)
     log.event(
         result.message,
         state=result.state.value,
@@ -168,13 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config(p)
         return p
 
-    add(
+    run = add(
         "run",
         _cmd_run,
         "start the move, or resume it from the target's checkpoint",
         "Run preflight checks, then start the move or resume it from the newest checkpoint row on "
         "the target. Runs until the move reaches its final state.\n\nExample configuration:\n\n"
         + example_config(),
+    )
+    run.add_argument(
+        "--stop-before-cutover",
+        action="store_true",
+        help="copy and catch up, then exit 0 leaving the move in COPYING; a later `run` cuts over",
     )
     add(
         "check",

@@ -70,6 +70,7 @@ async def connect(
     sql_mode: str | None = None,
     binary_prefix: bool = False,
     temporal_as_text: bool = False,
+    client_flag: int = 0,
 ) -> Any:
     """Open a connection to ``server``; ``role`` ("source"/"target") only serves the messages."""
     kwargs: dict[str, Any] = {
@@ -82,6 +83,7 @@ async def connect(
         "program_name": "tablemover",
         # Writers send bytes as _binary'...' so the server stores them unconverted in any charset.
         "binary_prefix": binary_prefix,
+        "client_flag": client_flag,
     }
     if temporal_as_text:
         kwargs["conv"] = _TEMPORAL_AS_TEXT

@@ -25,7 +25,9 @@ def _parse(spec: str) -> dict[str, int]:
     return points
 
 
-_ARMED = _parse(os.environ.get("TABLEMOVER_FAULTS", ""))
+_SPEC = os.environ.get("TABLEMOVER_FAULTS", "")
+_FAILS = {p.strip()[: -len("!fail")] for p in _SPEC.split(",") if p.strip().endswith("!fail")}
+_ARMED = _parse(",".join(p for p in _SPEC.split(",") if not p.strip().endswith("!fail")))
 
 
 def hit(point: str) -> None:
@@ -52,3 +54,14 @@ async def delay(point: str) -> None:
     """Sleep at ``point`` when ``TABLEMOVER_DELAYS="point:seconds"`` arms it (tests widen races)."""
     if _DELAYS and point in _DELAYS:
         await anyio.sleep(_DELAYS[point])
+
+
+def fail(point: str) -> None:
+    """Raise a connection error at ``point`` when ``TABLEMOVER_FAULTS`` arms ``point`` with ``!fail``.
+
+    ``TABLEMOVER_FAULTS="cutover.after_rename!fail"`` simulates a connection that drops right after
+    the server received a statement, the "outcome unknown" case of the cutover.
+    """
+    if _FAILS and point in _FAILS:
+        _FAILS.discard(point)  # once: the retry after an injected failure must be able to succeed
+        raise ConnectionResetError(f"injected connection failure at {point}")

@@ -6,6 +6,7 @@ machine there, which is all "resume" means.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -17,16 +18,26 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from asyncmy.errors import MySQLError
 
 from tablemover import checkpoint as cpstore
-from tablemover import gtid, log
+from tablemover import faults, gtid, log
 from tablemover.apply import TargetWriter, Transition
 from tablemover.changes import WorkItem
 from tablemover.checkpoint import Checkpoint, TableProgress
 from tablemover.config import Config
 from tablemover.copy import TableCopier
+from tablemover.cutover import (
+    Inspection,
+    RenameOutcome,
+    SourceTables,
+    current_position,
+    inspect_source,
+    new_nonce,
+    rename_and_capture,
+)
 from tablemover.db import WRITER_SQL_MODE, close, connect, execute, query_one
 from tablemover.decode import RowDecoder
-from tablemover.errors import MoveFailed, TablemoverError
+from tablemover.errors import MoveFailed, SafetyRefusal, TablemoverError
 from tablemover.flavor import Flavor
+from tablemover.hooks import run_hooks
 from tablemover.log import event
 from tablemover.machine import MoveMachine, State
 from tablemover.preflight import PreflightReport, preflight
@@ -53,8 +64,9 @@ class MoveResult:
 class Move:
     """One move's lifecycle in this process."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, stop_before_cutover: bool = False) -> None:
         self.config = config
+        self.stop_before_cutover = stop_before_cutover
         self.target_db = config.move.effective_target_database
         self.flavor = Flavor.MARIADB
         self.schemas: dict[str, TableSchema] = {}
@@ -64,6 +76,8 @@ class Move:
         self._inbox: MemoryObjectSendStream[WorkItem | Transition] | None = None
         self.started = time.monotonic()
         self.lag_s = 0.0
+        self.rename_committed_at = 0.0
+        self.outage_ms: int | None = None
 
     # --- entry point ----------------------------------------------------------------------------
 
@@ -105,15 +119,21 @@ class Move:
             await machine.fire("start_copy")
         if machine.current is State.ABORTED:
             await machine.fire("resume_aborted")
-        if machine.current is State.COPYING:
-            await self._copy_phase()
-            return MoveResult(
-                State.COPYING,
-                self.checkpoint.rows_copied,
-                self.checkpoint.events_applied,
-                "copy complete and caught up with the source; this version stops before the cutover",
-            )
-        return MoveResult(machine.current, cp.rows_copied, cp.events_applied, f"move is in state {cp.state}")
+        if machine.current is State.CUTOVER_STARTED:
+            await self._resolve_cutover_started(machine)
+        if machine.current in (State.COPYING, State.CUTOVER_STARTED, State.RENAMED):
+            await self._pipeline(machine)
+            if machine.current is State.COPYING:
+                return self._result(machine, "copied and caught up; stopped before the cutover as asked")
+        if machine.current is State.DRAINED:
+            await self._fire_success_hook(machine)
+        if machine.current is State.HOOK_FIRED:
+            await machine.fire("finish")
+        return self._result(machine, f"move finished in state {machine.current.value}")
+
+    def _result(self, machine: MoveMachine, message: str) -> MoveResult:
+        cp = self.checkpoint
+        return MoveResult(machine.current, cp.rows_copied, cp.events_applied, message)
 
     # --- PREPARED -------------------------------------------------------------------------------
 
@@ -147,17 +167,24 @@ class Move:
             await self._inbox.send(tr)
             await tr.written.wait()
             self.checkpoint = self.writer.checkpoint
+            event("state changed", source=source.value, state=dest.value)
+            faults.hit(f"state.{dest.value}")
             return
         cp = self.checkpoint.evolve(state=dest, kind=cpstore.KIND_TRANSITION, **kwargs)
         await cpstore.write(self.target, self.target_db, cp)
         await self.target.commit()
         self.checkpoint = cp
         event("state changed", source=source.value, state=dest.value)
+        faults.hit(f"state.{dest.value}")
 
     # --- COPYING --------------------------------------------------------------------------------
 
-    async def _copy_phase(self) -> None:
-        """Stream + copy + apply until every table is copied and the apply lag is under a second."""
+    async def _pipeline(self, machine: MoveMachine) -> None:
+        """Stream + copy + apply; once copied and caught up, cut over and drain (unless asked not to).
+
+        The stream and the writer stay up through the cutover: the drain is the same apply loop
+        running until the applied position covers the position read right after the RENAME.
+        """
         send, recv = anyio.create_memory_object_stream[WorkItem | Transition](max_buffer_size=INBOX_SIZE)
         decoders = {t: RowDecoder(s) for t, s in self.schemas.items()}
         writer = TargetWriter(
@@ -181,18 +208,23 @@ class Move:
                 tg.start_soon(self._copy_tables, writer, send.clone())
                 reporter_done = anyio.Event()
                 tg.start_soon(self._report_progress, writer, send, reporter_done)
-                await self._wait_caught_up(writer)
+                if machine.current is not State.RENAMED:
+                    await self._wait_caught_up(writer)
+                    event(
+                        "copy complete and caught up",
+                        rows_copied=writer.checkpoint.rows_copied,
+                        events_applied=writer.checkpoint.events_applied,
+                    )
+                    if not self.stop_before_cutover:
+                        await self._cutover(machine, writer)
+                if machine.current is State.RENAMED:
+                    await self._drain(machine, writer)
                 reporter_done.set()
                 stream.stop()
                 send.close()
         finally:
             self.writer, self._inbox = None, None
             self.checkpoint = writer.checkpoint
-        event(
-            "copy complete and caught up",
-            rows_copied=self.checkpoint.rows_copied,
-            events_applied=self.checkpoint.events_applied,
-        )
 
     async def _report_progress(
         self, writer: TargetWriter, send: MemoryObjectSendStream[Any], done: anyio.Event
@@ -276,10 +308,192 @@ class Move:
             with anyio.move_on_after(0.1):
                 await writer.committed.wait()
 
+    # --- CUTOVER_STARTED .. DRAINED ------------------------------------------------------------
+
+    async def _cutover(self, machine: MoveMachine, writer: TargetWriter) -> None:
+        """T0..T2 of the spec: gate, intent, before-cutover hook, RENAME + position, RENAMED.
+
+        Returns in RENAMED; a failed hook or a lock timeout goes back to COPYING and tries again
+        (bounded by cutover_max_attempts, then the move fails resumably).
+        """
+        move = self.config.move
+        for attempt in range(1, move.cutover_max_attempts + 1):
+            await self._gate(writer)
+            if machine.current is State.COPYING:
+                nonce = new_nonce()
+                await machine.fire("begin_cutover", detail={"nonce": nonce, "attempt": attempt})
+            else:
+                nonce = str(self.checkpoint.detail.get("nonce") or new_nonce())
+            hook = await run_hooks(
+                self.config, "before-cutover", State.CUTOVER_STARTED.value, self._hook_env()
+            )
+            if not hook.ok:
+                event(
+                    "on-before-cutover hook failed: nothing renamed, back to copying",
+                    hook=hook.failed,
+                    detail=hook.detail,
+                    attempt=attempt,
+                )
+                await machine.fire("cancel_cutover", detail={"reason": f"hook {hook.failed}: {hook.detail}"})
+                await anyio.sleep(min(1.0 * attempt, 30.0))
+                continue
+            started = time.monotonic()
+            result = await rename_and_capture(self.config, self.flavor, nonce)
+            if result.outcome is RenameOutcome.LOCK_TIMEOUT:
+                event(
+                    "RENAME timed out waiting for a lock: nothing renamed, trying again later",
+                    lock_wait_timeout_s=move.cutover_lock_timeout_s,
+                    attempt=attempt,
+                    error=result.error,
+                )
+                await machine.fire("cancel_cutover", detail={"reason": "lock wait timeout"})
+                await anyio.sleep(min(1.0 * attempt, 10.0))
+                continue
+            drain = result.drain_gtid
+            if result.outcome is RenameOutcome.UNKNOWN:
+                event("RENAME outcome unknown; inspecting the source", error=result.error)
+                if await self._renamed_on_source(machine) is False:
+                    continue
+                drain = await current_position(self.source, self.flavor)
+            self.rename_committed_at = started
+            await machine.fire("mark_renamed", drain_gtid=drain, detail={"nonce": nonce})
+            event("source tables renamed", drain_gtid=drain, renamed=",".join(map(move.renamed, move.tables)))
+            return
+        raise MoveFailed(
+            f"the cutover did not succeed in {move.cutover_max_attempts} attempts (see the log for each "
+            "reason); nothing is renamed and the move is resumable: fix the cause and run again."
+        )
+
+    async def _gate(self, writer: TargetWriter) -> None:
+        """Wait while the cutover is postponed by the flag file or the apply backlog is too large."""
+        flag = self.config.move.postpone_flag_file
+        announced = False
+        while True:
+            await self._wait_caught_up(writer)
+            if flag and await anyio.Path(flag).exists():
+                if not announced:
+                    event("cutover postponed while the flag file exists", flag_file=flag)
+                    await run_hooks(self.config, "begin-postponed", State.COPYING.value, self._hook_env())
+                    announced = True
+                await anyio.sleep(0.5)
+                continue
+            if self.lag_s < self.config.move.drain_timeout_s:
+                return
+
+    async def _renamed_on_source(self, machine: MoveMachine) -> bool:
+        """After an unanswered RENAME: True if it happened, False if not (back to COPYING)."""
+        inspection = await inspect_source(self.config)
+        if inspection.verdict is SourceTables.RENAMED:
+            return True
+        if inspection.verdict is SourceTables.ORIGINAL:
+            await machine.fire("cancel_cutover", detail={"reason": "RENAME did not happen"})
+            return False
+        raise SafetyRefusal(self._ambiguous_message(inspection))
+
+    async def _resolve_cutover_started(self, machine: MoveMachine) -> None:
+        """Resume in CUTOVER_STARTED: the intent was written; did the RENAME happen?"""
+        inspection = await inspect_source(self.config)
+        if inspection.verdict is SourceTables.ORIGINAL:
+            event("resume in CUTOVER_STARTED: the source tables are not renamed; redoing the cutover")
+            return
+        if inspection.verdict is SourceTables.RENAMED:
+            # We never saw the position read after the RENAME; the current one is later, so it
+            # covers the RENAME and everything before it: a safe over-estimate to drain to.
+            drain = await current_position(self.source, self.flavor)
+            event("resume in CUTOVER_STARTED: the source tables are renamed; recording it", drain_gtid=drain)
+            await machine.fire("mark_renamed", drain_gtid=drain, detail={"recovered": True})
+            return
+        raise SafetyRefusal(self._ambiguous_message(inspection))
+
+    def _ambiguous_message(self, inspection: Inspection) -> str:
+        return (
+            f"refusing to continue the cutover of move {self.config.move.name!r}: the source is in neither "
+            f"the before nor the after state ({inspection.describe(self.config)}). Someone may have "
+            "recreated a table or renamed one by hand. Decide which tables hold the live data, make the "
+            "source match either state (all originals, or all renamed), then run again. Nothing was changed."
+        )
+
+    async def _drain(self, machine: MoveMachine, writer: TargetWriter) -> None:
+        """T3: apply until the applied position covers the drain position, then DRAINED.
+
+        Giving up is never an option here: the source tables are already renamed, so the only way
+        forward is to finish applying. Past drain_timeout_s we log loudly and keep going.
+        """
+        drain = gtid.parse_position(self.flavor, self.checkpoint.drain_gtid or "")
+        started = time.monotonic()
+        warned_at = 0.0
+        while not gtid.covers(writer.committed_position, drain):
+            with anyio.move_on_after(1.0):
+                await writer.committed.wait()
+            waited = time.monotonic() - started
+            if waited > self.config.move.drain_timeout_s and waited - warned_at > 10:
+                warned_at = waited
+                event(
+                    "drain is taking longer than drain_timeout_s; still draining",
+                    logging.WARNING,
+                    waited_s=round(waited),
+                    applied=str(writer.committed_position),
+                    drain_gtid=str(drain),
+                )
+        await machine.fire("mark_drained")
+        event("drained", drain_gtid=str(drain), waited_ms=round((time.monotonic() - started) * 1000))
+
+    # --- DRAINED .. DONE ------------------------------------------------------------------------
+
+    async def _fire_success_hook(self, machine: MoveMachine) -> None:
+        """T5: run on-success until it exits 0 (at least once; attempts counted in the checkpoint)."""
+        delay = 1.0
+        while True:
+            attempt = self.checkpoint.hook_attempts + 1
+            # Persist the attempt before running the hook: a crash inside it re-runs it with a
+            # higher TABLEMOVER_HOOK_ATTEMPT, so the hook can tell and be idempotent.
+            await self._write_direct(
+                self.checkpoint.evolve(hook_attempts=attempt, kind=cpstore.KIND_PROGRESS)
+            )
+            if self.rename_committed_at:
+                self.outage_ms = round((time.monotonic() - self.rename_committed_at) * 1000)
+                event("cutover outage", outage_ms=self.outage_ms)
+            env = self._hook_env()
+            env.update(
+                {
+                    "TABLEMOVER_DRAIN_GTID": self.checkpoint.drain_gtid or "",
+                    "TABLEMOVER_HOOK_ATTEMPT": str(attempt),
+                }
+            )
+            faults.hit("hook.before_success")
+            result = await run_hooks(self.config, "success", State.DRAINED.value, env)
+            if result.ok:
+                await machine.fire("mark_hook_fired", hook_attempts=attempt)
+                return
+            event(
+                "on-success hook failed; retrying (the state stays DRAINED)",
+                logging.WARNING,
+                hook=result.failed,
+                detail=result.detail,
+                attempt=attempt,
+                retry_in_s=delay,
+            )
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+
+    async def _write_direct(self, cp: Checkpoint) -> None:
+        await cpstore.write(self.target, self.target_db, cp)
+        await self.target.commit()
+        self.checkpoint = cp
+
+    def _hook_env(self) -> dict[str, str]:
+        cp = self.checkpoint
+        return {
+            "TABLEMOVER_ROWS_COPIED": str(cp.rows_copied),
+            "TABLEMOVER_ELAPSED_S": str(round(time.monotonic() - self.started)),
+            "TABLEMOVER_PROGRESS": "100" if cp.copy_done else "0",
+            "TABLEMOVER_ETA_S": "0",
+        }
+
     @property
     def rename_tag(self) -> str:
-        """The comment our cutover RENAME carries, so the stream can tell it from foreign DDL."""
-        return f"tablemover move={self.config.move.name}"
+        """The comment prefix our cutover RENAME carries, so the stream can tell it from foreign DDL."""
+        return f"tablemover move={self.config.move.name} nonce="
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -66,7 +66,13 @@ def test_checkpoint_never_names_a_partly_applied_transaction(any_move: MoveEnv) 
     try:
         for _ in range(8):
             point = rnd.choice(["writer.before_commit", "writer.after_commit"])
-            run = move.cli("run", "-c", str(cfg), env={"TABLEMOVER_FAULTS": f"{point}:{rnd.randint(2, 12)}"})
+            run = move.cli(
+                "run",
+                "--stop-before-cutover",
+                "-c",
+                str(cfg),
+                env={"TABLEMOVER_FAULTS": f"{point}:{rnd.randint(2, 12)}"},
+            )
             assert run.returncode in (0, -9), run.stderr[-3000:]
             kills += run.returncode == -9
             covered = applied_seq(move)
@@ -90,6 +96,6 @@ def test_checkpoint_never_names_a_partly_applied_transaction(any_move: MoveEnv) 
         writer.join(timeout=60)
     assert kills >= 4, f"only {kills} kills landed"
     assert checked > 20 and any(size == 6000 for _, _, size in done), (checked, len(done))
-    final = move.cli("run", "-c", str(cfg))
+    final = move.cli("run", "--stop-before-cutover", "-c", str(cfg))
     assert final.returncode == 0, final.stderr[-3000:]
     assert_tables_equal(move.source, move.database, move.target, move.target_database, {"a": "a", "b": "b"})

@@ -72,12 +72,16 @@ def test_no_stale_or_resurrected_rows_when_writes_chase_the_copier(any_move: Mov
     try:
         # The pause between reading a chunk and queueing it widens the race window: with locking
         # reads the chaser waits for it; with plain reads its commits reach the target first.
-        first = move.cli("run", "-c", str(cfg), env={"TABLEMOVER_DELAYS": "copy.after_read:0.2"})
+        first = move.cli(
+            "run", "--stop-before-cutover", "-c", str(cfg), env={"TABLEMOVER_DELAYS": "copy.after_read:0.2"}
+        )
         assert first.returncode == 0, first.stderr[-3000:]
     finally:
         stop.set()
         chaser.join(timeout=30)
     assert counter[0] >= 20, f"the chaser only struck {counter[0]} times: the test would prove little"
-    second = move.cli("run", "-c", str(cfg))  # apply whatever the chaser did after the first run
+    second = move.cli(
+        "run", "--stop-before-cutover", "-c", str(cfg)
+    )  # apply whatever the chaser did after the first run
     assert second.returncode == 0, second.stderr[-3000:]
     assert_tables_equal(move.source, move.database, move.target, move.target_database, {"t": "t"})

@@ -65,7 +65,9 @@ def test_every_type_round_trips_through_copy_and_binlog(any_move: MoveEnv) -> No
     cfg = move.config(["types"], move={"chunk_size": 1000})
 
     # First run: the whole table is one chunk; die right after it commits, before catching up.
-    first = move.cli("run", "-c", str(cfg), env={"TABLEMOVER_FAULTS": "writer.after_commit:1"})
+    first = move.cli(
+        "run", "--stop-before-cutover", "-c", str(cfg), env={"TABLEMOVER_FAULTS": "writer.after_commit:1"}
+    )
     assert first.returncode == -9, first.stderr[-2000:]
     assert move.tgt("SELECT COUNT(*) FROM types")[0][0] == 5
 
@@ -79,7 +81,7 @@ def test_every_type_round_trips_through_copy_and_binlog(any_move: MoveEnv) -> No
         "UPDATE types SET id=id+1000 WHERE id=3",  # key change
         "DELETE FROM types WHERE id=103",
     )
-    second = move.cli("run", "-c", str(cfg))
+    second = move.cli("run", "--stop-before-cutover", "-c", str(cfg))
     assert second.returncode == 0, second.stderr[-3000:]
     assert_tables_equal(move.source, move.database, move.target, move.target_database, {"types": "types"})
     verify = move.cli("verify", "-c", str(cfg))

@@ -1,0 +1,126 @@
+"""Hooks: executables in ``hooks_dir`` that tell the application side what the move is doing.
+
+``on-success``, ``on-success-10-grants`` and ``gh-ost-on-success`` all answer the hook name
+``success``; they run in name order and the first failure stops the rest. Each gets our environment
+and gh-ost's names for the same facts, so gh-ost move-tables hook scripts run unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from tablemover.config import Config
+from tablemover.log import event
+
+HOOK_NAMES = (
+    "startup",
+    "row-copy-complete",
+    "begin-postponed",
+    "before-cutover",
+    "success",
+    "failure",
+    "status",
+)
+
+
+@dataclass(frozen=True)
+class HookResult:
+    """How a hook name's executables ran; ``ok`` when all exited 0 (or there were none)."""
+
+    ok: bool
+    ran: tuple[str, ...]
+    failed: str | None = None
+    detail: str = ""
+
+
+def find_hooks(hooks_dir: str, name: str) -> list[Path]:
+    """Executables for ``name`` in name order: ``on-<name>[...]`` and ``gh-ost-on-<name>[...]``."""
+    if not hooks_dir:
+        return []
+    directory = Path(hooks_dir)
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        base = path.name
+        for prefix in (f"on-{name}", f"gh-ost-on-{name}"):
+            rest = base[len(prefix) :] if base.startswith(prefix) else None
+            # "on-success-10-grants" belongs to "success"; "on-success-hook" too; "on-successor" not.
+            if rest is not None and (rest == "" or rest.startswith(("-", "_", "."))):
+                if path.is_file() and os.access(path, os.X_OK):
+                    found.append(path)
+                break
+    return sorted(found, key=lambda p: p.name)
+
+
+def hook_environment(config: Config, state: str, extra: Mapping[str, str]) -> dict[str, str]:
+    """Our TABLEMOVER_* variables plus gh-ost's GH_OST_* names for the same facts."""
+    move = config.move
+    tables = ",".join(move.tables)
+    renamed = ",".join(move.renamed(t) for t in move.tables)
+    env = {
+        "TABLEMOVER_MOVE_NAME": move.name,
+        "TABLEMOVER_STATE": state,
+        "TABLEMOVER_DATABASE": move.database,
+        "TABLEMOVER_TARGET_DATABASE": move.effective_target_database,
+        "TABLEMOVER_TABLES": tables,
+        "TABLEMOVER_RENAMED_TABLES": renamed,
+        "TABLEMOVER_SOURCE_HOST": config.source.host,
+        "TABLEMOVER_SOURCE_PORT": str(config.source.port),
+        "TABLEMOVER_TARGET_HOST": config.target.host,
+        "TABLEMOVER_TARGET_PORT": str(config.target.port),
+        "GH_OST_MOVE_TABLES": "true",
+        "GH_OST_DRY_RUN": "false",
+        "GH_OST_DATABASE_NAME": move.database,
+        "GH_OST_TABLE_NAME": tables,
+        "GH_OST_TABLES": tables,
+        "GH_OST_OLD_TABLE_NAME": renamed,
+        "GH_OST_TARGET_DATABASE_NAME": move.effective_target_database,
+        "GH_OST_TARGET_TABLE_NAME": tables,
+        "GH_OST_TARGET_HOST": config.target.host,
+    }
+    env.update(extra)
+    aliases = {
+        "TABLEMOVER_DRAIN_GTID": "GH_OST_DRAIN_GTID",
+        "TABLEMOVER_ELAPSED_S": "GH_OST_ELAPSED_SECONDS",
+        "TABLEMOVER_ROWS_COPIED": "GH_OST_COPIED_ROWS",
+        "TABLEMOVER_PROGRESS": "GH_OST_PROGRESS",
+        "TABLEMOVER_ETA_S": "GH_OST_ETA_SECONDS",
+    }
+    for ours, theirs in aliases.items():
+        if ours in env:
+            env[theirs] = env[ours]
+    return env
+
+
+async def run_hooks(config: Config, name: str, state: str, extra: Mapping[str, str]) -> HookResult:
+    """Run every executable of hook ``name``; their output goes to the log."""
+    paths = find_hooks(config.move.hooks_dir, name)
+    if not paths:
+        return HookResult(True, ())
+    env = {**os.environ, **hook_environment(config, state, extra)}
+    ran: list[str] = []
+    for path in paths:
+        ran.append(path.name)
+        try:
+            with anyio.fail_after(config.move.hook_timeout_s):
+                proc = await anyio.run_process(
+                    [str(path)], env=env, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                )
+        except TimeoutError:
+            event("hook timed out", hook=path.name, timeout_s=config.move.hook_timeout_s)
+            return HookResult(False, tuple(ran), path.name, f"timed out after {config.move.hook_timeout_s} s")
+        except OSError as exc:
+            event("hook could not start", hook=path.name, error=str(exc))
+            return HookResult(False, tuple(ran), path.name, str(exc))
+        output = proc.stdout.decode("utf-8", "replace").strip()
+        event("hook ran", hook=path.name, exit_code=proc.returncode, output=output[-4000:])
+        if proc.returncode != 0:
+            return HookResult(False, tuple(ran), path.name, f"exit code {proc.returncode}: {output[-500:]}")
+    return HookResult(True, tuple(ran))
