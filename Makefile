@@ -33,5 +33,13 @@ lint: setup
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy --strict src
 
+# The whole mission on local throwaway servers: copy under live writes, crash + resume, cutover, verify.
+demo: setup
+	$(BIN)/tablemover demo
+
+# Benchmarks: JSON figures next to same-run server references (bench-results/bench.json).
+bench: setup
+	$(BIN)/python -m bench.run
+
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
