@@ -134,6 +134,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.equal else 1
 
 
+def _cmd_cutover(args: argparse.Namespace) -> int:
+    from tablemover.control import request
+
+    config = load_config(args.config)
+    reply = anyio.run(request, config.socket_path, "cutover")
+    print(reply.get("message") or reply.get("error"))
+    return 0 if reply.get("ok") else 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tablemover.demo import run_demo
 
@@ -202,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Show state, per-table progress and applied GTID, read from the checkpoint table on the target.",
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    add(
+        "cutover",
+        _cmd_cutover,
+        "release a postponed cutover (postpone_cutover = true)",
+        "Tell the running daemon, over its control socket, that the cutover may start. It still waits "
+        "until the copy is complete, the apply lag is under a second and postpone_flag_file is absent.",
+    )
     verify = add(
         "verify",
         _cmd_verify,

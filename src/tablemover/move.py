@@ -23,6 +23,7 @@ from tablemover.apply import TargetWriter, Transition
 from tablemover.changes import WorkItem
 from tablemover.checkpoint import Checkpoint, TableProgress
 from tablemover.config import Config
+from tablemover.control import ControlServer
 from tablemover.copy import TableCopier
 from tablemover.cutover import (
     Inspection,
@@ -35,7 +36,7 @@ from tablemover.cutover import (
 )
 from tablemover.db import WRITER_SQL_MODE, close, connect, execute, query_one
 from tablemover.decode import RowDecoder
-from tablemover.errors import MoveFailed, SafetyRefusal, TablemoverError
+from tablemover.errors import MoveFailed, PreflightError, SafetyRefusal, TablemoverError
 from tablemover.flavor import Flavor
 from tablemover.hooks import run_hooks
 from tablemover.log import event
@@ -77,6 +78,7 @@ class Move:
         self.started = time.monotonic()
         self.lag_s = 0.0
         self.rename_committed_at = 0.0
+        self.cutover_released = anyio.Event()
         self.outage_ms: int | None = None
 
     # --- entry point ----------------------------------------------------------------------------
@@ -91,13 +93,29 @@ class Move:
             self.config.target, "target", autocommit=False, sql_mode=WRITER_SQL_MODE, binary_prefix=True
         )
         try:
-            return await self._run(report)
+            async with anyio.create_task_group() as tg:
+                await self._start_control(tg)
+                await run_hooks(
+                    self.config,
+                    "startup",
+                    (report.checkpoint.state.value if report.checkpoint else State.PREPARED.value),
+                    self._hook_env(),
+                )
+                result = await self._run(report)
+                tg.cancel_scope.cancel()
+            return result
         except BaseExceptionGroup as group:
             log.logger.debug("move failed", exc_info=True)
-            raise _first_error(group) from group
+            error = _first_error(group)
+            await self._on_failure(error)
+            raise error from group
         except MySQLError as exc:
             log.logger.debug("database error", exc_info=True)
+            await self._on_failure(exc)
             raise _runtime_failure(exc) from exc
+        except TablemoverError as exc:
+            await self._on_failure(exc)
+            raise
         finally:
             await close(self.source)
             await close(self.target)
@@ -130,6 +148,44 @@ class Move:
         if machine.current is State.HOOK_FIRED:
             await machine.fire("finish")
         return self._result(machine, f"move finished in state {machine.current.value}")
+
+    async def _on_failure(self, error: BaseException) -> None:
+        """Tell the application side the move stopped on an error (best effort, never masks it)."""
+        with anyio.CancelScope(shield=True):
+            state = self.checkpoint.state.value if hasattr(self, "checkpoint") else State.PREPARED.value
+            env = {**self._hook_env(), "TABLEMOVER_ERROR": str(error)[:2000]}
+            await run_hooks(self.config, "failure", state, env)
+
+    async def _start_control(self, tg: anyio.abc.TaskGroup) -> None:
+        """Serve the control socket; a move that must be released by hand cannot run without it."""
+        server = ControlServer(self.config.socket_path, {"status": self._status, "cutover": self._release})
+        try:
+            await tg.start(server.serve)
+        except OSError as exc:
+            message = f"cannot listen on the control socket {self.config.socket_path}: {exc.strerror or exc}"
+            if self.config.move.postpone_cutover:
+                raise PreflightError(
+                    f"{message}. postpone_cutover = true needs it for `tablemover cutover`: fix [control] "
+                    "socket (the directory must be writable by this user) and run again."
+                ) from exc
+            event(message + "; continuing without it", logging.WARNING)
+
+    async def _status(self, _request: dict[str, Any]) -> dict[str, Any]:
+        cp = self.writer.checkpoint if self.writer is not None else self.checkpoint
+        return {
+            "ok": True,
+            "move": self.config.move.name,
+            "state": cp.state.value,
+            "applied_gtid": cp.applied_gtid,
+            "lag_s": round(self.lag_s, 3),
+            "postponed": self.config.move.postpone_cutover and not self.cutover_released.is_set(),
+            "tables": {t: {"rows_copied": p.rows_copied, "done": p.done} for t, p in cp.progress.items()},
+        }
+
+    async def _release(self, _request: dict[str, Any]) -> dict[str, Any]:
+        self.cutover_released.set()
+        event("cutover released by the operator")
+        return {"ok": True, "message": "cutover released"}
 
     def _result(self, machine: MoveMachine, message: str) -> MoveResult:
         cp = self.checkpoint
@@ -215,6 +271,7 @@ class Move:
                         rows_copied=writer.checkpoint.rows_copied,
                         events_applied=writer.checkpoint.events_applied,
                     )
+                    await run_hooks(self.config, "row-copy-complete", machine.current.value, self._hook_env())
                     if not self.stop_before_cutover:
                         await self._cutover(machine, writer)
                 if machine.current is State.RENAMED:
@@ -370,9 +427,14 @@ class Move:
         announced = False
         while True:
             await self._wait_caught_up(writer)
-            if flag and await anyio.Path(flag).exists():
+            held = self.config.move.postpone_cutover and not self.cutover_released.is_set()
+            if held or (flag and await anyio.Path(flag).exists()):
                 if not announced:
-                    event("cutover postponed while the flag file exists", flag_file=flag)
+                    event(
+                        "cutover postponed: release it with `tablemover cutover`"
+                        + (f" and by removing {flag}" if flag else ""),
+                        socket=self.config.socket_path,
+                    )
                     await run_hooks(self.config, "begin-postponed", State.COPYING.value, self._hook_env())
                     announced = True
                 await anyio.sleep(0.5)
@@ -482,6 +544,8 @@ class Move:
         self.checkpoint = cp
 
     def _hook_env(self) -> dict[str, str]:
+        if not hasattr(self, "checkpoint"):
+            return {"TABLEMOVER_ELAPSED_S": str(round(time.monotonic() - self.started))}
         cp = self.checkpoint
         return {
             "TABLEMOVER_ROWS_COPIED": str(cp.rows_copied),

@@ -143,10 +143,13 @@ def test_failing_before_cutover_hook_renames_nothing_and_stays_resumable(move: M
     seed(move)
     hooks = move.workdir / "hooks"
     write_hook(hooks, "on-before-cutover", "echo 'feature flag service down' >&2; exit 1\n")
+    failure_log = move.workdir / "failure.log"
+    write_hook(hooks, "on-failure", f'echo "$TABLEMOVER_STATE $TABLEMOVER_ERROR" > {failure_log}\n')
     cfg = move.config(["a", "b"], move={"hooks_dir": str(hooks), "cutover_max_attempts": 2})
     failed = move.cli("run", "-c", str(cfg))
     assert failed.returncode == 1, failed.stderr[-2000:]
     assert "feature flag service down" in failed.stderr and "Traceback" not in failed.stderr
+    assert failure_log.read_text().startswith("COPYING the cutover did not succeed in 2 attempts")
     assert sorted(r[0] for r in move.src("SHOW TABLES")) == ["a", "b"], "nothing may be renamed"
     assert transitions(move)[-1] == "COPYING"
     write_hook(hooks, "on-before-cutover", "exit 0\n")
@@ -194,3 +197,39 @@ def test_gh_ost_move_tables_hook_script_runs_unchanged(move: MoveEnv) -> None:
         "false",
     ]
     assert fields[6].startswith("0-1-")
+
+
+def test_postponed_cutover_waits_for_the_cutover_command(move: MoveEnv) -> None:
+    seed(move)
+    hooks, log = move.workdir / "hooks", move.workdir / "hooks.log"
+    for name in ("on-startup", "on-row-copy-complete", "on-begin-postponed", "on-success"):
+        write_hook(hooks, name, f'echo "{name} $TABLEMOVER_STATE" >> {log}\n')
+    cfg = move.config(["a", "b"], move={"postpone_cutover": True, "hooks_dir": str(hooks)})
+    proc = move.popen("run", "-c", str(cfg))
+    daemon_log = move.workdir / "daemon.log"
+    deadline = time.monotonic() + 60
+    while "cutover postponed" not in daemon_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    assert proc.poll() is None, daemon_log.read_text()[-2000:]
+    assert sorted(r[0] for r in move.src("SHOW TABLES")) == ["a", "b"], "renamed while postponed"
+    socket_path = move.workdir / "t.sock"
+    assert socket_path.stat().st_mode & 0o777 == 0o600
+    release = move.cli("cutover", "-c", str(cfg))
+    assert release.returncode == 0 and "cutover released" in release.stdout, release.stderr
+    assert proc.wait(timeout=60) == 0, daemon_log.read_text()[-2000:]
+    assert transitions(move)[-1] == "DONE"
+    assert log.read_text().splitlines() == [
+        "on-startup PREPARED",
+        "on-row-copy-complete COPYING",
+        "on-begin-postponed COPYING",
+        "on-success DRAINED",
+    ]
+    assert not socket_path.exists(), "the daemon left its socket behind"
+
+
+def test_cutover_command_without_a_daemon_says_so(move: MoveEnv) -> None:
+    cfg = move.config(["a"])
+    result = move.cli("cutover", "-c", str(cfg))
+    assert result.returncode == 1
+    assert "no tablemover daemon is listening" in result.stderr and "Traceback" not in result.stderr
