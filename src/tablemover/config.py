@@ -49,6 +49,7 @@ class MoveSection(_Section):
     postpone_flag_file: str = ""
     hooks_dir: str = ""
     hook_timeout_s: float = Field(default=60.0, gt=0)
+    status_hook_interval_s: float = Field(default=60.0, gt=0, description="how often on-status runs")
     drain_timeout_s: float = Field(default=60.0, gt=0)
     cutover_lock_timeout_s: int = Field(default=3, ge=1, le=3600)
     cutover_max_attempts: int = Field(default=10, ge=1)

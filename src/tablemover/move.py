@@ -286,10 +286,11 @@ class Move:
     async def _report_progress(
         self, writer: TargetWriter, send: MemoryObjectSendStream[Any], done: anyio.Event
     ) -> None:
-        """Log throughput every few seconds: what an operator tailing the journal wants to see."""
+        """Log throughput every few seconds and run on-status periodically."""
         last = (time.monotonic(), writer.rows_written, writer.events_applied, writer.commits)
+        next_status_hook = time.monotonic() + self.config.move.status_hook_interval_s
         while not done.is_set():
-            with anyio.move_on_after(PROGRESS_EVERY_S):
+            with anyio.move_on_after(min(PROGRESS_EVERY_S, self.config.move.status_hook_interval_s)):
                 await done.wait()
             now = (time.monotonic(), writer.rows_written, writer.events_applied, writer.commits)
             elapsed = now[0] - last[0]
@@ -300,9 +301,16 @@ class Move:
                 events_per_s=round((now[2] - last[2]) / elapsed),
                 commits_per_s=round((now[3] - last[3]) / elapsed),
                 backlog=send.statistics().current_buffer_used,
+                lag_s=round(self.lag_s, 3),
                 applied_gtid=str(writer.committed_position),
             )
             last = now
+            if now[0] >= next_status_hook and not done.is_set():
+                next_status_hook = now[0] + self.config.move.status_hook_interval_s
+                state = writer.checkpoint.state.value
+                await run_hooks(
+                    self.config, "status", state, {**self._hook_env(), "TABLEMOVER_LAG_S": str(self.lag_s)}
+                )
 
     async def _run_writer(
         self, writer: TargetWriter, recv: MemoryObjectReceiveStream[WorkItem | Transition]
@@ -546,7 +554,8 @@ class Move:
     def _hook_env(self) -> dict[str, str]:
         if not hasattr(self, "checkpoint"):
             return {"TABLEMOVER_ELAPSED_S": str(round(time.monotonic() - self.started))}
-        cp = self.checkpoint
+        # While the pipeline runs, the writer holds the newest committed checkpoint.
+        cp = self.writer.checkpoint if self.writer is not None else self.checkpoint
         return {
             "TABLEMOVER_ROWS_COPIED": str(cp.rows_copied),
             "TABLEMOVER_ELAPSED_S": str(round(time.monotonic() - self.started)),

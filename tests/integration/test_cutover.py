@@ -204,14 +204,19 @@ def test_postponed_cutover_waits_for_the_cutover_command(move: MoveEnv) -> None:
     hooks, log = move.workdir / "hooks", move.workdir / "hooks.log"
     for name in ("on-startup", "on-row-copy-complete", "on-begin-postponed", "on-success"):
         write_hook(hooks, name, f'echo "{name} $TABLEMOVER_STATE" >> {log}\n')
-    cfg = move.config(["a", "b"], move={"postpone_cutover": True, "hooks_dir": str(hooks)})
+    status_log = move.workdir / "status.log"
+    write_hook(hooks, "on-status", f'echo "$TABLEMOVER_STATE $TABLEMOVER_ROWS_COPIED" >> {status_log}\n')
+    cfg = move.config(
+        ["a", "b"], move={"postpone_cutover": True, "hooks_dir": str(hooks), "status_hook_interval_s": 0.5}
+    )
     proc = move.popen("run", "-c", str(cfg))
     daemon_log = move.workdir / "daemon.log"
     deadline = time.monotonic() + 60
     while "cutover postponed" not in daemon_log.read_text() and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(1.0)
+    time.sleep(1.5)
     assert proc.poll() is None, daemon_log.read_text()[-2000:]
+    assert "COPYING 4000" in status_log.read_text().splitlines(), "on-status did not run periodically"
     assert sorted(r[0] for r in move.src("SHOW TABLES")) == ["a", "b"], "renamed while postponed"
     socket_path = move.workdir / "t.sock"
     assert socket_path.stat().st_mode & 0o777 == 0o600
