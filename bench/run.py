@@ -41,6 +41,7 @@ from tablemover.local.mariadb import (
     LocalMariaDB,
     LocalPair,
     grant_mover,
+    pair_config,
     start_pair,
 )
 
@@ -105,40 +106,12 @@ def gtid_pos(server: LocalMariaDB) -> str:
     return str(server.execute("SELECT @@global.gtid_binlog_pos")[0][0] or "")
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def write_config(pair: LocalPair, workdir: Path, name: str, database: str, tables: list[str]) -> Path:
     """A move config for ``database.tables`` into ``<database>_dst``; returns its path."""
-    sections: dict[str, dict[str, Any]] = {
-        "move": {"name": name, "database": database, "target_database": f"{database}_dst", "tables": tables},
-        "source": {
-            "host": "127.0.0.1",
-            "port": pair.source.port,
-            "user": MOVER_USER,
-            "password": MOVER_PASSWORD,
-        },
-        "target": {
-            "host": "127.0.0.1",
-            "port": pair.target.port,
-            "user": MOVER_USER,
-            "password": MOVER_PASSWORD,
-        },
-        "control": {"socket": str(workdir / f"{name}.sock"), "http": ""},
-    }
-    lines: list[str] = []
-    for title, values in sections.items():
-        lines.append(f"[{title}]")
-        lines.extend(f"{key} = {_toml(value)}" for key, value in values.items())
+    move = {"name": name, "database": database, "target_database": f"{database}_dst", "tables": tables}
+    text = pair_config(pair, workdir, move, control={"socket": str(workdir / f"{name}.sock")})
     path = workdir / f"{name}.toml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(text)
     return path
 
 

@@ -18,12 +18,11 @@ from typing import Any
 import pytest
 
 from tablemover.local.mariadb import (
-    MOVER_PASSWORD,
-    MOVER_USER,
     LocalMariaDB,
     LocalPair,
     find_mariadbd,
     grant_mover,
+    pair_config,
     start_pair,
 )
 
@@ -102,35 +101,10 @@ class MoveEnv:
             "database": self.database,
             "target_database": self.target_database,
             "tables": tables,
+            **sections.get("move", {}),
         }
-        move.update(sections.get("move", {}))
-        source = {
-            "host": "127.0.0.1",
-            "port": self.source.port,
-            "user": MOVER_USER,
-            "password": MOVER_PASSWORD,
-        }
-        source.update(sections.get("source", {}))
-        target = {
-            "host": "127.0.0.1",
-            "port": self.target.port,
-            "user": MOVER_USER,
-            "password": MOVER_PASSWORD,
-        }
-        target.update(sections.get("target", {}))
-        control = {"socket": str(self.workdir / "{name}.sock"), "http": ""}
-        control.update(sections.get("control", {}))
-        out = []
-        for title, values in (
-            ("move", move),
-            ("source", source),
-            ("target", target),
-            ("throttle", sections.get("throttle", {})),
-            ("control", control),
-        ):
-            out.append(f"[{title}]")
-            out.extend(f"{k} = {_toml(v)}" for k, v in values.items())
-        return "\n".join(out) + "\n"
+        others = {k: v for k, v in sections.items() if k != "move"}
+        return pair_config(self.pair, self.workdir, move, **others)
 
     def config(self, tables: list[str], **sections: dict[str, Any]) -> Path:
         """Write :meth:`config_text` to a file and return its path."""
@@ -163,16 +137,6 @@ class MoveEnv:
             text=True,
             env=full_env,
         )
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _new_move(pair: LocalPair, tmp_path: Path) -> Iterator[MoveEnv]:

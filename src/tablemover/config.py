@@ -249,6 +249,25 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     return parse_config(text, origin=str(p), env=env)
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def render_toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
+    """Write a config (sections of scalars and lists) as TOML; the inverse of what we parse."""
+    lines: list[str] = []
+    for title, values in sections.items():
+        lines.append(f"[{title}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
+    return "\n".join(lines) + "\n"
+
+
 def example_config() -> str:
     """A commented example config, printed by ``tablemover run --help``."""
     return _EXAMPLE

@@ -23,7 +23,7 @@ import pymysql
 
 from tablemover.config import load_config
 from tablemover.errors import MoveFailed
-from tablemover.local.mariadb import MOVER_PASSWORD, MOVER_USER, LocalMariaDB, grant_mover, start_pair
+from tablemover.local.mariadb import LocalMariaDB, grant_mover, pair_config, start_pair
 from tablemover.verify import verify
 
 TABLES = ("customers", "orders", "order_items")
@@ -102,33 +102,6 @@ class _Traffic:
             conn.close()
 
 
-def _config_text(pair_source: LocalMariaDB, pair_target: LocalMariaDB, workdir: Path) -> str:
-    return f"""[move]
-name = "demo"
-database = "shop"
-target_database = "shop"
-tables = {json.dumps(list(TABLES))}
-chunk_size = 2000
-hooks_dir = "{workdir / "hooks"}"
-
-[source]
-host = "127.0.0.1"
-port = {pair_source.port}
-user = "{MOVER_USER}"
-password = "{MOVER_PASSWORD}"
-
-[target]
-host = "127.0.0.1"
-port = {pair_target.port}
-user = "{MOVER_USER}"
-password = "{MOVER_PASSWORD}"
-
-[control]
-socket = "{workdir / "demo.sock"}"
-http = ""
-"""
-
-
 def _events(log: Path) -> list[dict[str, object]]:
     out = []
     for line in log.read_text().splitlines():
@@ -166,7 +139,14 @@ def run_demo(rows: int = 200_000, keep: bool = False) -> int:
         )
         hook.chmod(0o755)
         cfg = workdir / "demo.toml"
-        cfg.write_text(_config_text(pair.source, pair.target, workdir))
+        move = {
+            "name": "demo",
+            "database": "shop",
+            "tables": list(TABLES),
+            "chunk_size": 2000,
+            "hooks_dir": str(hooks),
+        }
+        cfg.write_text(pair_config(pair, workdir, move))
         traffic = _Traffic(pair.source, "shop", customers, orders)
         traffic.start()
         _say("application traffic running: new orders, payments, balance updates, deletes")

@@ -133,12 +133,7 @@ def checksum_range(
 ) -> str:
     """Row count and a 128-bit order-independent checksum of the rows in (lower, upper]."""
     digest = row_digest(columns)
-    conds = []
-    if lower:
-        conds.append(key_after(key))
-    if upper:
-        conds.append(f"NOT {key_after(key)}")
-    where = f" WHERE {' AND '.join(conds)}" if conds else ""
+    where = _range_where(key, lower=lower, upper=upper)
     return (
         f"SELECT COUNT(*), "
         f"COALESCE(BIT_XOR(CAST(CONV(LEFT({digest}, 16), 16, 10) AS UNSIGNED)), 0), "
@@ -160,12 +155,17 @@ def select_range(
     database: str, table: str, columns: Sequence[str], key: Sequence[str], *, lower: bool, upper: bool
 ) -> str:
     """All rows in (lower, upper], in key order (verify's drill-down)."""
+    where = _range_where(key, lower=lower, upper=upper)
+    return (
+        f"SELECT {column_list(columns)} FROM {qualified(database, table)}{where} ORDER BY {column_list(key)}"
+    )
+
+
+def _range_where(key: Sequence[str], *, lower: bool, upper: bool) -> str:
+    # (lower, upper]: after the lower key and not after the upper one; args: lower's, then upper's.
     conds = []
     if lower:
         conds.append(key_after(key))
     if upper:
         conds.append(f"NOT {key_after(key)}")
-    where = f" WHERE {' AND '.join(conds)}" if conds else ""
-    return (
-        f"SELECT {column_list(columns)} FROM {qualified(database, table)}{where} ORDER BY {column_list(key)}"
-    )
+    return f" WHERE {' AND '.join(conds)}" if conds else ""

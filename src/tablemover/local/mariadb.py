@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pymysql
 
@@ -273,3 +274,23 @@ def grant_mover(pair: LocalPair, db_pattern: str) -> None:
     """Grant the mover user its documented privileges on schemas matching ``db_pattern``."""
     for server, grants in ((pair.source, SOURCE_GRANTS), (pair.target, TARGET_GRANTS)):
         server.execute(*(g.format(user=MOVER_USER, db=db_pattern) for g in grants))
+
+
+def pair_config(pair: LocalPair, workdir: Path, move: dict[str, Any], **sections: dict[str, Any]) -> str:
+    """TOML for a move between the pair's servers as the mover user; ``sections`` override keys."""
+    from tablemover.config import render_toml
+
+    def server(srv: LocalMariaDB, role: str) -> dict[str, Any]:
+        base = {"host": "127.0.0.1", "port": srv.port, "user": MOVER_USER, "password": MOVER_PASSWORD}
+        return {**base, **sections.get(role, {})}
+
+    control = {"socket": str(workdir / "{name}.sock"), "http": "", **sections.get("control", {})}
+    return render_toml(
+        {
+            "move": move,
+            "source": server(pair.source, "source"),
+            "target": server(pair.target, "target"),
+            "throttle": sections.get("throttle", {}),
+            "control": control,
+        }
+    )
