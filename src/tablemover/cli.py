@@ -59,8 +59,12 @@ def _dump_tasks() -> None:
 async def _run_move(config: Config, stop_before_cutover: bool) -> Any:
     from tablemover.move import Move
 
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
-    return await Move(config, stop_before_cutover=stop_before_cutover).run()
+    move = Move(config, stop_before_cutover=stop_before_cutover)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, move.request_stop, sig.name)
+    return await move.run()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -47,6 +47,7 @@ from tablemover.sql import quote_ident, target_create_statement
 from tablemover.stream import BinlogStream, StreamSettings, start_position_sql
 
 INBOX_SIZE = 64
+STOP_GRACE_S = 7.0  # systemd's default stop timeout is longer; the spec asks for exit within 10 s
 PROGRESS_EVERY_S = 5.0
 CAUGHT_UP_LAG_S = 1.0
 MAX_BACKLOG_FOR_CHUNK = 4  # chunks wait for the writer to drain, keeping their shared locks short
@@ -75,6 +76,10 @@ class Move:
         self.source: Any = None
         self.writer: TargetWriter | None = None
         self._inbox: MemoryObjectSendStream[WorkItem | Transition] | None = None
+        self._driver_scope: anyio.CancelScope | None = None
+        self._outer_scope: anyio.CancelScope | None = None
+        self._writer_done = anyio.Event()
+        self.stop_requested: str = ""
         self.started = time.monotonic()
         self.lag_s = 0.0
         self.rename_committed_at = 0.0
@@ -94,6 +99,7 @@ class Move:
         )
         try:
             async with anyio.create_task_group() as tg:
+                self._outer_scope = tg.cancel_scope
                 await self._start_control(tg)
                 await run_hooks(
                     self.config,
@@ -103,6 +109,8 @@ class Move:
                 )
                 result = await self._run(report)
                 tg.cancel_scope.cancel()
+            if self.stop_requested:
+                return self._stopped_result()
             return result
         except BaseExceptionGroup as group:
             log.logger.debug("move failed", exc_info=True)
@@ -141,6 +149,8 @@ class Move:
             await self._resolve_cutover_started(machine)
         if machine.current in (State.COPYING, State.CUTOVER_STARTED, State.RENAMED):
             await self._pipeline(machine)
+            if self.stop_requested:
+                return self._stopped_result()
             if machine.current is State.COPYING:
                 return self._result(machine, "copied and caught up; stopped before the cutover as asked")
         if machine.current is State.DRAINED:
@@ -186,6 +196,16 @@ class Move:
         self.cutover_released.set()
         event("cutover released by the operator")
         return {"ok": True, "message": "cutover released"}
+
+    def _stopped_result(self) -> MoveResult:
+        cp = self.checkpoint if hasattr(self, "checkpoint") else None
+        state = cp.state if cp is not None else State.PREPARED
+        return MoveResult(
+            state,
+            cp.rows_copied if cp else 0,
+            cp.events_applied if cp else 0,
+            f"stopped by {self.stop_requested} in state {state.value}; run again to resume",
+        )
 
     def _result(self, machine: MoveMachine, message: str) -> MoveResult:
         cp = self.checkpoint
@@ -261,27 +281,58 @@ class Move:
                 # Rule 7: the writer consumes before the stream produces.
                 tg.start_soon(self._run_writer, writer, recv)
                 tg.start_soon(self._run_stream, stream)
-                tg.start_soon(self._copy_tables, writer, send.clone())
                 reporter_done = anyio.Event()
                 tg.start_soon(self._report_progress, writer, send, reporter_done)
-                if machine.current is not State.RENAMED:
-                    await self._wait_caught_up(writer)
-                    event(
-                        "copy complete and caught up",
-                        rows_copied=writer.checkpoint.rows_copied,
-                        events_applied=writer.checkpoint.events_applied,
-                    )
-                    await run_hooks(self.config, "row-copy-complete", machine.current.value, self._hook_env())
-                    if not self.stop_before_cutover:
-                        await self._cutover(machine, writer)
-                if machine.current is State.RENAMED:
-                    await self._drain(machine, writer)
+                # The driver (copier, catch-up, cutover, drain) is what a stop signal cancels; the
+                # writer then applies what is queued and commits at a source boundary.
+                with anyio.CancelScope() as self._driver_scope:
+                    if self.stop_requested:
+                        self._driver_scope.cancel()
+                    async with anyio.create_task_group() as driver:
+                        driver.start_soon(self._copy_tables, writer, send.clone())
+                        await self._drive(machine, writer)
                 reporter_done.set()
                 stream.stop()
                 send.close()
+                with anyio.move_on_after(STOP_GRACE_S) as grace:
+                    await self._writer_done.wait()
+                if grace.cancelled_caught:
+                    event(
+                        "writer did not finish in time; its open transaction is rolled back", logging.WARNING
+                    )
+                    tg.cancel_scope.cancel()
         finally:
+            self._driver_scope = None
             self.writer, self._inbox = None, None
             self.checkpoint = writer.checkpoint
+
+    async def _drive(self, machine: MoveMachine, writer: TargetWriter) -> None:
+        if machine.current is not State.RENAMED:
+            await self._wait_caught_up(writer)
+            event(
+                "copy complete and caught up",
+                rows_copied=writer.checkpoint.rows_copied,
+                events_applied=writer.checkpoint.events_applied,
+            )
+            await run_hooks(self.config, "row-copy-complete", machine.current.value, self._hook_env())
+            if not self.stop_before_cutover:
+                await self._cutover(machine, writer)
+        if machine.current is State.RENAMED:
+            await self._drain(machine, writer)
+
+    def request_stop(self, signame: str = "SIGTERM") -> None:
+        """Stop soon without changing state: the current batch is committed, then run() returns.
+
+        Safe at any point, mid-cutover included: the next start resumes from the persisted state.
+        """
+        if self.stop_requested:
+            return
+        self.stop_requested = signame
+        event(f"{signame} received: finishing the current batch and stopping; the state is kept")
+        if self._driver_scope is not None:
+            self._driver_scope.cancel()
+        elif self._outer_scope is not None:
+            self._outer_scope.cancel()
 
     async def _report_progress(
         self, writer: TargetWriter, send: MemoryObjectSendStream[Any], done: anyio.Event
@@ -315,8 +366,11 @@ class Move:
     async def _run_writer(
         self, writer: TargetWriter, recv: MemoryObjectReceiveStream[WorkItem | Transition]
     ) -> None:
-        async with recv:
-            await writer.run(recv)
+        try:
+            async with recv:
+                await writer.run(recv)
+        finally:
+            self._writer_done.set()
 
     async def _run_stream(self, stream: BinlogStream) -> None:
         try:
@@ -490,6 +544,7 @@ class Move:
         forward is to finish applying. Past drain_timeout_s we log loudly and keep going.
         """
         drain = gtid.parse_position(self.flavor, self.checkpoint.drain_gtid or "")
+        await faults.delay("drain.start")
         started = time.monotonic()
         warned_at = 0.0
         while not gtid.covers(writer.committed_position, drain):
