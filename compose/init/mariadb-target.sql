@@ -1,0 +1,10 @@
+-- Target (MariaDB 10.11) for the tablemover compose demo. Runs once, when the container's data
+-- directory is initialised. tablemover creates the moved tables (and its checkpoint table) here itself.
+
+CREATE DATABASE IF NOT EXISTS app;
+
+CREATE USER 'mover'@'%' IDENTIFIED BY 'mover-pass';
+
+-- Exactly the privileges the README documents for a target: rows and checkpoint (SELECT, INSERT,
+-- UPDATE, DELETE), schema, tables and checkpoint table (CREATE, DROP).
+GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP ON `app`.* TO 'mover'@'%';
