@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pymysql
@@ -65,41 +66,51 @@ class _Traffic:
         self._thread.start()
 
     def stop(self) -> None:
+        # After a cutover the thread ends by itself at its next write (the tables are gone); give it
+        # that moment before stopping it, so the summary tells the truth.
+        self._thread.join(timeout=2)
         self._stop.set()
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
         rnd = random.Random(7)
         conn = pymysql.connect(unix_socket=self.server.socket, user="root", database=self.database)
-        cur = conn.cursor()
         try:
             while not self._stop.is_set():
-                order = self.next_order
-                cur.execute(
-                    "INSERT INTO orders VALUES (%s, %s, 'new', %s, NULL)",
-                    (order, rnd.randint(1, self.customers), rnd.randint(100, 9999) / 100),
-                )
-                cur.execute(
-                    "INSERT INTO order_items VALUES (%s, 1, %s, %s)", (order, f"SKU-{order % 997}", 1)
-                )
-                cur.execute(
-                    "UPDATE customers SET balance = balance + 1 WHERE id = %s",
-                    (rnd.randint(1, self.customers),),
-                )
-                if rnd.random() < 0.2:
-                    cur.execute("UPDATE orders SET status='paid' WHERE id = %s", (rnd.randint(1, order),))
-                if rnd.random() < 0.05:
-                    cur.execute("DELETE FROM order_items WHERE order_id = %s", (rnd.randint(1, order),))
-                conn.commit()
+                try:
+                    self._one_order(conn.cursor(), rnd)
+                    conn.commit()
+                except pymysql.err.OperationalError as exc:
+                    # A deadlock with the copier's locking read or a lock wait: an application retries.
+                    if exc.args[0] not in (1205, 1213):
+                        raise
+                    conn.rollback()
+                    continue
+                except pymysql.err.ProgrammingError as exc:
+                    if exc.args[0] != 1146:  # table doesn't exist: renamed away by the cutover
+                        raise
+                    self.stopped_by_cutover = True
+                    return
                 self.next_order += 1
                 self.transactions += 1
                 time.sleep(0.002)
-        except pymysql.err.ProgrammingError as exc:
-            if exc.args[0] != 1146:  # table doesn't exist: renamed away by the cutover
-                raise
-            self.stopped_by_cutover = True
         finally:
             conn.close()
+
+    def _one_order(self, cur: Any, rnd: random.Random) -> None:
+        order = self.next_order
+        cur.execute(
+            "INSERT INTO orders VALUES (%s, %s, 'new', %s, NULL)",
+            (order, rnd.randint(1, self.customers), rnd.randint(100, 9999) / 100),
+        )
+        cur.execute("INSERT INTO order_items VALUES (%s, 1, %s, %s)", (order, f"SKU-{order % 997}", 1))
+        cur.execute(
+            "UPDATE customers SET balance = balance + 1 WHERE id = %s", (rnd.randint(1, self.customers),)
+        )
+        if rnd.random() < 0.2:
+            cur.execute("UPDATE orders SET status='paid' WHERE id = %s", (rnd.randint(1, order),))
+        if rnd.random() < 0.05:
+            cur.execute("DELETE FROM order_items WHERE order_id = %s", (rnd.randint(1, order),))
 
 
 def _events(log: Path) -> list[dict[str, object]]:

@@ -55,6 +55,10 @@ def setup(level: str = "INFO", json_lines: bool | None = None) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     logger.propagate = False
+    # asyncmy logs every server warning (INSERT IGNORE duplicates, "database exists") and
+    # mysql-replication its reconnects; we surface what matters ourselves, in our format.
+    for noisy in ("asyncmy", "pymysqlreplication"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def event(msg: str, level: int = logging.INFO, **fields: Any) -> None:
