@@ -41,6 +41,7 @@ from tablemover.flavor import Flavor
 from tablemover.hooks import run_hooks
 from tablemover.log import event
 from tablemover.machine import MoveMachine, State
+from tablemover.notify import Notifier
 from tablemover.preflight import PreflightReport, preflight
 from tablemover.schema import TableSchema, table_exists
 from tablemover.sql import quote_ident, target_create_statement
@@ -80,6 +81,7 @@ class Move:
         self._outer_scope: anyio.CancelScope | None = None
         self._writer_done = anyio.Event()
         self.stop_requested: str = ""
+        self.notifier = Notifier()
         self.started = time.monotonic()
         self.lag_s = 0.0
         self.rename_committed_at = 0.0
@@ -101,6 +103,9 @@ class Move:
             async with anyio.create_task_group() as tg:
                 self._outer_scope = tg.cancel_scope
                 await self._start_control(tg)
+                tg.start_soon(self.notifier.watchdog)
+                state = report.checkpoint.state.value if report.checkpoint else "new move"
+                self.notifier.send(READY="1", STATUS=f"preflight passed; {state}")
                 await run_hooks(
                     self.config,
                     "startup",
@@ -238,6 +243,7 @@ class Move:
 
     async def _persist(self, source: State, dest: State, kwargs: dict[str, Any]) -> None:
         """Commit the checkpoint row of a transition (the machine's ``before`` callback)."""
+        self.notifier.send(STATUS=f"entering {dest.value}")
         if self._inbox is not None and self.writer is not None:
             tr = Transition(dest, **kwargs)
             await self._inbox.send(tr)
@@ -328,6 +334,7 @@ class Move:
         if self.stop_requested:
             return
         self.stop_requested = signame
+        self.notifier.send(STOPPING="1", STATUS=f"{signame}: committing the current batch and stopping")
         event(f"{signame} received: finishing the current batch and stopping; the state is kept")
         if self._driver_scope is not None:
             self._driver_scope.cancel()
@@ -356,6 +363,11 @@ class Move:
                 applied_gtid=str(writer.committed_position),
             )
             last = now
+            copied = sum(p.rows_copied for p in writer.progress.values())
+            self.notifier.send(
+                STATUS=f"{writer.checkpoint.state.value}: {copied} rows copied, "
+                f"{writer.events_applied} events applied, lag {self.lag_s:.1f} s"
+            )
             if now[0] >= next_status_hook and not done.is_set():
                 next_status_hook = now[0] + self.config.move.status_hook_interval_s
                 state = writer.checkpoint.state.value
