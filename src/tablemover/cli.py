@@ -93,8 +93,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from tablemover.control import daemon_listening, request
+
     config = load_config(args.config)
-    status = anyio.run(_status_from_checkpoint, config)
+    if anyio.run(daemon_listening, config.socket_path):
+        status = anyio.run(request, config.socket_path, "status")
+        status.pop("ok", None)
+    else:
+        status = anyio.run(_status_from_checkpoint, config)
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True, default=str))
     elif status["state"] is None:
@@ -138,13 +144,48 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.equal else 1
 
 
-def _cmd_cutover(args: argparse.Namespace) -> int:
-    from tablemover.control import request
+def _socket_command(cmd: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from tablemover.control import request
+
+        config = load_config(args.config)
+        extra = {"value": args.value} if cmd == "chunk-size" else {}
+        reply = anyio.run(lambda: request(config.socket_path, cmd, **extra))
+        print(reply.get("message") or reply.get("error"))
+        if not reply.get("ok") and cmd == "abort" and "refused" in str(reply.get("error")):
+            return 3
+        return 0 if reply.get("ok") else 1
+
+    return run
+
+
+def _cmd_abort(args: argparse.Namespace) -> int:
+    from tablemover.control import daemon_listening
 
     config = load_config(args.config)
-    reply = anyio.run(request, config.socket_path, "cutover")
-    print(reply.get("message") or reply.get("error"))
-    return 0 if reply.get("ok") else 1
+    if anyio.run(daemon_listening, config.socket_path):
+        return _socket_command("abort")(args)
+    from tablemover.maintenance import abort_offline
+
+    print(anyio.run(abort_offline, config))
+    return 0
+
+
+def _cmd_cleanup(args: argparse.Namespace) -> int:
+    from tablemover.maintenance import cleanup
+
+    config = load_config(args.config)
+    if args.drop_source and not args.yes:
+        answer = input(
+            f"drop the renamed source tables {', '.join(config.move.renamed(t) for t in config.move.tables)} "
+            f"in {config.move.database} on {config.source.address}? type 'drop' to confirm: "
+        )
+        if answer.strip() != "drop":
+            print("nothing dropped")
+            return 1
+    for line in anyio.run(lambda: cleanup(config, drop_source=args.drop_source)):
+        print(line)
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -208,16 +249,50 @@ def build_parser() -> argparse.ArgumentParser:
         "foreign keys, triggers, target tables) without changing anything. Exit 0 when the move "
         "could start, 2 with the list of problems otherwise.",
     )
+    add(
+        "pause",
+        _socket_command("pause"),
+        "pause copying (the binlog apply goes on)",
+        "Tell the running daemon to stop reading new chunks until `tablemover unpause`. The binlog "
+        "apply continues, so the target keeps up with the source.",
+    )
+    add(
+        "unpause", _socket_command("unpause"), "resume copying after `pause`", "Resume copying after `pause`."
+    )
+    chunk = add(
+        "chunk-size",
+        _socket_command("chunk-size"),
+        "set the copy chunk size of the running daemon",
+        "Set the rows per chunk the running daemon reads from now on (disables adaptive sizing).",
+    )
+    chunk.add_argument("value", type=int, metavar="N", help="rows per chunk")
+    add(
+        "abort",
+        _cmd_abort,
+        "stop the move before the cutover; `run` resumes it later",
+        "Stop the move and record ABORTED. Refused (exit 3) from CUTOVER_STARTED on, when the source "
+        "tables may already be renamed. With no daemon running, records ABORTED in the checkpoint.",
+    )
+    cleanup = add(
+        "cleanup",
+        _cmd_cleanup,
+        "after DONE: drop the checkpoint rows; --drop-source drops the renamed source tables",
+        "After the move is DONE, drop its checkpoint rows (and the checkpoint table when no other move "
+        "uses it). The renamed source tables are kept unless --drop-source is given (asks to confirm).",
+    )
+    cleanup.add_argument("--drop-source", action="store_true", help="also drop the renamed source tables")
+    cleanup.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     status = add(
         "status",
         _cmd_status,
         "show the move's state and progress",
-        "Show state, per-table progress and applied GTID, read from the checkpoint table on the target.",
+        "Show state, per-table progress and applied GTID: from the running daemon over its control "
+        "socket, or from the checkpoint table on the target when no daemon runs ('source' says which).",
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     add(
         "cutover",
-        _cmd_cutover,
+        _socket_command("cutover"),
         "release a postponed cutover (postpone_cutover = true)",
         "Tell the running daemon, over its control socket, that the cutover may start. It still waits "
         "until the copy is complete, the apply lag is under a second and postpone_flag_file is absent.",

@@ -95,3 +95,13 @@ async def request(path: str, cmd: str, **args: Any) -> dict[str, Any]:
                     break
     reply: dict[str, Any] = json.loads(raw) if raw else {"ok": False, "error": "empty reply"}
     return reply
+
+
+async def daemon_listening(path: str) -> bool:
+    """Whether a daemon answers on the control socket."""
+    try:
+        stream = await anyio.connect_unix(path)
+    except OSError:
+        return False
+    await stream.aclose()
+    return True

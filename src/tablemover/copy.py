@@ -61,6 +61,7 @@ class TableCopier:
         send: MemoryObjectSendStream[WorkItem],
         wait_allowed: Callable[[], Awaitable[None]],
         adaptive: bool = True,
+        size_override: Callable[[], int] | None = None,
     ) -> None:
         self.conn = conn
         self.schema = schema
@@ -69,6 +70,7 @@ class TableCopier:
         self.send = send
         self.wait_allowed = wait_allowed
         self.adaptive = adaptive
+        self.size_override = size_override  # the operator's `chunk-size N`, 0 when unset
         columns = [c.name for c in schema.writable_columns]
         key = schema.chunk_key
         assert key is not None, "preflight refuses tables without a chunk key"
@@ -93,7 +95,9 @@ class TableCopier:
             if chunk.done:
                 return
             size = plan.size
-            if self.adaptive:
+            if self.size_override is not None and self.size_override():
+                size = self.size_override()
+            elif self.adaptive:
                 size = next_chunk_size(plan.size, time.monotonic() - started, len(chunk.rows))
             plan = ChunkPlan(chunk.last_key, size)
             self.chunk_size = plan.size

@@ -24,7 +24,7 @@ from tablemover.changes import WorkItem
 from tablemover.checkpoint import Checkpoint, TableProgress
 from tablemover.config import Config
 from tablemover.control import ControlServer
-from tablemover.copy import TableCopier
+from tablemover.copy import MAX_CHUNK, MIN_CHUNK, TableCopier
 from tablemover.cutover import (
     Inspection,
     RenameOutcome,
@@ -48,6 +48,7 @@ from tablemover.sql import quote_ident, target_create_statement
 from tablemover.stream import BinlogStream, StreamSettings, start_position_sql
 
 INBOX_SIZE = 64
+ABORTABLE = frozenset({State.PREPARED, State.COPYING})
 STOP_GRACE_S = 7.0  # systemd's default stop timeout is longer; the spec asks for exit within 10 s
 PROGRESS_EVERY_S = 5.0
 CAUGHT_UP_LAG_S = 1.0
@@ -81,6 +82,11 @@ class Move:
         self._outer_scope: anyio.CancelScope | None = None
         self._writer_done = anyio.Event()
         self.stop_requested: str = ""
+        self.abort_requested = False
+        self.paused = False
+        self._unpaused = anyio.Event()
+        self._unpaused.set()
+        self.chunk_size_override = 0
         self.notifier = Notifier()
         self.started = time.monotonic()
         self.lag_s = 0.0
@@ -114,7 +120,7 @@ class Move:
                 )
                 result = await self._run(report)
                 tg.cancel_scope.cancel()
-            if self.stop_requested:
+            if self.stop_requested and not self.abort_requested:
                 return self._stopped_result()
             return result
         except BaseExceptionGroup as group:
@@ -154,6 +160,9 @@ class Move:
             await self._resolve_cutover_started(machine)
         if machine.current in (State.COPYING, State.CUTOVER_STARTED, State.RENAMED):
             await self._pipeline(machine)
+            if self.abort_requested and machine.current in ABORTABLE:
+                await machine.fire("abort")
+                return self._result(machine, "aborted by the operator; `tablemover run` resumes the move")
             if self.stop_requested:
                 return self._stopped_result()
             if machine.current is State.COPYING:
@@ -173,7 +182,17 @@ class Move:
 
     async def _start_control(self, tg: anyio.abc.TaskGroup) -> None:
         """Serve the control socket; a move that must be released by hand cannot run without it."""
-        server = ControlServer(self.config.socket_path, {"status": self._status, "cutover": self._release})
+        server = ControlServer(
+            self.config.socket_path,
+            {
+                "status": self._status,
+                "cutover": self._release,
+                "pause": self._pause,
+                "unpause": self._unpause,
+                "abort": self._abort,
+                "chunk-size": self._set_chunk_size,
+            },
+        )
         try:
             await tg.start(server.serve)
         except OSError as exc:
@@ -194,8 +213,48 @@ class Move:
             "applied_gtid": cp.applied_gtid,
             "lag_s": round(self.lag_s, 3),
             "postponed": self.config.move.postpone_cutover and not self.cutover_released.is_set(),
+            "paused": self.paused,
+            "rows_copied": cp.rows_copied,
+            "events_applied": cp.events_applied,
+            "source": "daemon",
             "tables": {t: {"rows_copied": p.rows_copied, "done": p.done} for t, p in cp.progress.items()},
         }
+
+    async def _pause(self, _request: dict[str, Any]) -> dict[str, Any]:
+        self.paused = True
+        if self._unpaused.is_set():
+            self._unpaused = anyio.Event()
+        event("copying paused by the operator (the binlog apply goes on)")
+        return {"ok": True, "message": "copying paused; the binlog apply goes on"}
+
+    async def _unpause(self, _request: dict[str, Any]) -> dict[str, Any]:
+        self.paused = False
+        self._unpaused.set()
+        event("copying resumed by the operator")
+        return {"ok": True, "message": "copying resumed"}
+
+    async def _set_chunk_size(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            size = int(request.get("value", 0))
+        except (TypeError, ValueError):
+            size = 0
+        if not MIN_CHUNK <= size <= MAX_CHUNK:
+            return {"ok": False, "error": f"chunk size must be between {MIN_CHUNK} and {MAX_CHUNK}"}
+        self.chunk_size_override = size
+        event("chunk size set by the operator", chunk_size=size)
+        return {"ok": True, "message": f"chunk size set to {size}"}
+
+    async def _abort(self, _request: dict[str, Any]) -> dict[str, Any]:
+        state = (self.writer.checkpoint if self.writer is not None else self.checkpoint).state
+        if state not in ABORTABLE:
+            return {
+                "ok": False,
+                "error": f"refused: the move is in {state.value}; from CUTOVER_STARTED on the source "
+                "tables may already be renamed, so the move can only go forward",
+            }
+        self.abort_requested = True
+        self.request_stop("abort")
+        return {"ok": True, "message": f"aborting in {state.value}; `tablemover run` resumes the move later"}
 
     async def _release(self, _request: dict[str, Any]) -> dict[str, Any]:
         self.cutover_released.set()
@@ -404,6 +463,7 @@ class Move:
                         send,
                         lambda: self._chunk_allowed(writer, send),
                         adaptive=self.config.move.adaptive_chunk_size,
+                        size_override=lambda: self.chunk_size_override,
                     )
                     await copier.run()
                     event("table copied", table=table, rows=writer.progress[table].rows_copied)
@@ -411,6 +471,7 @@ class Move:
                 await close(conn)
 
     async def _chunk_allowed(self, writer: TargetWriter, send: MemoryObjectSendStream[WorkItem]) -> None:
+        await self._unpaused.wait()
         while send.statistics().current_buffer_used > MAX_BACKLOG_FOR_CHUNK:
             with anyio.move_on_after(0.05):
                 await writer.committed.wait()
