@@ -139,7 +139,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from tablemover.verify import print_report, verify
 
     config = load_config(args.config)
-    report = anyio.run(verify, config)
+    report = anyio.run(verify, config, args.rechecks)
     print_report(report, as_json=args.json)
     return 0 if report.equal else 1
 
@@ -307,6 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
         "after cutover: during COPYING live writes show up as differences.",
     )
     verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.add_argument(
+        "--rechecks",
+        type=int,
+        default=2,
+        metavar="N",
+        help="look at a differing chunk again N times, 0.5 s apart, before reporting it (changes in flight)",
+    )
     demo = sub.add_parser(
         "demo",
         help="run a complete move between two throwaway local MariaDB servers",

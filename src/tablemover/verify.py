@@ -51,7 +51,7 @@ class VerifyReport:
         return all(t.equal for t in self.tables)
 
 
-async def verify(config: Config) -> VerifyReport:
+async def verify(config: Config, rechecks: int = 2, recheck_delay_s: float = 0.5) -> VerifyReport:
     """Compare every moved table; the source side is the renamed table once the cutover happened."""
     source = await connect(config.source, "source", temporal_as_text=True)
     target = await connect(config.target, "target", temporal_as_text=True)
@@ -72,14 +72,22 @@ async def verify(config: Config) -> VerifyReport:
                     f"target table {tdb}.{table} does not exist: the move has not created it."
                 )
             schema = await inspect_table(source, config.move.database, source_table)
-            reports.append(await _verify_table(source, target, schema, table, tdb))
+            reports.append(await _verify_table(source, target, schema, table, tdb, rechecks, recheck_delay_s))
         return VerifyReport(reports)
     finally:
         await close(source)
         await close(target)
 
 
-async def _verify_table(source: Any, target: Any, schema: TableSchema, table: str, tdb: str) -> TableReport:
+async def _verify_table(
+    source: Any,
+    target: Any,
+    schema: TableSchema,
+    table: str,
+    tdb: str,
+    rechecks: int,
+    recheck_delay_s: float,
+) -> TableReport:
     key = schema.chunk_key
     if key is None:
         raise PreflightError(f"table {schema.qualified_name} has no primary or unique key to compare along.")
