@@ -56,11 +56,13 @@ def _dump_tasks() -> None:
         log.event("task stack", task=task.get_name(), stack=" <- ".join(reversed(frames)))
 
 
-async def _run_move(config: Config, stop_before_cutover: bool) -> Any:
+async def _run_move(config: Config, stop_before_cutover: bool, config_path: str) -> Any:
     from tablemover.move import Move
 
     move = Move(config, stop_before_cutover=stop_before_cutover)
+    move.config_path = config_path
     loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, move.reload_throttle)
     loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, move.request_stop, sig.name)
@@ -69,7 +71,7 @@ async def _run_move(config: Config, stop_before_cutover: bool) -> Any:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    result = anyio.run(_run_move, config, args.stop_before_cutover)
+    result = anyio.run(_run_move, config, args.stop_before_cutover, args.config)
     log.event(
         result.message,
         state=result.state.value,

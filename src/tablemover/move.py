@@ -22,7 +22,7 @@ from tablemover import faults, gtid, log
 from tablemover.apply import TargetWriter, Transition
 from tablemover.changes import WorkItem
 from tablemover.checkpoint import Checkpoint, TableProgress
-from tablemover.config import Config
+from tablemover.config import Config, load_config
 from tablemover.control import ControlServer
 from tablemover.copy import MAX_CHUNK, MIN_CHUNK, TableCopier
 from tablemover.cutover import (
@@ -46,6 +46,7 @@ from tablemover.preflight import PreflightReport, preflight
 from tablemover.schema import TableSchema, table_exists
 from tablemover.sql import quote_ident, target_create_statement
 from tablemover.stream import BinlogStream, StreamSettings, start_position_sql
+from tablemover.throttle import Readings, throttle_reason
 
 INBOX_SIZE = 64
 ABORTABLE = frozenset({State.PREPARED, State.COPYING})
@@ -76,6 +77,7 @@ class Move:
         self.schemas: dict[str, TableSchema] = {}
         self.target: Any = None
         self.source: Any = None
+        self.source_monitor: Any = None
         self.writer: TargetWriter | None = None
         self._inbox: MemoryObjectSendStream[WorkItem | Transition] | None = None
         self._driver_scope: anyio.CancelScope | None = None
@@ -87,6 +89,10 @@ class Move:
         self._unpaused = anyio.Event()
         self._unpaused.set()
         self.chunk_size_override = 0
+        self.throttle_limits = config.throttle
+        self.throttle_reason = ""
+        self.threads_running = (0, 0)
+        self.config_path = ""
         self.notifier = Notifier()
         self.started = time.monotonic()
         self.lag_s = 0.0
@@ -102,6 +108,7 @@ class Move:
         self.flavor = report.source_info.flavor
         self.schemas = report.schemas
         self.source = await connect(self.config.source, "source")
+        self.source_monitor = await connect(self.config.source, "source")
         self.target = await connect(
             self.config.target, "target", autocommit=False, sql_mode=WRITER_SQL_MODE, binary_prefix=True
         )
@@ -137,6 +144,7 @@ class Move:
             raise
         finally:
             await close(self.source)
+            await close(self.source_monitor)
             await close(self.target)
 
     async def _run(self, report: PreflightReport) -> MoveResult:
@@ -214,6 +222,8 @@ class Move:
             "lag_s": round(self.lag_s, 3),
             "postponed": self.config.move.postpone_cutover and not self.cutover_released.is_set(),
             "paused": self.paused,
+            "throttled": bool(self.throttle_reason),
+            "throttle_reason": self.throttle_reason,
             "rows_copied": cp.rows_copied,
             "events_applied": cp.events_applied,
             "source": "daemon",
@@ -348,6 +358,8 @@ class Move:
                 tg.start_soon(self._run_stream, stream)
                 reporter_done = anyio.Event()
                 tg.start_soon(self._report_progress, writer, send, reporter_done)
+                sampler = anyio.CancelScope()
+                tg.start_soon(self._run_sampler, sampler)
                 # The driver (copier, catch-up, cutover, drain) is what a stop signal cancels; the
                 # writer then applies what is queued and commits at a source boundary.
                 with anyio.CancelScope() as self._driver_scope:
@@ -357,6 +369,7 @@ class Move:
                         driver.start_soon(self._copy_tables, writer, send.clone())
                         await self._drive(machine, writer)
                 reporter_done.set()
+                sampler.cancel()
                 stream.stop()
                 send.close()
                 with anyio.move_on_after(STOP_GRACE_S) as grace:
@@ -399,6 +412,58 @@ class Move:
             self._driver_scope.cancel()
         elif self._outer_scope is not None:
             self._outer_scope.cancel()
+
+    async def _wait_unthrottled(self) -> None:
+        """Hold the copier while a throttle condition holds; log each new reason once."""
+        while True:
+            limits = self.throttle_limits  # re-read every pass: SIGHUP may have replaced it
+            flag = bool(limits.flag_file) and await anyio.Path(limits.flag_file).exists()
+            readings = Readings(
+                self.lag_s, self.threads_running[0], self.threads_running[1], flag, self.paused
+            )
+            reason = throttle_reason(limits, readings)
+            if reason != self.throttle_reason:
+                event(
+                    "copy throttled" if reason else "copy unthrottled", reason=reason or self.throttle_reason
+                )
+                self.throttle_reason = reason
+            if not reason:
+                return
+            if self.paused:
+                with anyio.move_on_after(0.25):
+                    await self._unpaused.wait()
+            else:
+                await anyio.sleep(0.25)
+
+    async def _run_sampler(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            await self._sample_threads_running()
+
+    async def _sample_threads_running(self) -> None:
+        """Threads_running of both servers, once a second (the throttle reads the latest sample)."""
+        sql = "SHOW GLOBAL STATUS LIKE 'Threads_running'"
+        conn = await connect(self.config.target, "target")
+        try:
+            while True:
+                src = await query_one(self.source_monitor, sql) if self.source_monitor else None
+                dst = await query_one(conn, sql)
+                self.threads_running = (int(src[1]) if src else 0, int(dst[1]) if dst else 0)
+                await anyio.sleep(1.0)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await close(conn)
+
+    def reload_throttle(self) -> None:
+        """SIGHUP: re-read the [throttle] section of the config file (the rest needs a restart)."""
+        if not self.config_path:
+            return
+        try:
+            fresh = load_config(self.config_path)
+        except TablemoverError as exc:
+            event("SIGHUP: config not reloaded", logging.WARNING, error=str(exc))
+            return
+        self.throttle_limits = fresh.throttle
+        event("SIGHUP: throttle settings reloaded", **fresh.throttle.model_dump())
 
     async def _report_progress(
         self, writer: TargetWriter, send: MemoryObjectSendStream[Any], done: anyio.Event
@@ -471,7 +536,7 @@ class Move:
                 await close(conn)
 
     async def _chunk_allowed(self, writer: TargetWriter, send: MemoryObjectSendStream[WorkItem]) -> None:
-        await self._unpaused.wait()
+        await self._wait_unthrottled()
         while send.statistics().current_buffer_used > MAX_BACKLOG_FOR_CHUNK:
             with anyio.move_on_after(0.05):
                 await writer.committed.wait()

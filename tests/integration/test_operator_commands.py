@@ -80,3 +80,30 @@ def test_abort_refused_after_renamed_and_cleanup_after_done(move: MoveEnv) -> No
     assert move.tgt("SHOW TABLES LIKE '\\_tablemover\\_checkpoint'") == []
     assert move.src("SHOW TABLES") == [], "the renamed source table was not dropped"
     assert move.tgt("SELECT COUNT(*) FROM a")[0][0] == 2000, "cleanup touched the moved data"
+
+
+def test_flag_file_throttles_copying_until_removed_and_sighup_reloads_it(move: MoveEnv) -> None:
+    import signal
+
+    seed(move, 80_000)
+    flag = move.workdir / "hold-copy"
+    other_flag = move.workdir / "other-flag"
+    flag.touch()
+    cfg_path = move.config(
+        ["a"], move={"chunk_size": 50, "adaptive_chunk_size": False}, throttle={"flag_file": str(flag)}
+    )
+    cfg = str(cfg_path)
+    proc = move.popen("run", "-c", cfg)
+    wait_for(move.workdir / "daemon.log", "copy throttled")
+    before = status(move, cfg)
+    time.sleep(1.0)
+    after = status(move, cfg)
+    assert after["throttled"] is True and "flag file" in str(after["throttle_reason"])
+    assert before["rows_copied"] == after["rows_copied"] == 0
+    # SIGHUP picks up a changed [throttle] section: the flag now points at a file that is absent.
+    cfg_path.write_text(cfg_path.read_text().replace(str(flag), str(other_flag)))
+    proc.send_signal(signal.SIGHUP)
+    wait_for(move.workdir / "daemon.log", "copy unthrottled")
+    assert proc.wait(timeout=120) == 0
+    assert transitions(move)[-1] == "DONE"
+    assert_tables_equal(move.source, move.database, move.target, move.target_database, {"_a_moved": "a"})

@@ -1,0 +1,335 @@
+"""The HTTP status endpoint: ``GET /status`` (JSON) and ``GET /metrics`` (Prometheus text format).
+
+A deliberately tiny HTTP/1.1 server on an anyio TCP listener, one request per connection
+(``Connection: close``). It runs in the daemon's own event loop rather than in prometheus_client's
+server threads, so a scrape reads the move's in-memory state without locks and is cancelled with
+the rest of the daemon. The exposition format itself comes from prometheus_client.
+
+Metrics are produced by a collector over a :class:`MetricsSnapshot` taken once per scrape, so every
+scrape is current and internally consistent; nothing has to be kept in sync with the move's state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.abc import SocketAttribute, SocketStream
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+
+from tablemover.log import event
+
+STATES = (
+    "PREPARED",
+    "COPYING",
+    "CUTOVER_STARTED",
+    "RENAMED",
+    "DRAINED",
+    "HOOK_FIRED",
+    "DONE",
+    "ABORTED",
+    "FAILED",
+)
+"""Every state a move can be in, in the order a move passes through them (``tablemover_state``)."""
+
+MAX_HEADER_BYTES = 8 * 1024
+"""Request line plus headers; anything longer is refused (431) instead of buffered."""
+
+HEADER_TIMEOUT_S = 5.0
+"""How long a client may take to send its request line and headers."""
+
+SEND_TIMEOUT_S = 10.0
+"""How long a client may take to accept the response (a reader that never reads must not pin a task)."""
+
+LINGER_S = 2.0
+"""How long to drain a client's leftover input after replying, before closing (see ``_handle``)."""
+
+STATUS_TIMEOUT_S = 10.0
+"""How long the ``status`` callable may take before /status answers 503."""
+
+JSON_CONTENT_TYPE = "application/json"
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
+
+
+@dataclass
+class MetricsSnapshot:
+    """The values one scrape exposes, read from the running move at scrape time."""
+
+    move: str
+    state: str  # one of STATES
+    rows_copied: dict[str, int]  # per table
+    rows_total: dict[str, int]  # per table (estimates)
+    events_applied: int
+    lag_seconds: float
+    throttled: bool
+    throttle_reason: str  # "" when not throttled
+    chunk_size: int
+    cutover_outage_ms: float | None  # None until a cutover has measured it
+    hook_runs: dict[str, int]  # per hook name, e.g. {"success": 1}
+    applied_gtid: str
+
+
+class _MoveCollector:
+    """Builds the metric families from a fresh snapshot on every ``collect()``."""
+
+    def __init__(self, snapshot: Callable[[], MetricsSnapshot]) -> None:
+        self._snapshot = snapshot
+
+    def describe(self) -> Iterator[Metric]:
+        """The families without samples: lets the registry know our names without taking a snapshot."""
+        return iter(_families(None))
+
+    def collect(self) -> Iterator[Metric]:
+        """One snapshot per scrape, so all families in one scrape agree with each other."""
+        return iter(_families(self._snapshot()))
+
+
+def _families(snap: MetricsSnapshot | None) -> list[Metric]:
+    """The metric families filled from ``snap``, or empty (names and types only) when it is None."""
+    move = ["move"]
+    rows_copied = GaugeMetricFamily(
+        "tablemover_rows_copied",
+        "Rows copied to the target by the chunk copier, per table.",
+        labels=[*move, "table"],
+    )
+    rows_total = GaugeMetricFamily(
+        "tablemover_rows_total",
+        "Estimated rows of each moved table on the source (from table statistics).",
+        labels=[*move, "table"],
+    )
+    events = CounterMetricFamily(
+        "tablemover_events_applied_total", "Binlog row events applied to the target.", labels=move
+    )
+    lag = GaugeMetricFamily(
+        "tablemover_apply_lag_seconds",
+        "Seconds between a source commit and its application on the target.",
+        labels=move,
+    )
+    state = GaugeMetricFamily(
+        "tablemover_state",
+        "The move's state: 1 for the current state, 0 for every other one.",
+        labels=[*move, "state"],
+    )
+    throttled = GaugeMetricFamily(
+        "tablemover_throttled",
+        "1 while copying is throttled, with the reason; else 0.",
+        labels=[*move, "reason"],
+    )
+    chunk = GaugeMetricFamily("tablemover_chunk_size", "Rows per copy chunk.", labels=move)
+    outage = GaugeMetricFamily(
+        "tablemover_cutover_outage_milliseconds",
+        "Write outage of the cutover on the moved tables: from the RENAME to the on-success hook.",
+        labels=move,
+    )
+    hooks = CounterMetricFamily(
+        "tablemover_hook_runs_total", "Hook executions, per hook name.", labels=[*move, "hook"]
+    )
+    # InfoMetricFamily appends "_info": this becomes tablemover_info.
+    info = InfoMetricFamily("tablemover", "The move's position: the GTID applied on the target.", labels=move)
+
+    if snap is not None:
+        m = snap.move
+        for table, n in sorted(snap.rows_copied.items()):
+            rows_copied.add_metric([m, table], n)
+        for table, n in sorted(snap.rows_total.items()):
+            rows_total.add_metric([m, table], n)
+        events.add_metric([m], snap.events_applied)
+        lag.add_metric([m], snap.lag_seconds)
+        for name in STATES:
+            state.add_metric([m, name], 1.0 if snap.state == name else 0.0)
+        if snap.state not in STATES:
+            # A state this module does not know yet is still shown, not silently reported as none.
+            state.add_metric([m, snap.state], 1.0)
+        throttled.add_metric(
+            [m, snap.throttle_reason if snap.throttled else ""], 1.0 if snap.throttled else 0.0
+        )
+        chunk.add_metric([m], snap.chunk_size)
+        if snap.cutover_outage_ms is not None:
+            # Absent rather than 0 before a cutover: 0 ms would read as a perfect cutover.
+            outage.add_metric([m], snap.cutover_outage_ms)
+        for hook, n in sorted(snap.hook_runs.items()):
+            hooks.add_metric([m, hook], n)
+        info.add_metric([m], {"applied_gtid": snap.applied_gtid})
+
+    families: list[Metric] = [rows_copied, rows_total, events, lag, state, throttled, chunk]
+    if snap is None or snap.cutover_outage_ms is not None:
+        families.append(outage)
+    families += [hooks, info]
+    return families
+
+
+def build_registry(snapshot: Callable[[], MetricsSnapshot]) -> CollectorRegistry:
+    """A new registry (never prometheus_client's global one) whose only collector reads ``snapshot``.
+
+    ``snapshot`` is called once per scrape, in the caller of ``generate_latest``; the registry holds
+    no values of its own. It has no process or platform collectors, so two servers in one process
+    (tests) never clash.
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_MoveCollector(snapshot))
+    return registry
+
+
+def parse_address(address: str) -> tuple[str | None, int]:
+    """Split ``"host:port"`` (``"[::1]:port"`` for IPv6; empty host = every interface)."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f'HTTP address {address!r} is not "host:port" with a port from 0 to 65535')
+    host = host.removeprefix("[").removesuffix("]")
+    return (host or None), int(port_text)
+
+
+class _BadRequest(Exception):
+    """The request cannot be answered; carries the status to reply with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class StatusServer:
+    """Serves ``/status`` and ``/metrics`` over HTTP until its task is cancelled.
+
+    ``snapshot`` feeds ``/metrics`` (called once per scrape); ``status`` produces the ``/status``
+    JSON body (the same dictionary the control socket's ``status`` command returns).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        snapshot: Callable[[], MetricsSnapshot],
+        status: Callable[[], Awaitable[dict[str, Any]]],
+    ) -> None:
+        # Parsed here so a bad address fails at start-up, not when the server task runs.
+        self.host, self.port = parse_address(address)
+        self.address = address
+        self.registry = build_registry(snapshot)
+        self.status = status
+        # Instance attributes so tests can shorten them; operators have no reason to.
+        self.header_timeout = HEADER_TIMEOUT_S
+        self.send_timeout = SEND_TIMEOUT_S
+        self.status_timeout = STATUS_TIMEOUT_S
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Bind, report the bound port through ``task_status.started(port)``, serve until cancelled."""
+        listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
+        port = int(listener.extra(SocketAttribute.local_port))
+        event("http status listening", address=f"{self.host or '*'}:{port}")
+        task_status.started(port)
+        async with listener:
+            await listener.serve(self._handle)
+
+    async def _handle(self, stream: SocketStream) -> None:
+        # Every failure is answered or swallowed here: an exception escaping a handler would cancel
+        # listener.serve() and with it the whole endpoint.
+        async with stream:
+            try:
+                reply = await self._respond(stream)
+            except Exception as exc:
+                event("http request failed", level=logging.WARNING, error=repr(exc))
+                reply = 500, {"Content-Type": "text/plain; charset=utf-8"}, b"internal error\n"
+            if reply is None:  # the client went away before sending a request: nobody to answer
+                return
+            status, headers, body = reply
+            head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+            headers.setdefault("Content-Length", str(len(body)))
+            headers["Connection"] = "close"
+            head += [f"{k}: {v}" for k, v in headers.items()]
+            payload = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+            payload += body
+            with (
+                anyio.move_on_after(self.send_timeout),
+                contextlib.suppress(
+                    anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError
+                ),
+            ):
+                await stream.send(payload)
+                # Lingering close: closing with unread input (an over-long head, a request body)
+                # makes the kernel send a reset, which can destroy the reply before the client
+                # reads it. Half-close, then drain what the client still sends, briefly.
+                await stream.send_eof()
+                with anyio.move_on_after(LINGER_S):
+                    while True:
+                        await stream.receive()
+
+    async def _respond(self, stream: SocketStream) -> tuple[int, dict[str, str], bytes] | None:
+        """Read one request and build the response (status, headers, body); None = no one to answer."""
+        text = {"Content-Type": "text/plain; charset=utf-8"}
+        try:
+            raw = await self._read_head(stream)
+        except _BadRequest as exc:
+            return exc.status, dict(text), f"{exc}\n".encode()
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            return None
+        try:
+            method, path = _request_line(raw)
+        except _BadRequest as exc:
+            return exc.status, dict(text), f"{exc}\n".encode()
+        if path not in ("/status", "/metrics"):
+            return 404, dict(text), b"not found: try /status or /metrics\n"
+        if method not in ("GET", "HEAD"):
+            return 405, {**text, "Allow": "GET, HEAD"}, b"method not allowed\n"
+        if path == "/metrics":
+            body = generate_latest(self.registry)
+            headers = {"Content-Type": CONTENT_TYPE_LATEST}
+        else:
+            # Bounded: a status call stuck on a database must not hold the connection forever.
+            with anyio.move_on_after(self.status_timeout) as scope:
+                doc = await self.status()
+            if scope.cancelled_caught:
+                return 503, dict(text), f"status not available within {self.status_timeout:g} s\n".encode()
+            body = (json.dumps(doc, default=str, indent=2) + "\n").encode()
+            headers = {"Content-Type": JSON_CONTENT_TYPE}
+        if method == "HEAD":
+            headers["Content-Length"] = str(len(body))
+            body = b""
+        return 200, headers, body
+
+    async def _read_head(self, stream: SocketStream) -> bytes:
+        """The request line and headers, at most MAX_HEADER_BYTES, within header_timeout."""
+        raw = b""
+        with anyio.move_on_after(self.header_timeout) as scope:
+            while b"\r\n\r\n" not in raw and b"\n\n" not in raw:  # bare LF: hand-typed requests (nc)
+                if len(raw) >= MAX_HEADER_BYTES:
+                    raise _BadRequest(431, f"request head larger than {MAX_HEADER_BYTES} bytes")
+                raw += await stream.receive(MAX_HEADER_BYTES - len(raw))
+        if scope.cancelled_caught:
+            raise _BadRequest(408, f"no complete request within {self.header_timeout:g} s")
+        return raw
+
+
+def _request_line(raw: bytes) -> tuple[str, str]:
+    """Method and path (query string dropped) from the first line of ``raw``."""
+    line = raw.split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        method, target, version = line.decode("ascii").split(" ")
+    except (UnicodeDecodeError, ValueError):
+        raise _BadRequest(400, "malformed request line") from None
+    if not version.startswith("HTTP/"):
+        raise _BadRequest(400, "malformed request line")
+    if version not in ("HTTP/1.0", "HTTP/1.1"):
+        raise _BadRequest(505, f"unsupported {version}")
+    return method, target.split("?", 1)[0]

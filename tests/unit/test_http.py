@@ -1,0 +1,335 @@
+"""The HTTP status endpoint, over real loopback sockets: /metrics, /status, errors, slow clients."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import anyio
+import pytest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from tablemover.http import STATES, MetricsSnapshot, StatusServer, build_registry, parse_address
+from tablemover.machine import State
+
+
+def snapshot(**changes: Any) -> MetricsSnapshot:
+    base = MetricsSnapshot(
+        move="orders",
+        state="COPYING",
+        rows_copied={"orders": 1500, "order_items": 40},
+        rows_total={"orders": 3000, "order_items": 9000},
+        events_applied=77,
+        lag_seconds=0.25,
+        throttled=False,
+        throttle_reason="",
+        chunk_size=1000,
+        cutover_outage_ms=None,
+        hook_runs={},
+        applied_gtid="0-1-100,1-2-7",
+    )
+    return dataclasses.replace(base, **changes)
+
+
+class Source:
+    """A snapshot function that counts its calls and whose next value a test can set."""
+
+    def __init__(self, snap: MetricsSnapshot) -> None:
+        self.snap = snap
+        self.calls = 0
+
+    def __call__(self) -> MetricsSnapshot:
+        self.calls += 1
+        return self.snap
+
+
+async def status_body() -> dict[str, Any]:
+    return {
+        "move": "orders",
+        "state": "COPYING",
+        "tables": {"orders": {"copied": 1500}},
+        "at": datetime(2024, 5, 1, 12, 0),
+    }
+
+
+@asynccontextmanager
+async def running(
+    source: Callable[[], MetricsSnapshot], header_timeout: float | None = None
+) -> AsyncIterator[tuple[StatusServer, int]]:
+    server = StatusServer("127.0.0.1:0", source, status_body)
+    if header_timeout is not None:
+        server.header_timeout = header_timeout
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(server.serve)
+        yield server, port
+        tg.cancel_scope.cancel()
+
+
+async def fetch(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` raw, read to EOF (the server closes), split status, headers and body."""
+    with anyio.fail_after(5):
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(request)
+            raw = b""
+            while True:
+                try:
+                    raw += await stream.receive()
+                except anyio.EndOfStream:
+                    break
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    version, code, _reason = status_line.split(" ", 2)
+    assert version == "HTTP/1.1"
+    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in header_lines)}
+    assert headers["connection"] == "close"
+    assert int(headers["content-length"]) == len(body) or request.startswith(b"HEAD")
+    return int(code), headers, body
+
+
+async def get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+    return await fetch(port, f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+
+
+def families(body: bytes) -> dict[str, Metric]:
+    return {f.name: f for f in text_string_to_metric_families(body.decode())}
+
+
+def values(family: Metric) -> dict[tuple[tuple[str, str], ...], float]:
+    """Sample values keyed by their sorted labels."""
+    return {tuple(sorted(s.labels.items())): s.value for s in family.samples}
+
+
+def test_states_match_the_state_machine() -> None:
+    assert tuple(s.value for s in State) == STATES
+
+
+async def test_metrics_values_labels_and_content_type() -> None:
+    source = Source(snapshot(hook_runs={"success": 1, "before-cutover": 2}))
+    async with running(source) as (_, port):
+        code, headers, body = await get(port, "/metrics")
+    assert code == 200
+    assert headers["content-type"] == CONTENT_TYPE_LATEST
+    fams = families(body)
+
+    assert fams["tablemover_rows_copied"].type == "gauge"
+    assert values(fams["tablemover_rows_copied"]) == {
+        (("move", "orders"), ("table", "order_items")): 40,
+        (("move", "orders"), ("table", "orders")): 1500,
+    }
+    assert values(fams["tablemover_rows_total"]) == {
+        (("move", "orders"), ("table", "order_items")): 9000,
+        (("move", "orders"), ("table", "orders")): 3000,
+    }
+    # The text parser names counter families without "_total"; the sample keeps it.
+    events = fams["tablemover_events_applied"]
+    assert events.type == "counter"
+    assert [(s.name, s.labels, s.value) for s in events.samples] == [
+        ("tablemover_events_applied_total", {"move": "orders"}, 77)
+    ]
+    assert values(fams["tablemover_apply_lag_seconds"]) == {(("move", "orders"),): 0.25}
+    assert values(fams["tablemover_chunk_size"]) == {(("move", "orders"),): 1000}
+    assert values(fams["tablemover_throttled"]) == {(("move", "orders"), ("reason", "")): 0}
+    hooks = fams["tablemover_hook_runs"]
+    assert hooks.type == "counter"
+    assert {s.name for s in hooks.samples} == {"tablemover_hook_runs_total"}
+    assert values(hooks) == {
+        (("hook", "before-cutover"), ("move", "orders")): 2,
+        (("hook", "success"), ("move", "orders")): 1,
+    }
+    assert values(fams["tablemover_info"]) == {(("applied_gtid", "0-1-100,1-2-7"), ("move", "orders")): 1}
+    # Not measured yet: absent, not 0 (which would read as a perfect cutover).
+    assert "tablemover_cutover_outage_milliseconds" not in fams
+
+    state = fams["tablemover_state"]
+    assert state.type == "gauge"
+    assert [s.labels["state"] for s in state.samples] == list(STATES)
+    assert all(s.labels["move"] == "orders" for s in state.samples)
+    assert [s.labels["state"] for s in state.samples if s.value == 1] == ["COPYING"]
+    assert sum(s.value for s in state.samples) == 1
+    assert source.calls == 1
+
+
+async def test_snapshot_is_taken_per_scrape() -> None:
+    source = Source(snapshot())
+    async with running(source) as (_, port):
+        assert source.calls == 0  # registering the collector takes no snapshot
+        first = families((await get(port, "/metrics"))[2])
+        source.snap = snapshot(
+            state="DONE",
+            rows_copied={"orders": 3000, "order_items": 9000},
+            events_applied=500,
+            lag_seconds=0.0,
+            throttled=True,
+            throttle_reason="threads_running",
+            chunk_size=250,
+            cutover_outage_ms=42.5,
+            hook_runs={"success": 1},
+            applied_gtid="0-1-900",
+        )
+        second = families((await get(port, "/metrics"))[2])
+    assert source.calls == 2
+
+    assert values(first["tablemover_events_applied"]) == {(("move", "orders"),): 77}
+    assert values(second["tablemover_events_applied"]) == {(("move", "orders"),): 500}
+    assert values(second["tablemover_rows_copied"])[(("move", "orders"), ("table", "orders"))] == 3000
+    assert [s.labels["state"] for s in second["tablemover_state"].samples if s.value == 1] == ["DONE"]
+    assert sum(s.value for s in second["tablemover_state"].samples) == 1
+    assert values(second["tablemover_throttled"]) == {(("move", "orders"), ("reason", "threads_running")): 1}
+    assert values(second["tablemover_chunk_size"]) == {(("move", "orders"),): 250}
+    assert values(second["tablemover_cutover_outage_milliseconds"]) == {(("move", "orders"),): 42.5}
+    assert values(second["tablemover_hook_runs"]) == {(("hook", "success"), ("move", "orders")): 1}
+    assert values(second["tablemover_info"]) == {(("applied_gtid", "0-1-900"), ("move", "orders")): 1}
+
+
+def test_registry_is_private_and_live() -> None:
+    source = Source(snapshot())
+    one, two = build_registry(source), build_registry(Source(snapshot(move="other")))
+    assert one is not two  # two servers in one process never share or clash
+    text = generate_latest(one).decode()
+    assert 'move="orders"' in text and 'move="other"' not in text
+    assert "process_" not in text and "python_gc" not in text  # no default collectors
+    source.snap = snapshot(events_applied=78)
+    assert 'tablemover_events_applied_total{move="orders"} 78.0' in generate_latest(one).decode()
+
+
+def test_unknown_state_is_still_shown() -> None:
+    fams = families(generate_latest(build_registry(lambda: snapshot(state="SOMETHING_NEW"))))
+    ones = [s.labels["state"] for s in fams["tablemover_state"].samples if s.value == 1]
+    assert ones == ["SOMETHING_NEW"]
+
+
+def test_label_values_are_escaped() -> None:
+    gtid = '3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n"odd"\\'
+    fams = families(generate_latest(build_registry(lambda: snapshot(applied_gtid=gtid))))
+    assert [s.labels["applied_gtid"] for s in fams["tablemover_info"].samples] == [gtid]
+
+
+async def test_status_is_json() -> None:
+    async with running(Source(snapshot())) as (_, port):
+        code, headers, body = await get(port, "/status?verbose=1")
+    assert code == 200
+    assert headers["content-type"] == "application/json"
+    doc = json.loads(body)
+    assert doc["move"] == "orders" and doc["tables"] == {"orders": {"copied": 1500}}
+    assert doc["at"] == "2024-05-01 12:00:00"  # non-JSON values are stringified, not a 500
+
+
+async def test_stuck_status_is_a_503() -> None:
+    async def stuck() -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    server = StatusServer("127.0.0.1:0", Source(snapshot()), stuck)
+    server.status_timeout = 0.2
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(server.serve)
+        assert (await get(port, "/status"))[0] == 503
+        assert (await get(port, "/metrics"))[0] == 200  # metrics never wait for the status call
+        tg.cancel_scope.cancel()
+
+
+async def test_not_found_method_and_head() -> None:
+    source = Source(snapshot())
+    async with running(source) as (_, port):
+        code, headers, body = await get(port, "/nope")
+        assert code == 404 and headers["content-type"].startswith("text/plain")
+        assert (await get(port, "/"))[0] == 404
+        code, headers, _ = await fetch(port, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+        assert code == 405 and headers["allow"] == "GET, HEAD"
+        code, headers, body = await fetch(port, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert code == 200 and body == b"" and int(headers["content-length"]) > 0
+        assert headers["content-type"] == CONTENT_TYPE_LATEST
+        code, _, body = await fetch(port, b"GET /metrics HTTP/1.1\n\n")  # bare LF, as typed into nc
+        assert code == 200 and b"tablemover_state" in body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "code"),
+    [
+        (b"garbage\r\n\r\n", 400),
+        (b"\xff\xfe GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GET /metrics SPDY/3\r\n\r\n", 400),
+        (b"GET /metrics HTTP/2.0\r\n\r\n", 505),
+        (b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 9000, 431),  # never ends its headers
+    ],
+)
+async def test_garbage_is_refused(request_bytes: bytes, code: int) -> None:
+    async with running(Source(snapshot())) as (_, port):
+        assert (await fetch(port, request_bytes))[0] == code
+        assert (await get(port, "/metrics"))[0] == 200  # and the server goes on serving
+
+
+async def test_slow_client_does_not_hang_the_server() -> None:
+    source = Source(snapshot())
+    async with running(source, header_timeout=0.3) as (_, port):
+        with anyio.fail_after(5):
+            async with await anyio.connect_tcp("127.0.0.1", port) as silent:
+                await silent.send(b"GET /metrics HTTP/1.1\r\nHost: ")  # and then nothing
+                # Others are served while the silent client holds its connection.
+                started = time.monotonic()
+                assert (await get(port, "/metrics"))[0] == 200
+                assert time.monotonic() - started < 0.3
+                # The silent client is answered 408 and disconnected after the header timeout.
+                raw = b""
+                while True:
+                    try:
+                        raw += await silent.receive()
+                    except anyio.EndOfStream:
+                        break
+                assert raw.startswith(b"HTTP/1.1 408 ")
+                assert time.monotonic() - started >= 0.25
+
+
+async def test_client_that_connects_and_leaves() -> None:
+    async with running(Source(snapshot())) as (_, port):
+        for _ in range(3):
+            stream = await anyio.connect_tcp("127.0.0.1", port)
+            await stream.aclose()
+        assert (await get(port, "/metrics"))[0] == 200
+
+
+async def test_failing_snapshot_is_a_500_not_a_dead_server() -> None:
+    broken = True
+
+    def flaky() -> MetricsSnapshot:
+        if broken:
+            raise RuntimeError("state not ready")
+        return snapshot()
+
+    async with running(flaky) as (_, port):
+        assert (await get(port, "/metrics"))[0] == 500
+        broken = False
+        assert (await get(port, "/metrics"))[0] == 200
+
+
+async def test_cancellation_closes_the_port() -> None:
+    async with running(Source(snapshot())) as (_, port):
+        pass
+    with pytest.raises(OSError):
+        await anyio.connect_tcp("127.0.0.1", port)
+
+
+@pytest.mark.parametrize(
+    ("address", "parsed"),
+    [
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+        ("localhost:9100", ("localhost", 9100)),
+        (":9100", (None, 9100)),
+        ("[::1]:80", ("::1", 80)),
+    ],
+)
+def test_parse_address(address: str, parsed: tuple[str | None, int]) -> None:
+    assert parse_address(address) == parsed
+
+
+@pytest.mark.parametrize("address", ["", "localhost", "host:port", "host:70000", "host:-1"])
+def test_bad_address_fails_at_construction(address: str) -> None:
+    with pytest.raises(ValueError, match="host:port"):
+        StatusServer(address, lambda: snapshot(), status_body)
