@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,9 @@ import anyio
 
 from tablemover.config import Config
 from tablemover.log import event
+
+# Executables started per hook name in this process, for /metrics.
+RUNS: Counter[str] = Counter()
 
 HOOK_NAMES = (
     "startup",
@@ -108,6 +112,7 @@ async def run_hooks(config: Config, name: str, state: str, extra: Mapping[str, s
     ran: list[str] = []
     for path in paths:
         ran.append(path.name)
+        RUNS[name] += 1
         try:
             with anyio.fail_after(config.move.hook_timeout_s):
                 proc = await anyio.run_process(

@@ -214,7 +214,7 @@ class StatusServer:
     """Serves ``/status`` and ``/metrics`` over HTTP until its task is cancelled.
 
     ``snapshot`` feeds ``/metrics`` (called once per scrape); ``status`` produces the ``/status``
-    JSON body (the same dictionary the control socket's ``status`` command returns).
+    JSON body (for instance the dictionary the control socket's ``status`` command returns).
     """
 
     def __init__(
@@ -236,10 +236,10 @@ class StatusServer:
     async def serve(self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         """Bind, report the bound port through ``task_status.started(port)``, serve until cancelled."""
         listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
-        port = int(listener.extra(SocketAttribute.local_port))
-        event("http status listening", address=f"{self.host or '*'}:{port}")
-        task_status.started(port)
         async with listener:
+            port = int(listener.extra(SocketAttribute.local_port))
+            event("http status listening", address=f"{self.host or '*'}:{port}")
+            task_status.started(port)
             await listener.serve(self._handle)
 
     async def _handle(self, stream: SocketStream) -> None:

@@ -42,6 +42,33 @@ class _TextFormatter(logging.Formatter):
         return text
 
 
+class _ConsoleAwareHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to stderr, or through a rich console while progress bars are on screen."""
+
+    console: Any = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.console is not None:
+            self.console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+        else:
+            super().emit(record)
+
+
+_handler: _ConsoleAwareHandler | None = None
+_json = False
+
+
+def print_through(console: Any) -> None:
+    """Route log records through ``console`` (progress bars on screen), or back to stderr (None)."""
+    if _handler is not None:
+        _handler.console = console
+
+
+def wants_json_now() -> bool:
+    """Whether the logger was set up for JSON lines."""
+    return _json
+
+
 def wants_json() -> bool:
     """JSON when stderr is not a terminal or when journald owns stderr."""
     return bool(os.environ.get("JOURNAL_STREAM")) or not sys.stderr.isatty()
@@ -49,8 +76,10 @@ def wants_json() -> bool:
 
 def setup(level: str = "INFO", json_lines: bool | None = None) -> None:
     """Configure the tablemover logger once per process."""
-    handler = logging.StreamHandler(sys.stderr)
+    global _handler, _json
+    handler = _ConsoleAwareHandler(sys.stderr)
     use_json = wants_json() if json_lines is None else json_lines
+    _handler, _json = handler, use_json
     handler.setFormatter(_JsonFormatter() if use_json else _TextFormatter())
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())

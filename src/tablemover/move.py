@@ -18,7 +18,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from asyncmy.errors import MySQLError
 
 from tablemover import checkpoint as cpstore
-from tablemover import faults, gtid, log
+from tablemover import faults, gtid, hooks, log, progress
 from tablemover.apply import TargetWriter, Transition
 from tablemover.changes import WorkItem
 from tablemover.checkpoint import Checkpoint, TableProgress
@@ -39,11 +39,12 @@ from tablemover.decode import RowDecoder
 from tablemover.errors import MoveFailed, PreflightError, SafetyRefusal, TablemoverError
 from tablemover.flavor import Flavor
 from tablemover.hooks import run_hooks
+from tablemover.http import MetricsSnapshot, StatusServer
 from tablemover.log import event
 from tablemover.machine import MoveMachine, State
 from tablemover.notify import Notifier
 from tablemover.preflight import PreflightReport, preflight
-from tablemover.schema import TableSchema, table_exists
+from tablemover.schema import TableSchema, count_rows_estimate, table_exists
 from tablemover.sql import quote_ident, target_create_statement
 from tablemover.stream import BinlogStream, StreamSettings, start_position_sql
 from tablemover.throttle import Readings, throttle_reason
@@ -93,6 +94,8 @@ class Move:
         self.throttle_reason = ""
         self.threads_running = (0, 0)
         self.config_path = ""
+        self.rows_estimate: dict[str, int] = {}
+        self.http_port = 0
         self.notifier = Notifier()
         self.started = time.monotonic()
         self.lag_s = 0.0
@@ -116,6 +119,12 @@ class Move:
             async with anyio.create_task_group() as tg:
                 self._outer_scope = tg.cancel_scope
                 await self._start_control(tg)
+                for table in self.config.move.tables:
+                    if table in report.schemas:
+                        self.rows_estimate[table] = await count_rows_estimate(
+                            self.source, self.config.move.database, report.schemas[table].name
+                        )
+                await self._start_http(tg)
                 tg.start_soon(self.notifier.watchdog)
                 state = report.checkpoint.state.value if report.checkpoint else "new move"
                 self.notifier.send(READY="1", STATUS=f"preflight passed; {state}")
@@ -187,6 +196,34 @@ class Move:
             state = self.checkpoint.state.value if hasattr(self, "checkpoint") else State.PREPARED.value
             env = {**self._hook_env(), "TABLEMOVER_ERROR": str(error)[:2000]}
             await run_hooks(self.config, "failure", state, env)
+
+    async def _start_http(self, tg: anyio.abc.TaskGroup) -> None:
+        """Serve /status and /metrics when [control] http is set."""
+        if not self.config.control.http:
+            return
+        server = StatusServer(self.config.control.http, self._metrics_snapshot, lambda: self._status({}))
+        port = await tg.start(server.serve)
+        self.http_port = int(port)
+
+    def _metrics_snapshot(self) -> MetricsSnapshot:
+        cp = self.writer.checkpoint if self.writer is not None else getattr(self, "checkpoint", None)
+        progress = self.writer.progress if self.writer is not None else (cp.progress if cp else {})
+        return MetricsSnapshot(
+            move=self.config.move.name,
+            state=cp.state.value if cp else State.PREPARED.value,
+            rows_copied={t: p.rows_copied for t, p in progress.items()},
+            rows_total=dict(self.rows_estimate),
+            events_applied=self.writer.events_applied
+            if self.writer is not None
+            else (cp.events_applied if cp else 0),
+            lag_seconds=self.lag_s,
+            throttled=bool(self.throttle_reason),
+            throttle_reason=self.throttle_reason,
+            chunk_size=self.chunk_size_override or self.config.move.chunk_size,
+            cutover_outage_ms=self.outage_ms,
+            hook_runs=dict(hooks.RUNS),
+            applied_gtid=cp.applied_gtid if cp else "",
+        )
 
     async def _start_control(self, tg: anyio.abc.TaskGroup) -> None:
         """Serve the control socket; a move that must be released by hand cannot run without it."""
@@ -360,6 +397,17 @@ class Move:
                 tg.start_soon(self._report_progress, writer, send, reporter_done)
                 sampler = anyio.CancelScope()
                 tg.start_soon(self._run_sampler, sampler)
+                if progress.wanted():
+                    totals = {
+                        t: await count_rows_estimate(self.source, self.config.move.database, t)
+                        for t in self.config.move.tables
+                    }
+                    tg.start_soon(
+                        progress.show,
+                        totals,
+                        lambda: {t: (p.rows_copied, p.done) for t, p in writer.progress.items()},
+                        reporter_done,
+                    )
                 # The driver (copier, catch-up, cutover, drain) is what a stop signal cancels; the
                 # writer then applies what is queued and commits at a source boundary.
                 with anyio.CancelScope() as self._driver_scope:

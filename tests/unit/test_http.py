@@ -268,14 +268,14 @@ async def test_garbage_is_refused(request_bytes: bytes, code: int) -> None:
 
 async def test_slow_client_does_not_hang_the_server() -> None:
     source = Source(snapshot())
-    async with running(source, header_timeout=0.3) as (_, port):
+    async with running(source, header_timeout=1.0) as (_, port):
         with anyio.fail_after(5):
             async with await anyio.connect_tcp("127.0.0.1", port) as silent:
                 await silent.send(b"GET /metrics HTTP/1.1\r\nHost: ")  # and then nothing
                 # Others are served while the silent client holds its connection.
                 started = time.monotonic()
                 assert (await get(port, "/metrics"))[0] == 200
-                assert time.monotonic() - started < 0.3
+                assert time.monotonic() - started < 0.9
                 # The silent client is answered 408 and disconnected after the header timeout.
                 raw = b""
                 while True:
@@ -284,7 +284,7 @@ async def test_slow_client_does_not_hang_the_server() -> None:
                     except anyio.EndOfStream:
                         break
                 assert raw.startswith(b"HTTP/1.1 408 ")
-                assert time.monotonic() - started >= 0.25
+                assert time.monotonic() - started >= 0.8
 
 
 async def test_client_that_connects_and_leaves() -> None:
