@@ -29,8 +29,8 @@ unit: setup
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench drill compose
+	$(BIN)/ruff format --check src tests bench drill compose
 	$(BIN)/mypy --strict src
 
 # The whole mission on local throwaway servers: copy under live writes, crash + resume, cutover, verify.
@@ -40,6 +40,12 @@ demo: setup
 # Benchmarks: JSON figures next to same-run server references (bench-results/bench.json).
 bench: setup
 	$(BIN)/python -m bench.run
+
+# Crash drill: ROUNDS full moves under sysbench write load, SIGKILLed at random instants and in
+# every cutover state, each checked by verify, an ordered dump diff and the binlog's RENAME count.
+ROUNDS ?= 20
+drill: setup
+	$(BIN)/python -m drill.run --rounds $(ROUNDS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
