@@ -413,9 +413,17 @@ class Move:
                 with anyio.CancelScope() as self._driver_scope:
                     if self.stop_requested:
                         self._driver_scope.cancel()
-                    async with anyio.create_task_group() as driver:
-                        driver.start_soon(self._copy_tables, writer, send.clone())
-                        await self._drive(machine, writer)
+                    try:
+                        async with anyio.create_task_group() as driver:
+                            driver.start_soon(self._copy_tables, writer, send.clone())
+                            await self._drive(machine, writer)
+                    except (MySQLError, BaseExceptionGroup) as exc:
+                        # A stop cancels the driver mid-query, and asyncmy reports that as an error
+                        # ("Cancelled during execution"); what the abandoned driver raises then is
+                        # part of stopping. The state is unchanged and resumable either way.
+                        if not self.stop_requested:
+                            raise
+                        event("driver stopped", logging.DEBUG, detail=repr(exc)[:500])
                 reporter_done.set()
                 sampler.cancel()
                 stream.stop()
