@@ -51,7 +51,7 @@ import pymysql
 import pymysql.cursors
 from bench.run import create_sbtest_sql, fill_sbtest_sql
 
-from tablemover.local.mariadb import LocalPair, grant_mover, pair_config, start_pair
+from tablemover.local.mariadb import LocalPair, grant_mover, pair_config, root_connection, start_pair
 
 DEFAULT_ROUNDS = 20
 DEFAULT_ROWS = 20_000
@@ -148,17 +148,8 @@ class Children:
 
 
 def connect(socket_path: str, database: str | None = None, streaming: bool = False) -> Conn:
-    """A root connection over a unix socket, autocommit on; ``streaming`` uses an unbuffered cursor."""
-    return pymysql.connect(
-        unix_socket=socket_path,
-        user="root",
-        password="",
-        database=database,
-        autocommit=True,
-        charset="utf8mb4",
-        connect_timeout=5,
-        cursorclass=pymysql.cursors.SSCursor if streaming else pymysql.cursors.Cursor,
-    )
+    """A root connection over a unix socket (the project's one helper for local servers)."""
+    return root_connection(socket_path, database, streaming=streaming)
 
 
 def query(socket_path: str, sql: str) -> list[tuple[Any, ...]]:

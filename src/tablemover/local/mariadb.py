@@ -53,6 +53,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def root_connection(
+    socket_path: str, database: str | None = None, *, streaming: bool = False
+) -> pymysql.connections.Connection[Any]:
+    """A root connection to a local server's unix socket, autocommit on.
+
+    ``streaming`` uses an unbuffered cursor, for reading whole tables without holding them in memory.
+    """
+    return pymysql.connect(
+        unix_socket=socket_path,
+        user="root",
+        password="",
+        database=database,
+        autocommit=True,
+        charset="utf8mb4",
+        connect_timeout=5,
+        cursorclass=pymysql.cursors.SSCursor if streaming else pymysql.cursors.Cursor,
+    )
+
+
 @dataclass
 class LocalMariaDB:
     """One private mariadbd. Use :meth:`start` / :meth:`stop`, or as a context manager."""
@@ -171,17 +190,9 @@ class LocalMariaDB:
             return True
         return False
 
-    def admin(self, database: str | None = None) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
+    def admin(self, database: str | None = None) -> pymysql.connections.Connection[Any]:
         """A root connection over the unix socket, autocommit on."""
-        return pymysql.connect(
-            unix_socket=self.socket,
-            user="root",
-            password="",
-            database=database,
-            autocommit=True,
-            charset="utf8mb4",
-            connect_timeout=2,
-        )
+        return root_connection(self.socket, database)
 
     def execute(self, *statements: str) -> list[tuple[object, ...]]:
         """Run statements as root; returns the rows of the last one."""
