@@ -274,6 +274,7 @@ def example_config() -> str:
 
 
 _EXAMPLE = """\
+# The common keys. Every key, each with a comment: deploy/move.example.toml in the source tree.
 [move]
 name = "orders"                 # [a-z0-9_]{1,32}; names the checkpoint rows and the socket
 database = "app"                # source schema
@@ -297,12 +298,12 @@ password_file = "/etc/tablemover/source.pass"   # or password = "..."
 [target]                        # same keys as [source]
 host = "10.0.0.2"
 
-[throttle]
-max_lag_s = 2.0
-max_threads_running = 50
-flag_file = ""
+[throttle]                      # holds copying only; SIGHUP re-reads this section
+max_lag_s = 2.0                 # apply lag
+max_threads_running = 50        # on source or target
+flag_file = ""                  # copying waits while this file exists
 
 [control]
-socket = "/run/tablemover/{name}.sock"
-http = "127.0.0.1:0"
+socket = "/run/tablemover/{name}.sock"   # pause/unpause/cutover/abort/status talk to the daemon here
+http = "127.0.0.1:0"            # /status and /metrics; port 0 = any free port (logged); "" = off
 """
