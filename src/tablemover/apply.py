@@ -20,8 +20,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from tablemover import checkpoint as cpstore
 from tablemover import faults, gtid, sql
+from tablemover.bulk import DEFAULT_BATCH_BYTES, RowWriter, wide_int_positions
 from tablemover.changes import Commit, CopyChunk, Op, Row, RowChange, StreamBatch, WorkItem
 from tablemover.checkpoint import Checkpoint, TableProgress
+from tablemover.db import query_one
 from tablemover.decode import RowDecoder
 from tablemover.flavor import Flavor
 from tablemover.machine import State
@@ -134,17 +136,25 @@ class TargetWriter:
         self.rows_written = 0
         self.commits = 0
         self.committed = anyio.Event()  # replaced after every commit; wait on it for progress
-        self._insert_sql = {
-            t: sql.insert_rows(target_db, t, [c.name for c in s.writable_columns], 1, verb="INSERT IGNORE")
-            for t, s in schemas.items()
-        }
-        self._replace_sql = {
-            t: sql.insert_rows(target_db, t, [c.name for c in s.writable_columns], 1, verb="REPLACE")
-            for t, s in schemas.items()
-        }
+        # Copy chunks may overlap rows the binlog already wrote (INSERT IGNORE keeps those); binlog
+        # changes carry a row's final image (REPLACE).
+        bulk = flavor is Flavor.MARIADB
+        self._inserters = {t: self._row_writer(t, "INSERT IGNORE", bulk) for t in schemas}
+        self._replacers = {t: self._row_writer(t, "REPLACE", bulk) for t in schemas}
         self._last_prune = time.monotonic()
         self._commutative = frozenset(
             t for t, schema in schemas.items() if sum(1 for i in schema.indexes if i.unique) == 1
+        )
+
+    def _row_writer(self, table: str, verb: str, bulk: bool) -> RowWriter:
+        columns = self.schemas[table].writable_columns
+        names = [c.name for c in columns]
+        return RowWriter(
+            self.conn,
+            sql.insert_rows(self.target_db, table, names, 1, verb=verb),
+            sql.insert_rows(self.target_db, table, names, 1, verb=verb, marker="?"),
+            wide_int_positions(columns),
+            bulk=bulk,
         )
 
     # --- the loop -------------------------------------------------------------------------------
@@ -157,6 +167,7 @@ class TargetWriter:
         dirty = False
         waiting_chunks: list[CopyChunk] = []
         deferred: list[Transition] = []
+        await self._fit_batches_to_packet_limit()
         await self._begin()
         async for item in inbox:
             if isinstance(item, StreamBatch):
@@ -199,6 +210,21 @@ class TargetWriter:
         else:
             await self.conn.rollback()
 
+    def batch_counts(self) -> dict[str, int]:
+        """How many row batches went through the bulk protocol and how many as text, so far."""
+        writers = (*self._inserters.values(), *self._replacers.values())
+        return {
+            "bulk_batches": sum(w.bulk_batches for w in writers),
+            "text_batches": sum(w.text_batches for w in writers),
+        }
+
+    async def _fit_batches_to_packet_limit(self) -> None:
+        # A request over max_allowed_packet makes the server drop the connection; stay well under.
+        row = await query_one(self.conn, "SELECT @@max_allowed_packet")
+        limit = int(row[0]) // 2 if row else DEFAULT_BATCH_BYTES
+        for writer in (*self._inserters.values(), *self._replacers.values()):
+            writer.max_bytes = max(64 * 1024, min(DEFAULT_BATCH_BYTES, limit))
+
     # --- applying -------------------------------------------------------------------------------
 
     async def _apply_batch(self, batch: StreamBatch, in_source_txn: bool) -> bool:
@@ -220,7 +246,7 @@ class TargetWriter:
         async with self.conn.cursor() as cur:
             for kind, table, rows in plan.groups():
                 if kind == "upsert":
-                    await cur.executemany(self._replace_sql[table], rows)
+                    await self._replacers[table].write(rows)
                 else:
                     key = self.schemas[table].chunk_key or ()
                     for start in range(0, len(rows), DELETE_BATCH):
@@ -230,9 +256,7 @@ class TargetWriter:
                 self.rows_written += len(rows)
 
     async def _apply_chunk(self, chunk: CopyChunk) -> None:
-        if chunk.rows:
-            async with self.conn.cursor() as cur:
-                await cur.executemany(self._insert_sql[chunk.table], chunk.rows)
+        await self._inserters[chunk.table].write(chunk.rows)
         previous = self.progress.get(chunk.table, TableProgress())
         self.progress[chunk.table] = TableProgress(
             last_key=chunk.last_key if chunk.last_key is not None else previous.last_key,

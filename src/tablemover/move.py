@@ -447,6 +447,7 @@ class Move:
                 "copy complete and caught up",
                 rows_copied=writer.checkpoint.rows_copied,
                 events_applied=writer.checkpoint.events_applied,
+                **writer.batch_counts(),
             )
             await run_hooks(self.config, "row-copy-complete", machine.current.value, self._hook_env())
             if not self.stop_before_cutover:
@@ -573,11 +574,16 @@ class Move:
 
     async def _copy_tables(self, writer: TargetWriter, send: MemoryObjectSendStream[WorkItem]) -> None:
         async with send:
-            conn = await connect(self.config.source, "source", autocommit=False, temporal_as_text=True)
+            readers = 2 if self.config.move.copy_read_ahead else 1
+            conns: list[Any] = []
             try:
+                for _ in range(readers):
+                    conns.append(
+                        await connect(self.config.source, "source", autocommit=False, temporal_as_text=True)
+                    )
                 for table in self.config.move.tables:
                     copier = TableCopier(
-                        conn,
+                        conns,
                         self.schemas[table],
                         writer.progress.get(table, TableProgress()),
                         self.config.move.chunk_size,
@@ -589,7 +595,8 @@ class Move:
                     await copier.run()
                     event("table copied", table=table, rows=writer.progress[table].rows_copied)
             finally:
-                await close(conn)
+                for conn in conns:
+                    await close(conn)
 
     async def _chunk_allowed(self, writer: TargetWriter, send: MemoryObjectSendStream[WorkItem]) -> None:
         await self._wait_unthrottled()

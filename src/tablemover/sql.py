@@ -25,9 +25,9 @@ def column_list(columns: Sequence[str]) -> str:
     return ", ".join(quote_ident(c) for c in columns)
 
 
-def row_placeholder(width: int) -> str:
-    """``(%s, %s, ...)`` for one row."""
-    return "(" + ", ".join(["%s"] * width) + ")"
+def row_placeholder(width: int, marker: str = "%s") -> str:
+    """``(%s, %s, ...)`` for one row (``marker="?"`` for a server-side prepared statement)."""
+    return "(" + ", ".join([marker] * width) + ")"
 
 
 def key_after(key: Sequence[str]) -> str:
@@ -75,12 +75,20 @@ def select_chunk(
 
 
 def insert_rows(
-    database: str, table: str, columns: Sequence[str], rows: int, *, verb: str = "INSERT IGNORE"
+    database: str,
+    table: str,
+    columns: Sequence[str],
+    rows: int,
+    *,
+    verb: str = "INSERT IGNORE",
+    marker: str = "%s",
 ) -> str:
-    """Multi-row ``INSERT IGNORE`` / ``REPLACE`` with placeholders for ``rows`` rows."""
+    """Multi-row ``INSERT IGNORE`` / ``REPLACE`` with ``marker`` placeholders for ``rows`` rows."""
     if verb not in ("INSERT IGNORE", "REPLACE", "INSERT"):
         raise ValueError(f"unsupported verb {verb!r}")
-    values = ", ".join([row_placeholder(len(columns))] * rows)
+    if marker not in ("%s", "?"):
+        raise ValueError(f"unsupported placeholder {marker!r}")
+    values = ", ".join([row_placeholder(len(columns), marker)] * rows)
     return f"{verb} INTO {qualified(database, table)} ({column_list(columns)}) VALUES {values}"
 
 
