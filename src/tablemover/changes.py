@@ -63,7 +63,6 @@ class CopyChunk:
     last_key: tuple[KeyValue, ...] | None
     done: bool  # this is the table's last chunk
     committed: anyio.Event = field(default_factory=anyio.Event)
-    error: BaseException | None = None
 
 
 WorkItem = StreamBatch | CopyChunk

@@ -45,6 +45,9 @@ class MoveSection(_Section):
     tables: list[str] = Field(min_length=1, description="tables to move, all from `database`")
     chunk_size: int = Field(default=1000, ge=10, le=100_000, description="rows per copy chunk (start value)")
     adaptive_chunk_size: bool = True  # grow/shrink chunks towards ~0.25 s each
+    # Read the next chunk on a second source connection while the previous one is written: about
+    # 1.5x faster, at the price of two chunks' rows locked at once instead of one.
+    copy_read_ahead: bool = True
     postpone_cutover: bool = False
     postpone_flag_file: str = ""
     hooks_dir: str = ""
@@ -282,6 +285,7 @@ target_database = "app"         # default: same as database
 tables = ["orders", "order_items"]
 chunk_size = 1000               # rows per copy chunk (start value)
 adaptive_chunk_size = true      # adapt the chunk size towards ~0.25 s per chunk
+copy_read_ahead = true          # read the next chunk while the previous one is written
 postpone_cutover = false        # true: after copy+catch-up, wait for `tablemover cutover`
 postpone_flag_file = ""         # cutover waits while this file exists
 hooks_dir = ""                  # directory of executable hooks

@@ -9,9 +9,10 @@ row behind, which is the window a plain consistent read would leave open.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -50,11 +51,18 @@ def next_chunk_size(size: int, elapsed_s: float, rows: int) -> int:
 
 
 class TableCopier:
-    """Copies one table from where its progress says, chunk by chunk."""
+    """Copies one table from where its progress says, chunk by chunk.
+
+    With two source connections the copy is pipelined: chunk N+1 is read on one connection while
+    the writer writes chunk N that the other connection still holds locked, so source reads and
+    target writes overlap. Each chunk keeps its own shared lock until its own target commit, so
+    rule 3 holds per chunk exactly as in the serial copy; chunks still reach the one ordered
+    writer in key order, so the committed progress only ever moves forward.
+    """
 
     def __init__(
         self,
-        conn: Any,
+        conns: Sequence[Any],
         schema: TableSchema,
         progress: TableProgress,
         chunk_size: int,
@@ -63,7 +71,8 @@ class TableCopier:
         adaptive: bool = True,
         size_override: Callable[[], int] | None = None,
     ) -> None:
-        self.conn = conn
+        assert conns, "a copier needs at least one source connection"
+        self.conns = list(conns)
         self.schema = schema
         self.progress = progress
         self.chunk_size = chunk_size
@@ -77,35 +86,63 @@ class TableCopier:
         self.key = key
         self.key_positions = [columns.index(k) for k in key]
         self.columns = columns
+        self._last_timing: tuple[int, float, int] | None = None  # (size, seconds, rows) of a chunk
 
     async def run(self) -> None:
         """Copy until the table's last chunk is committed on the target."""
         if self.progress.done:
             return
-        # Our locking read must wait for an application transaction rather than kill it, but not
-        # for long: while it waits it already holds locks on the rows it has scanned.
-        await execute(self.conn, f"SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_S}")
+        for conn in self.conns:
+            # Our locking read must wait for an application transaction rather than kill it, but
+            # not for long: while it waits it already holds locks on the rows it has scanned.
+            await execute(conn, f"SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_S}")
+        busy: dict[int, _InFlight] = {}  # connection index -> its chunk awaiting the target commit
         plan = ChunkPlan(self.progress.last_key, self.chunk_size)
-        while True:
-            await self.wait_allowed()
-            started = time.monotonic()
-            chunk = await self._copy_chunk_with_retry(plan)
-            if chunk.error is not None:
-                raise chunk.error
-            if chunk.done:
-                return
-            size = plan.size
-            if self.size_override is not None and self.size_override():
-                size = self.size_override()
-            elif self.adaptive:
-                size = next_chunk_size(plan.size, time.monotonic() - started, len(chunk.rows))
-            plan = ChunkPlan(chunk.last_key, size)
-            self.chunk_size = plan.size
+        async with anyio.create_task_group() as releasers:
+            for turn in itertools.count():
+                index = turn % len(self.conns)
+                if index in busy:  # this connection still holds an earlier chunk's locks
+                    await busy.pop(index).released.wait()
+                    plan = self._resize(plan)
+                await self.wait_allowed()
+                flight = await self._read_chunk_with_retry(self.conns[index], plan)
+                busy[index] = flight
+                # Released by a task of its own, so that a pause or throttle of the *next* read
+                # never keeps this chunk's rows locked after the writer has committed them.
+                releasers.start_soon(self._release_when_committed, flight)
+                if flight.chunk.done:
+                    return  # the task group waits for the last releases
+                plan = ChunkPlan(flight.chunk.last_key, plan.size)
 
-    async def _copy_chunk_with_retry(self, plan: ChunkPlan) -> CopyChunk:
+    def _resize(self, plan: ChunkPlan) -> ChunkPlan:
+        """The next plan's size, from the operator's override or the last released chunk's timing."""
+        new_size = plan.size
+        if self.size_override is not None and self.size_override():
+            new_size = self.size_override()
+        elif self.adaptive and self._last_timing is not None:
+            new_size = next_chunk_size(*self._last_timing)
+        self.chunk_size = new_size
+        return ChunkPlan(plan.after, new_size)
+
+    async def _release_when_committed(self, flight: _InFlight) -> None:
+        committed = False
+        try:
+            await flight.chunk.committed.wait()
+            committed = True
+        finally:
+            # Releases the shared locks: after the target commit, or because the move stops (a
+            # chunk that never committed is simply read again on resume).
+            with anyio.CancelScope(shield=True):
+                await flight.conn.rollback()
+            if committed:
+                elapsed = time.monotonic() - flight.started
+                self._last_timing = (flight.size, elapsed, len(flight.chunk.rows))
+            flight.released.set()
+
+    async def _read_chunk_with_retry(self, conn: Any, plan: ChunkPlan) -> _InFlight:
         for attempt in range(1, MAX_CHUNK_ATTEMPTS + 1):
             try:
-                return await self._copy_chunk(plan)
+                return await self._read_chunk(conn, plan)
             except MySQLError as exc:
                 # A locking read can be picked as a deadlock victim or time out behind a long
                 # application transaction; InnoDB rolled our read back, so retrying is safe.
@@ -123,8 +160,10 @@ class TableCopier:
                 await anyio.sleep(min(0.01 * 2**attempt, 1.0))
         raise AssertionError("unreachable")
 
-    async def _copy_chunk(self, plan: ChunkPlan) -> CopyChunk:
-        await self.conn.begin()
+    async def _read_chunk(self, conn: Any, plan: ChunkPlan) -> _InFlight:
+        """Read one chunk under a shared lock and hand it to the writer; the lock stays held."""
+        started = time.monotonic()
+        await conn.begin()
         try:
             args = sql.key_after_args(plan.after) if plan.after is not None else None
             statement = sql.select_chunk(
@@ -136,14 +175,24 @@ class TableCopier:
                 limit=plan.size,
                 lock=True,  # spec rule 3: never copy without the shared lock
             )
-            rows = await query(self.conn, statement, args)
+            rows = await query(conn, statement, args)
             last = tuple(rows[-1][p] for p in self.key_positions) if rows else plan.after
             chunk = CopyChunk(self.schema.name, rows, last, done=len(rows) < plan.size)
             await faults.delay("copy.after_read")
             await self.send.send(chunk)
-            await chunk.committed.wait()
-            return chunk
-        finally:
-            # Releases the shared locks; only now may source writers touch these rows again.
+        except BaseException:
             with anyio.CancelScope(shield=True):
-                await self.conn.rollback()
+                await conn.rollback()
+            raise
+        return _InFlight(conn, chunk, started, plan.size)
+
+
+@dataclass
+class _InFlight:
+    """A chunk handed to the writer whose source transaction (and shared lock) is still open."""
+
+    conn: Any
+    chunk: CopyChunk
+    started: float
+    size: int
+    released: anyio.Event = field(default_factory=anyio.Event)
