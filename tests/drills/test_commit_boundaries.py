@@ -71,7 +71,7 @@ def test_checkpoint_never_names_a_partly_applied_transaction(any_move: MoveEnv) 
                 "--stop-before-cutover",
                 "-c",
                 str(cfg),
-                env={"TABLEMOVER_FAULTS": f"{point}:{rnd.randint(2, 12)}"},
+                env={"TABLEMOVER_FAULTS": f"{point}:{rnd.randint(6, 30)}"},
             )
             assert run.returncode in (0, -9), run.stderr[-3000:]
             kills += run.returncode == -9
