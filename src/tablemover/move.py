@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +39,7 @@ from tablemover.errors import MoveFailed, PreflightError, SafetyRefusal, Tablemo
 from tablemover.flavor import Flavor
 from tablemover.hooks import run_hooks
 from tablemover.http import MetricsSnapshot, StatusServer
+from tablemover.lag import LagTracker
 from tablemover.log import event
 from tablemover.machine import MoveMachine, State
 from tablemover.notify import Notifier
@@ -54,6 +54,7 @@ ABORTABLE = frozenset({State.PREPARED, State.COPYING})
 STOP_GRACE_S = 7.0  # systemd's default stop timeout is longer; the spec asks for exit within 10 s
 PROGRESS_EVERY_S = 5.0
 CAUGHT_UP_LAG_S = 1.0
+LAG_SAMPLE_S = 0.1  # how often the source position is read for the lag
 MAX_BACKLOG_FOR_CHUNK = 4  # chunks wait for the writer to drain, keeping their shared locks short
 
 
@@ -99,6 +100,7 @@ class Move:
         self.notifier = Notifier()
         self.started = time.monotonic()
         self.lag_s = 0.0
+        self.lag = LagTracker()
         self.rename_committed_at = 0.0
         self.cutover_released = anyio.Event()
         self.outage_ms: int | None = None
@@ -396,7 +398,7 @@ class Move:
                 reporter_done = anyio.Event()
                 tg.start_soon(self._report_progress, writer, send, reporter_done)
                 sampler = anyio.CancelScope()
-                tg.start_soon(self._run_sampler, sampler)
+                tg.start_soon(self._run_samplers, sampler, writer)
                 if progress.wanted():
                     totals = {
                         t: await count_rows_estimate(self.source, self.config.move.database, t)
@@ -492,9 +494,11 @@ class Move:
             else:
                 await anyio.sleep(0.25)
 
-    async def _run_sampler(self, scope: anyio.CancelScope) -> None:
+    async def _run_samplers(self, scope: anyio.CancelScope, writer: TargetWriter) -> None:
         with scope:
-            await self._sample_threads_running()
+            async with anyio.create_task_group() as samplers:
+                samplers.start_soon(self._sample_threads_running)
+                samplers.start_soon(self._track_lag, writer)
 
     async def _sample_threads_running(self) -> None:
         """Threads_running of both servers, once a second (the throttle reads the latest sample)."""
@@ -567,7 +571,12 @@ class Move:
 
     async def _run_stream(self, stream: BinlogStream) -> None:
         try:
-            await anyio.to_thread.run_sync(stream.run, abandon_on_cancel=True)
+            async with anyio.create_task_group() as tg:
+                await tg.start(stream.forward)
+                try:
+                    await anyio.to_thread.run_sync(stream.run, abandon_on_cancel=True)
+                finally:
+                    stream.finish()
         finally:
             stream.stop()
             await stream.close_sender()
@@ -607,26 +616,37 @@ class Move:
     async def _wait_caught_up(self, writer: TargetWriter) -> None:
         """Return once every table's copy is committed and the apply lag is under a second.
 
-        Lag is measured against the source's own position, sampled every 100 ms: it is the age of
-        the newest sample the committed position covers. So a busy but keeping-up writer passes,
-        and one that only ever catches up to a moving target within exactly a second does not.
+        The lag tracker must also have seen the writer cover a source position sampled after this
+        call began: a busy but keeping-up writer passes, and a stale reading from before does not.
         """
-        samples: deque[tuple[float, gtid.GtidPosition]] = deque()
+        since = time.monotonic()
         while True:
-            row = await query_one(self.source, start_position_sql(self.flavor))
-            samples.append((time.monotonic(), gtid.parse_position(self.flavor, _one_line(row))))
-            covered_at: float | None = None
-            while samples and gtid.covers(writer.committed_position, samples[0][1]):
-                covered_at = samples.popleft()[0]
-            if covered_at is not None:
-                self.lag_s = 0.0 if not samples else time.monotonic() - covered_at
             copied = all(
                 writer.checkpoint.progress.get(t, TableProgress()).done for t in self.config.move.tables
             )
-            if copied and covered_at is not None and self.lag_s < CAUGHT_UP_LAG_S:
+            if copied and self.lag.caught_up_since(since, CAUGHT_UP_LAG_S):
                 return
-            with anyio.move_on_after(0.1):
+            with anyio.move_on_after(LAG_SAMPLE_S):
                 await writer.committed.wait()
+
+    async def _track_lag(self, writer: TargetWriter) -> None:
+        """Keep ``lag_s`` current for the whole run (status, metrics, the lag throttle, the gate)."""
+        conn = await connect(self.config.source, "source")
+        try:
+            while True:
+                row = await query_one(conn, start_position_sql(self.flavor))
+                self.lag.sample(time.monotonic(), gtid.parse_position(self.flavor, _one_line(row)))
+                next_sample = time.monotonic() + LAG_SAMPLE_S
+                while True:  # until the next sample, re-read the lag at every writer commit
+                    self.lag_s = self.lag.update(time.monotonic(), writer.committed_position)
+                    remaining = next_sample - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    with anyio.move_on_after(remaining):
+                        await writer.committed.wait()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await close(conn)
 
     # --- CUTOVER_STARTED .. DRAINED ------------------------------------------------------------
 

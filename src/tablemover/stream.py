@@ -1,10 +1,14 @@
 """Tail the source binlog from a GTID position in a worker thread and hand batches to the writer.
 
-mysql-replication is synchronous, so its reader runs in a thread that feeds a bounded anyio memory
-stream: when the writer falls behind, the thread blocks on ``send`` and stops reading (back-pressure),
-so memory stays bounded however far behind we are.
+mysql-replication is synchronous, so its reader runs in a thread. It hands batches over through a
+small bounded queue that a task on the event loop forwards into the writer's bounded anyio memory
+stream: when the writer falls behind, both fill up, the thread blocks on ``put`` and stops reading
+(back-pressure), so memory stays bounded however far behind we are. The thread never waits for the
+event loop to answer a handover (that round trip, and the GIL ping-pong it causes, cost about a
+sixth of the thread's time); it only wakes the forwarding task when that task sleeps on an empty
+queue.
 
-Three things the library does that we must not let happen:
+What the library does that we must not let happen:
 * on error 2006/2013 it silently reconnects *at the original start position*; we refuse that and
   reconnect ourselves at the last commit boundary we saw, counting attempts and giving up after a bound;
 * it decodes strings with a guessed charset when the binlog carries none (binlog_row_metadata=MINIMAL),
@@ -12,12 +16,16 @@ Three things the library does that we must not let happen:
 * it decodes negative TIME values with fractional seconds wrongly;
 * without FULL metadata it knows no ENUM/SET members nor signedness and returns None or wrong
   values; we fill those in from our own inspection before a row event is decoded.
+
+Two patches are for speed only: ``Table.__init__`` and ``Table.data`` (see ``_table_init``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import queue
 import re
 import threading
 import time
@@ -26,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import anyio.from_thread
 import pymysql
+from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import (
@@ -39,6 +47,7 @@ from pymysqlreplication.event import (
     XidEvent,
 )
 from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsEvent, WriteRowsEvent
+from pymysqlreplication.table import Table
 
 from tablemover import gtid
 from tablemover.changes import Commit, Op, RowChange, StreamBatch
@@ -49,6 +58,7 @@ from tablemover.flavor import Flavor
 from tablemover.log import event
 
 MARIADB_GTID_FL_STANDALONE = 0x01
+HANDOVER_SLOTS = 4  # batches between the thread and the writer's inbox (which bounds the rest)
 
 
 def _raw_string(self: Any, size: int, column: Any) -> bytes:
@@ -106,6 +116,38 @@ def _datetime2(self: Any, column: Any) -> dt.datetime | str:
         return text + (f".{micro:06d}"[: column.fsp + 1] if column.fsp else "")
 
 
+def _table_init(
+    self: Any,
+    table_id: int,
+    schema: str,
+    table: str,
+    columns: list[Any],
+    primary_key: Any = None,
+    column_name_flag: bool = False,
+) -> None:
+    # The library's own builds a dict of every attribute of every column (twice) to find the
+    # primary key, on every table map event, i.e. once or twice per transaction: a tenth of the
+    # stream thread's time under a small-transaction load. Same result, read off the attributes.
+    if primary_key is None:
+        names = [c.name for c in columns if getattr(c, "is_primary", False)]
+        primary_key = "" if not names else names[0] if len(names) == 1 else tuple(names)
+    self.__dict__.update(
+        table_id=table_id,
+        schema=schema,
+        table=table,
+        columns=columns,
+        primary_key=primary_key,
+        column_name_flag=column_name_flag,
+    )
+
+
+def _table_data(self: Any) -> dict[str, Any]:
+    # Read by every row event (for its primary key); the library copies the attributes each time.
+    return self.__dict__  # type: ignore[no-any-return]
+
+
+Table.__init__ = _table_init
+Table.data = property(_table_data)
 RowsEvent._RowsEvent__read_string = _raw_string
 RowsEvent._RowsEvent__read_time2 = _time2
 RowsEvent._RowsEvent__read_date = _date
@@ -152,6 +194,7 @@ class Translator:
     position: gtid.GtidPosition  # through the last commit boundary seen
     items: list[RowChange | Commit] = field(default_factory=list)
     events: int = 0
+    urgent: bool = False  # hand the pending items over now, whatever the batch age
     _gtid: str | None = None
     _standalone: bool = False
     _last_commit_index: int = 0  # items[:this] end at a commit boundary
@@ -177,6 +220,10 @@ class Translator:
         self._check_ddl(query, schema)
         if self._standalone:
             self._commit()
+            if self.own_rename_tag in query:
+                # Our cutover RENAME: the source's writes are blocked until the writer has it, so
+                # it must not wait for the batch age or the next heartbeat (50 ms of outage).
+                self.urgent = True
 
     def xid_event(self) -> None:
         """An InnoDB transaction committed."""
@@ -245,6 +292,7 @@ class Translator:
         if cut == 0 and self.events == 0:
             return None
         batch = StreamBatch(self.items[:cut], self.events)
+        self.urgent = False
         del self.items[:cut]
         self._last_commit_index = 0 if partial else self._last_commit_index - cut
         self.events = 0
@@ -289,6 +337,40 @@ class BinlogStream:
         self._stop = threading.Event()
         self._reader: _Reader | None = None
         self.reconnects = 0
+        self._handover: queue.Queue[StreamBatch] = queue.Queue(maxsize=HANDOVER_SLOTS)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._forwarder_idle = False  # the forwarding task sleeps on an empty queue
+        self._wake = anyio.Event()
+        self._finished = False  # the thread has ended; forward what is queued, then end
+
+    async def forward(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Move batches from the thread's queue into the writer's inbox until the thread ends."""
+        self._loop = asyncio.get_running_loop()
+        task_status.started()
+        while True:
+            try:
+                batch = self._handover.get_nowait()
+            except queue.Empty:
+                if self._finished:
+                    return
+                self._wake = anyio.Event()
+                self._forwarder_idle = True
+                # Look again after announcing the sleep: a batch put before the thread could see
+                # the announcement would otherwise wait for the next one.
+                if not self._handover.empty() or self._finished:
+                    self._forwarder_idle = False
+                    continue
+                await self._wake.wait()
+                continue
+            await self._send.send(batch)
+
+    def finish(self) -> None:
+        """Called on the event loop once the thread has ended: the forwarder drains and returns."""
+        self._finished = True
+        self._wake.set()
+
+    def _wake_forwarder(self) -> None:
+        self._wake.set()
 
     async def close_sender(self) -> None:
         """Close our end of the writer's inbox (the writer ends when every sender has closed)."""
@@ -337,6 +419,10 @@ class BinlogStream:
             slave_heartbeat=s.heartbeat_s,
             enable_logging=False,
             use_column_name_cache=True,
+            # A table map is parsed once per table id, not once per row event (a fifth of the
+            # thread's time under sysbench). Safe: the server gives a table a new id when its
+            # definition changes, and DDL on a moved table stops the move anyway.
+            freeze_schema=True,
         )
 
     def run(self) -> None:
@@ -370,15 +456,17 @@ class BinlogStream:
         db = self.settings.database
         tables = tr.decoders
         first_pending = 0.0
-        filled: set[int] = set()
         for ev in reader:
             if self._stop.is_set():
                 return
             if isinstance(ev, RowsEvent):
                 if ev.schema == db and ev.table in tables:
-                    if id(ev.columns) not in filled:
-                        fill_column_metadata(ev.columns, tables[ev.table])
-                        filled.add(id(ev.columns))
+                    # Every table map event brings new column objects; fill each set once. (The
+                    # mark lives on the objects: an id() of a freed list may come back.)
+                    columns = ev.columns
+                    if columns and not getattr(columns[0], "_tm_filled", False):
+                        fill_column_metadata(columns, tables[ev.table])
+                        columns[0]._tm_filled = True
                     op = (
                         Op.INSERT
                         if isinstance(ev, WriteRowsEvent)
@@ -406,6 +494,7 @@ class BinlogStream:
                 first_pending = 0.0
             elif tr.pending_complete and (
                 heartbeat
+                or tr.urgent
                 or tr.pending_complete >= self.settings.batch_items
                 or now - first_pending >= self.settings.batch_age_s
             ):
@@ -416,8 +505,19 @@ class BinlogStream:
                 self._hand_over(tr.take())
 
     def _hand_over(self, batch: StreamBatch | None) -> None:
-        if batch is not None:
-            anyio.from_thread.run(self._send.send, batch)
+        if batch is None:
+            return
+        while True:
+            try:
+                self._handover.put(batch, timeout=0.1)
+                break
+            except queue.Full:
+                if self._stop.is_set():
+                    return  # stopping: an unsent batch is read again on resume
+        if self._forwarder_idle:
+            self._forwarder_idle = False
+            assert self._loop is not None, "forward() runs before the thread starts"
+            self._loop.call_soon_threadsafe(self._wake_forwarder)
 
 
 def fill_column_metadata(columns: list[Any], decoder: RowDecoder) -> None:

@@ -11,8 +11,8 @@ from conftest import MoveEnv
 from support import WriteLoad, assert_tables_equal
 
 TABLE = "CREATE TABLE {name} (id INT PRIMARY KEY, k INT NOT NULL, v VARCHAR(64), KEY (k))"
-ROWS = 30_000
-CHUNK = 200
+ROWS = 50_000
+CHUNK = 100
 
 
 def latest_checkpoint(move: MoveEnv) -> dict[str, object] | None:
@@ -49,7 +49,7 @@ def test_sigkill_during_copy_and_apply_resumes_and_converges(any_move: MoveEnv) 
     try:
         while kills < 5:
             proc = move.popen("run", "--stop-before-cutover", "-c", str(cfg))
-            time.sleep(rnd.uniform(0.4, 1.6))
+            time.sleep(rnd.uniform(0.5, 1.2))
             if proc.poll() is not None:
                 break  # finished before we could kill it: the remaining drill runs below
             proc.send_signal(signal.SIGKILL)

@@ -33,7 +33,8 @@ def status(move: MoveEnv, cfg: str) -> dict[str, object]:
 
 def test_status_pause_chunk_size_and_abort_against_a_running_daemon(move: MoveEnv) -> None:
     seed(move, 80_000)
-    cfg = str(move.config(["a"], move={"chunk_size": 50, "adaptive_chunk_size": False}))
+    # Small chunks keep the copy going for several seconds (a chunk costs a round trip or two).
+    cfg = str(move.config(["a"], move={"chunk_size": 10, "adaptive_chunk_size": False}))
     proc = move.popen("run", "-c", cfg)
     wait_for(move.workdir / "daemon.log", "control socket listening")
     wait_for(move.workdir / "daemon.log", "state changed")
@@ -46,7 +47,7 @@ def test_status_pause_chunk_size_and_abort_against_a_running_daemon(move: MoveEn
     assert first["rows_copied"] == second["rows_copied"], "copying went on while paused"
     assert move.cli("unpause", "-c", cfg).returncode == 0
     assert move.cli("chunk-size", "-c", cfg, "5").returncode == 1, "out-of-range chunk size accepted"
-    assert move.cli("chunk-size", "-c", cfg, "40").returncode == 0
+    assert move.cli("chunk-size", "-c", cfg, "20").returncode == 0
     time.sleep(0.5)
     third = status(move, cfg)
     assert int(third["rows_copied"]) > int(second["rows_copied"]), "copying did not resume"  # type: ignore[call-overload]

@@ -416,3 +416,17 @@ def test_events_count_every_call() -> None:
     assert batch is not None
     assert batch.events == 5
     assert tr.take() is None
+
+
+def test_our_rename_is_handed_over_at_once_and_only_it() -> None:
+    tr = mariadb()
+    dml(tr, "0-1-11", 1)
+    assert not tr.urgent  # ordinary commits wait for the batch age or size
+    tr.gtid_event("0-1-12", standalone=True)
+    tr.query_event(f"/* {TAG} */ RENAME TABLE app.orders TO app._orders_old", "app")
+    assert tr.urgent and commits(tr.items) == ["0-1-11", "0-1-12"]
+    batch = tr.take()
+    assert batch is not None and not tr.urgent
+    tr.gtid_event("0-1-13", standalone=True)
+    tr.query_event("CREATE TABLE app.other (id INT PRIMARY KEY)", "app")
+    assert not tr.urgent
