@@ -54,6 +54,13 @@ class MariaDBGtid:
     seq: int
 
     def __post_init__(self) -> None:
+        # One comparison chain first: this runs for every transaction the stream sees.
+        if (
+            0 <= self.domain <= _MAX_UINT32
+            and 0 <= self.server_id <= _MAX_UINT32
+            and 0 <= self.seq <= _MAX_UINT64
+        ):
+            return
         for name, value, limit in (
             ("domain", self.domain, _MAX_UINT32),
             ("server_id", self.server_id, _MAX_UINT32),
@@ -65,6 +72,9 @@ class MariaDBGtid:
     @classmethod
     def parse(cls, text: str) -> MariaDBGtid:
         """Parse ``"domain-server_id-seq"``; surrounding whitespace is ignored."""
+        parts = text.split("-")
+        if len(parts) == 3 and all(p.isascii() and p.isdigit() for p in parts):
+            return cls(int(parts[0]), int(parts[1]), int(parts[2]))  # the stream's hot path
         match = _MARIADB_GTID_RE.fullmatch(text.strip())
         if match is None:
             raise ValueError(f"malformed MariaDB GTID {text!r}: expected domain-server_id-seq, e.g. '0-1-5'")
@@ -138,7 +148,15 @@ class MariaDBPosition:
         Within one binlog a domain's seq only grows, so the newest event simply
         replaces the entry; an older seq is ignored rather than moving back.
         """
-        return MariaDBPosition((*self.gtids, gtid))
+        gtids = self.gtids
+        if len(gtids) == 1 and gtids[0].domain == gtid.domain:
+            # One domain, the common case: skip re-normalising (once per streamed transaction).
+            if gtid.seq < gtids[0].seq:
+                return self
+            same = object.__new__(MariaDBPosition)
+            object.__setattr__(same, "gtids", (gtid,))
+            return same
+        return MariaDBPosition((*gtids, gtid))
 
     def covers(self, other: MariaDBPosition) -> bool:
         """True when every domain of ``other`` is present here with a seq at least as high.
