@@ -1,18 +1,27 @@
-"""Benchmark tablemover against same-run references (spec section 10).
+"""Benchmark tablemover against same-run references and the spec's targets (spec section 10).
 
-Run as ``.venv/bin/python -m bench.run [--rows N] [--out FILE]``. It starts its own private source and
-target ``mariadbd`` under a temporary directory (never the system server), measures, writes JSON and
-prints a short table. Each figure is paired with a reference taken in the same run on the same
-servers, so the *ratios* are comparable across machines while the absolute rates are not:
+Run as ``.venv/bin/python -m bench.run [--rows N] [--out FILE] ...`` (``--help`` lists the knobs). It
+starts its own private source and target ``mariadbd`` under a temporary directory (never the system
+server), measures, writes JSON and prints a table. Ratio figures are paired with a reference taken in
+the same run on the same servers, so they are comparable across machines while absolute rates are not:
 
 * ``copy``: rows/s of ``tablemover run`` copying a sysbench-shaped table with no concurrent writes,
   against the target server's own ``INSERT INTO t2 SELECT * FROM t1`` rate for the same rows.
 * ``binlog``: events/s that ``tablemover run`` parses *and applies* from a backlog of small
   transactions, against a bare mysql-replication reader that only parses the same events.
+
+Figures measured against an absolute target of the spec:
+
+* ``keepup`` (:mod:`bench.keepup`): apply lag under a saturating one-connection sysbench write load,
+  and the catch-up time after it.
+* ``outage`` (:mod:`bench.outage`): cutover outage percentiles over several moves under write load.
+* ``resume`` (:mod:`bench.resume`): SIGKILL to copying again, and rows copied twice.
+* ``rss``: the daemon's peak RSS in the copy and keepup runs (and a large copy with ``--rss-rows``).
 * ``machine``: what the numbers were measured on.
 
 Benchmarks report; they do not judge. The exit status is non-zero only when a ``tablemover run``
-fails or a moved table does not match its source afterwards (then the figures mean nothing).
+fails or a moved table does not match its source afterwards (then the figures mean nothing); the other
+parts still run and the JSON names the failed part.
 """
 
 from __future__ import annotations
@@ -25,168 +34,91 @@ import platform
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bench.common import (
+    MSG_CAUGHT_UP,
+    MSG_RESUMING,
+    MSG_STATE_CHANGED,
+    TABLE,
+    BenchError,
+    check_equal,
+    create_filled_table,
+    create_sbtest_sql,
+    fill_sbtest_sql,
+    gtid_pos,
+    run_tablemover,
+    stop_all_daemons,
+    wall_s,
+    write_config,
+)
+from bench.common import rate as _rate
+from bench.keepup import bench_keepup
+from bench.outage import bench_outage
+from bench.resume import bench_resume
 from tablemover.local.mariadb import (
     MOVER_PASSWORD,
     MOVER_USER,
     LocalMariaDB,
     LocalPair,
     grant_mover,
-    pair_config,
     start_pair,
 )
+
+# drill.run imports these two from here; they live in bench.common now.
+__all__ = ["create_sbtest_sql", "fill_sbtest_sql", "main"]
 
 DEFAULT_ROWS = 200_000
 DEFAULT_OUT = "bench-results/bench.json"
 DEFAULT_BINLOG_ROWS = 20_000
 DEFAULT_TRANSACTIONS = 20_000
+DEFAULT_KEEPUP_SECONDS = 20
+DEFAULT_KEEPUP_ROWS = 100_000
+DEFAULT_SAMPLE_S = 0.1  # 10 lag samples a second: enough that p99 over 20 s is not just the maximum
+DEFAULT_CUTOVERS = 10
+DEFAULT_CUTOVER_ROWS = 5_000
+DEFAULT_CUTOVER_WRITE_RATE = 200
+DEFAULT_RESUMES = 3
+DEFAULT_RESUME_ROWS = 500_000
 SCHEMA_GRANT = "bench\\_%"  # every schema the benchmark creates starts with bench_
-TABLE = "sbtest1"
 COPY_TARGET_RATIO = 0.6
 BINLOG_TARGET_RATIO = 0.7
-RUN_TIMEOUT_S = 900.0
+RSS_TARGET_MB = 250
+RSS_TARGET_ROWS = 10_000_000
 PARSE_SERVER_ID = 424_242  # the bare reader's replica id; distinct from the daemon's derived one
 PARSE_IDLE_TIMEOUT_S = 30
-
-MSG_STATE_CHANGED = "state changed"
-MSG_RESUMING = "resuming move from checkpoint"
-MSG_CAUGHT_UP = "copy complete and caught up"
-
-
-class BenchError(RuntimeError):
-    """A measurement could not be taken (a run failed, or its result is wrong)."""
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def create_sbtest_sql(table: str) -> str:
-    """The sysbench ``sbtest`` table definition."""
-    return (
-        f"CREATE TABLE `{table}` ("
-        "id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, "
-        "k INT NOT NULL DEFAULT 0, "
-        "c CHAR(120) NOT NULL DEFAULT '', "
-        "pad CHAR(60) NOT NULL DEFAULT '', "
-        "KEY k_1 (k)) ENGINE=InnoDB"
-    )
-
-
-def fill_sbtest_sql(table: str, rows: int) -> str:
-    """Fill ``table`` with ``rows`` deterministic rows; the same statement gives the same data anywhere."""
-    return (
-        f"INSERT INTO `{table}` (id, k, c, pad) "
-        f"SELECT seq, (seq * 7919) % {rows} + 1, "
-        "LEFT(CONCAT(SHA2(seq, 256), SHA2(seq + 1000000007, 256)), 119), "
-        "LEFT(SHA2(seq * 3, 256), 59) "
-        f"FROM seq_1_to_{rows}"
-    )
-
-
-def content_digest(server: LocalMariaDB, db: str, table: str) -> tuple[int, int]:
-    """(row count, order-independent checksum) of a sbtest-shaped table, to compare source and target."""
-    rows = server.execute(
-        f"SELECT COUNT(*), COALESCE(BIT_XOR(CRC32(CONCAT_WS('|', id, k, c, pad))), 0) FROM `{db}`.`{table}`"
-    )
-    count, digest = rows[0]
-    return int(str(count)), int(str(digest))
-
-
-def gtid_pos(server: LocalMariaDB) -> str:
-    """The server's current binlog GTID position (where a new stream would start)."""
-    return str(server.execute("SELECT @@global.gtid_binlog_pos")[0][0] or "")
-
-
-def write_config(pair: LocalPair, workdir: Path, name: str, database: str, tables: list[str]) -> Path:
-    """A move config for ``database.tables`` into ``<database>_dst``; returns its path."""
-    move = {"name": name, "database": database, "target_database": f"{database}_dst", "tables": tables}
-    text = pair_config(pair, workdir, move, control={"socket": str(workdir / f"{name}.sock")})
-    path = workdir / f"{name}.toml"
-    path.write_text(text)
-    return path
-
-
-@dataclass
-class RunResult:
-    """One finished ``tablemover run``: its wall time and its JSON log lines."""
-
-    wall_s: float
-    lines: list[dict[str, Any]]
-
-    def first(self, msg: str, **fields: Any) -> dict[str, Any]:
-        """The first log line with message ``msg`` whose fields equal ``fields``."""
-        for line in self.lines:
-            if line.get("msg") == msg and all(line.get(k) == v for k, v in fields.items()):
-                return line
-        raise BenchError(f"tablemover run logged no {msg!r} line with {fields}")
-
-
-def run_tablemover(config: Path, label: str) -> RunResult:
-    """Run ``tablemover run -c config`` to completion; raise :class:`BenchError` (with its log) on failure."""
-    # Any TABLEMOVER_* variable would change the run (config overrides, fault injection): drop them.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TABLEMOVER_")}
-    # Stop once copied and caught up: the cutover is not what is measured here, and the binlog
-    # benchmark resumes the same move afterwards.
-    cmd = [
-        sys.executable,
-        "-m",
-        "tablemover",
-        "--log-format",
-        "json",
-        "run",
-        "--stop-before-cutover",
-        "-c",
-        str(config),
-    ]
-    started = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        tail = _tail(
-            exc.stderr if isinstance(exc.stderr, str) else (exc.stderr or b"").decode(errors="replace")
-        )
-        raise BenchError(
-            f"tablemover run ({label}) did not finish within {RUN_TIMEOUT_S:.0f} s:\n{tail}"
-        ) from exc
-    wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise BenchError(f"tablemover run ({label}) exited {proc.returncode}:\n{_tail(proc.stderr)}")
-    lines: list[dict[str, Any]] = []
-    for raw in proc.stderr.splitlines():
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            continue  # a library's stray non-JSON output
-        if isinstance(parsed, dict):
-            lines.append(parsed)
-    return RunResult(wall, lines)
-
-
-def _tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _rate(count: float, seconds: float) -> float:
-    return count / seconds if seconds > 0 else 0.0
 
 
 # --- measurements -------------------------------------------------------------------------------
 
 
+def timed_copy(pair: LocalPair, workdir: Path, db: str, rows: int) -> dict[str, Any]:
+    """Move a fresh ``rows``-row table of schema ``db`` (no concurrent writes) until copied and caught
+    up; its copy phase, wall time and the daemon's peak RSS. The target must equal the source after."""
+    create_filled_table(pair.source, db, rows)
+    daemon = run_tablemover(write_config(pair, workdir, db, db, [TABLE]), db)
+    copying = daemon.first(MSG_STATE_CHANGED, state="COPYING")
+    done = daemon.first(MSG_CAUGHT_UP)
+    copy_phase_s = float(done["ts"]) - float(copying["ts"])
+    check_equal(pair, (db, TABLE), (f"{db}_dst", TABLE), f"after the {db} run")
+    return {
+        "rows": rows,
+        "rows_copied": int(done.get("rows_copied", 0)),
+        "total_wall_s": round(wall_s(daemon), 3),
+        "copy_phase_s": round(copy_phase_s, 3),
+        "rows_per_s": round(_rate(rows, copy_phase_s)),
+        "peak_rss_mb": daemon.peak_rss_mb,
+    }
+
+
 def bench_copy(pair: LocalPair, workdir: Path, rows: int) -> dict[str, Any]:
     """Copy rate of ``tablemover run`` vs the target's own ``INSERT ... SELECT`` of the same rows."""
-    db = "bench_copy"
     ref_db = "bench_ref"
 
     # Reference: the target server copying the same rows table-to-table, with nothing in between.
@@ -208,29 +140,20 @@ def bench_copy(pair: LocalPair, workdir: Path, rows: int) -> dict[str, Any]:
     pair.target.execute(f"DROP DATABASE `{ref_db}`")  # free the buffer pool for the measured copy
 
     # Measured: a move of the same rows, source -> target, no concurrent writes.
-    pair.source.execute(
-        f"CREATE DATABASE `{db}`", f"USE `{db}`", create_sbtest_sql(TABLE), fill_sbtest_sql(TABLE, rows)
-    )
-    result = run_tablemover(write_config(pair, workdir, "bench_copy", db, [TABLE]), "copy")
-    copying = result.first(MSG_STATE_CHANGED, state="COPYING")
-    done = result.first(MSG_CAUGHT_UP)
-    copy_phase_s = float(done["ts"]) - float(copying["ts"])
-    if content_digest(pair.source, db, TABLE) != content_digest(pair.target, f"{db}_dst", TABLE):
-        raise BenchError(f"after the copy run, {db}_dst.{TABLE} on the target differs from the source")
-
-    rows_per_s = _rate(rows, copy_phase_s)
+    measured = timed_copy(pair, workdir, "bench_copy", rows)
     reference_rows_per_s = _rate(rows, reference_s)
     return {
-        "rows": rows,
-        "rows_copied": int(done.get("rows_copied", 0)),
-        "total_wall_s": round(result.wall_s, 3),
-        "copy_phase_s": round(copy_phase_s, 3),
-        "rows_per_s": round(rows_per_s),
+        **measured,
         "reference_s": round(reference_s, 3),
         "reference_rows_per_s": round(reference_rows_per_s),
-        "ratio": round(_rate(rows_per_s, reference_rows_per_s), 3),
+        "ratio": round(_rate(measured["rows_per_s"], reference_rows_per_s), 3),
         "target_ratio": COPY_TARGET_RATIO,
     }
+
+
+def bench_rss_large(pair: LocalPair, workdir: Path, rows: int) -> dict[str, Any]:
+    """Peak RSS of the daemon copying ``rows`` rows (``--rss-rows``; the spec's figure is for 10M)."""
+    return {**timed_copy(pair, workdir, "bench_rss", rows), "target_mb": RSS_TARGET_MB}
 
 
 def generate_workload(server: LocalMariaDB, db: str, table: str, id_range: int, transactions: int) -> float:
@@ -328,6 +251,7 @@ def parse_only(server: LocalMariaDB, db: str, table: str, start_gtid: str, end_g
             DeleteRowsEvent,
         ],
         enable_logging=False,
+        freeze_schema=True,  # as the daemon's reader: a table map is parsed once per table id
     )
     try:
         for ev in reader:
@@ -358,10 +282,8 @@ def bench_binlog(pair: LocalPair, workdir: Path, table_rows: int, transactions: 
     workload and the daemon).
     """
     db = "bench_binlog"
-    pair.source.execute(
-        f"CREATE DATABASE `{db}`", f"USE `{db}`", create_sbtest_sql(TABLE), fill_sbtest_sql(TABLE, table_rows)
-    )
-    config = write_config(pair, workdir, "bench_binlog", db, [TABLE])
+    create_filled_table(pair.source, db, table_rows)
+    config = write_config(pair, workdir, db, db, [TABLE])
     first = run_tablemover(config, "binlog, initial copy")
     events_before = int(first.first(MSG_CAUGHT_UP).get("events_applied", 0))
 
@@ -376,8 +298,7 @@ def bench_binlog(pair: LocalPair, workdir: Path, table_rows: int, transactions: 
     done = second.first(MSG_CAUGHT_UP)
     apply_s = float(done["ts"]) - float(resumed["ts"])
     events_applied = int(done.get("events_applied", 0)) - events_before
-    if content_digest(pair.source, db, TABLE) != content_digest(pair.target, f"{db}_dst", TABLE):
-        raise BenchError(f"after the apply run, {db}_dst.{TABLE} on the target differs from the source")
+    check_equal(pair, (db, TABLE), (f"{db}_dst", TABLE), "after the apply run")
 
     apply_rate = _rate(events_applied, apply_s)
     parse_rate = _rate(parsed["events"], parsed["seconds"])
@@ -396,7 +317,7 @@ def bench_binlog(pair: LocalPair, workdir: Path, table_rows: int, transactions: 
         "parse_only_events_per_s": round(parse_rate),
         "events_applied": events_applied,
         "apply_s": round(apply_s, 3),
-        "apply_total_wall_s": round(second.wall_s, 3),
+        "apply_total_wall_s": round(wall_s(second), 3),
         "apply_events_per_s": round(apply_rate),
         "ratio": round(_rate(apply_rate, parse_rate), 3),
         "target_ratio": BINLOG_TARGET_RATIO,
@@ -434,49 +355,196 @@ def machine_info(pair: LocalPair) -> dict[str, Any]:
 # --- report -------------------------------------------------------------------------------------
 
 
+PARTS = ("copy", "binlog", "keepup", "outage", "resume", "rss")
+
+
+def _unavailable(section: dict[str, Any] | None) -> str | None:
+    """Why a part has no figures ('not run', 'FAILED', 'skipped: ...'), or None when it has some."""
+    if section is None:
+        return "skipped"
+    if "error" in section:
+        return "FAILED (see the JSON)"
+    if "skipped" in section:
+        return f"skipped: {section['skipped']}"
+    return None
+
+
+def _table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(benchmark, measured, reference or context, ratio, target) for every part."""
+    rows: list[tuple[str, str, str, str, str]] = []
+    copy, binlog = results.get("copy"), results.get("binlog")
+    outage, resume, rss = (results.get(k) for k in ("outage", "resume", "rss"))
+
+    def missing(name: str, section: dict[str, Any] | None) -> bool:
+        why = _unavailable(section)
+        if why is not None:
+            rows.append((name, why, "", "", ""))
+        return why is not None
+
+    if not missing("copy", copy):
+        assert copy is not None
+        rows.append(
+            (
+                "copy",
+                f"{copy['rows_per_s']:,} rows/s",
+                f"{copy['reference_rows_per_s']:,} rows/s INSERT..SELECT",
+                f"{copy['ratio']:.3f}",
+                f">= {copy['target_ratio']}",
+            )
+        )
+    if not missing("binlog", binlog):
+        assert binlog is not None
+        rows.append(
+            (
+                "binlog",
+                f"{binlog['apply_events_per_s']:,} events/s",
+                f"{binlog['parse_only_events_per_s']:,} events/s parse-only",
+                f"{binlog['ratio']:.3f}",
+                f">= {binlog['target_ratio']}",
+            )
+        )
+    for section, label in (("keepup", "durable"), ("keepup_relaxed", "relaxed")):
+        part = results.get(section)
+        if part is None and section == "keepup_relaxed":
+            continue
+        if missing(f"keepup lag ({label})", part):
+            continue
+        assert part is not None
+        rows.append(
+            (
+                f"keepup lag ({label})",
+                f"max {part['lag_max_s']:.2f} s, p99 {part['lag_p99_s']:.2f} s",
+                f"source {part['source_tps']:,.0f} tps, applied {part['applied_txn_per_s']:,} txn/s",
+                "-",
+                f"< {part['lag_target_s']:g} s",
+            )
+        )
+        rows.append(
+            (f"catch-up ({label})", f"{part['catch_up_s']:.2f} s", "after the load stopped", "-", "-")
+        )
+    if not missing("cutover outage", outage):
+        assert outage is not None
+        p99 = "p99 (= max)" if outage["cutovers"] < 100 else "p99"
+        rows.append(
+            (
+                "cutover outage",
+                f"p50 {outage['p50_ms']} ms, {p99} {outage['p99_ms']} ms",
+                f"{outage['cutovers']} cutover{'' if outage['cutovers'] == 1 else 's'}, "
+                f"min {outage['min_ms']} ms",
+                "-",
+                f"p50 < {outage['p50_target_ms']} ms, p99 < {outage['p99_target_ms']} ms",
+            )
+        )
+    if not missing("resume", resume):
+        assert resume is not None
+        rows.append(
+            (
+                "resume",
+                f"median {resume['median_s']:.2f} s, max {resume['max_s']:.2f} s",
+                f"{resume['resumes']} SIGKILLs, startup median {resume['startup_median_s']:.2f} s",
+                "-",
+                f"< {resume['target_s']:g} s",
+            )
+        )
+        rows.append(
+            (
+                "re-copied rows",
+                f"{resume['re_copied_rows_max']:,} (max a kill)",
+                "",
+                "-",
+                "<= 1 chunk a table",
+            )
+        )
+    if not missing("peak RSS", rss):
+        assert rss is not None
+        for label, key in (
+            ("peak RSS copy", "copy"),
+            ("peak RSS keepup", "keepup"),
+            ("peak RSS large", "large"),
+        ):
+            part = rss.get(key)
+            if part:
+                applied = part.get("transactions_applied")
+                rows.append(
+                    (
+                        label,
+                        f"{part['peak_rss_mb']:.0f} MB",
+                        f"{part['rows']:,} rows" + (f" + {applied:,} txns applied" if applied else ""),
+                        "-",
+                        f"< {rss['target_mb']} MB @ {rss['target_rows']:,} rows",
+                    )
+                )
+    return rows
+
+
 def format_table(results: dict[str, Any]) -> str:
     """A short aligned summary of ``results``."""
-    copy, binlog, machine = results["copy"], results["binlog"], results["machine"]
-    rows = [
-        ("benchmark", "measured", "reference", "ratio", "target"),
-        (
-            "copy",
-            f"{copy['rows_per_s']:,} rows/s",
-            f"{copy['reference_rows_per_s']:,} rows/s",
-            f"{copy['ratio']:.3f}",
-            f">= {copy['target_ratio']}",
-        ),
-        (
-            "binlog",
-            f"{binlog['apply_events_per_s']:,} events/s",
-            f"{binlog['parse_only_events_per_s']:,} events/s",
-            f"{binlog['ratio']:.3f}",
-            f">= {binlog['target_ratio']}",
-        ),
-    ]
+    rows = [("benchmark", "measured", "reference / context", "ratio", "target"), *_table_rows(results)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(
-            cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths, strict=True))
-        )
+            cell.rjust(w) if i in (1, 3) else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
         for r in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
-    lines.append(
-        f"copy:   {copy['rows']:,} rows, copy phase {copy['copy_phase_s']} s "
-        f"(run wall {copy['total_wall_s']} s), reference INSERT...SELECT {copy['reference_s']} s"
-    )
-    lines.append(
-        f"binlog: {binlog['transactions']:,} txns written at {binlog['source_write_tps']:,} tps; "
-        f"{binlog['events_applied']:,} events applied in {binlog['apply_s']} s, "
-        f"{binlog['parse_only_events']:,} parsed in {binlog['parse_only_s']} s"
-    )
-    lines.append(
+    lines.extend(_details(results))
+    return "\n".join(lines)
+
+
+def _details(results: dict[str, Any]) -> list[str]:
+    """One line of detail per part that has figures."""
+    out: list[str] = []
+    copy, binlog, machine = results.get("copy"), results.get("binlog"), results["machine"]
+    outage, resume = results.get("outage"), results.get("resume")
+    if copy and _unavailable(copy) is None:
+        out.append(
+            f"copy:    {copy['rows']:,} rows, copy phase {copy['copy_phase_s']} s "
+            f"(run wall {copy['total_wall_s']} s), reference INSERT...SELECT {copy['reference_s']} s"
+        )
+    if binlog and _unavailable(binlog) is None:
+        out.append(
+            f"binlog:  {binlog['transactions']:,} txns written at {binlog['source_write_tps']:,} tps; "
+            f"{binlog['events_applied']:,} events applied in {binlog['apply_s']} s, "
+            f"{binlog['parse_only_events']:,} parsed in {binlog['parse_only_s']} s"
+        )
+    for keepup in (results.get("keepup"), results.get("keepup_relaxed")):
+        if not keepup or _unavailable(keepup) is not None:
+            continue
+        out.append(
+            f"keepup ({keepup['durability']} source): {keepup['load_s']:.1f} s of "
+            f"{keepup['source_transactions']:,} sysbench txns ({keepup['source_tps']:,.0f} tps); applied "
+            f"{keepup['applied_txn_per_s']:,} txn/s, {keepup['applied_events_per_s']:,} events/s; lag p50 "
+            f"{keepup['lag_p50_s']:.2f} s, at load end {keepup['lag_at_load_end_s']:.2f} s "
+            f"({keepup['backlog_at_load_end_txns']:,} txns behind), daemon's own lag_s max "
+            f"{keepup['daemon_lag_max_s']:.2f} s"
+        )
+        cpu = ", ".join(f"{k} {v:.2f}" for k, v in keepup["cpu_cores_during_load"].items())
+        out.append(f"         CPU cores used during the load: {cpu}")
+    if outage and _unavailable(outage) is None:
+        app = outage["app_blocked_ms"]
+        out.append(
+            f"outage:  ms {outage['outage_ms']} ({outage['table_rows']:,}-row moves, writes at "
+            f"{outage['write_rate_per_s']}/s); as the writer saw it (failed write -> hook start) {app}"
+        )
+    if resume and _unavailable(resume) is None:
+        out.append(
+            f"resume:  s {resume['resume_s']} ({resume['table_rows']:,}-row table, killed at "
+            f"{[k['checkpoint_rows'] for k in resume['kills']]} rows)"
+        )
+    large = results.get("rss_large")
+    if large and _unavailable(large) is None:
+        out.append(
+            f"rss:     {large['rows']:,}-row copy, copy phase {large['copy_phase_s']} s "
+            f"({large['rows_per_s']:,} rows/s), peak RSS {large['peak_rss_mb']} MB"
+        )
+    out.append(
         f"machine: {machine['nproc']} x {machine['cpu_model']}, {machine['mem_total_mb']} MB, "
         f"Python {machine['python']}, MariaDB {machine['mariadbd']}"
     )
-    return "\n".join(lines)
+    return out
 
 
 # --- entry point --------------------------------------------------------------------------------
@@ -488,18 +556,141 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line."""
-    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rows in the copy benchmark's table")
-    p.add_argument("--out", default=DEFAULT_OUT, help="where to write the JSON results")
-    p.add_argument("--binlog-rows", type=int, default=DEFAULT_BINLOG_ROWS, help="rows in the binlog table")
-    p.add_argument(
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--out", default=DEFAULT_OUT, help="where to write the JSON results (%(default)s)")
+    p.add_argument("--skip", action="append", default=[], choices=PARTS, help="skip a part (repeatable)")
+    g = p.add_argument_group("copy and binlog")
+    g.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rows in the copy table (%(default)s)")
+    g.add_argument("--binlog-rows", type=int, default=DEFAULT_BINLOG_ROWS, help="rows in the binlog table")
+    g.add_argument(
         "--transactions", type=int, default=DEFAULT_TRANSACTIONS, help="write transactions in the backlog"
     )
+    g = p.add_argument_group("keepup")
+    g.add_argument(
+        "--keepup-seconds",
+        type=int,
+        default=DEFAULT_KEEPUP_SECONDS,
+        help="load duration; 0 skips (%(default)s)",
+    )
+    g.add_argument("--keepup-rows", type=int, default=DEFAULT_KEEPUP_ROWS, help="sysbench table size")
+    g.add_argument(
+        "--sample-interval", type=float, default=DEFAULT_SAMPLE_S, help="seconds between lag samples"
+    )
+    g = p.add_argument_group("outage")
+    g.add_argument("--cutovers", type=int, default=DEFAULT_CUTOVERS, help="cutovers; 0 skips (%(default)s)")
+    g.add_argument("--cutover-rows", type=int, default=DEFAULT_CUTOVER_ROWS, help="rows a cutover table")
+    g.add_argument(
+        "--cutover-write-rate", type=int, default=DEFAULT_CUTOVER_WRITE_RATE, help="writes/s during each move"
+    )
+    g = p.add_argument_group("resume")
+    g.add_argument("--resumes", type=int, default=DEFAULT_RESUMES, help="SIGKILLs; 0 skips (%(default)s)")
+    g.add_argument("--resume-rows", type=int, default=DEFAULT_RESUME_ROWS, help="rows of the killed copy")
+    g = p.add_argument_group("rss")
+    g.add_argument(
+        "--rss-rows",
+        type=int,
+        default=0,
+        help=f"also copy this many rows for peak RSS (the spec's figure is for {RSS_TARGET_ROWS:,}); 0 skips",
+    )
     args = p.parse_args(argv)
-    for name in ("rows", "binlog_rows", "transactions"):
+    for name in ("rows", "binlog_rows", "transactions", "keepup_rows", "cutover_rows", "resume_rows"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("keepup_seconds", "cutovers", "resumes", "rss_rows"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must not be negative")
+    if args.sample_interval <= 0 or args.cutover_write_rate < 1:
+        p.error("--sample-interval must be positive and --cutover-write-rate at least 1")
     return args
+
+
+def drop_bench_schemas(pair: LocalPair) -> None:
+    """Drop every bench_ schema on both servers, so each part starts from the same small servers."""
+    for server in (pair.source, pair.target):
+        for (name,) in server.execute("SHOW DATABASES LIKE 'bench\\_%'"):
+            server.execute(f"DROP DATABASE `{name}`")
+
+
+def plan(
+    args: argparse.Namespace, pair: LocalPair, workdir: Path
+) -> list[tuple[str, str, Callable[[], dict[str, Any]]]]:
+    """(part, what it does, how to run it) for every part the arguments ask for."""
+    parts: list[tuple[str, str, Callable[[], dict[str, Any]]]] = []
+    skip = set(args.skip)
+    if "copy" not in skip:
+        parts.append(("copy", f"{args.rows:,} rows", lambda: bench_copy(pair, workdir, args.rows)))
+    if "binlog" not in skip:
+        parts.append(
+            (
+                "binlog",
+                f"{args.transactions:,} transactions",
+                lambda: bench_binlog(pair, workdir, args.binlog_rows, args.transactions),
+            )
+        )
+    if "keepup" not in skip and args.keepup_seconds:
+        for durability in ("durable", "relaxed"):
+            parts.append(
+                (
+                    f"keepup_{durability}" if durability != "durable" else "keepup",
+                    f"{args.keepup_seconds} s of sysbench, {durability} source",
+                    lambda d=durability: _keepup(args, pair, workdir, d),  # type: ignore[misc]
+                )
+            )
+    if "outage" not in skip and args.cutovers:
+        parts.append(
+            (
+                "outage",
+                f"{args.cutovers} cutovers",
+                lambda: bench_outage(
+                    pair, workdir, args.cutovers, args.cutover_rows, args.cutover_write_rate
+                ),
+            )
+        )
+    if "resume" not in skip and args.resumes:
+        parts.append(
+            (
+                "resume",
+                f"{args.resumes} SIGKILLs of a {args.resume_rows:,}-row copy",
+                lambda: bench_resume(pair, workdir, args.resume_rows, args.resumes),
+            )
+        )
+    if "rss" not in skip and args.rss_rows:
+        parts.append(
+            (
+                "rss_large",
+                f"{args.rss_rows:,}-row copy",
+                lambda: bench_rss_large(pair, workdir, args.rss_rows),
+            )
+        )
+    return parts
+
+
+def _keepup(args: argparse.Namespace, pair: LocalPair, workdir: Path, durability: str) -> dict[str, Any]:
+    # Imported here, not at the top: drill.run imports bench.run, which is __main__ at this point.
+    from drill.run import ensure_sysbench
+
+    binary, how = ensure_sysbench()
+    if binary is None:
+        return {"skipped": how}
+    return bench_keepup(
+        pair, workdir, binary, args.keepup_rows, args.keepup_seconds, args.sample_interval, durability
+    )
+
+
+def rss_summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The daemon's peak RSS in every run that measured it, beside the spec's target."""
+    out: dict[str, Any] = {"target_mb": RSS_TARGET_MB, "target_rows": RSS_TARGET_ROWS}
+    for key, section, rows_key in (
+        ("copy", "copy", "rows"),
+        ("keepup", "keepup", "table_rows"),
+        ("large", "rss_large", "rows"),
+    ):
+        part = results.get(section)
+        if part and _unavailable(part) is None:
+            out[key] = {"rows": part[rows_key], "peak_rss_mb": part["peak_rss_mb"]}
+            if key == "keepup":  # that daemon also applied the whole sysbench load
+                out[key]["transactions_applied"] = part["source_transactions"]
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -509,31 +700,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="tablemover-bench-"))
     pair: LocalPair | None = None
+    results: dict[str, Any] = {}
+    failed: list[str] = []
     try:
         workdir = root / "work"
         workdir.mkdir()
         print("starting source and target servers ...", file=sys.stderr)
         pair = start_pair(row_metadata="FULL", root=root / "servers")
         grant_mover(pair, SCHEMA_GRANT)
-        results: dict[str, Any] = {"machine": machine_info(pair)}
-        print(f"copy: {args.rows:,} rows ...", file=sys.stderr)
-        results["copy"] = bench_copy(pair, workdir, args.rows)
-        print(f"binlog: {args.transactions:,} transactions ...", file=sys.stderr)
-        results["binlog"] = bench_binlog(pair, workdir, args.binlog_rows, args.transactions)
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
+        results["machine"] = machine_info(pair)
+        for name, what, run in plan(args, pair, workdir):
+            print(f"{name}: {what} ...", file=sys.stderr)
+            part_started = time.perf_counter()
+            try:
+                results[name] = run()
+            except BenchError as exc:
+                # The other parts still run: one broken figure should not hide the rest.
+                print(f"{name} failed: {exc}", file=sys.stderr)
+                results[name] = {"error": str(exc)}
+                failed.append(name)
+            finally:
+                stop_all_daemons()
+            results[name]["bench_s"] = round(time.perf_counter() - part_started, 1)
+            drop_bench_schemas(pair)
+        if "rss" not in args.skip:
+            results["rss"] = rss_summary(results)
     finally:
+        stop_all_daemons()
         if pair is not None:
             pair.stop()
         shutil.rmtree(root, ignore_errors=True)
     results["machine"]["bench_wall_s"] = round(time.perf_counter() - started, 1)
+    results["failed"] = failed
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(format_table(results))
     print(f"\nwrote {out} ({results['machine']['bench_wall_s']} s)")
-    return 0
+    if failed:
+        print(f"FAILED: {', '.join(failed)} (a run failed or the moved data differs)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
