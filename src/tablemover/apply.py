@@ -212,17 +212,20 @@ class TargetWriter:
 
     def batch_counts(self) -> dict[str, int]:
         """How many row batches went through the bulk protocol and how many as text, so far."""
-        writers = (*self._inserters.values(), *self._replacers.values())
+        writers = self._row_writers()
         return {
             "bulk_batches": sum(w.bulk_batches for w in writers),
             "text_batches": sum(w.text_batches for w in writers),
         }
 
+    def _row_writers(self) -> tuple[RowWriter, ...]:
+        return (*self._inserters.values(), *self._replacers.values())
+
     async def _fit_batches_to_packet_limit(self) -> None:
         # A request over max_allowed_packet makes the server drop the connection; stay well under.
         row = await query_one(self.conn, "SELECT @@max_allowed_packet")
         limit = int(row[0]) // 2 if row else DEFAULT_BATCH_BYTES
-        for writer in (*self._inserters.values(), *self._replacers.values()):
+        for writer in self._row_writers():
             writer.max_bytes = max(64 * 1024, min(DEFAULT_BATCH_BYTES, limit))
 
     # --- applying -------------------------------------------------------------------------------
