@@ -177,7 +177,9 @@ async def inspect_table(conn: Any, database: str, table: str) -> TableSchema:
             data_type=str(r[2]).lower(),
             column_type=str(r[3]).lower(),
             nullable=str(r[4]) == "YES",
-            generated="GENERATED" in str(r[5]).upper() or "PERSISTENT" in str(r[5]).upper(),
+            # VIRTUAL/STORED GENERATED (MySQL), VIRTUAL GENERATED/PERSISTENT (MariaDB); MySQL's
+            # DEFAULT_GENERATED marks an ordinary column with an expression default, which we write.
+            generated=any(w in str(r[5]).upper() for w in ("VIRTUAL", "STORED", "PERSISTENT")),
             charset=str(r[6]) if r[6] is not None else None,
         )
         for r in col_rows
