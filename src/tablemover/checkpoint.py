@@ -23,6 +23,7 @@ from tablemover.sql import qualified
 TABLE = "_tablemover_checkpoint"
 KIND_TRANSITION = "transition"
 KIND_PROGRESS = "progress"
+KIND_OWNER = "owner"  # which daemon took the move's lock, and when; not a state of the move
 
 
 def create_table_sql(database: str) -> str:
@@ -100,6 +101,16 @@ class Checkpoint:
         return replace(self, **changes)
 
 
+def failed_message(cp: Checkpoint) -> str:
+    """What `run`, `check` and `status` say about a move persisted as FAILED."""
+    reason = str(cp.detail.get("reason") or "(no reason recorded)")
+    return (
+        f"move {cp.move_name!r} is FAILED and must start over. Reason: {reason} To start over: "
+        "`tablemover discard -c FILE --yes` (drops the target tables this move created and its "
+        "checkpoint rows), then `tablemover run -c FILE`."
+    )
+
+
 async def ensure_table(conn: Any, database: str) -> None:
     """Create the target schema's checkpoint table if it is missing."""
     await execute(conn, create_table_sql(database))
@@ -174,7 +185,22 @@ async def latest(conn: Any, database: str, move_name: str) -> Checkpoint | None:
     """The newest checkpoint row of a move, or None when the move never started here."""
     if not await table_present(conn, database):
         return None
-    sql = _SELECT.format(table=qualified(database, TABLE)) + " ORDER BY id DESC LIMIT 1"
+    sql = (
+        _SELECT.format(table=qualified(database, TABLE))
+        + f" AND kind <> '{KIND_OWNER}' ORDER BY id DESC LIMIT 1"
+    )
+    rows = await query(conn, sql, (move_name,))
+    return _from_row(rows[0]) if rows else None
+
+
+async def latest_owner(conn: Any, database: str, move_name: str) -> Checkpoint | None:
+    """The newest owner row of a move (written by each daemon that took the move's lock)."""
+    if not await table_present(conn, database):
+        return None
+    sql = (
+        _SELECT.format(table=qualified(database, TABLE))
+        + f" AND kind = '{KIND_OWNER}' ORDER BY id DESC LIMIT 1"
+    )
     rows = await query(conn, sql, (move_name,))
     return _from_row(rows[0]) if rows else None
 
@@ -183,7 +209,7 @@ async def history(conn: Any, database: str, move_name: str) -> list[Checkpoint]:
     """Every remaining row of a move, oldest first (transitions plus unpruned progress)."""
     if not await table_present(conn, database):
         return []
-    sql = _SELECT.format(table=qualified(database, TABLE)) + " ORDER BY id"
+    sql = _SELECT.format(table=qualified(database, TABLE)) + f" AND kind <> '{KIND_OWNER}' ORDER BY id"
     return [_from_row(r) for r in await query(conn, sql, (move_name,))]
 
 

@@ -103,15 +103,20 @@ def _cmd_status(args: argparse.Namespace) -> int:
         status.pop("ok", None)
     else:
         status = anyio.run(_status_from_checkpoint, config)
+    failed = status.get("state") == "FAILED"
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True, default=str))
+    elif failed:
+        print(f"move {status['move']}: FAILED  applied_gtid={status['applied_gtid']}")
+        print(f"  {status['failure']}")
     elif status["state"] is None:
         print(f"move {config.move.name}: no checkpoint on the target; the move has not started")
     else:
         print(f"move {status['move']}: {status['state']}  applied_gtid={status['applied_gtid']}")
         for table, p in status["tables"].items():
             print(f"  {table}: {p['rows_copied']} rows copied{' (done)' if p['done'] else ''}")
-    return 0
+    # A FAILED move needs an operator, like the run that stopped on it (exit 3).
+    return 3 if failed else 0
 
 
 async def _status_from_checkpoint(config: Config) -> dict[str, Any]:
@@ -134,6 +139,11 @@ async def _status_from_checkpoint(config: Config) -> dict[str, Any]:
         "checkpoint_at": cp.created_at,
         "writer": cp.writer,
         "tables": {t: {"rows_copied": p.rows_copied, "done": p.done} for t, p in cp.progress.items()},
+        **(
+            {"failure": cpstore.failed_message(cp), "failure_detail": cp.detail}
+            if cp.state.value == "FAILED"
+            else {}
+        ),
     }
 
 
@@ -186,6 +196,15 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
             print("nothing dropped")
             return 1
     for line in anyio.run(lambda: cleanup(config, drop_source=args.drop_source)):
+        print(line)
+    return 0
+
+
+def _cmd_discard(args: argparse.Namespace) -> int:
+    from tablemover.maintenance import discard
+
+    config = load_config(args.config)
+    for line in anyio.run(lambda: discard(config, yes=args.yes)):
         print(line)
     return 0
 
@@ -284,6 +303,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cleanup.add_argument("--drop-source", action="store_true", help="also drop the renamed source tables")
     cleanup.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    discard = add(
+        "discard",
+        _cmd_discard,
+        "throw an unfinished move away (before the cutover), to start over",
+        f"Drop the target tables this move created (tables that existed before the move are emptied) "
+        f"and delete its rows from the target's {cpstore.TABLE} table, so that `tablemover run` starts "
+        "the move from scratch. For a move that is PREPARED, COPYING, ABORTED or FAILED (or "
+        "CUTOVER_STARTED while the source still has all its original tables). Refused while a daemon "
+        "runs the move and from RENAMED on. Without --yes it only prints what it would drop.",
+    )
+    discard.add_argument("--yes", action="store_true", help="really drop; without it, only print the plan")
     status = add(
         "status",
         _cmd_status,

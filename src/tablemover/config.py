@@ -60,6 +60,11 @@ class MoveSection(_Section):
     replica_server_id: int = Field(
         default=0, ge=0, lt=2**32, description="server_id the binlog client registers with; 0 = derived"
     )
+    # How long one outage (deadlocks, lost connections, a restarting server) may last before the
+    # daemon gives up with exit 1; any committed work in between starts a new outage.
+    retry_budget_s: float = Field(default=300.0, gt=0, description="per-outage retry budget, seconds")
+    # Checksum every table, source against target, before the cutover may start (spec 4, item 5).
+    verify_before_cutover: bool = True
 
     @field_validator("tables")
     @classmethod
@@ -104,12 +109,20 @@ class MoveSection(_Section):
     def effective_replica_server_id(self) -> int:
         """A stable server_id for the binlog client, unique per move unless configured.
 
-        Derived from the move name so that a restarted daemon reuses its id (the server then
-        drops the stale dump thread instead of keeping two) while two moves never collide.
+        Derived from the move's name and schemas so that a restarted daemon reuses its id (the
+        server then drops the stale dump thread instead of keeping two), while two moves, even of
+        the same name into different target schemas, get different ids. Preflight refuses an id
+        that a replica of the source or another tablemover move registered with.
         """
         if self.replica_server_id:
             return self.replica_server_id
-        return 1_000_000_000 + zlib.crc32(self.name.encode()) % 1_000_000_000
+        identity = f"{self.name}\0{self.database}\0{self.effective_target_database}"
+        return 1_000_000_000 + zlib.crc32(identity.encode()) % 1_000_000_000
+
+    @property
+    def replica_host_tag(self) -> str:
+        """What the binlog client reports as its host in SHOW REPLICA HOSTS: names the move."""
+        return f"tablemover:{self.name}"
 
 
 class ServerSection(_Section):
@@ -292,6 +305,8 @@ hooks_dir = ""                  # directory of executable hooks
 drain_timeout_s = 60            # warn loudly past this while draining
 cutover_lock_timeout_s = 3      # lock_wait_timeout for the source RENAME
 renamed_table_format = "_{table}_moved"
+retry_budget_s = 300            # ride through transient errors for this long per outage, then exit 1
+verify_before_cutover = true    # checksum source vs target before renaming anything
 
 [source]                        # a writable primary, binlog ROW/FULL, GTID on
 host = "127.0.0.1"

@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 from anyio.abc import SocketStream
 
-from tablemover.errors import MoveFailed
+from tablemover.errors import MoveFailed, PreflightError
 from tablemover.log import event
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -35,6 +35,12 @@ class ControlServer:
         """Bind (replacing a stale socket file from a killed daemon) and serve."""
         path = Path(self.path)
         await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
+        if await daemon_listening(self.path):
+            # Never take a live daemon's socket away (a stale file from a killed one is replaced).
+            raise PreflightError(
+                f"another tablemover daemon answers on the control socket {self.path}: give this move its "
+                "own [control] socket (the default /run/tablemover/{name}.sock is per move name)."
+            )
         with contextlib.suppress(FileNotFoundError):
             await anyio.Path(path).unlink()
         old_umask = os.umask(0o177)  # the socket is created 0600: only our user may steer the move

@@ -26,9 +26,15 @@ class PreflightError(TablemoverError):
 
 
 class SafetyRefusal(TablemoverError):
-    """The daemon found a state it will not guess about; an operator has to decide."""
+    """The daemon found a state it will not guess about; an operator has to decide.
+
+    ``dooms_move`` marks refusals after which the move can only start over (its target tables no
+    longer describe the source): the daemon persists them as state FAILED with the reason, so
+    `status`, `check` and the next `run` say the same thing instead of replaying into it again.
+    """
 
     exit_code = 3
+    dooms_move = False
 
 
 class MoveFailed(TablemoverError):
@@ -41,5 +47,30 @@ class StreamError(MoveFailed):
     """The binlog stream broke and did not come back within the retry bound."""
 
 
-class SchemaChanged(MoveFailed):
-    """A moved table's definition changed under us (DDL during the move)."""
+class UnreproducibleEvent(SafetyRefusal):
+    """A source event touches a moved table in a way the row-based apply cannot reproduce exactly.
+
+    Raised before any row of the event's transaction is applied; the checkpoint stays before it.
+    """
+
+    dooms_move = True
+
+    def __init__(self, message: str, *, gtid: str = "", table: str = "", statement: str = "") -> None:
+        super().__init__(message)
+        self.gtid = gtid
+        self.table = table
+        self.statement = statement
+
+
+class SchemaChanged(UnreproducibleEvent):
+    """A moved table's definition changed under us (DDL or TRUNCATE during the move)."""
+
+
+class BinlogPurged(SafetyRefusal):
+    """The source no longer has the binlogs the move must resume from."""
+
+
+class MoveOwned(TablemoverError):
+    """Another daemon owns this move right now; nothing was changed."""
+
+    exit_code = 2

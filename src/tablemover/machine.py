@@ -46,6 +46,8 @@ TRANSITIONS: tuple[tuple[str, tuple[State, ...], State], ...] = (
 # States after which the source tables may already be renamed: `abort` is refused from here on.
 PAST_POINT_OF_NO_RETURN = frozenset({State.RENAMED, State.DRAINED, State.HOOK_FIRED, State.DONE})
 TERMINAL = frozenset({State.DONE, State.FAILED})
+# States from which a move can fail for good (the sources of the "fail" transition).
+FAILABLE = frozenset(next(sources for trigger, sources, _ in TRANSITIONS if trigger == "fail"))
 
 
 Persist = Callable[[State, State, dict[str, Any]], Awaitable[None]]

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from tablemover import checkpoint as cpstore
 from tablemover.config import Config
+from tablemover.cutover import SourceTables, inspect_source
 from tablemover.db import close, connect, execute, query
-from tablemover.errors import MoveFailed, SafetyRefusal
-from tablemover.machine import State
+from tablemover.errors import MoveFailed, MoveOwned, SafetyRefusal
+from tablemover.machine import PAST_POINT_OF_NO_RETURN, State
+from tablemover.ownership import is_owned
 from tablemover.schema import table_exists
 from tablemover.sql import qualified
 
 
 async def abort_offline(config: Config) -> str:
     """Record ABORTED for a move that is not running (PREPARED or COPYING only)."""
+    owner = await is_owned(config)
+    if owner:
+        raise MoveOwned(
+            f"move {config.move.name!r} is run by a daemon whose control socket is not here ({owner}): "
+            "abort it on its host (`tablemover abort -c FILE` there); nothing was changed."
+        )
     target = await connect(config.target, "target", autocommit=False)
     try:
         db = config.move.effective_target_database
@@ -46,14 +54,10 @@ async def cleanup(config: Config, *, drop_source: bool) -> list[str]:
         if cp.state is not State.DONE:
             raise SafetyRefusal(
                 f"refusing to clean up move {config.move.name!r} in {cp.state.value}: its checkpoint is how "
-                "it resumes. Finish it (`tablemover run`) or abort it first."
+                "it resumes. Finish it (`tablemover run`), or throw the unfinished move away with "
+                "`tablemover discard -c FILE --yes`."
             )
-        table = qualified(db, cpstore.TABLE)
-        deleted = await execute(target, f"DELETE FROM {table} WHERE move_name=%s", (config.move.name,))
-        done.append(f"deleted {deleted} checkpoint rows of move {config.move.name}")
-        if not await query(target, f"SELECT 1 FROM {table} LIMIT 1"):
-            await execute(target, f"DROP TABLE {table}")
-            done.append(f"dropped {db}.{cpstore.TABLE} (no other move uses it)")
+        done.extend(await _drop_checkpoint_rows(target, db, config.move.name))
     finally:
         await close(target)
     if drop_source:
@@ -68,4 +72,80 @@ async def cleanup(config: Config, *, drop_source: bool) -> list[str]:
             await close(source)
     else:
         done.append("kept the renamed source tables (use --drop-source to drop them)")
+    return done
+
+
+async def discard(config: Config, *, yes: bool) -> list[str]:
+    """Throw away an unfinished move: its target tables and checkpoint rows (before RENAMED only).
+
+    Without ``yes`` only says what it would do. Refuses while a daemon owns the move, once the
+    source tables may be renamed (from RENAMED on, or when the source shows renamed tables), and
+    for a move that never started here.
+    """
+    owner = await is_owned(config)
+    if owner:
+        raise MoveOwned(
+            f"refusing to discard move {config.move.name!r}: a daemon is running it ({owner}). Stop it "
+            "first (`tablemover abort -c FILE` or `systemctl stop`), then discard."
+        )
+    db = config.move.effective_target_database
+    target = await connect(config.target, "target")
+    try:
+        rows = await cpstore.history(target, db, config.move.name)
+        if not rows:
+            return [f"move {config.move.name} has no checkpoint on the target: nothing to discard"]
+        state = rows[-1].state
+        if state in PAST_POINT_OF_NO_RETURN:
+            raise SafetyRefusal(
+                f"refusing to discard move {config.move.name!r} in {state.value}: the source tables are "
+                "renamed and the application may already write to the target tables. Finish the move "
+                "(`tablemover run`) instead."
+            )
+        if state in (State.CUTOVER_STARTED, State.FAILED):
+            inspection = await inspect_source(config)
+            if inspection.verdict is not SourceTables.ORIGINAL:
+                raise SafetyRefusal(
+                    f"refusing to discard move {config.move.name!r}: the source does not show all the "
+                    f"original tables ({inspection.describe(config)}), so the cutover may have renamed "
+                    "them. Resolve that first (`tablemover run` finishes an interrupted cutover)."
+                )
+        prepared = next((r for r in rows if r.state is State.PREPARED), None)
+        created = set(config.move.tables)
+        if prepared is not None and "created_tables" in prepared.detail:
+            created = set(prepared.detail["created_tables"])
+        plan = []
+        for table in config.move.tables:
+            if await table_exists(target, db, table):
+                verb = "drop" if table in created else "empty (it existed before the move)"
+                plan.append((table, verb))
+        lines = [f"{verb} target table {db}.{table}" for table, verb in plan]
+        lines.append(f"delete the checkpoint rows of move {config.move.name} from {db}.{cpstore.TABLE}")
+        if not yes:
+            return [
+                f"move {config.move.name} is {state.value}; `tablemover discard --yes` would:",
+                *[f"  {line}" for line in lines],
+                "nothing was changed; pass --yes to do it",
+            ]
+        done = []
+        for table, verb in plan:
+            if verb == "drop":
+                await execute(target, f"DROP TABLE {qualified(db, table)}")
+                done.append(f"dropped target table {db}.{table}")
+            else:
+                await execute(target, f"TRUNCATE TABLE {qualified(db, table)}")
+                done.append(f"emptied target table {db}.{table} (it existed before the move)")
+        done.extend(await _drop_checkpoint_rows(target, db, config.move.name))
+        done.append(f"move {config.move.name} discarded; `tablemover run -c FILE` starts it from scratch")
+        return done
+    finally:
+        await close(target)
+
+
+async def _drop_checkpoint_rows(target: object, db: str, move_name: str) -> list[str]:
+    table = qualified(db, cpstore.TABLE)
+    deleted = await execute(target, f"DELETE FROM {table} WHERE move_name=%s", (move_name,))
+    done = [f"deleted {deleted} checkpoint rows of move {move_name}"]
+    if not await query(target, f"SELECT 1 FROM {table} LIMIT 1"):
+        await execute(target, f"DROP TABLE {table}")
+        done.append(f"dropped {db}.{cpstore.TABLE} (no other move uses it)")
     return done

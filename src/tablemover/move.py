@@ -33,17 +33,25 @@ from tablemover.cutover import (
     new_nonce,
     rename_and_capture,
 )
-from tablemover.db import WRITER_SQL_MODE, close, connect, execute, query_one
+from tablemover.db import WRITER_SQL_MODE, ConnectError, close, connect, execute, query_one
 from tablemover.decode import RowDecoder
-from tablemover.errors import MoveFailed, PreflightError, SafetyRefusal, TablemoverError
+from tablemover.errors import (
+    MoveFailed,
+    PreflightError,
+    SafetyRefusal,
+    TablemoverError,
+    UnreproducibleEvent,
+)
 from tablemover.flavor import Flavor
 from tablemover.hooks import run_hooks
 from tablemover.http import MetricsSnapshot, StatusServer
 from tablemover.lag import LagTracker
 from tablemover.log import event
-from tablemover.machine import MoveMachine, State
+from tablemover.machine import FAILABLE, MoveMachine, State
 from tablemover.notify import Notifier
-from tablemover.preflight import PreflightReport, preflight
+from tablemover.ownership import MoveLock
+from tablemover.preflight import preflight
+from tablemover.retry import RetryBudget, describe_error, is_transient, primary_error
 from tablemover.schema import TableSchema, count_rows_estimate, table_exists
 from tablemover.sql import quote_ident, target_create_statement
 from tablemover.stream import BinlogStream, StreamSettings, start_position_sql
@@ -104,6 +112,8 @@ class Move:
         self.rename_committed_at = 0.0
         self.cutover_released = anyio.Event()
         self.outage_ms: int | None = None
+        self.lock = MoveLock(config)
+        self.commits_total = 0  # target commits of the writer over every attempt (retry budget refill)
 
     # --- entry point ----------------------------------------------------------------------------
 
@@ -112,20 +122,12 @@ class Move:
         report = await preflight(self.config)
         self.flavor = report.source_info.flavor
         self.schemas = report.schemas
-        self.source = await connect(self.config.source, "source")
-        self.source_monitor = await connect(self.config.source, "source")
-        self.target = await connect(
-            self.config.target, "target", autocommit=False, sql_mode=WRITER_SQL_MODE, binary_prefix=True
-        )
+        # Before anything changes: a second daemon of this move stops here (exit 2).
+        await self.lock.acquire()
         try:
             async with anyio.create_task_group() as tg:
                 self._outer_scope = tg.cancel_scope
                 await self._start_control(tg)
-                for table in self.config.move.tables:
-                    if table in report.schemas:
-                        self.rows_estimate[table] = await count_rows_estimate(
-                            self.source, self.config.move.database, report.schemas[table].name
-                        )
                 await self._start_http(tg)
                 tg.start_soon(self.notifier.watchdog)
                 state = report.checkpoint.state.value if report.checkpoint else "new move"
@@ -136,32 +138,116 @@ class Move:
                     (report.checkpoint.state.value if report.checkpoint else State.PREPARED.value),
                     self._hook_env(),
                 )
-                result = await self._run(report)
+                result = await self._run_with_retries(report.checkpoint)
                 tg.cancel_scope.cancel()
             if self.stop_requested and not self.abort_requested:
                 return self._stopped_result()
             return result
-        except BaseExceptionGroup as group:
+        except BaseException as exc:
+            if isinstance(exc, anyio.get_cancelled_exc_class()):
+                raise
+            error = primary_error(exc)
+            if not isinstance(error, Exception):
+                raise
             log.logger.debug("move failed", exc_info=True)
-            error = _first_error(group)
+            if isinstance(error, SafetyRefusal) and error.dooms_move:
+                await self._record_failed(error)
             await self._on_failure(error)
-            raise error from group
-        except MySQLError as exc:
-            log.logger.debug("database error", exc_info=True)
-            await self._on_failure(exc)
-            raise _runtime_failure(exc) from exc
-        except TablemoverError as exc:
-            await self._on_failure(exc)
+            if isinstance(error, TablemoverError):
+                raise error from exc
+            raise _runtime_failure(error) from exc
+        finally:
+            await self.lock.release()
+
+    async def _run_with_retries(self, cp: Checkpoint | None) -> MoveResult:
+        """Run attempts until one ends; a transient error restarts from the last committed checkpoint.
+
+        The budget is per outage: an attempt that committed work on the target refills it, so a
+        daemon rides through any number of separate faults but gives up (exit 1) on one that lasts.
+        """
+        budget = RetryBudget(self.config.move.retry_budget_s)
+        while True:
+            commits_before = self.commits_total
+            try:
+                return await self._attempt(cp)
+            except BaseException as exc:
+                error = primary_error(exc)
+                if self.stop_requested or not is_transient(error):
+                    raise
+                if self.commits_total > commits_before:
+                    budget.refill()
+                delay = budget.next_delay()
+                if delay is None:
+                    raise MoveFailed(
+                        f"gave up after {budget.attempts} retries over {budget.elapsed_s:.0f} s "
+                        f"(retry_budget_s = {budget.limit_s:g}); last error: {describe_error(error)}. "
+                        "The checkpoint is intact; run the same command again to resume once the "
+                        "cause is fixed."
+                    ) from exc
+                event(
+                    "transient error; retrying from the last committed checkpoint",
+                    logging.WARNING,
+                    error=describe_error(error),
+                    attempt=budget.attempts,
+                    retry_in_s=round(delay, 2),
+                    outage_s=round(budget.elapsed_s, 1),
+                )
+                await anyio.sleep(delay)
+                cp = await self._reload_checkpoint(budget)
+
+    async def _reload_checkpoint(self, budget: RetryBudget) -> Checkpoint | None:
+        """The newest committed checkpoint, read again after a fault (the target may still be down)."""
+        while True:
+            conn: Any = None
+            try:
+                conn = await connect(self.config.target, "target")
+                return await cpstore.latest(conn, self.target_db, self.config.move.name)
+            except (MySQLError, OSError, ConnectError) as exc:
+                delay = budget.next_delay()
+                if delay is None:
+                    raise
+                event("target not reachable yet; retrying", logging.WARNING, error=describe_error(exc))
+                await anyio.sleep(delay)
+            finally:
+                if conn is not None:
+                    await close(conn)
+
+    async def _attempt(self, cp: Checkpoint | None) -> MoveResult:
+        """One try at the move on fresh connections, from checkpoint ``cp`` (None: a new move)."""
+        if not self.lock.held:
+            await self.lock.acquire()
+        try:
+            self.source = await connect(self.config.source, "source")
+            self.source_monitor = await connect(self.config.source, "source")
+            self.target = await connect(
+                self.config.target, "target", autocommit=False, sql_mode=WRITER_SQL_MODE, binary_prefix=True
+            )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.lock.keep)
+                for table in self.config.move.tables:
+                    if table in self.schemas:
+                        self.rows_estimate[table] = await count_rows_estimate(
+                            self.source, self.config.move.database, self.schemas[table].name
+                        )
+                result = await self._run(cp)
+                tg.cancel_scope.cancel()
+            return result
+        except BaseException:
+            # The lock's connection may be what broke: take it again before the next attempt.
+            if not self.stop_requested:
+                await self.lock.drop()
             raise
         finally:
-            await close(self.source)
-            await close(self.source_monitor)
-            await close(self.target)
+            with anyio.CancelScope(shield=True):
+                for conn in (self.source, self.source_monitor, self.target):
+                    if conn is not None:
+                        await close(conn)
+            self.source = self.source_monitor = self.target = None
 
-    async def _run(self, report: PreflightReport) -> MoveResult:
-        cp = report.checkpoint
+    async def _run(self, cp: Checkpoint | None) -> MoveResult:
         if cp is None:
             cp = await self._prepare()
+            await self.lock.record_owner()
         else:
             event(
                 "resuming move from checkpoint",
@@ -169,6 +255,8 @@ class Move:
                 applied_gtid=cp.applied_gtid,
                 progress={t: [p.rows_copied, p.done] for t, p in cp.progress.items()},
             )
+        if cp.state is State.FAILED:
+            raise SafetyRefusal(cpstore.failed_message(cp))
         self.checkpoint = cp
         machine = MoveMachine(cp.state, self._persist)
         if machine.current is State.PREPARED:
@@ -178,7 +266,14 @@ class Move:
         if machine.current is State.CUTOVER_STARTED:
             await self._resolve_cutover_started(machine)
         if machine.current in (State.COPYING, State.CUTOVER_STARTED, State.RENAMED):
-            await self._pipeline(machine)
+            try:
+                await self._pipeline(machine)
+            except Exception as exc:
+                # A stop cancels queries in flight, which asyncmy reports as errors ("Cancelled
+                # during execution"); after a stop that is part of stopping, unless it is ours.
+                if not self.stop_requested or isinstance(primary_error(exc), TablemoverError):
+                    raise
+                event("pipeline stopped", logging.DEBUG, detail=repr(exc)[:500])
             if self.abort_requested and machine.current in ABORTABLE:
                 await machine.fire("abort")
                 return self._result(machine, "aborted by the operator; `tablemover run` resumes the move")
@@ -192,6 +287,36 @@ class Move:
             await machine.fire("finish")
         return self._result(machine, f"move finished in state {machine.current.value}")
 
+    async def _record_failed(self, error: SafetyRefusal) -> None:
+        """Persist FAILED with the reason, so status, check and the next run repeat it (best effort).
+
+        Written on a fresh connection: the writer's connection may hold the rolled-back remains of
+        the transaction that was refused.
+        """
+        cp = getattr(self, "checkpoint", None)
+        if cp is None or cp.state not in FAILABLE:
+            return
+        detail = {"reason": str(error), "exit_code": error.exit_code}
+        if isinstance(error, UnreproducibleEvent):
+            detail.update(gtid=error.gtid, table=error.table, statement=error.statement)
+        with anyio.CancelScope(shield=True):
+            conn: Any = None
+            try:
+                conn = await connect(self.config.target, "target")
+
+                async def persist(previous: State, state: State, kwargs: dict[str, Any]) -> None:
+                    failed = cp.evolve(state=state, kind=cpstore.KIND_TRANSITION, **kwargs)
+                    await cpstore.write(conn, self.target_db, failed)
+                    self.checkpoint = failed
+                    event("state changed", logging.ERROR, previous=previous.value, state=state.value)
+
+                await MoveMachine(cp.state, persist).fire("fail", detail=detail)
+            except (MySQLError, OSError, TablemoverError) as exc:
+                event("could not record FAILED in the checkpoint", logging.WARNING, error=str(exc))
+            finally:
+                if conn is not None:
+                    await close(conn)
+
     async def _on_failure(self, error: BaseException) -> None:
         """Tell the application side the move stopped on an error (best effort, never masks it)."""
         with anyio.CancelScope(shield=True):
@@ -204,7 +329,13 @@ class Move:
         if not self.config.control.http:
             return
         server = StatusServer(self.config.control.http, self._metrics_snapshot, lambda: self._status({}))
-        port = await tg.start(server.serve)
+        try:
+            port = await tg.start(server.serve)
+        except OSError as exc:
+            raise PreflightError(
+                f"cannot serve [control] http on {self.config.control.http}: {exc.strerror or exc}. Pick a "
+                'free address (port 0 picks any free port), or "" to switch the HTTP endpoint off.'
+            ) from exc
         self.http_port = int(port)
 
     def _metrics_snapshot(self) -> MetricsSnapshot:
@@ -330,9 +461,11 @@ class Move:
         """Create the target schema, tables and checkpoint table, capture the start position."""
         await execute(self.target, f"CREATE DATABASE IF NOT EXISTS {quote_ident(self.target_db)}")
         await cpstore.ensure_table(self.target, self.target_db)
+        created = []
         for table, schema in self.schemas.items():
             if not await table_exists(self.target, self.target_db, table):
                 await execute(self.target, target_create_statement(schema.create_statement, self.target_db))
+                created.append(table)
                 event("created target table", table=f"{self.target_db}.{table}")
         # Rule 1: the stream starts at a position captured before the first chunk is read.
         start = _one_line(await query_one(self.source, start_position_sql(self.flavor)))
@@ -342,7 +475,8 @@ class Move:
             kind=cpstore.KIND_TRANSITION,
             applied_gtid=start,
             progress={t: TableProgress() for t in self.config.move.tables},
-            detail={"flavor": self.flavor.value},
+            # `discard` drops the tables the move created and only empties those it found.
+            detail={"flavor": self.flavor.value, "created_tables": created},
         )
         await cpstore.write(self.target, self.target_db, cp)
         await self.target.commit()
@@ -375,6 +509,7 @@ class Move:
         The stream and the writer stay up through the cutover: the drain is the same apply loop
         running until the applied position covers the position read right after the RENAME.
         """
+        self._writer_done = anyio.Event()
         send, recv = anyio.create_memory_object_stream[WorkItem | Transition](max_buffer_size=INBOX_SIZE)
         decoders = {t: RowDecoder(s) for t, s in self.schemas.items()}
         writer = TargetWriter(
@@ -387,6 +522,7 @@ class Move:
             server_id=self.config.move.effective_replica_server_id,
             database=self.config.move.database,
             own_rename_tag=self.rename_tag,
+            report_host=self.config.move.replica_host_tag,
         )
         start = gtid.parse_position(self.flavor, self.checkpoint.applied_gtid)
         stream = BinlogStream(settings, decoders, start, send.clone())
@@ -441,6 +577,7 @@ class Move:
             self._driver_scope = None
             self.writer, self._inbox = None, None
             self.checkpoint = writer.checkpoint
+            self.commits_total += writer.commits
 
     async def _drive(self, machine: MoveMachine, writer: TargetWriter) -> None:
         if machine.current is not State.RENAMED:
@@ -496,9 +633,14 @@ class Move:
 
     async def _run_samplers(self, scope: anyio.CancelScope, writer: TargetWriter) -> None:
         with scope:
-            async with anyio.create_task_group() as samplers:
-                samplers.start_soon(self._sample_threads_running)
-                samplers.start_soon(self._track_lag, writer)
+            try:
+                async with anyio.create_task_group() as samplers:
+                    samplers.start_soon(self._sample_threads_running)
+                    samplers.start_soon(self._track_lag, writer)
+            except (MySQLError, BaseExceptionGroup):
+                # Cancelling a sampler mid-query surfaces as a driver error, not as a cancellation.
+                if not scope.cancel_called:
+                    raise
 
     async def _sample_threads_running(self) -> None:
         """Threads_running of both servers, once a second (the throttle reads the latest sample)."""
@@ -845,30 +987,9 @@ class Move:
         return f"tablemover move={self.config.move.name} nonce="
 
 
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error to report from a task group: ours first, then a database error, then anything."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    for exc in leaves:
-        if isinstance(exc, TablemoverError):
-            return exc
-    for exc in leaves:
-        if isinstance(exc, MySQLError):
-            return _runtime_failure(exc)
-    return leaves[0] if leaves else group
-
-
-def _runtime_failure(exc: MySQLError) -> MoveFailed:
+def _runtime_failure(exc: BaseException) -> MoveFailed:
     return MoveFailed(
-        f"database error during the move: {exc}. The checkpoint is intact; run the same command "
+        f"error during the move: {describe_error(exc)}. The checkpoint is intact; run the same command "
         "again to resume once the cause is fixed."
     )
 

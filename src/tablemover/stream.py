@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import queue
-import re
 import threading
 import time
 from collections.abc import Mapping
@@ -53,11 +52,13 @@ from tablemover import gtid
 from tablemover.changes import Commit, Op, RowChange, StreamBatch
 from tablemover.config import ServerSection
 from tablemover.decode import RowDecoder
-from tablemover.errors import SchemaChanged, StreamError
+from tablemover.errors import BinlogPurged, SchemaChanged, StreamError, UnreproducibleEvent
 from tablemover.flavor import Flavor
 from tablemover.log import event
+from tablemover.statements import ChangeKind, TableChange, changes_any
 
 MARIADB_GTID_FL_STANDALONE = 0x01
+ER_BINLOG_FATAL = 1236  # the server cannot send the binlog from our position (purged, or diverged)
 HANDOVER_SLOTS = 4  # batches between the thread and the writer's inbox (which bounds the rest)
 
 
@@ -172,12 +173,6 @@ class _Reader(BinLogStreamReader):  # type: ignore[misc]
         _original_connect(self)
 
 
-# Leading comments of any of the three kinds may precede the verb.
-_DDL_VERBS = re.compile(
-    r"^\s*(?:(?:/\*.*?\*/|--[^\n]*\n|#[^\n]*\n)\s*)*(ALTER|DROP|TRUNCATE|RENAME|CREATE)\b", re.I | re.S
-)
-
-
 @dataclass
 class Translator:
     """Turns binlog events into row changes and commit markers; pure, no I/O.
@@ -217,7 +212,8 @@ class Translator:
         if text in ("COMMIT", "ROLLBACK"):
             self._commit()
             return
-        self._check_ddl(query, schema)
+        if self.own_rename_tag not in query:
+            self._screen_statement(query, schema)
         if self._standalone:
             self._commit()
             if self.own_rename_tag in query:
@@ -263,23 +259,29 @@ class Translator:
         self._gtid = None
         self._last_commit_index = len(self.items)
 
-    def _check_ddl(self, query: str, schema: str) -> None:
-        if not _DDL_VERBS.match(query) or self.own_rename_tag in query:
-            return
-        for table in self.decoders:
-            # `db`.`table`, db.table or a bare table name (then the statement's default schema counts).
-            pattern = (
-                r"(?:(?:`((?:[^`]|``)+)`|([\w$]+))\s*\.\s*)?"
-                rf"(?<![\w$`])`?{re.escape(table)}`?(?![\w$])"
-            )
-            hits = [m.group(1) or m.group(2) or schema for m in re.finditer(pattern, query)]
-            if self.database in hits:
-                raise SchemaChanged(
-                    f"DDL on moved table {self.database}.{table} arrived in the binlog: {query[:200]!r}. "
-                    "tablemover cannot follow schema changes (and TRUNCATE writes no row events), so the "
-                    "target would diverge. Drop the target tables and the checkpoint "
-                    "(`tablemover cleanup`) and start the move again after the schema change."
-                )
+    def _screen_statement(self, query: str, schema: str) -> None:
+        """Stop at a statement that changes a moved table: rows in statement form, TRUNCATE, DDL.
+
+        Decided by parsing the statement (statements.py), so a table that is only read (``CREATE
+        TABLE x LIKE moved``), a name in a comment or a same-named table elsewhere passes.
+        """
+        change = changes_any(query, schema, self.database, self.decoders)
+        if change is not None:
+            raise _refusal_for_statement(change, self.database, self._gtid or "?", query)
+
+    def partial_image(self, table: str, op: Op) -> None:
+        """A row event of a moved table whose images do not carry every column: refuse it."""
+        raise UnreproducibleEvent(
+            f"transaction {self._gtid or '?'} changes moved table {self.database}.{table} with a "
+            f"partial row image ({op.name} event without every column). A session wrote it with "
+            "binlog_row_image=MINIMAL or NOBLOB; applying it would write the missing columns as NULL. "
+            "Nothing of that transaction was applied. Set binlog_row_image=FULL for every session "
+            "that writes the moved tables (global and per session), then start the move over: "
+            "`tablemover discard -c FILE --yes`, then `tablemover run -c FILE`.",
+            gtid=self._gtid or "",
+            table=f"{self.database}.{table}",
+            statement="",
+        )
 
     @property
     def pending_complete(self) -> int:
@@ -313,6 +315,7 @@ class StreamSettings:
     server_id: int
     database: str
     own_rename_tag: str
+    report_host: str = ""  # shown in SHOW REPLICA HOSTS, so an id clash names the move
     heartbeat_s: float = 0.05
     max_reconnects: int = 10
     batch_items: int = 2000
@@ -337,6 +340,7 @@ class BinlogStream:
         self._stop = threading.Event()
         self._reader: _Reader | None = None
         self.reconnects = 0
+        self._flowing = False  # an event arrived since the last (re)connect
         self._handover: queue.Queue[StreamBatch] = queue.Queue(maxsize=HANDOVER_SLOTS)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._forwarder_idle = False  # the forwarding task sleeps on an empty queue
@@ -417,6 +421,7 @@ class BinlogStream:
             only_schemas=None,
             only_tables=None,
             slave_heartbeat=s.heartbeat_s,
+            report_slave=s.report_host or None,
             enable_logging=False,
             use_column_name_cache=True,
             # A table map is parsed once per table id, not once per row event (a fifth of the
@@ -437,6 +442,12 @@ class BinlogStream:
             except (StreamLost, pymysql.err.OperationalError, OSError) as exc:
                 if self._stop.is_set():
                     break
+                if isinstance(exc, pymysql.err.MySQLError) and exc.args and exc.args[0] == ER_BINLOG_FATAL:
+                    raise _binlog_gone(self.settings, str(self.translator.position), exc) from exc
+                if self._flowing:
+                    # Events came through since the last drop: a new outage, with a fresh budget.
+                    attempts = 0
+                    self._flowing = False
                 attempts += 1
                 self.reconnects += 1
                 event("binlog connection lost; reconnecting", error=str(exc), attempt=attempts)
@@ -459,6 +470,7 @@ class BinlogStream:
         for ev in reader:
             if self._stop.is_set():
                 return
+            self._flowing = True
             if isinstance(ev, RowsEvent):
                 if ev.schema == db and ev.table in tables:
                     # Every table map event brings new column objects; fill each set once. (The
@@ -472,6 +484,13 @@ class BinlogStream:
                         if isinstance(ev, WriteRowsEvent)
                         else (Op.DELETE if isinstance(ev, DeleteRowsEvent) else Op.UPDATE)
                     )
+                    # Screened before ev.rows decodes anything: a session with binlog_row_image
+                    # MINIMAL/NOBLOB leaves columns out, and they must not be applied as NULL.
+                    width = ev.number_of_columns
+                    if not full_image(ev.columns_present_bitmap, width) or (
+                        op is Op.UPDATE and not full_image(ev.columns_present_bitmap2, width)
+                    ):
+                        tr.partial_image(ev.table, op)
                     tr.rows_event(ev.table, op, ev.rows)
                 else:
                     tr.events += 1
@@ -518,6 +537,63 @@ class BinlogStream:
             self._forwarder_idle = False
             assert self._loop is not None, "forward() runs before the thread starts"
             self._loop.call_soon_threadsafe(self._wake_forwarder)
+
+
+def _binlog_gone(settings: StreamSettings, position: str, exc: BaseException) -> BinlogPurged:
+    detail = exc.args[1] if len(exc.args) > 1 else str(exc)
+    return BinlogPurged(
+        f"the source {settings.server.address} cannot send its binlog from position {position!r} "
+        f"(error 1236: {detail}). The binlogs this move must resume from were purged (or the source's "
+        "GTID history no longer contains them), so the changes in between are lost to the move; "
+        "reconnecting cannot fix that. Start the move over: `tablemover discard -c FILE --yes`, then "
+        "`tablemover run -c FILE`; and keep binlogs longer than a move may be stopped "
+        "(binlog_expire_logs_seconds)."
+    )
+
+
+def _refusal_for_statement(
+    change: TableChange, database: str, gtid_text: str, query: str
+) -> UnreproducibleEvent:
+    """The exit-3 refusal for a statement that changes a moved table, worded for its kind."""
+    table = f"{database}.{change.table}" if change.table else f"every table of {database}"
+    shown = " ".join(query.split())
+    shown = shown if len(shown) <= 200 else shown[:197] + "..."
+    start_over = (
+        "Nothing of that transaction was applied; the move must start over: "
+        "`tablemover discard -c FILE --yes`, then `tablemover run -c FILE`."
+    )
+    if change.kind is ChangeKind.ROWS:
+        return UnreproducibleEvent(
+            f"transaction {gtid_text} writes moved table {table} as a statement ({shown!r}): a session "
+            "ran with binlog_format=STATEMENT or MIXED, so the binlog holds no row images to apply. "
+            "Set binlog_format=ROW for every session that writes the moved tables (check the "
+            f"application's connection settings and SET SESSION statements). {start_over}",
+            gtid=gtid_text,
+            table=table,
+            statement=shown,
+        )
+    what = "TRUNCATE (which writes no row events)" if change.kind is ChangeKind.TRUNCATE else "DDL"
+    return SchemaChanged(
+        f"transaction {gtid_text} runs {what} on moved table {table}: {shown!r}. tablemover cannot "
+        "follow schema changes, so the target would diverge. Run the schema change before or after "
+        f"the move, not during it. {start_over}",
+        gtid=gtid_text,
+        table=table,
+        statement=shown,
+    )
+
+
+_full_bitmaps: dict[int, bytes] = {}
+
+
+def full_image(bitmap: bytes, columns: int) -> bool:
+    """True when a row event's column bitmap names every one of ``columns`` columns."""
+    expected = _full_bitmaps.get(columns)
+    if expected is None:
+        whole, rest = divmod(columns, 8)
+        expected = b"\xff" * whole + (bytes([(1 << rest) - 1]) if rest else b"")
+        _full_bitmaps[columns] = expected
+    return bytes(bitmap) == expected
 
 
 def fill_column_metadata(columns: list[Any], decoder: RowDecoder) -> None:

@@ -66,6 +66,8 @@ def test_registry_holds_every_check_in_phase_order() -> None:
         "same_server",
         "binlog",
         "privileges",
+        "binlog_retained",
+        "server_id",
         "source_tables",
         "renamed_free",
         "chunk_key",
@@ -73,6 +75,7 @@ def test_registry_holds_every_check_in_phase_order() -> None:
         "foreign_keys",
         "triggers",
         "target_empty",
+        "target_definition",
     ]
     phases = [c.phase for c in REGISTRY]
     assert phases == sorted(phases)

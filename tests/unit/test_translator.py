@@ -14,11 +14,11 @@ import pytest
 from tablemover import sql
 from tablemover.changes import Commit, Op, RowChange
 from tablemover.decode import RowDecoder
-from tablemover.errors import SchemaChanged
+from tablemover.errors import SchemaChanged, UnreproducibleEvent
 from tablemover.flavor import Flavor
 from tablemover.gtid import MariaDBPosition, MySQLGtidSet
 from tablemover.schema import Column, Index, TableSchema
-from tablemover.stream import Translator
+from tablemover.stream import Translator, full_image
 
 TAG = "tablemover move=x"
 U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
@@ -363,7 +363,11 @@ def test_ddl_on_moved_table_raises(query: str, schema: str) -> None:
         ("ALTER TABLE shop.orders ADD COLUMN happy INT", "shop"),
         ("DROP TABLE `apparel`.`orders`", "apparel"),
         ("GRANT SELECT ON app.orders TO reader", "app"),
-        ("INSERT INTO orders VALUES (1, 'x')", "app"),
+        ("INSERT INTO shop.orders VALUES (1, 'x')", "app"),
+        ("CREATE TABLE orders_backup LIKE orders", "app"),
+        ("CREATE TABLE x AS SELECT * FROM orders", "app"),
+        ("INSERT INTO other SELECT * FROM orders", "app"),
+        ("UPDATE other SET v = 'ALTER TABLE orders' WHERE id = 1", "app"),
     ],
 )
 def test_other_statements_do_not_raise(query: str, schema: str) -> None:
@@ -371,6 +375,52 @@ def test_other_statements_do_not_raise(query: str, schema: str) -> None:
     tr.gtid_event("0-1-11", True)
     tr.query_event(query, schema)
     assert tr.items == [Commit("0-1-11")]
+
+
+@pytest.mark.parametrize(
+    ("query", "schema"),
+    [
+        ("INSERT INTO orders VALUES (1, 'x')", "app"),
+        ("UPDATE `app`.`orders` SET note = 'x' WHERE id = 1", "other"),
+        ("DELETE FROM orders WHERE id < 5", "app"),
+        ("REPLACE INTO order_items SELECT * FROM staging", "app"),
+        ("LOAD DATA INFILE '/tmp/x' INTO TABLE orders", "app"),
+        ("UPDATE orders o JOIN other x ON o.id = x.id SET o.note = x.v", "app"),
+    ],
+)
+def test_statement_logged_writes_to_moved_tables_raise(query: str, schema: str) -> None:
+    tr = mariadb()
+    tr.gtid_event("0-1-11", False)
+    tr.query_event("BEGIN", schema)
+    with pytest.raises(UnreproducibleEvent, match=r"binlog_format=STATEMENT or MIXED") as caught:
+        tr.query_event(query, schema)
+    assert caught.value.gtid == "0-1-11" and caught.value.table.startswith("app.order")
+    assert not isinstance(caught.value, SchemaChanged)
+    assert caught.value.exit_code == 3 and caught.value.dooms_move
+
+
+def test_partial_row_image_raises_naming_the_transaction() -> None:
+    tr = mariadb()
+    tr.gtid_event("0-1-12", False)
+    with pytest.raises(UnreproducibleEvent, match=r"binlog_row_image=MINIMAL or NOBLOB") as caught:
+        tr.partial_image("orders", Op.UPDATE)
+    assert caught.value.gtid == "0-1-12" and caught.value.table == "app.orders"
+
+
+@pytest.mark.parametrize(
+    ("bitmap", "columns", "full"),
+    [
+        (b"\x07", 3, True),
+        (b"\x03", 3, False),
+        (b"\xff", 8, True),
+        (b"\xff\x01", 9, True),
+        (b"\xff\x00", 9, False),
+        (b"\xfe\x01", 9, False),
+        (b"\xff\xff\x0f", 20, True),
+    ],
+)
+def test_full_image_bitmap(bitmap: bytes, columns: int, full: bool) -> None:
+    assert full_image(bitmap, columns) is full
 
 
 def test_own_tagged_rename_does_not_raise_and_commits() -> None:

@@ -24,7 +24,7 @@ from tablemover import checkpoint as checkpoints
 from tablemover.checkpoint import Checkpoint
 from tablemover.config import Config
 from tablemover.db import ConnectError, ServerInfo, close, connect, server_info
-from tablemover.errors import PreflightError
+from tablemover.errors import PreflightError, SafetyRefusal
 from tablemover.log import event
 from tablemover.machine import State
 from tablemover.schema import TableSchema
@@ -201,6 +201,9 @@ async def preflight(config: Config) -> PreflightReport:
                 f"{config.target.user!r} needs SELECT, INSERT, UPDATE, DELETE, CREATE and DROP "
                 f"on {target_db}.*."
             ) from exc
+        if cp is not None and cp.state is State.FAILED:
+            # Persisted by the daemon that stopped on it; every later command repeats the reason.
+            raise SafetyRefusal(checkpoints.failed_message(cp))
         ctx = PreflightContext(config, source, target, source_info, target_info, cp)
         await run_checks(ctx)
         event("preflight passed", checks=len(REGISTRY), resuming=cp.state.value if cp else None)
@@ -229,6 +232,8 @@ CHECK_MODULES = (
     "same_server",
     "binlog",
     "privileges",
+    "binlog_retained",
+    "server_id",
     "source_tables",
     "renamed_free",
     "chunk_key",
@@ -236,6 +241,7 @@ CHECK_MODULES = (
     "foreign_keys",
     "triggers",
     "target_empty",
+    "target_definition",
 )
 for _module in CHECK_MODULES:
     importlib.import_module(f"{__name__}.{_module}")

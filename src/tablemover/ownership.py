@@ -1,0 +1,159 @@
+"""One move, one daemon: a named server lock on the target, held for the daemon's whole life.
+
+Design. The daemon takes ``GET_LOCK(<name>, 0)`` on a dedicated target connection right after
+preflight, before it changes anything, and keeps that connection open until it exits. The name is
+derived from the target schema and the move name, so two daemons of one move collide wherever they
+run, and two different moves never do. Named locks belong to a connection: when the process dies
+(SIGKILL included), or its host or the network goes away, the server ends the connection and the
+lock frees itself; there is no stale lock file or row to clean up by hand.
+
+Failure cases and what happens:
+
+* A second ``run`` of the same move (this host or another): ``GET_LOCK`` returns 0 at once; it
+  exits 2 naming the owner (host, pid, since when, from the owner row the holder wrote) and
+  changes nothing.
+* The owner's lock connection drops (network, ``KILL``, target restart): the keeper notices within
+  :data:`KEEP_EVERY_S` and raises :class:`LockLost`, a transient error; the daemon's retry loop
+  takes the lock again before it touches anything. If another daemon took it in between, that
+  one owns the move now and this one exits 2.
+* A half-dead owner that cannot reach the target keeps no lock (the server dropped it), but it
+  cannot write to the target either: every write goes through a target connection.
+
+The owner row is a checkpoint-table row of kind ``owner`` (not a state: readers of the move's
+state skip it) carrying the lock connection's id, so a reader can tell the live owner's row from a
+dead one's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+import anyio
+from asyncmy.errors import MySQLError
+
+from tablemover import checkpoint as cpstore
+from tablemover.config import Config
+from tablemover.db import close, connect, query, query_one
+from tablemover.errors import MoveOwned, TablemoverError
+from tablemover.log import event
+
+KEEP_EVERY_S = 2.0
+
+
+class LockLost(TablemoverError):
+    """The lock connection dropped; the retry loop re-acquires the lock (transient)."""
+
+    exit_code = 1
+    transient = True
+
+
+def lock_name(target_database: str, move_name: str) -> str:
+    """The server lock's name (at most 64 characters, as MariaDB and MySQL allow)."""
+    digest = hashlib.sha1(f"{target_database}\0{move_name}".encode()).hexdigest()[:32]
+    return f"tablemover:{move_name[:20]}:{digest}"
+
+
+class MoveLock:
+    """The held lock and its connection."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.name = lock_name(config.move.effective_target_database, config.move.name)
+        self.conn: Any = None
+        self.connection_id = 0
+
+    async def acquire(self) -> None:
+        """Take the lock or raise :class:`MoveOwned` naming the daemon that has it."""
+        self.conn = await connect(self.config.target, "target")
+        row = await query_one(self.conn, "SELECT GET_LOCK(%s, 0), CONNECTION_ID()", (self.name,))
+        assert row is not None
+        if row[0] != 1:
+            owner = await describe_owner(self.conn, self.config, self.name)
+            await close(self.conn)
+            self.conn = None
+            raise MoveOwned(
+                f"move {self.config.move.name!r} is already run by another daemon ({owner}). Only one "
+                "daemon may run a move; nothing was changed. Stop that daemon first (`systemctl stop "
+                f"tablemover@{self.config.move.name}`, or `tablemover abort -c FILE`), or wait for it."
+            )
+        self.connection_id = int(row[1])
+        await self.record_owner()
+        event("move lock taken", lock=self.name, connection_id=self.connection_id)
+
+    async def record_owner(self) -> None:
+        """Write the owner row (when the checkpoint table exists yet) for a refused daemon to read."""
+        db = self.config.move.effective_target_database
+        if self.conn is None or not await cpstore.table_present(self.conn, db):
+            return
+        latest = await cpstore.latest(self.conn, db, self.config.move.name)
+        if latest is None:
+            return
+        await cpstore.write(
+            self.conn,
+            db,
+            latest.evolve(kind=cpstore.KIND_OWNER, detail={"connection_id": self.connection_id}),
+        )
+
+    async def keep(self) -> None:
+        """Check the lock is still ours every few seconds; raise :class:`LockLost` when it is not."""
+        while True:
+            await anyio.sleep(KEEP_EVERY_S)
+            try:
+                row = await query_one(self.conn, "SELECT IS_USED_LOCK(%s)", (self.name,))
+            except (MySQLError, OSError, EOFError) as exc:  # a broken connection frees the lock
+                raise LockLost(f"the move lock's connection to the target was lost ({exc})") from exc
+            if row is None or row[0] is None or int(row[0]) != self.connection_id:
+                raise LockLost("the move lock is no longer held by this daemon")
+
+    @property
+    def held(self) -> bool:
+        """Whether this daemon believes it holds the lock (its connection is open)."""
+        return self.conn is not None
+
+    async def drop(self) -> None:
+        """Forget a lock whose connection may be broken; the next attempt acquires it again."""
+        await self.release()
+
+    async def release(self) -> None:
+        """Give the lock back (closing the connection would too)."""
+        if self.conn is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await query(self.conn, "SELECT RELEASE_LOCK(%s)", (self.name,))
+            except (MySQLError, OSError, EOFError):  # a gone connection has freed the lock as well
+                event("move lock release failed; closing its connection frees it", logging.DEBUG)
+            await close(self.conn)
+        self.conn = None
+
+
+async def describe_owner(conn: Any, config: Config, name: str) -> str:
+    """Who holds the move's lock: the owner row of its connection, else what the processlist says."""
+    row = await query_one(conn, "SELECT IS_USED_LOCK(%s)", (name,))
+    holder = int(row[0]) if row and row[0] is not None else 0
+    if not holder:
+        return "it released the lock just now"
+    db = config.move.effective_target_database
+    owner = await cpstore.latest_owner(conn, db, config.move.name)
+    if owner is not None and owner.detail.get("connection_id") == holder:
+        return f"{owner.writer}, owner since {owner.created_at}"
+    procs = await query(
+        conn, "SELECT HOST, TIME FROM information_schema.PROCESSLIST WHERE ID = %s", (holder,)
+    )
+    where = f" from {procs[0][0]}" if procs else ""
+    return f"target connection {holder}{where}"
+
+
+async def is_owned(config: Config) -> str:
+    """'' when no daemon owns the move, else a description of the owner (for offline commands)."""
+    conn = await connect(config.target, "target")
+    try:
+        name = lock_name(config.move.effective_target_database, config.move.name)
+        row = await query_one(conn, "SELECT IS_USED_LOCK(%s)", (name,))
+        if row is None or row[0] is None:
+            return ""
+        return await describe_owner(conn, config, name)
+    finally:
+        await close(conn)
