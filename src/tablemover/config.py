@@ -56,6 +56,11 @@ class MoveSection(_Section):
     drain_timeout_s: float = Field(default=60.0, gt=0)
     cutover_lock_timeout_s: int = Field(default=3, ge=1, le=3600)
     cutover_max_attempts: int = Field(default=10, ge=1)
+    # Look before you lock: while a source transaction older than cutover_blocker_min_age_s holds
+    # a moved table, the RENAME is not issued (it would stall every query behind it); this bounds
+    # that wait, after which the RENAME is tried anyway with its short lock wait.
+    cutover_blocker_wait_s: float = Field(default=300.0, ge=0)
+    cutover_blocker_min_age_s: float = Field(default=1.0, ge=0)
     renamed_table_format: str = "_{table}_moved"
     replica_server_id: int = Field(
         default=0, ge=0, lt=2**32, description="server_id the binlog client registers with; 0 = derived"
@@ -304,6 +309,7 @@ postpone_flag_file = ""         # cutover waits while this file exists
 hooks_dir = ""                  # directory of executable hooks
 drain_timeout_s = 60            # warn loudly past this while draining
 cutover_lock_timeout_s = 3      # lock_wait_timeout for the source RENAME
+cutover_blocker_wait_s = 300    # hold the RENAME this long while a long transaction would block it
 renamed_table_format = "_{table}_moved"
 retry_budget_s = 300            # ride through transient errors for this long per outage, then exit 1
 verify_before_cutover = true    # checksum source vs target before renaming anything

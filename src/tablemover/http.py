@@ -90,6 +90,7 @@ class MetricsSnapshot:
     cutover_outage_ms: float | None  # None until a cutover has measured it
     hook_runs: dict[str, int]  # per hook name, e.g. {"success": 1}
     applied_gtid: str
+    cutover_lock_wait_ms: float | None = None  # the part of the outage the RENAME waited for locks
 
 
 class _MoveCollector:
@@ -144,6 +145,11 @@ def _families(snap: MetricsSnapshot | None) -> list[Metric]:
         "Write outage of the cutover on the moved tables: from the RENAME to the on-success hook.",
         labels=move,
     )
+    lock_wait = GaugeMetricFamily(
+        "tablemover_cutover_lock_wait_milliseconds",
+        "The part of the cutover outage the RENAME spent waiting for metadata locks.",
+        labels=move,
+    )
     hooks = CounterMetricFamily(
         "tablemover_hook_runs_total", "Hook executions, per hook name.", labels=[*move, "hook"]
     )
@@ -170,13 +176,14 @@ def _families(snap: MetricsSnapshot | None) -> list[Metric]:
         if snap.cutover_outage_ms is not None:
             # Absent rather than 0 before a cutover: 0 ms would read as a perfect cutover.
             outage.add_metric([m], snap.cutover_outage_ms)
+            lock_wait.add_metric([m], snap.cutover_lock_wait_ms or 0.0)
         for hook, n in sorted(snap.hook_runs.items()):
             hooks.add_metric([m, hook], n)
         info.add_metric([m], {"applied_gtid": snap.applied_gtid})
 
     families: list[Metric] = [rows_copied, rows_total, events, lag, state, throttled, chunk]
     if snap is None or snap.cutover_outage_ms is not None:
-        families.append(outage)
+        families += [outage, lock_wait]
     families += [hooks, info]
     return families
 

@@ -19,6 +19,7 @@ from asyncmy.errors import MySQLError
 from tablemover import checkpoint as cpstore
 from tablemover import faults, gtid, hooks, log, progress
 from tablemover.apply import TargetWriter, Transition
+from tablemover.blockers import ACCESS_DENIED, METHOD_NONE, detection_method, find_blockers
 from tablemover.changes import WorkItem
 from tablemover.checkpoint import Checkpoint, TableProgress
 from tablemover.config import Config, load_config
@@ -33,7 +34,7 @@ from tablemover.cutover import (
     new_nonce,
     rename_and_capture,
 )
-from tablemover.db import WRITER_SQL_MODE, ConnectError, close, connect, execute, query_one
+from tablemover.db import WRITER_SQL_MODE, ConnectError, close, connect, error_code, execute, query_one
 from tablemover.decode import RowDecoder
 from tablemover.errors import (
     MoveFailed,
@@ -63,6 +64,7 @@ STOP_GRACE_S = 7.0  # systemd's default stop timeout is longer; the spec asks fo
 PROGRESS_EVERY_S = 5.0
 CAUGHT_UP_LAG_S = 1.0
 LAG_SAMPLE_S = 0.1  # how often the source position is read for the lag
+BLOCKER_POLL_S = 0.2
 MAX_BACKLOG_FOR_CHUNK = 4  # chunks wait for the writer to drain, keeping their shared locks short
 
 
@@ -112,6 +114,11 @@ class Move:
         self.rename_committed_at = 0.0
         self.cutover_released = anyio.Event()
         self.outage_ms: int | None = None
+        self.outage_lock_wait_ms: int | None = None  # the part of the outage the RENAME waited
+        self.rename_attempts = 0
+        self.rename_wait_ms = 0.0  # every RENAME round trip, failed ones (lock timeouts) included
+        self.blocker_method = ""
+        self.cutover_blockers: list[str] = []
         self.lock = MoveLock(config)
         self.commits_total = 0  # target commits of the writer over every attempt (retry budget refill)
 
@@ -354,6 +361,7 @@ class Move:
             throttle_reason=self.throttle_reason,
             chunk_size=self.chunk_size_override or self.config.move.chunk_size,
             cutover_outage_ms=self.outage_ms,
+            cutover_lock_wait_ms=self.outage_lock_wait_ms,
             hook_runs=dict(hooks.RUNS),
             applied_gtid=cp.applied_gtid if cp else "",
         )
@@ -398,6 +406,7 @@ class Move:
             "events_applied": cp.events_applied,
             "source": "daemon",
             "tables": {t: {"rows_copied": p.rows_copied, "done": p.done} for t, p in cp.progress.items()},
+            "cutover_blocked_by": list(self.cutover_blockers),
         }
 
     async def _pause(self, _request: dict[str, Any]) -> dict[str, Any]:
@@ -801,6 +810,8 @@ class Move:
         move = self.config.move
         for attempt in range(1, move.cutover_max_attempts + 1):
             await self._gate(writer)
+            # Wait for blockers while still in COPYING (abortable, nothing intended yet) ...
+            await self._wait_for_blockers()
             if machine.current is State.COPYING:
                 nonce = new_nonce()
                 await machine.fire("begin_cutover", detail={"nonce": nonce, "attempt": attempt})
@@ -819,8 +830,12 @@ class Move:
                 await machine.fire("cancel_cutover", detail={"reason": f"hook {hook.failed}: {hook.detail}"})
                 await anyio.sleep(min(1.0 * attempt, 30.0))
                 continue
+            # ... and look again right before the RENAME: the hook may have taken a while.
+            await self._wait_for_blockers()
             started = time.monotonic()
             result = await rename_and_capture(self.config, self.flavor, nonce)
+            self.rename_attempts += 1
+            self.rename_wait_ms += (time.monotonic() - started) * 1000
             if result.outcome is RenameOutcome.LOCK_TIMEOUT:
                 event(
                     "RENAME timed out waiting for a lock: nothing renamed, trying again later",
@@ -838,6 +853,8 @@ class Move:
                     continue
                 drain = await current_position(self.source, self.flavor)
             self.rename_committed_at = started
+            # The successful round trip: the RENAME waiting for its metadata lock, then running.
+            self.outage_lock_wait_ms = round((time.monotonic() - started) * 1000)
             await machine.fire("mark_renamed", drain_gtid=drain, detail={"nonce": nonce})
             event("source tables renamed", drain_gtid=drain, renamed=",".join(map(move.renamed, move.tables)))
             return
@@ -845,6 +862,67 @@ class Move:
             f"the cutover did not succeed in {move.cutover_max_attempts} attempts (see the log for each "
             "reason); nothing is renamed and the move is resumable: fix the cause and run again."
         )
+
+    async def _wait_for_blockers(self) -> None:
+        """Look before you lock: hold the RENAME while a long source transaction would block it.
+
+        A RENAME queued behind a transaction's metadata lock stalls every query on the moved
+        tables for as long as it waits; waiting *before* issuing it stalls nothing. Bounded by
+        cutover_blocker_wait_s, after which the RENAME is tried anyway (its own lock wait is
+        bounded by cutover_lock_timeout_s).
+        """
+        move = self.config.move
+        if self.blocker_method == METHOD_NONE:
+            return
+        if not self.blocker_method:
+            self.blocker_method = await detection_method(self.source, self.flavor)
+            event("cutover blocker check", method=self.blocker_method)
+        deadline = time.monotonic() + move.cutover_blocker_wait_s
+        announced: set[int] = set()
+        try:
+            while True:
+                try:
+                    found = await find_blockers(
+                        self.source,
+                        self.blocker_method,
+                        move.database,
+                        move.tables,
+                        move.cutover_blocker_min_age_s,
+                    )
+                except MySQLError as exc:
+                    if error_code(exc) not in ACCESS_DENIED:
+                        raise
+                    self.blocker_method = METHOD_NONE
+                    event(
+                        "cannot see the source's transactions (grant PROCESS to the source user): the "
+                        "RENAME is tried without looking first, its lock wait bounded by "
+                        "cutover_lock_timeout_s",
+                        logging.WARNING,
+                        error=describe_error(exc),
+                    )
+                    return
+                self.cutover_blockers = [b.describe() for b in found]
+                if not found:
+                    return
+                if {b.thread_id for b in found} - announced:
+                    announced |= {b.thread_id for b in found}
+                    event(
+                        "cutover waits: a source transaction would block the RENAME",
+                        logging.WARNING,
+                        blockers=self.cutover_blockers,
+                        method=self.blocker_method,
+                        waits_up_to_s=move.cutover_blocker_wait_s,
+                    )
+                if time.monotonic() >= deadline:
+                    event(
+                        "cutover_blocker_wait_s elapsed: trying the RENAME anyway (its lock wait is bounded)",
+                        logging.WARNING,
+                        blockers=self.cutover_blockers,
+                    )
+                    return
+                await anyio.sleep(BLOCKER_POLL_S)
+        finally:
+            self.cutover_blockers = []
 
     async def _gate(self, writer: TargetWriter) -> None:
         """Wait while the cutover is postponed by the flag file or the apply backlog is too large."""
@@ -940,7 +1018,13 @@ class Move:
             )
             if self.rename_committed_at:
                 self.outage_ms = round((time.monotonic() - self.rename_committed_at) * 1000)
-                event("cutover outage", outage_ms=self.outage_ms)
+                event(
+                    "cutover outage",
+                    outage_ms=self.outage_ms,
+                    lock_wait_ms=self.outage_lock_wait_ms,
+                    rename_attempts=self.rename_attempts,
+                    failed_attempts_wait_ms=round(self.rename_wait_ms - (self.outage_lock_wait_ms or 0)),
+                )
             env = self._hook_env()
             env.update(
                 {

@@ -69,7 +69,8 @@ def seed(move: MoveEnv, tables: tuple[str, ...] = ("a", "b"), rows: int = 2000) 
 
 def test_rename_blocked_by_a_long_transaction_times_out_then_succeeds(move: MoveEnv) -> None:
     seed(move)
-    cfg = move.config(["a", "b"], move={"cutover_lock_timeout_s": 1})
+    # No look-before-lock wait: this test is about the RENAME's own bounded lock wait.
+    cfg = move.config(["a", "b"], move={"cutover_lock_timeout_s": 1, "cutover_blocker_wait_s": 0})
     # An open transaction that read `a` holds its metadata lock until it ends: RENAME must wait.
     blocker = pymysql.connect(unix_socket=move.source.socket, user="root", database=move.database)
     blocker.cursor().execute("BEGIN")

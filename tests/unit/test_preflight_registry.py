@@ -76,6 +76,7 @@ def test_registry_holds_every_check_in_phase_order() -> None:
         "triggers",
         "target_empty",
         "target_definition",
+        "long_transactions",
     ]
     phases = [c.phase for c in REGISTRY]
     assert phases == sorted(phases)

@@ -27,7 +27,8 @@ MOVER_PASSWORD = "mover-pass"
 # The privileges README.md documents for the move user, and nothing more. Database-level grants use
 # a wildcard so every test schema (tm_...) is covered without granting on *.*.
 SOURCE_GRANTS = (
-    "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'%'",
+    # PROCESS: the cutover looks for transactions that would block its RENAME (blockers.py).
+    "GRANT REPLICATION SLAVE, BINLOG MONITOR, PROCESS ON *.* TO '{user}'@'%'",
     "GRANT SELECT, INSERT, CREATE, ALTER, DROP ON `{db}`.* TO '{user}'@'%'",
 )
 TARGET_GRANTS = ("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP ON `{db}`.* TO '{user}'@'%'",)
@@ -120,8 +121,9 @@ class LocalMariaDB:
             "--skip-name-resolve",
             "--character-set-server=utf8mb4",
             "--collation-server=utf8mb4_general_ci",
-            # Throwaway servers: trade durability of the *server* for speed. The drills kill the
-            # daemon, never these servers, so the crash-safety under test is unaffected.
+            # Throwaway servers: trade durability against a *machine* crash for speed. Each commit
+            # still reaches the OS (redo log and binlog written, not fsynced), so a SIGKILL of the
+            # server itself (restart(kill=True), the fault tests) loses no committed transaction.
             "--innodb-flush-log-at-trx-commit=2",
             "--sync-binlog=0",
             "--innodb-doublewrite=0",
@@ -159,22 +161,56 @@ class LocalMariaDB:
             raise LocalServerError(f"mariadb-install-db failed:\n{result.stdout}\n{result.stderr}")
 
     def start(self, timeout_s: float = 60.0) -> None:
-        """Start mariadbd and wait until it accepts connections."""
+        """Start mariadbd on a free port and wait until it accepts connections."""
+        for _attempt in range(5):
+            self.port = free_port()
+            if self._launch(timeout_s):
+                return
+            # A port race (someone bound it between free_port() and mariadbd) is the usual cause;
+            # anything else shows up in the error log we raise with below.
+        raise LocalServerError(f"mariadbd in {self.basedir} did not start:\n{self._log_tail()}")
+
+    def restart(self, *, kill: bool = False, timeout_s: float = 60.0) -> None:
+        """Stop the server (SIGTERM: a clean shutdown; ``kill``: SIGKILL, a crash) and start it again.
+
+        It comes back on the same port, so clients configured with host:port (a daemon under
+        test) reconnect to it; returns once it accepts connections. A server that already died is
+        just started again.
+        """
+        if kill:
+            self._kill()
+        else:
+            self.stop()
+        for _attempt in range(3):
+            # The port is ours as long as nothing else bound it while the server was down; the
+            # listener sets SO_REUSEADDR, so connections in TIME_WAIT do not block it.
+            if self._launch(timeout_s):
+                return
+            time.sleep(0.5)
+        raise LocalServerError(
+            f"mariadbd in {self.basedir} did not restart on port {self.port}:\n{self._log_tail()}"
+        )
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive (it may still be starting)."""
+        return self.process is not None and self.process.poll() is None
+
+    def _launch(self, timeout_s: float) -> bool:
+        """Start mariadbd on ``self.port``; False (and no process left) when it did not get ready."""
         binary = find_mariadbd()
         if binary is None:
             raise LocalServerError("mariadbd not found: install the mariadb-server package")
-        for _attempt in range(5):
-            self.port = free_port()
-            self.process = subprocess.Popen(
-                self._args(binary), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            if self._wait_ready(timeout_s):
-                return
-            self._kill()
-            # A port race (someone bound it between free_port() and mariadbd) is the usual cause;
-            # anything else shows up in the error log we raise with below.
-        tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
-        raise LocalServerError(f"mariadbd in {self.basedir} did not start:\n{tail}")
+        self.process = subprocess.Popen(
+            self._args(binary), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        if self._wait_ready(timeout_s):
+            return True
+        self._kill()
+        return False
+
+    def _log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
 
     def _wait_ready(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -248,10 +284,13 @@ class LocalPair:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_pair(row_metadata: str = "FULL", root: Path | None = None) -> LocalPair:
+def start_pair(
+    row_metadata: str = "FULL", root: Path | None = None, extra_args: Sequence[str] = ()
+) -> LocalPair:
     """Install (once, then copy) and start a source and a target server.
 
     The datadir is installed once and copied for the second server: install-db is the slow part.
+    ``extra_args`` are passed to both servers (e.g. to switch the performance schema on).
     """
     base = root or Path(tempfile.mkdtemp(prefix="tablemover-servers-"))
     template = base / "template"
@@ -259,8 +298,12 @@ def start_pair(row_metadata: str = "FULL", root: Path | None = None) -> LocalPai
     seed.install()
     shutil.move(str(seed.datadir), str(template))
     shutil.rmtree(seed.basedir, ignore_errors=True)
-    source = LocalMariaDB(base / "source", server_id=1, row_metadata=row_metadata, gtid_domain_id=0)
-    target = LocalMariaDB(base / "target", server_id=2, row_metadata=row_metadata, gtid_domain_id=0)
+    source = LocalMariaDB(
+        base / "source", server_id=1, row_metadata=row_metadata, gtid_domain_id=0, extra_args=extra_args
+    )
+    target = LocalMariaDB(
+        base / "target", server_id=2, row_metadata=row_metadata, gtid_domain_id=0, extra_args=extra_args
+    )
     pair = LocalPair(base, source, target)
     try:
         for server in (source, target):

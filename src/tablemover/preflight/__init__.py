@@ -242,6 +242,7 @@ CHECK_MODULES = (
     "triggers",
     "target_empty",
     "target_definition",
+    "long_transactions",
 )
 for _module in CHECK_MODULES:
     importlib.import_module(f"{__name__}.{_module}")

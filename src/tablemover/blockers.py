@@ -1,0 +1,142 @@
+"""Look before you lock: the source sessions that would make the cutover's RENAME wait.
+
+A RENAME waits for every transaction that holds a metadata lock on a moved table, and while it
+waits *every* new query on those tables queues behind it. So before each attempt the cutover asks
+the source who holds such a lock, and does not issue the RENAME while a transaction older than
+``min_age_s`` does (a younger one is ordinary OLTP traffic that ends well within the RENAME's short
+lock wait).
+
+Where the answer comes from, by flavour:
+
+* MariaDB with the ``METADATA_LOCK_INFO`` plugin (``INSTALL SONAME 'metadata_lock_info'``): exact,
+  the sessions holding a metadata lock on a moved table, with their transaction's age from
+  ``INNODB_TRX``.
+* MySQL 8: ``performance_schema.metadata_locks`` (instrumented by default), joined with
+  ``performance_schema.threads`` and ``information_schema.INNODB_TRX``.
+* Neither available: every InnoDB transaction older than ``min_age_s`` counts, because we cannot
+  see which tables it touched. Conservative: an old transaction on another table delays the
+  cutover too (bounded by ``cutover_blocker_wait_s``), and the log says how to get exact answers.
+
+All of these need the PROCESS privilege. Without it the check is skipped with a warning and the
+RENAME relies on its own bounded lock wait (``cutover_lock_timeout_s``), as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tablemover.db import query, query_one
+from tablemover.flavor import Flavor
+
+METHOD_MDL_PLUGIN = "metadata_lock_info"
+METHOD_PERFORMANCE_SCHEMA = "performance_schema.metadata_locks"
+METHOD_INNODB_TRX = "innodb_trx (any long transaction; install metadata_lock_info for exact answers)"
+METHOD_NONE = "none (the source user lacks the PROCESS privilege)"
+ACCESS_DENIED = frozenset({1142, 1143, 1227})  # table/column access denied, missing privilege
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """A source session whose open transaction would hold up the RENAME."""
+
+    thread_id: int
+    user: str
+    host: str
+    age_s: int
+    statement: str
+    table: str  # "" when the method cannot tell which table
+
+    def describe(self) -> str:
+        """One line for the log and `status`."""
+        on = f" on {self.table}" if self.table else ""
+        shown = " ".join(self.statement.split())[:200] or "(idle in transaction)"
+        return (
+            f"thread {self.thread_id} ({self.user}@{self.host}), transaction open {self.age_s} s{on}: {shown}"
+        )
+
+
+def mdl_plugin_sql(tables: int) -> str:
+    """MariaDB: holders of metadata locks on the moved tables, with their transaction's age."""
+    names = ", ".join(["%s"] * tables)
+    return (
+        "SELECT m.THREAD_ID, p.USER, p.HOST, "
+        "COALESCE(TIMESTAMPDIFF(SECOND, t.trx_started, NOW()), p.TIME), "
+        "COALESCE(p.INFO, ''), m.TABLE_NAME "
+        "FROM information_schema.METADATA_LOCK_INFO m "
+        "JOIN information_schema.PROCESSLIST p ON p.ID = m.THREAD_ID "
+        "LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = m.THREAD_ID "
+        f"WHERE m.TABLE_SCHEMA = %s AND m.TABLE_NAME IN ({names}) AND m.THREAD_ID <> CONNECTION_ID()"
+    )
+
+
+def performance_schema_sql(tables: int) -> str:
+    """MySQL: holders of granted metadata locks on the moved tables, with their transaction's age."""
+    names = ", ".join(["%s"] * tables)
+    return (
+        "SELECT th.PROCESSLIST_ID, COALESCE(th.PROCESSLIST_USER, ''), COALESCE(th.PROCESSLIST_HOST, ''), "
+        "COALESCE(TIMESTAMPDIFF(SECOND, t.trx_started, NOW()), th.PROCESSLIST_TIME, 0), "
+        "COALESCE(th.PROCESSLIST_INFO, ''), m.OBJECT_NAME "
+        "FROM performance_schema.metadata_locks m "
+        "JOIN performance_schema.threads th ON th.THREAD_ID = m.OWNER_THREAD_ID "
+        "LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = th.PROCESSLIST_ID "
+        "WHERE m.OBJECT_TYPE = 'TABLE' AND m.LOCK_STATUS = 'GRANTED' AND m.OBJECT_SCHEMA = %s "
+        f"AND m.OBJECT_NAME IN ({names}) AND th.PROCESSLIST_ID <> CONNECTION_ID()"
+    )
+
+
+INNODB_TRX_SQL = (
+    "SELECT t.trx_mysql_thread_id, COALESCE(p.USER, ''), COALESCE(p.HOST, ''), "
+    "TIMESTAMPDIFF(SECOND, t.trx_started, NOW()), COALESCE(p.INFO, t.trx_query, ''), '' "
+    "FROM information_schema.INNODB_TRX t "
+    "LEFT JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
+    "WHERE t.trx_mysql_thread_id <> CONNECTION_ID()"
+)
+
+
+def old_enough(rows: Sequence[Sequence[Any]], min_age_s: float, database: str) -> list[Blocker]:
+    """Blockers from query rows (thread, user, host, age, statement, table), one per thread."""
+    seen: dict[int, Blocker] = {}
+    for thread, user, host, age, statement, table in rows:
+        if thread is None or int(thread) in seen or int(age or 0) < min_age_s:
+            continue
+        seen[int(thread)] = Blocker(
+            int(thread),
+            str(user or ""),
+            str(host or ""),
+            int(age or 0),
+            str(statement or ""),
+            f"{database}.{table}" if table else "",
+        )
+    return sorted(seen.values(), key=lambda b: -b.age_s)
+
+
+async def detection_method(conn: Any, flavor: Flavor) -> str:
+    """Which source of truth this server offers (see the module docstring)."""
+    if flavor is Flavor.MARIADB:
+        row = await query_one(
+            conn,
+            "SELECT COUNT(*) FROM information_schema.PLUGINS "
+            "WHERE PLUGIN_NAME = 'METADATA_LOCK_INFO' AND PLUGIN_STATUS = 'ACTIVE'",
+        )
+        return METHOD_MDL_PLUGIN if row and int(row[0]) else METHOD_INNODB_TRX
+    row = await query_one(
+        conn,
+        "SELECT COUNT(*) FROM performance_schema.setup_instruments "
+        "WHERE NAME = 'wait/lock/metadata/sql/mdl' AND ENABLED = 'YES'",
+    )
+    return METHOD_PERFORMANCE_SCHEMA if row and int(row[0]) else METHOD_INNODB_TRX
+
+
+async def find_blockers(
+    conn: Any, method: str, database: str, tables: Sequence[str], min_age_s: float
+) -> list[Blocker]:
+    """Sessions with a transaction older than ``min_age_s`` that would hold up a RENAME of ``tables``."""
+    if method == METHOD_MDL_PLUGIN:
+        rows = await query(conn, mdl_plugin_sql(len(tables)), (database, *tables))
+    elif method == METHOD_PERFORMANCE_SCHEMA:
+        rows = await query(conn, performance_schema_sql(len(tables)), (database, *tables))
+    else:
+        rows = await query(conn, INNODB_TRX_SQL)
+    return old_enough(rows, min_age_s, database)
