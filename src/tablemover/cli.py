@@ -21,14 +21,18 @@ from tablemover import __version__, log
 from tablemover import checkpoint as cpstore
 from tablemover.config import Config, example_config, load_config
 from tablemover.db import close, connect
-from tablemover.errors import TablemoverError
+from tablemover.errors import BadInput, TablemoverError
+
+EXIT_DIFFERENT = 4
 
 EXIT_HELP = """\
 exit codes:
-  0  done
+  0  done (verify: the tables are equal)
   1  runtime failure; the checkpoint is intact, run the same command again to resume
-  2  bad configuration or failed preflight; nothing was changed on either server
+  2  bad input: configuration, failed preflight, a bad argument, no daemon running, another
+     daemon already running, a declined or impossible prompt; nothing was changed
   3  refused for safety; the message says what was found and what an operator must decide
+  4  verify: the tables differ (the differing keys are listed)
 """
 
 
@@ -106,17 +110,58 @@ def _cmd_status(args: argparse.Namespace) -> int:
     failed = status.get("state") == "FAILED"
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True, default=str))
-    elif failed:
-        print(f"move {status['move']}: FAILED  applied_gtid={status['applied_gtid']}")
-        print(f"  {status['failure']}")
-    elif status["state"] is None:
-        print(f"move {config.move.name}: no checkpoint on the target; the move has not started")
     else:
-        print(f"move {status['move']}: {status['state']}  applied_gtid={status['applied_gtid']}")
-        for table, p in status["tables"].items():
-            print(f"  {table}: {p['rows_copied']} rows copied{' (done)' if p['done'] else ''}")
+        print("\n".join(status_text(status, config.move.name)))
     # A FAILED move needs an operator, like the run that stopped on it (exit 3).
     return 3 if failed else 0
+
+
+def status_text(status: dict[str, Any], name: str) -> list[str]:
+    """The text `status`: one headline with what matters, then the tables in config order."""
+    state = status.get("state")
+    if state is None:
+        if status.get("cleaned_up"):
+            return [f"move {name}: finished and cleaned up (the source tables are renamed away)"]
+        return [f"move {name}: not started (no checkpoint on the target)"]
+    if state == "FAILED":
+        return [f"move {name}: FAILED  applied_gtid={status.get('applied_gtid')}", f"  {status['failure']}"]
+    parts = [f"move {name}: {state}"]
+    total = status.get("rows_total")
+    if total:
+        parts.append(
+            f"{status.get('percent_copied', 0):.1f}% copied ({status['rows_copied']:,} of ~{total:,} rows)"
+        )
+    else:
+        parts.append(f"{status.get('rows_copied', 0):,} rows copied")
+    if status.get("rows_per_s"):
+        parts.append(f"{status['rows_per_s']:,} rows/s")
+    if status.get("eta_s") is not None and status.get("rows_per_s"):
+        parts.append(f"ETA {_duration(int(status['eta_s']))}")
+    if "lag_s" in status:
+        parts.append(f"lag {status['lag_s']:.1f} s")
+    if "backlog" in status:
+        parts.append(f"backlog {status['backlog']}")
+    lines = [", ".join(parts)]
+    waiting = status.get("waiting_for") or ("paused by the operator" if status.get("paused") else "")
+    if waiting:
+        lines.append(f"  waiting: {waiting}")
+    for blocker in status.get("cutover_blocked_by") or []:
+        lines.append(f"  blocked by: {blocker}")
+    if status.get("origin", status.get("source")) == "checkpoint":
+        lines.append(
+            f"  (no daemon is running: figures from the checkpoint of {status.get('checkpoint_at')})"
+        )
+    for table, p in status.get("tables", {}).items():
+        of = f" of ~{p['rows_total']:,}" if p.get("rows_total") and not p["done"] else ""
+        lines.append(f"  {table}: {p['rows_copied']:,}{of} rows copied{' (done)' if p['done'] else ''}")
+    lines.append(f"  applied_gtid={status.get('applied_gtid')}")
+    return lines
+
+
+def _duration(seconds: int) -> str:
+    minutes, sec = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else (f"{minutes}m{sec:02d}s" if minutes else f"{sec}s")
 
 
 async def _status_from_checkpoint(config: Config) -> dict[str, Any]:
@@ -126,7 +171,13 @@ async def _status_from_checkpoint(config: Config) -> dict[str, Any]:
     finally:
         await close(conn)
     if cp is None:
-        return {"move": config.move.name, "state": None, "source": "checkpoint"}
+        return {
+            "move": config.move.name,
+            "state": None,
+            "source": "checkpoint",
+            "origin": "checkpoint",
+            "cleaned_up": await _cleaned_up(config),
+        }
     return {
         "move": cp.move_name,
         "state": cp.state.value,
@@ -138,7 +189,12 @@ async def _status_from_checkpoint(config: Config) -> dict[str, Any]:
         "hook_attempts": cp.hook_attempts,
         "checkpoint_at": cp.created_at,
         "writer": cp.writer,
-        "tables": {t: {"rows_copied": p.rows_copied, "done": p.done} for t, p in cp.progress.items()},
+        "origin": "checkpoint",
+        "tables": {
+            t: {"rows_copied": cp.progress[t].rows_copied, "done": cp.progress[t].done}
+            for t in [*config.move.tables, *sorted(set(cp.progress) - set(config.move.tables))]
+            if t in cp.progress
+        },
         **(
             {"failure": cpstore.failed_message(cp), "failure_detail": cp.detail}
             if cp.state.value == "FAILED"
@@ -147,13 +203,20 @@ async def _status_from_checkpoint(config: Config) -> dict[str, Any]:
     }
 
 
+async def _cleaned_up(config: Config) -> bool:
+    """No checkpoint, but the source shows the move's cutover: every table renamed away."""
+    from tablemover.cutover import SourceTables, inspect_source
+
+    return (await inspect_source(config)).verdict is SourceTables.RENAMED
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from tablemover.verify import print_report, verify
 
     config = load_config(args.config)
     report = anyio.run(verify, config, args.rechecks)
     print_report(report, as_json=args.json)
-    return 0 if report.equal else 1
+    return 0 if report.equal else EXIT_DIFFERENT
 
 
 def _socket_command(cmd: str) -> Callable[[argparse.Namespace], int]:
@@ -166,7 +229,8 @@ def _socket_command(cmd: str) -> Callable[[argparse.Namespace], int]:
         print(reply.get("message") or reply.get("error"))
         if not reply.get("ok") and cmd == "abort" and "refused" in str(reply.get("error")):
             return 3
-        return 0 if reply.get("ok") else 1
+        # The daemon refusing a request is bad input from the operator's side, never a crash.
+        return 0 if reply.get("ok") else 2
 
     return run
 
@@ -188,13 +252,19 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     if args.drop_source and not args.yes:
-        answer = input(
+        question = (
             f"drop the renamed source tables {', '.join(config.move.renamed(t) for t in config.move.tables)} "
             f"in {config.move.database} on {config.source.address}? type 'drop' to confirm: "
         )
+        if not sys.stdin.isatty():
+            raise BadInput("cleanup --drop-source asks for confirmation on a terminal: pass --yes to confirm")
+        try:
+            answer = input(question)
+        except EOFError:
+            answer = ""
         if answer.strip() != "drop":
             print("nothing dropped")
-            return 1
+            return 2
     for line in anyio.run(lambda: cleanup(config, drop_source=args.drop_source)):
         print(line)
     return 0
@@ -215,6 +285,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(rows=args.rows, keep=args.keep)
 
 
+def _chunk_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 10 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: a chunk is 10 to 100000 rows")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -228,7 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"tablemover {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="least severe log lines shown (default INFO; DEBUG adds per-check and per-batch detail)",
+    )
     parser.add_argument(
         "--log-format",
         default="auto",
@@ -286,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         "set the copy chunk size of the running daemon",
         "Set the rows per chunk the running daemon reads from now on (disables adaptive sizing).",
     )
-    chunk.add_argument("value", type=int, metavar="N", help="rows per chunk")
+    chunk.add_argument("value", type=_chunk_size, metavar="N", help="rows per chunk (10 to 100000)")
     add(
         "abort",
         _cmd_abort,
@@ -298,8 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
         "cleanup",
         _cmd_cleanup,
         "after DONE: drop the checkpoint rows; --drop-source drops the renamed source tables",
-        "After the move is DONE, drop its checkpoint rows (and the checkpoint table when no other move "
-        "uses it). The renamed source tables are kept unless --drop-source is given (asks to confirm).",
+        "After the move is DONE, drop its rows from the target's _tablemover_checkpoint table (and the "
+        "table itself when no other move uses it). The renamed source tables (renamed_table_format, "
+        "by default _<table>_moved) are kept unless --drop-source is given (asks to confirm on a "
+        "terminal; pass --yes otherwise). --drop-source also works after an earlier plain cleanup.",
     )
     cleanup.add_argument("--drop-source", action="store_true", help="also drop the renamed source tables")
     cleanup.add_argument("--yes", action="store_true", help="do not ask for confirmation")

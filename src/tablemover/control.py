@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 from anyio.abc import SocketStream
 
-from tablemover.errors import MoveFailed, PreflightError
+from tablemover.errors import BadInput, PreflightError
 from tablemover.log import event
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -86,7 +86,7 @@ async def request(path: str, cmd: str, **args: Any) -> dict[str, Any]:
     try:
         stream = await anyio.connect_unix(path)
     except OSError as exc:
-        raise MoveFailed(
+        raise BadInput(
             f"no tablemover daemon is listening on {path} ({exc.strerror or exc}). Is the move running "
             "(`systemctl status tablemover@<move>`), and is [control] socket the same in its config?"
         ) from exc

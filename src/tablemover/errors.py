@@ -19,6 +19,12 @@ class ConfigError(TablemoverError):
     exit_code = 2
 
 
+class BadInput(TablemoverError):
+    """An operator's command or argument cannot be carried out as given; nothing was changed."""
+
+    exit_code = 2
+
+
 class PreflightError(TablemoverError):
     """A preflight check failed; nothing on either server was changed."""
 
@@ -74,3 +80,26 @@ class MoveOwned(TablemoverError):
     """Another daemon owns this move right now; nothing was changed."""
 
     exit_code = 2
+
+
+class TargetRejectedWrite(SafetyRefusal):
+    """The target refused to store a row exactly as the source has it (an error, or a conversion
+    it reported as a warning): the target table's definition no longer matches the source's.
+
+    Raised after the writer rolled its transaction back, so nothing of that transaction is on the
+    target; the rows copied before may already have been changed by whatever altered the table.
+    """
+
+    dooms_move = True
+
+    def __init__(self, table: str, code: int, detail: str, *, level: str = "error") -> None:
+        super().__init__(
+            f"the target refused to store a row of {table} as the source has it: MySQL {level} "
+            f"{code} ({detail}). The target table's definition no longer matches the source's: "
+            "someone altered it during the move. Nothing of the failing transaction was committed. "
+            "Find and undo (or stop) what altered it, then start the move over: "
+            "`tablemover discard -c FILE --yes`, then `tablemover run -c FILE`."
+        )
+        self.table = table
+        self.code = code
+        self.detail = detail

@@ -49,15 +49,27 @@ async def cleanup(config: Config, *, drop_source: bool) -> list[str]:
     db = config.move.effective_target_database
     try:
         cp = await cpstore.latest(target, db, config.move.name)
-        if cp is None:
+        if cp is None and not drop_source:
             return [f"move {config.move.name} has no checkpoint rows: nothing to clean up"]
-        if cp.state is not State.DONE:
+        if cp is None:
+            # An earlier plain cleanup removed the checkpoint; the source still shows whether
+            # the move cut over (every table renamed away), which is what makes dropping safe.
+            inspection = await inspect_source(config)
+            if inspection.verdict is not SourceTables.RENAMED:
+                raise SafetyRefusal(
+                    f"refusing to drop source tables of move {config.move.name!r}: there is no "
+                    "checkpoint, and the source does not show a finished cutover "
+                    f"({inspection.describe(config)})."
+                )
+            done.append(f"move {config.move.name} has no checkpoint rows left (cleaned up before)")
+        elif cp.state is not State.DONE:
             raise SafetyRefusal(
                 f"refusing to clean up move {config.move.name!r} in {cp.state.value}: its checkpoint is how "
                 "it resumes. Finish it (`tablemover run`), or throw the unfinished move away with "
                 "`tablemover discard -c FILE --yes`."
             )
-        done.extend(await _drop_checkpoint_rows(target, db, config.move.name))
+        else:
+            done.extend(await _drop_checkpoint_rows(target, db, config.move.name))
     finally:
         await close(target)
     if drop_source:

@@ -56,7 +56,7 @@ from tablemover.retry import RetryBudget, describe_error, is_transient, primary_
 from tablemover.schema import TableSchema, count_rows_estimate, table_exists
 from tablemover.sql import quote_ident, target_create_statement
 from tablemover.stream import BinlogStream, StreamSettings, start_position_sql
-from tablemover.throttle import Readings, throttle_reason
+from tablemover.throttle import Readings, reason_kind, throttle_reason
 
 INBOX_SIZE = 64
 ABORTABLE = frozenset({State.PREPARED, State.COPYING})
@@ -119,6 +119,9 @@ class Move:
         self.rename_wait_ms = 0.0  # every RENAME round trip, failed ones (lock timeouts) included
         self.blocker_method = ""
         self.cutover_blockers: list[str] = []
+        self.cutover_wait = ""  # why the cutover waits (postponed, blocked), "" when it does not
+        self.copy_rate = 0.0  # rows/s copied over the last progress interval
+        self.backlog = 0  # items queued for the writer at the last progress report
         self.lock = MoveLock(config)
         self.commits_total = 0  # target commits of the writer over every attempt (retry budget refill)
 
@@ -358,7 +361,7 @@ class Move:
             else (cp.events_applied if cp else 0),
             lag_seconds=self.lag_s,
             throttled=bool(self.throttle_reason),
-            throttle_reason=self.throttle_reason,
+            throttle_reason=reason_kind(self.throttle_reason),
             chunk_size=self.chunk_size_override or self.config.move.chunk_size,
             cutover_outage_ms=self.outage_ms,
             cutover_lock_wait_ms=self.outage_lock_wait_ms,
@@ -402,11 +405,23 @@ class Move:
             "paused": self.paused,
             "throttled": bool(self.throttle_reason),
             "throttle_reason": self.throttle_reason,
+            "waiting_for": self.cutover_wait or self.throttle_reason,
+            "waiting_kind": reason_kind(self.cutover_wait or self.throttle_reason),
             "rows_copied": cp.rows_copied,
             "events_applied": cp.events_applied,
             "source": "daemon",
-            "tables": {t: {"rows_copied": p.rows_copied, "done": p.done} for t, p in cp.progress.items()},
+            "tables": {
+                t: {
+                    "rows_copied": cp.progress[t].rows_copied,
+                    "rows_total": self.rows_estimate.get(t, 0),
+                    "done": cp.progress[t].done,
+                }
+                for t in self.config.move.tables  # config order, as the operator listed them
+                if t in cp.progress
+            },
             "cutover_blocked_by": list(self.cutover_blockers),
+            **copy_figures(cp, self.rows_estimate, self.copy_rate, waiting=bool(self.throttle_reason)),
+            "backlog": self.backlog,
         }
 
     async def _pause(self, _request: dict[str, Any]) -> dict[str, Any]:
@@ -554,6 +569,7 @@ class Move:
                         totals,
                         lambda: {t: (p.rows_copied, p.done) for t, p in writer.progress.items()},
                         reporter_done,
+                        lambda: self.cutover_wait or self.throttle_reason,
                     )
                 # The driver (copier, catch-up, cutover, drain) is what a stop signal cancels; the
                 # writer then applies what is queued and commits at a source boundary.
@@ -619,26 +635,34 @@ class Move:
             self._outer_scope.cancel()
 
     async def _wait_unthrottled(self) -> None:
-        """Hold the copier while a throttle condition holds; log each new reason once."""
+        """Hold the copier while a throttle condition holds; log each new kind of reason once."""
         while True:
             limits = self.throttle_limits  # re-read every pass: SIGHUP may have replaced it
             flag = bool(limits.flag_file) and await anyio.Path(limits.flag_file).exists()
             readings = Readings(
                 self.lag_s, self.threads_running[0], self.threads_running[1], flag, self.paused
             )
-            reason = throttle_reason(limits, readings)
-            if reason != self.throttle_reason:
-                event(
-                    "copy throttled" if reason else "copy unthrottled", reason=reason or self.throttle_reason
-                )
-                self.throttle_reason = reason
-            if not reason:
+            self._set_waiting(throttle_reason(limits, readings))
+            if not self.throttle_reason:
                 return
             if self.paused:
                 with anyio.move_on_after(0.25):
                     await self._unpaused.wait()
             else:
                 await anyio.sleep(0.25)
+
+    def _set_waiting(self, reason: str) -> None:
+        """Record why the copy waits ("" = it does not); log it when the kind of reason changes.
+
+        The text keeps its figures current (status, progress bar); the log hears of a wait once
+        per kind of reason, not on every tick where the lag changed by a few milliseconds.
+        """
+        if reason_kind(reason) != reason_kind(self.throttle_reason):
+            if reason:
+                event("copy throttled", reason=reason)
+            else:
+                event("copy unthrottled", reason=self.throttle_reason)
+        self.throttle_reason = reason
 
     async def _run_samplers(self, scope: anyio.CancelScope, writer: TargetWriter) -> None:
         with scope:
@@ -682,6 +706,7 @@ class Move:
     ) -> None:
         """Log throughput every few seconds and run on-status periodically."""
         last = (time.monotonic(), writer.rows_written, writer.events_applied, writer.commits)
+        last_copied = sum(p.rows_copied for p in writer.progress.values())
         next_status_hook = time.monotonic() + self.config.move.status_hook_interval_s
         while not done.is_set():
             with anyio.move_on_after(min(PROGRESS_EVERY_S, self.config.move.status_hook_interval_s)):
@@ -698,8 +723,10 @@ class Move:
                 lag_s=round(self.lag_s, 3),
                 applied_gtid=str(writer.committed_position),
             )
-            last = now
             copied = sum(p.rows_copied for p in writer.progress.values())
+            self.copy_rate = (copied - last_copied) / elapsed if elapsed > 0 else 0.0
+            self.backlog = send.statistics().current_buffer_used
+            last, last_copied = now, copied
             self.notifier.send(
                 STATUS=f"{writer.checkpoint.state.value}: {copied} rows copied, "
                 f"{writer.events_applied} events applied, lag {self.lag_s:.1f} s"
@@ -760,9 +787,12 @@ class Move:
 
     async def _chunk_allowed(self, writer: TargetWriter, send: MemoryObjectSendStream[WorkItem]) -> None:
         await self._wait_unthrottled()
-        while send.statistics().current_buffer_used > MAX_BACKLOG_FOR_CHUNK:
+        while (queued := send.statistics().current_buffer_used) > MAX_BACKLOG_FOR_CHUNK:
+            # The binlog apply goes first: a chunk waits while the writer has a backlog.
+            self._set_waiting(f"apply backlog: {queued} batches queued for the writer")
             with anyio.move_on_after(0.05):
                 await writer.committed.wait()
+        self._set_waiting("")
 
     async def _wait_caught_up(self, writer: TargetWriter) -> None:
         """Return once every table's copy is committed and the apply lag is under a second.
@@ -904,6 +934,7 @@ class Move:
                 self.cutover_blockers = [b.describe() for b in found]
                 if not found:
                     return
+                self.cutover_wait = f"cutover waits for {len(found)} source transaction(s) to end"
                 if {b.thread_id for b in found} - announced:
                     announced |= {b.thread_id for b in found}
                     event(
@@ -923,6 +954,7 @@ class Move:
                 await anyio.sleep(BLOCKER_POLL_S)
         finally:
             self.cutover_blockers = []
+            self.cutover_wait = ""
 
     async def _gate(self, writer: TargetWriter) -> None:
         """Wait while the cutover is postponed by the flag file or the apply backlog is too large."""
@@ -932,6 +964,9 @@ class Move:
             await self._wait_caught_up(writer)
             held = self.config.move.postpone_cutover and not self.cutover_released.is_set()
             if held or (flag and await anyio.Path(flag).exists()):
+                self.cutover_wait = "cutover postponed: waiting for " + (
+                    "`tablemover cutover`" if held else f"{flag} to be removed"
+                )
                 if not announced:
                     event(
                         "cutover postponed: release it with `tablemover cutover`"
@@ -942,6 +977,7 @@ class Move:
                     announced = True
                 await anyio.sleep(0.5)
                 continue
+            self.cutover_wait = ""
             if self.lag_s < self.config.move.drain_timeout_s:
                 return
 
@@ -1069,6 +1105,23 @@ class Move:
     def rename_tag(self) -> str:
         """The comment prefix our cutover RENAME carries, so the stream can tell it from foreign DDL."""
         return f"tablemover move={self.config.move.name} nonce="
+
+
+def copy_figures(cp: Checkpoint, estimates: dict[str, int], rate: float, *, waiting: bool) -> dict[str, Any]:
+    """Totals, percent, rate and ETA of the copy; no ETA while it waits or nothing moves."""
+    copied = cp.rows_copied
+    total = sum(
+        p.rows_copied if p.done else max(p.rows_copied, estimates.get(t, 0)) for t, p in cp.progress.items()
+    )
+    percent = 100.0 if cp.copy_done else (100.0 * copied / total if total else 0.0)
+    remaining = max(total - copied, 0)
+    eta = None if waiting or cp.copy_done or rate <= 0 else round(remaining / rate)
+    return {
+        "rows_total": total,
+        "percent_copied": round(min(percent, 100.0), 1),
+        "rows_per_s": round(rate) if not cp.copy_done else 0,
+        "eta_s": 0 if cp.copy_done else eta,
+    }
 
 
 def _runtime_failure(exc: BaseException) -> MoveFailed:

@@ -19,6 +19,28 @@ class Readings:
     paused: bool
 
 
+# What a throttle reason is about, without its figures: what the log keys its "once per change"
+# on, and the label /metrics uses (a label with the lag in it would make a new series per value).
+KINDS = {
+    "paused": "paused",
+    "flag file": "flag_file",
+    "apply lag": "lag",
+    "source Threads_running": "source_threads_running",
+    "target Threads_running": "target_threads_running",
+    "apply backlog": "backlog",
+    "cutover postponed": "postponed",
+    "cutover waits": "cutover_blocked",
+}
+
+
+def reason_kind(reason: str) -> str:
+    """The stable kind of a reason text ("lag" for "apply lag 2.5 s > ..."), "" for none."""
+    for prefix, kind in KINDS.items():
+        if reason.startswith(prefix):
+            return kind
+    return "other" if reason else ""
+
+
 def throttle_reason(limits: ThrottleSection, now: Readings) -> str:
     """Why copying must wait right now, or "" when it may go on. Pure."""
     if now.paused:

@@ -237,5 +237,5 @@ def test_postponed_cutover_waits_for_the_cutover_command(move: MoveEnv) -> None:
 def test_cutover_command_without_a_daemon_says_so(move: MoveEnv) -> None:
     cfg = move.config(["a"])
     result = move.cli("cutover", "-c", str(cfg))
-    assert result.returncode == 1
+    assert result.returncode == 2  # "no daemon" is bad input, not a failure a re-run fixes
     assert "no tablemover daemon is listening" in result.stderr and "Traceback" not in result.stderr

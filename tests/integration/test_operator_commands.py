@@ -46,7 +46,7 @@ def test_status_pause_chunk_size_and_abort_against_a_running_daemon(move: MoveEn
     assert first["source"] == "daemon" and second["paused"] is True
     assert first["rows_copied"] == second["rows_copied"], "copying went on while paused"
     assert move.cli("unpause", "-c", cfg).returncode == 0
-    assert move.cli("chunk-size", "-c", cfg, "5").returncode == 1, "out-of-range chunk size accepted"
+    assert move.cli("chunk-size", "-c", cfg, "5").returncode == 2, "out-of-range chunk size accepted"
     assert move.cli("chunk-size", "-c", cfg, "20").returncode == 0
     time.sleep(0.5)
     third = status(move, cfg)
