@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -37,12 +38,15 @@ exit codes:
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
+    default = os.environ.get("TABLEMOVER_CONFIG") or None
     p.add_argument(
         "-c",
         "--config",
-        required=True,
+        required=default is None,
+        default=default,
         metavar="FILE",
-        help="move configuration (TOML); any key can be overridden by TABLEMOVER_<SECTION>__<KEY>",
+        help="move configuration (TOML; default $TABLEMOVER_CONFIG); any key can be overridden by "
+        "TABLEMOVER_<SECTION>__<KEY>",
     )
 
 
@@ -75,6 +79,7 @@ async def _run_move(config: Config, stop_before_cutover: bool, config_path: str)
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    log.set_context(move=config.move.name)
     result = anyio.run(_run_move, config, args.stop_before_cutover, args.config)
     log.event(
         result.message,

@@ -7,6 +7,7 @@ not warnings: a typo in ``postpone_cutover`` must not silently start a cutover.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -202,7 +203,9 @@ class Config(_Section):
         return self.control.socket.format(name=self.move.name)
 
 
-def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, str], str]:
+    """Overlay TABLEMOVER_<SECTION>__<KEY> variables; returns which variable set which key."""
+    applied: dict[tuple[str, str], str] = {}
     for var, value in env.items():
         if not var.startswith(ENV_PREFIX) or "__" not in var:
             continue
@@ -216,6 +219,8 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         if not isinstance(target, dict):
             raise ConfigError(f"[{section}] in the config file is not a table")
         target[key] = _env_value(var, value) if key in _LIST_KEYS.get(section, ()) else value
+        applied[(section, key)] = var
+    return applied
 
 
 # Keys whose values are lists: from the environment they come as JSON or as a comma list. Every other
@@ -233,18 +238,34 @@ def _env_value(var: str, value: str) -> Any:
     return [part.strip() for part in stripped.split(",") if part.strip()]
 
 
-def _format_validation_error(exc: ValidationError, origin: str) -> str:
+def _format_validation_error(
+    exc: ValidationError, origin: str, from_env: Mapping[tuple[str, str], str] | None = None
+) -> str:
     lines = [f"invalid configuration in {origin}:"]
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see `tablemover run --help` for the format)"
+            msg = "unknown key" + _did_you_mean(err["loc"]) + " (see `tablemover run --help` for the format)"
         elif err["type"] == "missing":
             msg = "required key is missing"
         else:
             msg = err["msg"]
-        lines.append(f"  {loc}: {msg}")
+        var = (from_env or {}).get((str(err["loc"][0]), str(err["loc"][1]))) if len(err["loc"]) > 1 else None
+        where = f" (set by environment variable {var}, not by {origin})" if var else ""
+        lines.append(f"  {loc}: {msg}{where}")
     return "\n".join(lines)
+
+
+def _did_you_mean(loc: tuple[int | str, ...]) -> str:
+    """ ", did you mean chunk_size?" for a misspelt key of a known section."""
+    if len(loc) != 2:
+        return ""
+    field = Config.model_fields.get(str(loc[0]))
+    model = field.annotation if field is not None else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return ""
+    close = difflib.get_close_matches(str(loc[1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f", did you mean {close[0]}?" if close else ""
 
 
 def parse_config(text: str, origin: str = "<string>", env: Mapping[str, str] | None = None) -> Config:
@@ -253,11 +274,11 @@ def parse_config(text: str, origin: str = "<string>", env: Mapping[str, str] | N
         raw: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{origin} is not valid TOML: {exc}") from exc
-    _apply_env(raw, os.environ if env is None else env)
+    from_env = _apply_env(raw, os.environ if env is None else env)
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, origin)) from None
+        raise ConfigError(_format_validation_error(exc, origin, from_env)) from None
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

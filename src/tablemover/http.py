@@ -29,6 +29,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
+from tablemover import __version__
 from tablemover.log import event
 
 STATES = (
@@ -153,8 +154,14 @@ def _families(snap: MetricsSnapshot | None) -> list[Metric]:
     hooks = CounterMetricFamily(
         "tablemover_hook_runs_total", "Hook executions, per hook name.", labels=[*move, "hook"]
     )
-    # InfoMetricFamily appends "_info": this becomes tablemover_info.
-    info = InfoMetricFamily("tablemover", "The move's position: the GTID applied on the target.", labels=move)
+    # InfoMetricFamily appends "_info": this becomes tablemover_info. The applied GTID is NOT a
+    # label (a new value per scrape would make a new series each time): it is a gauge per stream.
+    info = InfoMetricFamily("tablemover", "The tablemover version running the move.", labels=move)
+    applied = GaugeMetricFamily(
+        "tablemover_applied_gtid_sequence",
+        "Newest applied source transaction: seq per MariaDB domain, or highest GTID number per MySQL source.",
+        labels=[*move, "stream"],
+    )
 
     if snap is not None:
         m = snap.move
@@ -179,13 +186,36 @@ def _families(snap: MetricsSnapshot | None) -> list[Metric]:
             lock_wait.add_metric([m], snap.cutover_lock_wait_ms or 0.0)
         for hook, n in sorted(snap.hook_runs.items()):
             hooks.add_metric([m, hook], n)
-        info.add_metric([m], {"applied_gtid": snap.applied_gtid})
+        info.add_metric([m], {"version": __version__})
+        for stream, seq in applied_sequences(snap.applied_gtid).items():
+            applied.add_metric([m, stream], seq)
 
     families: list[Metric] = [rows_copied, rows_total, events, lag, state, throttled, chunk]
     if snap is None or snap.cutover_outage_ms is not None:
         families += [outage, lock_wait]
-    families += [hooks, info]
+    families += [hooks, applied, info]
     return families
+
+
+def applied_sequences(position: str) -> dict[str, int]:
+    """{stream: newest number} of a GTID position: MariaDB "d-s-n" per domain "d", MySQL
+    "uuid[:tag]:a-b" per "uuid[:tag]" (its highest number); what cannot be read is left out."""
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in position.replace("\n", "").split(","))):
+        if ":" in part:
+            uuid, *tokens = part.split(":")
+            stream = uuid
+            for token in tokens:  # intervals "1-5", or a tag that names the stream of those after it
+                end = token.rpartition("-")[2]
+                if end.isdigit():
+                    out[stream] = max(out.get(stream, 0), int(end))
+                elif token:
+                    stream = f"{uuid}:{token}"
+        else:
+            pieces = part.split("-")
+            if len(pieces) == 3 and all(p.isdigit() for p in pieces):
+                out[pieces[0]] = max(out.get(pieces[0], 0), int(pieces[2]))
+    return out
 
 
 def build_registry(snapshot: Callable[[], MetricsSnapshot]) -> CollectorRegistry:

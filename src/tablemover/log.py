@@ -11,16 +11,28 @@ import logging
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 logger = logging.getLogger("tablemover")
 
 
+_context: dict[str, str] = {}  # fields every line carries (the move's name), set once per process
+
+
+def set_context(**fields: str) -> None:
+    """Add fields to every later log line (``move=`` once the config is read)."""
+    _context.update(fields)
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
+            # RFC 3339 for log stores; "ts" (epoch seconds) stays for scripts that subtract times.
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="microseconds"),
             "ts": round(record.created, 6),
             "level": record.levelname.lower(),
+            **_context,
             "msg": record.getMessage(),
         }
         fields = getattr(record, "fields", None)

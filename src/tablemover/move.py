@@ -318,7 +318,7 @@ class Move:
                     failed = cp.evolve(state=state, kind=cpstore.KIND_TRANSITION, **kwargs)
                     await cpstore.write(conn, self.target_db, failed)
                     self.checkpoint = failed
-                    event("state changed", logging.ERROR, previous=previous.value, state=state.value)
+                    _state_changed(previous, state, logging.ERROR)
 
                 await MoveMachine(cp.state, persist).fire("fail", detail=detail)
             except (MySQLError, OSError, TablemoverError) as exc:
@@ -338,7 +338,7 @@ class Move:
         """Serve /status and /metrics when [control] http is set."""
         if not self.config.control.http:
             return
-        server = StatusServer(self.config.control.http, self._metrics_snapshot, lambda: self._status({}))
+        server = StatusServer(self.config.control.http, self._metrics_snapshot, self._status_document)
         try:
             port = await tg.start(server.serve)
         except OSError as exc:
@@ -409,7 +409,8 @@ class Move:
             "waiting_kind": reason_kind(self.cutover_wait or self.throttle_reason),
             "rows_copied": cp.rows_copied,
             "events_applied": cp.events_applied,
-            "source": "daemon",
+            "origin": "daemon",  # where the answer came from
+            "source": "daemon",  # the old name of "origin", kept for one release
             "tables": {
                 t: {
                     "rows_copied": cp.progress[t].rows_copied,
@@ -423,6 +424,12 @@ class Move:
             **copy_figures(cp, self.rows_estimate, self.copy_rate, waiting=bool(self.throttle_reason)),
             "backlog": self.backlog,
         }
+
+    async def _status_document(self) -> dict[str, Any]:
+        """/status: exactly what `status --json` prints (the socket reply without its "ok")."""
+        doc = await self._status({})
+        doc.pop("ok", None)
+        return doc
 
     async def _pause(self, _request: dict[str, Any]) -> dict[str, Any]:
         self.paused = True
@@ -515,14 +522,14 @@ class Move:
             await self._inbox.send(tr)
             await tr.written.wait()
             self.checkpoint = self.writer.checkpoint
-            event("state changed", source=source.value, state=dest.value)
+            _state_changed(source, dest)
             faults.hit(f"state.{dest.value}")
             return
         cp = self.checkpoint.evolve(state=dest, kind=cpstore.KIND_TRANSITION, **kwargs)
         await cpstore.write(self.target, self.target_db, cp)
         await self.target.commit()
         self.checkpoint = cp
-        event("state changed", source=source.value, state=dest.value)
+        _state_changed(source, dest)
         faults.hit(f"state.{dest.value}")
 
     # --- COPYING --------------------------------------------------------------------------------
@@ -1105,6 +1112,11 @@ class Move:
     def rename_tag(self) -> str:
         """The comment prefix our cutover RENAME carries, so the stream can tell it from foreign DDL."""
         return f"tablemover move={self.config.move.name} nonce="
+
+
+def _state_changed(previous: State, state: State, level: int = logging.INFO) -> None:
+    # "state" stays the new state for log readers; "from"/"to" say which way it went.
+    event("state changed", level, **{"from": previous.value, "to": state.value, "state": state.value})
 
 
 def copy_figures(cp: Checkpoint, estimates: dict[str, int], rate: float, *, waiting: bool) -> dict[str, Any]:
