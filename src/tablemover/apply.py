@@ -10,21 +10,24 @@ source commit boundary: the applied position never names a half-applied source t
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
+from asyncmy.errors import MySQLError
 
 from tablemover import checkpoint as cpstore
 from tablemover import faults, gtid, sql
-from tablemover.bulk import DEFAULT_BATCH_BYTES, RowWriter, wide_int_positions
+from tablemover.bulk import DEFAULT_BATCH_BYTES, RowWriter, WarningsCursor, WriteWarnings
 from tablemover.changes import Commit, CopyChunk, Op, Row, RowChange, StreamBatch, WorkItem
 from tablemover.checkpoint import Checkpoint, TableProgress
-from tablemover.db import query_one
+from tablemover.db import error_code, execute, query_one
 from tablemover.decode import RowDecoder
+from tablemover.errors import TargetRejectedWrite
 from tablemover.flavor import Flavor
 from tablemover.machine import State
 from tablemover.schema import TableSchema
@@ -33,6 +36,12 @@ MAX_TXN_ROWS = 5000  # rows written per target transaction before we commit at t
 MAX_TXN_AGE_S = 0.2  # ...or this old
 PRUNE_EVERY_S = 10.0
 DELETE_BATCH = 500
+
+# Errors with which the target refuses a row as the source has it, in strict mode: a value out of
+# range, too long, truncated or invalid for the column, a NULL for a NOT NULL column, a column it
+# lacks or one without a default that the source lacks, a CHECK or foreign key it added. The
+# source stored these rows, so the target table's definition differs from the source's.
+REJECTED_WRITE_ERRORS = frozenset({1048, 1054, 1264, 1265, 1292, 1364, 1366, 1406, 1452, 4025})
 
 
 @dataclass
@@ -136,24 +145,27 @@ class TargetWriter:
         self.rows_written = 0
         self.commits = 0
         self.committed = anyio.Event()  # replaced after every commit; wait on it for progress
-        # Copy chunks may overlap rows the binlog already wrote (INSERT IGNORE keeps those); binlog
-        # changes carry a row's final image (REPLACE).
+        # Copy chunks may overlap rows the binlog already wrote: the INSERT keeps those (ON
+        # DUPLICATE KEY UPDATE k = k, a no-op) and, unlike INSERT IGNORE, still fails on a value the
+        # column cannot hold. Binlog changes carry a row's final image (REPLACE).
         bulk = flavor is Flavor.MARIADB
-        self._inserters = {t: self._row_writer(t, "INSERT IGNORE", bulk) for t in schemas}
+        self._inserters = {t: self._row_writer(t, "INSERT", bulk, keep_existing=True) for t in schemas}
         self._replacers = {t: self._row_writer(t, "REPLACE", bulk) for t in schemas}
         self._last_prune = time.monotonic()
         self._commutative = frozenset(
             t for t, schema in schemas.items() if sum(1 for i in schema.indexes if i.unique) == 1
         )
 
-    def _row_writer(self, table: str, verb: str, bulk: bool) -> RowWriter:
-        columns = self.schemas[table].writable_columns
-        names = [c.name for c in columns]
+    def _row_writer(self, table: str, verb: str, bulk: bool, *, keep_existing: bool = False) -> RowWriter:
+        key = self.schemas[table].chunk_key
+        assert key is not None, "preflight refuses tables without a chunk key"
         return RowWriter(
             self.conn,
-            sql.insert_rows(self.target_db, table, names, 1, verb=verb),
-            sql.insert_rows(self.target_db, table, names, 1, verb=verb, marker="?"),
-            wide_int_positions(columns),
+            self.target_db,
+            table,
+            self.schemas[table].writable_columns,
+            verb=verb,
+            keep_existing_on=key[0] if keep_existing else None,
             bulk=bulk,
         )
 
@@ -168,6 +180,9 @@ class TargetWriter:
         waiting_chunks: list[CopyChunk] = []
         deferred: list[Transition] = []
         await self._fit_batches_to_packet_limit()
+        # Conversions the server reports as notes (DECIMAL rounding, trailing spaces cut, a
+        # DATETIME cut to a DATE) are refused like errors; a session must not hide them.
+        await execute(self.conn, "SET SESSION sql_notes = 1")
         await self._begin()
         async for item in inbox:
             if isinstance(item, StreamBatch):
@@ -246,20 +261,50 @@ class TargetWriter:
         return in_source_txn
 
     async def _execute_plan(self, plan: NetPlan) -> None:
-        async with self.conn.cursor() as cur:
-            for kind, table, rows in plan.groups():
-                if kind == "upsert":
-                    await self._replacers[table].write(rows)
-                else:
-                    key = self.schemas[table].chunk_key or ()
-                    for start in range(0, len(rows), DELETE_BATCH):
-                        part = rows[start : start + DELETE_BATCH]
-                        args = [v for k in part for v in k] if len(key) > 1 else [k[0] for k in part]
-                        await cur.execute(sql.delete_keys(self.target_db, table, key, len(part)), args)
-                self.rows_written += len(rows)
+        for kind, table, rows in plan.groups():
+            if kind == "upsert":
+                await self._guarded(table, self._replacers[table].write(rows))
+            else:
+                await self._guarded(table, self._delete(table, rows))
+            self.rows_written += len(rows)
+
+    async def _delete(self, table: str, keys: list[Row]) -> None:
+        key = self.schemas[table].chunk_key or ()
+        async with self.conn.cursor(WarningsCursor) as cur:
+            for start in range(0, len(keys), DELETE_BATCH):
+                part = keys[start : start + DELETE_BATCH]
+                args = [v for k in part for v in k]
+                await cur.execute(sql.delete_keys(self.target_db, table, key, len(part)), args)
+                # A warning here means a key value did not compare as the column's own type.
+                cur.raise_warnings()
+
+    async def _guarded(self, table: str, write: Awaitable[None]) -> None:
+        """Run one write; a refusal of the row as the source has it rolls back and stops the move."""
+        try:
+            await write
+        except WriteWarnings as exc:
+            level, code, message = exc.first
+            await self._rollback_refused()
+            raise TargetRejectedWrite(
+                sql.qualified(self.target_db, table), code, message, level=level.lower()
+            ) from exc
+        except MySQLError as exc:
+            number = error_code(exc)
+            if number is None or number not in REJECTED_WRITE_ERRORS:
+                raise
+            await self._rollback_refused()
+            detail = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+            raise TargetRejectedWrite(sql.qualified(self.target_db, table), number, detail) from exc
+
+    async def _rollback_refused(self) -> None:
+        # Nothing of this transaction may reach the target: whoever handles the refusal next may
+        # use this connection (and commit), and closing it is not the only way the daemon ends.
+        # A broken connection rolls back on the server's side anyway.
+        with anyio.CancelScope(shield=True), contextlib.suppress(MySQLError, OSError):
+            await self.conn.rollback()
 
     async def _apply_chunk(self, chunk: CopyChunk) -> None:
-        await self._inserters[chunk.table].write(chunk.rows)
+        await self._guarded(chunk.table, self._inserters[chunk.table].write(chunk.rows))
         previous = self.progress.get(chunk.table, TableProgress())
         self.progress[chunk.table] = TableProgress(
             last_key=chunk.last_key if chunk.last_key is not None else previous.last_key,

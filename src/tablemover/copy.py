@@ -86,6 +86,9 @@ class TableCopier:
         self.key = key
         self.key_positions = [columns.index(k) for k in key]
         self.columns = columns
+        # How each column reads exactly and each key column compares in index order (sql.py).
+        self._read = [sql.Col.of(c.name, c.data_type, c.enum_values) for c in schema.writable_columns]
+        self._key = [self._read[p] for p in self.key_positions]
         self._last_timing: tuple[int, float, int] | None = None  # (size, seconds, rows) of a chunk
 
     async def run(self) -> None:
@@ -165,17 +168,16 @@ class TableCopier:
         started = time.monotonic()
         await conn.begin()
         try:
-            args = sql.key_after_args(plan.after) if plan.after is not None else None
             statement = sql.select_chunk(
                 self.schema.database,
                 self.schema.name,
-                self.columns,
-                self.key,
-                after=plan.after is not None,
+                self._read,
+                self._key,
+                after=plan.after,
                 limit=plan.size,
                 lock=True,  # spec rule 3: never copy without the shared lock
             )
-            rows = await query(conn, statement, args)
+            rows = await query(conn, statement.text, statement.args or None)
             last = tuple(rows[-1][p] for p in self.key_positions) if rows else plan.after
             chunk = CopyChunk(self.schema.name, rows, last, done=len(rows) < plan.size)
             await faults.delay("copy.after_read")

@@ -22,9 +22,13 @@ from tablemover.flavor import Flavor, ServerVersion, parse_version
 
 Row = tuple[Any, ...]
 
-# Keeps explicit zero ids and zero dates exactly as the source has them: the target must not
-# invent an AUTO_INCREMENT value for id=0 nor reject a '0000-00-00' the source accepted.
-WRITER_SQL_MODE = "NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
+# The writer stores every value exactly as the source has it, or fails. STRICT_ALL_TABLES turns
+# truncation and out-of-range conversions into errors (the writer also refuses the ones reported
+# only as notes). NO_AUTO_VALUE_ON_ZERO keeps an explicit id 0 rather than inventing an
+# AUTO_INCREMENT value; NO_ZERO_DATE / NO_ZERO_IN_DATE stay off, so a '0000-00-00' or '2024-05-00'
+# the source holds is stored as is; ALLOW_INVALID_DATES stores a '2024-02-30' that a source running
+# with it holds (it checks only month 1-12 and day 1-31), where strict mode would reject it.
+WRITER_SQL_MODE = "STRICT_ALL_TABLES,ALLOW_INVALID_DATES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
 
 ER_ACCESS_DENIED = 1045
 ER_DBACCESS_DENIED = 1044

@@ -1,13 +1,157 @@
-"""Pure SQL text builders. No I/O: every function takes values and returns text.
+"""Pure SQL text builders. No I/O: every function takes values and returns text (and arguments).
 
 Values are never interpolated here; builders emit ``%s`` placeholders for the driver. Identifiers
 are always backtick-quoted, so reserved words and odd names in user schemas are safe.
+
+Keyset predicates ("rows after this key", "rows up to that key") must select exactly the rows the
+index walks past, in the *index's* order. For most types a comparison with a literal of the value
+we read back orders the same way as the index; for a few it does not, and those columns are
+described by a :class:`Col` whose ``kind`` says how to compare them. What was checked, per type
+(tests/integration/test_keyset_order.py provokes each case against a real server):
+
+* ENUM: the index orders by member *number*; ``e > 'red'`` compares the member *names* as
+  strings and skips rows. Compared by number instead. ``e > 2`` would be correct but is never an
+  index range on MariaDB 10.11 (EXPLAIN: ALL / full index scan), while ``e = 2`` and
+  ``e IN (3, 4)`` are; so "after member 2" is written ``e IN (3, 4, ...)`` with every later
+  number (0, the '' error value, sorts first). Equality keeps the name (``e = 'green'``), which
+  is exact and spares a filesort (see :meth:`Col.eq_arg`). Enums with more than MAX_IN_LIST
+  members fall back to ``e > 2``: still correct, only slower.
+* SET: the index orders by the members' bitmask as an unsigned integer; the value reads back as
+  text ("a,c"). Compared by bitmask, as an IN list of every later bitmask when the set has at
+  most 10 members (1024 values), else ``s > mask`` (correct; not an index range).
+* BIT: reads back as bytes; ``b > _binary'\\x13\\x88'`` compares an integer column with a string
+  and selects nothing (a real server returns 0 rows). Compared as the unsigned integer, which
+  is exact up to BIT(64) = 2^64 - 1 and an index range.
+* FLOAT: the text protocol prints 6 significant digits, so two distinct values can read back as
+  the same text and "after 1.23457" skips the second one (and the copy would write the rounded
+  value). FLOAT columns are read as ``CAST(f AS DOUBLE)``, which is exact, and compared with that
+  double, which is exact too. DOUBLE reads back as its shortest exact text: plain comparison.
+* YEAR: stored as one byte (0 = 0000, 1 = 1901 ... 255 = 2155) and read back as the integer
+  0 or 1901..2155, which orders the same. Plain comparison.
+* DECIMAL: the driver sends a Decimal unquoted (``12345678901234567890.0123456789``), an exact
+  decimal literal compared as DECIMAL (MySQL compares a DECIMAL column with a quoted string as
+  DOUBLE, which cannot tell the 20-digit values ...789 and ...790 apart).
+* DATE / DATETIME(6) / TIMESTAMP(6): read as the server's text (copy and verify connections use
+  temporal_as_text) and compared as a string literal, which the server converts to the column's
+  temporal type with all six fractional digits; zero dates compare as the zero value. TIMESTAMP
+  is read and compared in the same session time zone (UTC). TIME arrives as a timedelta that the
+  driver writes as a signed literal ('-00:00:01'): exact.
+* signed / unsigned BIGINT: integer literals; 18446744073709551615 is an unsigned literal and
+  -9223372036854775808 a decimal one, both compared exactly (never through DOUBLE).
+* BINARY / VARBINARY / BLOB prefixes: bytes are sent as ``_binary'...'`` (the driver's escape
+  always prefixes bytes), compared bytewise, as the index orders them.
+* CHAR / VARCHAR in case- or accent-insensitive collations (utf8mb4_general_ci,
+  utf8mb4_unicode_ci) and trailing spaces: the literal takes the column's collation (a column
+  outranks a literal in coercibility), so the comparison uses the index's collation: 'a' and 'A'
+  (or 'e' and 'é', 'a' and 'a ' in PAD SPACE collations) are equal in both, and a unique key
+  cannot hold both. The value compared is the one read from the row itself, so it is always
+  representable in the column's character set.
 """
 
 from __future__ import annotations
 
+import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+# The most numbers an ENUM/SET "after" predicate lists before it falls back to a plain comparison.
+MAX_IN_LIST = 1024
+
+
+class Statement(NamedTuple):
+    """SQL text with ``%s`` placeholders and the arguments for them, in order."""
+
+    text: str
+    args: list[object]
+
+
+class Kind(enum.Enum):
+    """How a column's values are read and compared in index order (see the module docstring)."""
+
+    VALUE = "value"  # the value read back compares like the index orders it
+    ENUM = "enum"  # by member number
+    SET = "set"  # by member bitmask
+    BIT = "bit"  # as an unsigned integer
+    FLOAT = "float"  # read as DOUBLE, which is exact
+
+
+@dataclass(frozen=True)
+class Col:
+    """A column as the builders need it: its name, and how it reads and compares."""
+
+    name: str
+    kind: Kind = Kind.VALUE
+    members: tuple[str, ...] = ()  # ENUM/SET members in definition order
+
+    @classmethod
+    def of(cls, name: str, data_type: str, members: Sequence[str] = ()) -> Col:
+        """Describe a column from its information_schema DATA_TYPE (and ENUM/SET members)."""
+        kind = {"enum": Kind.ENUM, "set": Kind.SET, "bit": Kind.BIT, "float": Kind.FLOAT}.get(
+            data_type.lower(), Kind.VALUE
+        )
+        return cls(name, kind, tuple(members) if kind in (Kind.ENUM, Kind.SET) else ())
+
+    def arg(self, value: object) -> object:
+        """The argument that compares ``value`` (as read from a row) in the index's order."""
+        if self.kind is Kind.ENUM and isinstance(value, str):
+            if value == "" and "" not in self.members:
+                return 0  # the '' a non-strict server stores for an invalid value: number 0
+            return self._member_number(value) + 1
+        if self.kind is Kind.SET and isinstance(value, str | set | frozenset):
+            names = value.split(",") if isinstance(value, str) else list(value)
+            return sum(1 << self._member_number(m) for m in names if m != "")
+        if self.kind is Kind.BIT and isinstance(value, bytes | bytearray):
+            return int.from_bytes(value, "big")
+        return value
+
+    def eq_arg(self, value: object) -> object:
+        """The argument that matches ``value`` in an equality (``col = %s``).
+
+        ENUM and SET keep the member names: equality by name is exact, and unlike equality by
+        number it lets the optimizer see the column as constant, so a chunk read in key order
+        needs no filesort (EXPLAIN shows one for ``e = 4 AND id > 500 ORDER BY e, id``).
+        """
+        if self.kind is Kind.BIT:
+            return self.arg(value)
+        return value
+
+    def _member_number(self, name: str) -> int:
+        # 0-based. information_schema may report member names in another case than the server
+        # returns them (and ENUM/SET compare case-insensitively in a _ci collation anyway).
+        try:
+            return self.members.index(name)
+        except ValueError:
+            folded = [m.casefold() for m in self.members]
+            if folded.count(name.casefold()) == 1:
+                return folded.index(name.casefold())
+            raise ValueError(f"{name!r} is not a member of column {self.name!r}") from None
+
+    @property
+    def domain(self) -> int | None:
+        """How many numbers an ENUM/SET value can have, when few enough to list; else None."""
+        if self.kind is Kind.ENUM:
+            size = len(self.members) + 1  # 0 is the '' error value
+        elif self.kind is Kind.SET:
+            size = 1 << len(self.members)
+        else:
+            return None
+        return size if size <= MAX_IN_LIST else None
+
+    @property
+    def read(self) -> str:
+        """The select-list expression that reads this column exactly."""
+        if self.kind is Kind.FLOAT:
+            return f"CAST({quote_ident(self.name)} AS DOUBLE)"
+        return quote_ident(self.name)
+
+
+ColLike = Col | str
+
+
+def _col(c: ColLike) -> Col:
+    return c if isinstance(c, Col) else Col(c)
 
 
 def quote_ident(name: str) -> str:
@@ -20,58 +164,124 @@ def qualified(database: str, table: str) -> str:
     return f"{quote_ident(database)}.{quote_ident(table)}"
 
 
-def column_list(columns: Sequence[str]) -> str:
+def column_list(columns: Sequence[ColLike]) -> str:
     """```a`, `b``` ."""
-    return ", ".join(quote_ident(c) for c in columns)
+    return ", ".join(quote_ident(_col(c).name) for c in columns)
 
 
-def row_placeholder(width: int, marker: str = "%s") -> str:
-    """``(%s, %s, ...)`` for one row (``marker="?"`` for a server-side prepared statement)."""
-    return "(" + ", ".join([marker] * width) + ")"
+def read_list(columns: Sequence[ColLike]) -> str:
+    """The select list that reads ``columns`` exactly (FLOAT as DOUBLE), in order."""
+    return ", ".join(_col(c).read for c in columns)
 
 
-def key_after(key: Sequence[str]) -> str:
-    """Keyset predicate "row key > (%s, ...)" in the index order, for composite keys too.
+def row_placeholder(width: int, marker: str = "%s", literal_null: Collection[int] = ()) -> str:
+    """``(%s, %s, ...)`` for one row (``marker="?"`` for a server-side prepared statement).
+
+    Positions in ``literal_null`` hold the literal ``NULL`` instead of a placeholder.
+    """
+    return "(" + ", ".join("NULL" if i in literal_null else marker for i in range(width)) + ")"
+
+
+# --------------------------------------------------------------------------- keyset predicates
+
+
+def _compare(col: Col, op: str, value: object) -> tuple[str, list[object]] | None:
+    """``col op value`` (op: >, < or <=) in the index's order; None when no value satisfies it."""
+    arg = col.arg(value)
+    domain = col.domain
+    if domain is None or not isinstance(arg, int):
+        return f"{quote_ident(col.name)} {op} %s", [arg]
+    # ENUM/SET: an IN list of the qualifying numbers, because only equality is an index range.
+    if op == ">":
+        numbers = range(arg + 1, domain)
+    elif op == "<":
+        numbers = range(min(arg, domain))
+    else:  # "<="
+        numbers = range(min(arg + 1, domain))
+    if not numbers:
+        return None
+    return f"{quote_ident(col.name)} IN ({', '.join(['%s'] * len(numbers))})", list(numbers)
+
+
+def _keyset(key: Sequence[ColLike], values: Sequence[object], op: str, last_op: str) -> Statement:
+    cols = [_col(c) for c in key]
+    if len(values) != len(cols):
+        raise ValueError(f"{len(values)} values for a key of {len(cols)} columns")
+    terms: list[str] = []
+    args: list[object] = []
+    for i, col in enumerate(cols):
+        compared = _compare(col, last_op if i == len(cols) - 1 else op, values[i])
+        if compared is None:
+            continue  # e.g. "after the last ENUM member": this term holds for no row
+        parts = [f"{quote_ident(c.name)} = %s" for c in cols[:i]]
+        terms.append("(" + " AND ".join([*parts, compared[0]]) + ")")
+        args.extend(c.eq_arg(v) for c, v in zip(cols[:i], values[:i], strict=True))
+        args.extend(compared[1])
+    if not terms:
+        return Statement("(FALSE)", [])
+    return Statement("(" + " OR ".join(terms) + ")", args)
+
+
+def key_after(key: Sequence[ColLike], values: Sequence[object]) -> Statement:
+    """Keyset predicate "row key > values" in the index order, for composite keys too.
 
     Written as an OR-expansion rather than a row-constructor comparison because MySQL and
     MariaDB only use the index range for the expanded form on every version we support.
     """
-    terms = []
-    for i in range(len(key)):
-        eqs = [f"{quote_ident(k)} = %s" for k in key[:i]]
-        terms.append("(" + " AND ".join([*eqs, f"{quote_ident(key[i])} > %s"]) + ")")
-    return "(" + " OR ".join(terms) + ")"
+    return _keyset(key, values, ">", ">")
 
 
-def key_after_args(values: Sequence[object]) -> list[object]:
-    """The arguments :func:`key_after` expects for the key ``values``."""
+def key_at_or_before(key: Sequence[ColLike], values: Sequence[object]) -> Statement:
+    """Keyset predicate "row key <= values" in the index order (the upper end of a range).
+
+    Spelled positively rather than ``NOT key_after(...)``: an ENUM's ``NOT IN`` list is no range.
+    """
+    return _keyset(key, values, "<", "<=")
+
+
+def _range_where(
+    key: Sequence[ColLike], lower: Sequence[object] | None, upper: Sequence[object] | None
+) -> Statement:
+    # (lower, upper]: after the lower key and not after the upper one.
+    conds: list[str] = []
     args: list[object] = []
-    for i in range(len(values)):
-        args.extend(values[: i + 1])
-    return args
+    for bound, build in ((lower, key_after), (upper, key_at_or_before)):
+        if bound is not None:
+            pred = build(key, bound)
+            conds.append(pred.text)
+            args.extend(pred.args)
+    return Statement(f" WHERE {' AND '.join(conds)}" if conds else "", args)
+
+
+# --------------------------------------------------------------------------- copy
 
 
 def select_chunk(
     database: str,
     table: str,
-    columns: Sequence[str],
-    key: Sequence[str],
+    columns: Sequence[ColLike],
+    key: Sequence[ColLike],
     *,
-    after: bool,
+    after: Sequence[object] | None,
     limit: int,
     lock: bool = True,
-) -> str:
-    """Read the next chunk in key order, with a shared lock (spec rule 3).
+) -> Statement:
+    """Read the next chunk in key order after the key ``after`` (None: from the start), locked.
 
     ``LOCK IN SHARE MODE`` is spelled the old way because MariaDB does not accept ``FOR SHARE``.
     """
-    where = f" WHERE {key_after(key)}" if after else ""
-    order = column_list(key)
+    where = _range_where(key, after, None)
     suffix = " LOCK IN SHARE MODE" if lock else ""
-    return (
-        f"SELECT {column_list(columns)} FROM {qualified(database, table)}{where} "
-        f"ORDER BY {order} LIMIT {int(limit)}{suffix}"
+    return Statement(
+        f"SELECT {read_list(columns)} FROM {qualified(database, table)}{where.text} "
+        f"ORDER BY {column_list(key)} LIMIT {int(limit)}{suffix}",
+        where.args,
     )
+
+
+# --------------------------------------------------------------------------- writes
+
+_VERBS = ("INSERT", "REPLACE")
 
 
 def insert_rows(
@@ -80,27 +290,48 @@ def insert_rows(
     columns: Sequence[str],
     rows: int,
     *,
-    verb: str = "INSERT IGNORE",
+    verb: str = "INSERT",
     marker: str = "%s",
+    keep_existing_on: str | None = None,
+    literal_null: Collection[int] = (),
 ) -> str:
-    """Multi-row ``INSERT IGNORE`` / ``REPLACE`` with ``marker`` placeholders for ``rows`` rows."""
-    if verb not in ("INSERT IGNORE", "REPLACE", "INSERT"):
+    """Multi-row ``INSERT`` / ``REPLACE`` with ``marker`` placeholders for ``rows`` rows.
+
+    ``keep_existing_on`` (a key column) makes an INSERT keep a row that already exists under a
+    unique key: ``ON DUPLICATE KEY UPDATE k = k`` changes nothing. Unlike ``INSERT IGNORE``, it
+    skips *only* duplicates: a value the column cannot hold stays an error. Positions in
+    ``literal_null`` get a literal ``NULL`` instead of a placeholder (a bulk statement whose
+    column is NULL in every row of a batch).
+    """
+    if verb not in _VERBS:
         raise ValueError(f"unsupported verb {verb!r}")
     if marker not in ("%s", "?"):
         raise ValueError(f"unsupported placeholder {marker!r}")
-    values = ", ".join([row_placeholder(len(columns), marker)] * rows)
-    return f"{verb} INTO {qualified(database, table)} ({column_list(columns)}) VALUES {values}"
+    if keep_existing_on is not None and verb != "INSERT":
+        raise ValueError("keep_existing_on only applies to INSERT")
+    values = ", ".join([row_placeholder(len(columns), marker, literal_null)] * rows)
+    text = f"{verb} INTO {qualified(database, table)} ({column_list(columns)}) VALUES {values}"
+    if keep_existing_on is not None:
+        col = quote_ident(keep_existing_on)
+        text += f" ON DUPLICATE KEY UPDATE {col} = {col}"
+    return text
 
 
 def delete_keys(database: str, table: str, key: Sequence[str], rows: int) -> str:
-    """Delete ``rows`` rows by key: ``WHERE (k1, k2) IN ((%s, %s), ...)``."""
+    """Delete ``rows`` rows by key; the arguments are the keys' values, flattened in order.
+
+    A composite key is written ``(a = %s AND b = %s) OR (a = %s AND b = %s) ...``: MariaDB 10.11
+    runs ``(a, b) IN ((%s, %s))`` as a full table scan, while every server we support turns the
+    OR of equalities into one index range per key.
+    """
+    if rows < 1:
+        raise ValueError("delete_keys needs at least one row")
     if len(key) == 1:
-        target = quote_ident(key[0])
-        values = ", ".join(["%s"] * rows)
+        where = f"{quote_ident(key[0])} IN ({', '.join(['%s'] * rows)})"
     else:
-        target = "(" + column_list(key) + ")"
-        values = ", ".join([row_placeholder(len(key))] * rows)
-    return f"DELETE FROM {qualified(database, table)} WHERE {target} IN ({values})"
+        one = "(" + " AND ".join(f"{quote_ident(k)} = %s" for k in key) + ")"
+        where = " OR ".join([one] * rows)
+    return f"DELETE FROM {qualified(database, table)} WHERE {where}"
 
 
 def rename_tables(database: str, pairs: Sequence[tuple[str, str]], comment: str) -> str:
@@ -129,51 +360,62 @@ def target_create_statement(show_create: str, database: str) -> str:
     return f"CREATE TABLE {quote_ident(database)}.{match.group(1)}{text[match.end() :]}"
 
 
-def row_digest(columns: Sequence[str]) -> str:
+# --------------------------------------------------------------------------- verify
+
+
+def row_digest(columns: Sequence[ColLike]) -> str:
     """An expression hashing a whole row; NULL and '' differ thanks to the ISNULL() flags."""
-    values = ", ".join(quote_ident(c) for c in columns)
-    nulls = ", ".join(f"ISNULL({quote_ident(c)})" for c in columns)
+    values = read_list(columns)
+    nulls = ", ".join(f"ISNULL({quote_ident(_col(c).name)})" for c in columns)
     return f"MD5(CONCAT_WS('#', {values}, {nulls}))"
 
 
 def checksum_range(
-    database: str, table: str, columns: Sequence[str], key: Sequence[str], *, lower: bool, upper: bool
-) -> str:
+    database: str,
+    table: str,
+    columns: Sequence[ColLike],
+    key: Sequence[ColLike],
+    *,
+    lower: Sequence[object] | None,
+    upper: Sequence[object] | None,
+) -> Statement:
     """Row count and a 128-bit order-independent checksum of the rows in (lower, upper]."""
     digest = row_digest(columns)
-    where = _range_where(key, lower=lower, upper=upper)
-    return (
+    where = _range_where(key, lower, upper)
+    return Statement(
         f"SELECT COUNT(*), "
         f"COALESCE(BIT_XOR(CAST(CONV(LEFT({digest}, 16), 16, 10) AS UNSIGNED)), 0), "
         f"COALESCE(BIT_XOR(CAST(CONV(RIGHT({digest}, 16), 16, 10) AS UNSIGNED)), 0) "
-        f"FROM {qualified(database, table)}{where}"
+        f"FROM {qualified(database, table)}{where.text}",
+        where.args,
     )
 
 
-def key_boundary(database: str, table: str, key: Sequence[str], *, after: bool, step: int) -> str:
+def key_boundary(
+    database: str, table: str, key: Sequence[ColLike], *, after: Sequence[object] | None, step: int
+) -> Statement:
     """The key of the ``step``-th row after a key (or from the start): the end of a verify chunk."""
-    where = f" WHERE {key_after(key)}" if after else ""
-    return (
-        f"SELECT {column_list(key)} FROM {qualified(database, table)}{where} "
-        f"ORDER BY {column_list(key)} LIMIT 1 OFFSET {int(step) - 1}"
+    where = _range_where(key, after, None)
+    return Statement(
+        f"SELECT {read_list(key)} FROM {qualified(database, table)}{where.text} "
+        f"ORDER BY {column_list(key)} LIMIT 1 OFFSET {int(step) - 1}",
+        where.args,
     )
 
 
 def select_range(
-    database: str, table: str, columns: Sequence[str], key: Sequence[str], *, lower: bool, upper: bool
-) -> str:
+    database: str,
+    table: str,
+    columns: Sequence[ColLike],
+    key: Sequence[ColLike],
+    *,
+    lower: Sequence[object] | None,
+    upper: Sequence[object] | None,
+) -> Statement:
     """All rows in (lower, upper], in key order (verify's drill-down)."""
-    where = _range_where(key, lower=lower, upper=upper)
-    return (
-        f"SELECT {column_list(columns)} FROM {qualified(database, table)}{where} ORDER BY {column_list(key)}"
+    where = _range_where(key, lower, upper)
+    return Statement(
+        f"SELECT {read_list(columns)} FROM {qualified(database, table)}{where.text} "
+        f"ORDER BY {column_list(key)}",
+        where.args,
     )
-
-
-def _range_where(key: Sequence[str], *, lower: bool, upper: bool) -> str:
-    # (lower, upper]: after the lower key and not after the upper one; args: lower's, then upper's.
-    conds = []
-    if lower:
-        conds.append(key_after(key))
-    if upper:
-        conds.append(f"NOT {key_after(key)}")
-    return f" WHERE {' AND '.join(conds)}" if conds else ""

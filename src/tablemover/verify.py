@@ -91,32 +91,25 @@ async def _verify_table(
     key = schema.chunk_key
     if key is None:
         raise PreflightError(f"table {schema.qualified_name} has no primary or unique key to compare along.")
-    columns = [c.name for c in schema.columns]
+    columns = [sql.Col.of(c.name, c.data_type, c.enum_values) for c in schema.columns]
+    key_cols = [columns[[c.name for c in columns].index(k)] for k in key]
     report = TableReport(table, schema.name)
     lower: tuple[Any, ...] | None = None
     while True:
-        boundary = await query_one(
-            source,
-            sql.key_boundary(schema.database, schema.name, key, after=lower is not None, step=VERIFY_CHUNK),
-            sql.key_after_args(lower) if lower is not None else None,
-        )
+        step = sql.key_boundary(schema.database, schema.name, key_cols, after=lower, step=VERIFY_CHUNK)
+        boundary = await query_one(source, step.text, step.args or None)
         upper = tuple(boundary) if boundary is not None else None
-        args: list[Any] = []
-        if lower is not None:
-            args += sql.key_after_args(lower)
-        if upper is not None:
-            args += sql.key_after_args(upper)
-        flags = {"lower": lower is not None, "upper": upper is not None}
-        src = await query_one(
-            source, sql.checksum_range(schema.database, schema.name, columns, key, **flags), args
-        )
-        dst = await query_one(target, sql.checksum_range(tdb, table, columns, key, **flags), args)
+        bounds = {"lower": lower, "upper": upper}
+        src_sum = sql.checksum_range(schema.database, schema.name, columns, key_cols, **bounds)
+        dst_sum = sql.checksum_range(tdb, table, columns, key_cols, **bounds)
+        src = await query_one(source, src_sum.text, src_sum.args or None)
+        dst = await query_one(target, dst_sum.text, dst_sum.args or None)
         assert src is not None and dst is not None
         report.chunks += 1
         report.source_rows += int(src[0])
         report.target_rows += int(dst[0])
         if tuple(src) != tuple(dst):
-            await _drill_down(source, target, schema, table, tdb, columns, key, flags, args, report)
+            await _drill_down(source, target, schema, table, tdb, columns, key_cols, bounds, report)
         if upper is None:
             return report
         lower = upper
@@ -128,17 +121,16 @@ async def _drill_down(
     schema: TableSchema,
     table: str,
     tdb: str,
-    columns: list[str],
-    key: tuple[str, ...],
-    flags: dict[str, bool],
-    args: list[Any],
+    columns: list[sql.Col],
+    key: list[sql.Col],
+    bounds: dict[str, tuple[Any, ...] | None],
     report: TableReport,
 ) -> None:
     positions = [columns.index(k) for k in key]
-    src_rows = await query(
-        source, sql.select_range(schema.database, schema.name, columns, key, **flags), args
-    )
-    dst_rows = await query(target, sql.select_range(tdb, table, columns, key, **flags), args)
+    src_read = sql.select_range(schema.database, schema.name, columns, key, **bounds)
+    dst_read = sql.select_range(tdb, table, columns, key, **bounds)
+    src_rows = await query(source, src_read.text, src_read.args or None)
+    dst_rows = await query(target, dst_read.text, dst_read.args or None)
     src_map = {tuple(r[p] for p in positions): r for r in src_rows}
     dst_map = {tuple(r[p] for p in positions): r for r in dst_rows}
     for k, row in src_map.items():

@@ -1,14 +1,14 @@
 """Unit tests for tablemover.sql: the pure SQL text builders, string for string.
 
-The keyset predicate is also checked semantically: a tiny evaluator reads the generated OR-expansion
+The keyset predicates are also checked semantically: a tiny evaluator reads the generated OR-expansion
 and its argument list back and evaluates them against a row, which must agree with Python's
-lexicographic tuple comparison (the order MySQL walks a composite index in).
+lexicographic tuple comparison (the order MySQL walks a composite index in), ENUM columns included
+(compared by member number, as IN lists).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -65,23 +65,50 @@ def test_column_list_and_placeholder() -> None:
 # --------------------------------------------------------------------------- INSERT / DELETE
 
 
-def test_insert_rows_default_verb_is_insert_ignore() -> None:
-    assert sql.insert_rows("db", "t", ["a", "b"], 2) == (
-        "INSERT IGNORE INTO `db`.`t` (`a`, `b`) VALUES (%s, %s), (%s, %s)"
+def test_insert_rows_default_verb_is_a_plain_insert() -> None:
+    assert (
+        sql.insert_rows("db", "t", ["a", "b"], 2)
+        == "INSERT INTO `db`.`t` (`a`, `b`) VALUES (%s, %s), (%s, %s)"
     )
 
 
-@pytest.mark.parametrize("verb", ["INSERT IGNORE", "REPLACE", "INSERT"])
+@pytest.mark.parametrize("verb", ["REPLACE", "INSERT"])
 def test_insert_rows_verbs(verb: str) -> None:
     assert sql.insert_rows("db", "t", ["id"], 1, verb=verb) == f"{verb} INTO `db`.`t` (`id`) VALUES (%s)"
 
 
 @pytest.mark.parametrize(
-    "verb", ["UPDATE", "insert ignore", "replace", "DELETE", "INSERT IGNORE; DROP TABLE x; --", ""]
+    "verb",
+    ["INSERT IGNORE", "UPDATE", "insert", "replace", "DELETE", "INSERT IGNORE; DROP TABLE x; --", ""],
 )
 def test_insert_rows_rejects_other_verbs(verb: str) -> None:
+    # INSERT IGNORE turns truncation and out-of-range errors into warnings: never again.
     with pytest.raises(ValueError, match="unsupported verb"):
         sql.insert_rows("db", "t", ["id"], 1, verb=verb)
+
+
+def test_insert_keeping_existing_rows_skips_only_duplicates() -> None:
+    text = sql.insert_rows("db", "t", ["id", "v"], 2, keep_existing_on="id")
+    assert text == (
+        "INSERT INTO `db`.`t` (`id`, `v`) VALUES (%s, %s), (%s, %s) ON DUPLICATE KEY UPDATE `id` = `id`"
+    )
+    assert "IGNORE" not in text
+    bulk = sql.insert_rows("db", "t", ["id", "v"], 1, keep_existing_on="id", marker="?")
+    assert bulk == "INSERT INTO `db`.`t` (`id`, `v`) VALUES (?, ?) ON DUPLICATE KEY UPDATE `id` = `id`"
+
+
+def test_insert_keeping_existing_quotes_the_key_and_refuses_replace() -> None:
+    assert sql.insert_rows("db", "t", ["a`b"], 1, keep_existing_on="a`b").endswith(
+        "ON DUPLICATE KEY UPDATE `a``b` = `a``b`"
+    )
+    with pytest.raises(ValueError, match="only applies to INSERT"):
+        sql.insert_rows("db", "t", ["id"], 1, verb="REPLACE", keep_existing_on="id")
+
+
+def test_insert_rows_literal_nulls() -> None:
+    text = sql.insert_rows("db", "t", ["a", "b", "c"], 1, verb="REPLACE", marker="?", literal_null=(1,))
+    assert text == "REPLACE INTO `db`.`t` (`a`, `b`, `c`) VALUES (?, NULL, ?)"
+    assert sql.row_placeholder(3, "%s", (0, 2)) == "(NULL, %s, NULL)"
 
 
 def test_insert_rows_placeholder_count() -> None:
@@ -94,65 +121,176 @@ def test_delete_keys_single_column() -> None:
     assert sql.delete_keys("db", "t", ["id"], 1) == "DELETE FROM `db`.`t` WHERE `id` IN (%s)"
 
 
-def test_delete_keys_composite() -> None:
+def test_delete_keys_composite_is_an_or_of_equalities() -> None:
+    # Not (a, b) IN ((%s, %s)): MariaDB 10.11 runs that as a full table scan.
     assert sql.delete_keys("db", "t", ["a", "b"], 2) == (
-        "DELETE FROM `db`.`t` WHERE (`a`, `b`) IN ((%s, %s), (%s, %s))"
+        "DELETE FROM `db`.`t` WHERE (`a` = %s AND `b` = %s) OR (`a` = %s AND `b` = %s)"
     )
     assert sql.delete_keys("db", "t", ["a", "b", "c"], 1) == (
-        "DELETE FROM `db`.`t` WHERE (`a`, `b`, `c`) IN ((%s, %s, %s))"
+        "DELETE FROM `db`.`t` WHERE (`a` = %s AND `b` = %s AND `c` = %s)"
     )
+    assert " IN " not in sql.delete_keys("db", "t", ["a", "b"], 50)
+    assert sql.delete_keys("db", "t", ["a", "b"], 50).count("%s") == 100
+    with pytest.raises(ValueError):
+        sql.delete_keys("db", "t", ["id"], 0)
 
 
 # --------------------------------------------------------------------------- keyset predicate
 
+COLORS = sql.Col("e", sql.Kind.ENUM, ("red", "green", "blue", "orange"))
+
 
 def test_key_after_one_column() -> None:
-    assert sql.key_after(["id"]) == "((`id` > %s))"
-    assert sql.key_after_args([7]) == [7]
+    assert sql.key_after(["id"], [7]) == ("((`id` > %s))", [7])
 
 
 def test_key_after_two_columns() -> None:
-    assert sql.key_after(["a", "b"]) == "((`a` > %s) OR (`a` = %s AND `b` > %s))"
-    assert sql.key_after_args([1, 2]) == [1, 1, 2]
+    assert sql.key_after(["a", "b"], [1, 2]) == ("((`a` > %s) OR (`a` = %s AND `b` > %s))", [1, 1, 2])
 
 
 def test_key_after_three_columns() -> None:
-    assert sql.key_after(["a", "b", "c"]) == (
-        "((`a` > %s) OR (`a` = %s AND `b` > %s) OR (`a` = %s AND `b` = %s AND `c` > %s))"
+    assert sql.key_after(["a", "b", "c"], ["x", "y", "z"]) == (
+        "((`a` > %s) OR (`a` = %s AND `b` > %s) OR (`a` = %s AND `b` = %s AND `c` > %s))",
+        ["x", "x", "y", "x", "y", "z"],
     )
-    assert sql.key_after_args(["x", "y", "z"]) == ["x", "x", "y", "x", "y", "z"]
 
 
 def test_key_after_quotes_names() -> None:
-    assert sql.key_after(["we`ird", "order"]) == "((`we``ird` > %s) OR (`we``ird` = %s AND `order` > %s))"
+    assert sql.key_after(["we`ird", "order"], [1, 2]).text == (
+        "((`we``ird` > %s) OR (`we``ird` = %s AND `order` > %s))"
+    )
+
+
+def test_key_after_needs_one_value_per_column() -> None:
+    with pytest.raises(ValueError):
+        sql.key_after(["a", "b"], [1])
 
 
 @pytest.mark.parametrize("width", [1, 2, 3, 4, 5])
 def test_key_after_placeholders_match_args(width: int) -> None:
     names = [f"k{i}" for i in range(width)]
-    values = list(range(100, 100 + width))
-    assert sql.key_after(names).count("%s") == len(sql.key_after_args(values)) == width * (width + 1) // 2
+    pred = sql.key_after(names, list(range(100, 100 + width)))
+    assert pred.text.count("%s") == len(pred.args) == width * (width + 1) // 2
 
 
-_COND = re.compile(r"`((?:[^`]|``)+)` (=|>) %s")
+def test_key_at_or_before_shapes() -> None:
+    assert sql.key_at_or_before(["id"], [7]) == ("((`id` <= %s))", [7])
+    assert sql.key_at_or_before(["a", "b"], [1, 2]) == ("((`a` < %s) OR (`a` = %s AND `b` <= %s))", [1, 1, 2])
 
 
-def evaluate_key_after(text: str, args: Sequence[object], row: dict[str, int]) -> bool:
-    """Evaluate the text of :func:`sql.key_after` with its arguments against a row, as SQL would."""
+def test_enum_compares_by_member_number_as_an_in_list() -> None:
+    # The bug: after (22, 'red'), "e > 'red'" compared names and skipped (22, 'green').
+    pred = sql.key_after(["id", COLORS], [22, "red"])
+    assert pred == ("((`id` > %s) OR (`id` = %s AND `e` IN (%s, %s, %s)))", [22, 22, 2, 3, 4])
+    # Equality keeps the name (exact, and no filesort); "before" lists the smaller numbers, 0 (the
+    # '' error value) first.
+    assert sql.key_after([COLORS, "id"], ["blue", 5]) == (
+        "((`e` IN (%s)) OR (`e` = %s AND `id` > %s))",
+        [4, "blue", 5],
+    )
+    assert sql.key_at_or_before([COLORS], ["green"]) == ("((`e` IN (%s, %s, %s)))", [0, 1, 2])
+    assert sql.key_at_or_before([COLORS, "id"], ["red", 5]) == (
+        "((`e` IN (%s)) OR (`e` = %s AND `id` <= %s))",
+        [0, "red", 5],
+    )
+
+
+def test_enum_after_the_last_member_drops_the_impossible_term() -> None:
+    assert sql.key_after([COLORS, "id"], ["orange", 5]) == ("((`e` = %s AND `id` > %s))", ["orange", 5])
+    assert sql.key_after([COLORS], ["orange"]) == ("(FALSE)", [])
+
+
+def test_enum_member_numbers() -> None:
+    assert [COLORS.arg(m) for m in ("red", "green", "blue", "orange")] == [1, 2, 3, 4]
+    assert COLORS.arg("") == 0  # what a non-strict server stores for a non-member
+    assert COLORS.arg("GREEN") == 2  # information_schema may report members in lower case
+    assert COLORS.arg(3) == 3
+    with pytest.raises(ValueError, match="not a member"):
+        COLORS.arg("purple")
+    with_empty = sql.Col("e", sql.Kind.ENUM, ("", "a"))
+    assert with_empty.arg("") == 1  # '' is a real member here
+
+
+def test_set_compares_by_bitmask() -> None:
+    flags = sql.Col.of("s", "set", ("a", "b", "c"))
+    assert flags.kind is sql.Kind.SET
+    assert [flags.arg(v) for v in ("", "a", "b", "a,b", "c", "a,b,c")] == [0, 1, 2, 3, 4, 7]
+    assert flags.arg(frozenset({"c", "a"})) == 5
+    assert sql.key_after([flags], ["a,c"]) == ("((`s` IN (%s, %s)))", [6, 7])
+    many = sql.Col.of("s", "set", [f"m{i}" for i in range(11)])  # 2048 bitmasks: too many to list
+    assert many.domain is None
+    assert sql.key_after([many], ["m0,m10"]) == ("((`s` > %s))", [1025])
+
+
+def test_large_enum_falls_back_to_a_plain_comparison() -> None:
+    big = sql.Col.of("e", "enum", [f"v{i}" for i in range(sql.MAX_IN_LIST)])
+    assert big.domain is None
+    assert sql.key_after([big], ["v9"]) == ("((`e` > %s))", [10])
+
+
+def test_bit_compares_as_an_unsigned_integer() -> None:
+    # A _binary literal compared with a BIT column selects nothing on a real server.
+    bits = sql.Col.of("b", "bit")
+    assert bits.arg(b"\x13\x88") == 5000
+    assert bits.arg(b"\xff" * 8) == 2**64 - 1
+    assert sql.key_after([bits], [b"\x01"]) == ("((`b` > %s))", [1])
+
+
+def test_float_columns_are_read_as_double() -> None:
+    floats = sql.Col.of("f", "float")
+    assert floats.read == "CAST(`f` AS DOUBLE)"
+    assert sql.Col.of("d", "double").read == "`d`"
+    assert sql.read_list(["id", floats]) == "`id`, CAST(`f` AS DOUBLE)"
+
+
+@pytest.mark.parametrize(
+    ("data_type", "kind"),
+    [
+        ("enum", sql.Kind.ENUM),
+        ("SET", sql.Kind.SET),
+        ("bit", sql.Kind.BIT),
+        ("float", sql.Kind.FLOAT),
+        ("double", sql.Kind.VALUE),
+        ("decimal", sql.Kind.VALUE),
+        ("year", sql.Kind.VALUE),
+        ("datetime", sql.Kind.VALUE),
+        ("bigint", sql.Kind.VALUE),
+        ("varbinary", sql.Kind.VALUE),
+        ("varchar", sql.Kind.VALUE),
+    ],
+)
+def test_col_kinds(data_type: str, kind: sql.Kind) -> None:
+    col = sql.Col.of("c", data_type, ("x",))
+    assert col.kind is kind
+    assert col.members == (("x",) if kind in (sql.Kind.ENUM, sql.Kind.SET) else ())
+
+
+_COND = re.compile(r"`((?:[^`]|``)+)` (=|>|<|<=) %s|`((?:[^`]|``)+)` IN \(((?:%s, )*%s)\)")
+
+
+def evaluate(pred: sql.Statement, row: dict[str, int]) -> bool:
+    """Evaluate a keyset predicate's text with its arguments against a row of numbers, as SQL would."""
+    text, pending = pred.text, list(pred.args)
     assert text.startswith("(") and text.endswith(")")
-    terms = text[1:-1].split(" OR ")
-    pending = list(args)
+    if text == "(FALSE)":
+        return False
     result = False
-    for term in terms:
+    for term in text[1:-1].split(" OR "):
         assert term.startswith("(") and term.endswith(")"), term
         holds = True
         for cond in term[1:-1].split(" AND "):
             match = _COND.fullmatch(cond)
             assert match is not None, cond
-            column, op = match.group(1).replace("``", "`"), match.group(2)
-            value = pending.pop(0)
-            assert isinstance(value, int)
-            holds = holds and (row[column] == value if op == "=" else row[column] > value)
+            if match.group(1) is not None:
+                column, op = match.group(1).replace("``", "`"), match.group(2)
+                value = pending.pop(0)
+                assert isinstance(value, int)
+                ops = {"=": row[column] == value, ">": row[column] > value, "<": row[column] < value}
+                holds = holds and ops.get(op, row[column] <= value)
+            else:
+                column = match.group(3).replace("``", "`")
+                listed = [pending.pop(0) for _ in range(match.group(4).count("%s"))]
+                holds = holds and row[column] in listed
         result = result or holds
     assert not pending, "every argument is consumed, in order"
     return result
@@ -161,47 +299,49 @@ def evaluate_key_after(text: str, args: Sequence[object], row: dict[str, int]) -
 _NAMES = ["a", "b`b", "c c"]
 
 
-@given(
-    st.integers(min_value=1, max_value=3).flatmap(
-        lambda n: st.tuples(
-            st.tuples(*[st.integers(-3, 3)] * n),
-            st.lists(st.tuples(*[st.integers(-3, 3)] * n), min_size=1, max_size=10),
-        )
-    )
+def _key(width: int, enum_at: int | None) -> list[sql.Col]:
+    # Numbers -3..3 stand for the values; an ENUM column's members 1..4 (0 = the '' error value).
+    return [
+        sql.Col(n, sql.Kind.ENUM, ("w", "x", "y", "z")) if i == enum_at else sql.Col(n)
+        for i, n in enumerate(_NAMES[:width])
+    ]
+
+
+def _values(key: list[sql.Col]) -> st.SearchStrategy[tuple[int, ...]]:
+    return st.tuples(*[st.integers(0, 4) if c.kind is sql.Kind.ENUM else st.integers(-3, 3) for c in key])
+
+
+_keys = st.integers(min_value=1, max_value=3).flatmap(
+    lambda n: st.sampled_from([None, *range(n)]).map(lambda at: _key(n, at))
 )
+
+
+@given(_keys.flatmap(lambda key: st.tuples(st.just(key), _values(key), st.lists(_values(key), min_size=1))))
 @FAST
-def test_key_after_is_lexicographic(case: tuple[tuple[int, ...], list[tuple[int, ...]]]) -> None:
-    after, rows = case
-    key = _NAMES[: len(after)]
-    text = sql.key_after(key)
-    args = sql.key_after_args(after)
+def test_key_after_is_lexicographic(
+    case: tuple[list[sql.Col], tuple[int, ...], list[tuple[int, ...]]],
+) -> None:
+    key, after, rows = case
     for row_key in rows:
-        row = dict(zip(key, row_key, strict=True))
-        assert evaluate_key_after(text, args, row) == (row_key > after), (after, row_key)
+        row = dict(zip(_NAMES, row_key, strict=False))
+        assert evaluate(sql.key_after(key, after), row) == (row_key > after), (after, row_key)
+        assert evaluate(sql.key_at_or_before(key, after), row) == (row_key <= after), (after, row_key)
 
 
 @given(
-    st.integers(min_value=1, max_value=3).flatmap(
-        lambda n: st.tuples(
-            st.tuples(*[st.integers(-3, 3)] * n),
-            st.tuples(*[st.integers(-3, 3)] * n),
-            st.lists(st.tuples(*[st.integers(-3, 3)] * n), min_size=1, max_size=10),
-        )
+    _keys.flatmap(
+        lambda key: st.tuples(st.just(key), _values(key), _values(key), st.lists(_values(key), min_size=1))
     )
 )
 @FAST
 def test_range_predicate_is_half_open(
-    case: tuple[tuple[int, ...], tuple[int, ...], list[tuple[int, ...]]],
+    case: tuple[list[sql.Col], tuple[int, ...], tuple[int, ...], list[tuple[int, ...]]],
 ) -> None:
-    """checksum_range/select_range use ``after(lower) AND NOT after(upper)``: exactly (lower, upper]."""
-    lower, upper, rows = case
-    key = _NAMES[: len(lower)]
-    text = sql.key_after(key)
+    """checksum_range/select_range use ``after(lower) AND at_or_before(upper)``: exactly (lower, upper]."""
+    key, lower, upper, rows = case
     for row_key in rows:
-        row = dict(zip(key, row_key, strict=True))
-        inside = evaluate_key_after(text, sql.key_after_args(lower), row) and not evaluate_key_after(
-            text, sql.key_after_args(upper), row
-        )
+        row = dict(zip(_NAMES, row_key, strict=False))
+        inside = evaluate(sql.key_after(key, lower), row) and evaluate(sql.key_at_or_before(key, upper), row)
         assert inside == (lower < row_key <= upper)
 
 
@@ -209,33 +349,40 @@ def test_range_predicate_is_half_open(
 
 
 def test_select_chunk_first_chunk() -> None:
-    assert sql.select_chunk("db", "t", ["id", "v"], ["id"], after=False, limit=100) == (
-        "SELECT `id`, `v` FROM `db`.`t` ORDER BY `id` LIMIT 100 LOCK IN SHARE MODE"
+    assert sql.select_chunk("db", "t", ["id", "v"], ["id"], after=None, limit=100) == (
+        "SELECT `id`, `v` FROM `db`.`t` ORDER BY `id` LIMIT 100 LOCK IN SHARE MODE",
+        [],
     )
 
 
 def test_select_chunk_after_key() -> None:
-    assert sql.select_chunk("db", "t", ["a", "b", "v"], ["a", "b"], after=True, limit=50) == (
+    assert sql.select_chunk("db", "t", ["a", "b", "v"], ["a", "b"], after=(1, 2), limit=50) == (
         "SELECT `a`, `b`, `v` FROM `db`.`t` WHERE ((`a` > %s) OR (`a` = %s AND `b` > %s)) "
-        "ORDER BY `a`, `b` LIMIT 50 LOCK IN SHARE MODE"
+        "ORDER BY `a`, `b` LIMIT 50 LOCK IN SHARE MODE",
+        [1, 1, 2],
     )
 
 
 def test_select_chunk_without_lock() -> None:
-    assert sql.select_chunk("db", "t", ["id"], ["id"], after=True, limit=10, lock=False) == (
+    assert sql.select_chunk("db", "t", ["id"], ["id"], after=(3,), limit=10, lock=False).text == (
         "SELECT `id` FROM `db`.`t` WHERE ((`id` > %s)) ORDER BY `id` LIMIT 10"
     )
 
 
 def test_select_chunk_locks_by_default() -> None:
-    text = sql.select_chunk("db", "t", ["id"], ["id"], after=False, limit=42)
+    text = sql.select_chunk("db", "t", ["id"], ["id"], after=None, limit=42).text
     assert text.endswith("LIMIT 42 LOCK IN SHARE MODE")
     assert "FOR SHARE" not in text  # MariaDB does not accept it
 
 
-def test_select_chunk_placeholders_match_args() -> None:
-    text = sql.select_chunk("db", "t", ["a", "b", "c", "v"], ["a", "b", "c"], after=True, limit=5)
-    assert text.count("%s") == len(sql.key_after_args((1, 2, 3)))
+def test_select_chunk_reads_floats_exactly_and_compares_enums_by_number() -> None:
+    f = sql.Col.of("f", "float")
+    stmt = sql.select_chunk("db", "t", ["id", COLORS, f], ["id", COLORS], after=(1, "blue"), limit=5)
+    assert stmt.text.startswith("SELECT `id`, `e`, CAST(`f` AS DOUBLE) FROM `db`.`t` WHERE ")
+    assert stmt.text.count("%s") == len(stmt.args) and stmt.args == [1, 1, 4]
+    # BIT compares as a number in equalities too.
+    bits = sql.Col.of("b", "bit")
+    assert sql.key_after([bits, "id"], [b"\x01", 2]).args == [1, 1, 2]
 
 
 # --------------------------------------------------------------------------- RENAME
@@ -395,48 +542,49 @@ _CHECKSUM_HEAD = (
 
 def test_row_digest() -> None:
     assert sql.row_digest(["id", "v"]) == _DIGEST
+    assert sql.row_digest(["id", sql.Col.of("f", "float")]) == (
+        "MD5(CONCAT_WS('#', `id`, CAST(`f` AS DOUBLE), ISNULL(`id`), ISNULL(`f`)))"
+    )
 
 
-@pytest.mark.parametrize(
-    ("lower", "upper", "where"),
-    [
-        (False, False, ""),
-        (True, False, " WHERE ((`id` > %s))"),
-        (False, True, " WHERE NOT ((`id` > %s))"),
-        (True, True, " WHERE ((`id` > %s)) AND NOT ((`id` > %s))"),
-    ],
-)
-def test_checksum_range_shapes(lower: bool, upper: bool, where: str) -> None:
-    text = sql.checksum_range("db", "t", ["id", "v"], ["id"], lower=lower, upper=upper)
-    assert text == _CHECKSUM_HEAD + where
+_RANGES = [
+    (None, None, "", []),
+    ((1,), None, " WHERE ((`id` > %s))", [1]),
+    (None, (9,), " WHERE ((`id` <= %s))", [9]),
+    ((1,), (9,), " WHERE ((`id` > %s)) AND ((`id` <= %s))", [1, 9]),
+]
+
+
+@pytest.mark.parametrize(("lower", "upper", "where", "args"), _RANGES)
+def test_checksum_range_shapes(
+    lower: tuple[int] | None, upper: tuple[int] | None, where: str, args: list[int]
+) -> None:
+    stmt = sql.checksum_range("db", "t", ["id", "v"], ["id"], lower=lower, upper=upper)
+    assert stmt == (_CHECKSUM_HEAD + where, args)
 
 
 def test_checksum_range_composite_key() -> None:
-    text = sql.checksum_range("db", "t", ["id", "v"], ["id", "v"], lower=True, upper=True)
-    pred = "((`id` > %s) OR (`id` = %s AND `v` > %s))"
-    assert text == f"{_CHECKSUM_HEAD} WHERE {pred} AND NOT {pred}"
-    assert text.count("%s") == 2 * len(sql.key_after_args((1, 2)))
+    stmt = sql.checksum_range("db", "t", ["id", "v"], ["id", "v"], lower=(1, "a"), upper=(5, "b"))
+    after = "((`id` > %s) OR (`id` = %s AND `v` > %s))"
+    before = "((`id` < %s) OR (`id` = %s AND `v` <= %s))"
+    assert stmt == (f"{_CHECKSUM_HEAD} WHERE {after} AND {before}", [1, 1, "a", 5, 5, "b"])
 
 
 def test_key_boundary_shapes() -> None:
-    assert sql.key_boundary("db", "t", ["a", "b"], after=False, step=100) == (
-        "SELECT `a`, `b` FROM `db`.`t` ORDER BY `a`, `b` LIMIT 1 OFFSET 99"
+    assert sql.key_boundary("db", "t", ["a", "b"], after=None, step=100) == (
+        "SELECT `a`, `b` FROM `db`.`t` ORDER BY `a`, `b` LIMIT 1 OFFSET 99",
+        [],
     )
-    assert sql.key_boundary("db", "t", ["id"], after=True, step=1) == (
-        "SELECT `id` FROM `db`.`t` WHERE ((`id` > %s)) ORDER BY `id` LIMIT 1 OFFSET 0"
+    assert sql.key_boundary("db", "t", ["id"], after=(4,), step=1) == (
+        "SELECT `id` FROM `db`.`t` WHERE ((`id` > %s)) ORDER BY `id` LIMIT 1 OFFSET 0",
+        [4],
     )
 
 
-@pytest.mark.parametrize(
-    ("lower", "upper", "where"),
-    [
-        (False, False, ""),
-        (True, False, " WHERE ((`id` > %s))"),
-        (False, True, " WHERE NOT ((`id` > %s))"),
-        (True, True, " WHERE ((`id` > %s)) AND NOT ((`id` > %s))"),
-    ],
-)
-def test_select_range_shapes(lower: bool, upper: bool, where: str) -> None:
-    text = sql.select_range("db", "t", ["id", "v"], ["id"], lower=lower, upper=upper)
-    assert text == f"SELECT `id`, `v` FROM {D}{where} ORDER BY `id`"
-    assert "LOCK IN SHARE MODE" not in text
+@pytest.mark.parametrize(("lower", "upper", "where", "args"), _RANGES)
+def test_select_range_shapes(
+    lower: tuple[int] | None, upper: tuple[int] | None, where: str, args: list[int]
+) -> None:
+    stmt = sql.select_range("db", "t", ["id", "v"], ["id"], lower=lower, upper=upper)
+    assert stmt == (f"SELECT `id`, `v` FROM {D}{where} ORDER BY `id`", args)
+    assert "LOCK IN SHARE MODE" not in stmt.text

@@ -1,0 +1,198 @@
+"""Every statement shape the copier, the writer and verify send uses the key (EXPLAIN on mariadbd).
+
+The statements come from the same builders the code calls (``tablemover.sql``), with arguments
+built the same way (``Col.of`` from the inspected schema), so a builder that regresses to a shape
+the optimizer runs as a scan fails here. Tables hold a few thousand rows and are ANALYZEd, so the
+optimizer has no "the table is tiny, scan it" excuse. Keys: one column; two columns (INT, VARCHAR
+in utf8mb4_unicode_ci); three columns with the ENUM first and with it in the middle.
+
+A statement fails on ``access_type`` ALL (full table scan) or ``index`` (full index scan), with one
+exception: a statement with a LIMIT and no WHERE (the first chunk read, the first verify
+boundary) reads the index from its start and stops after LIMIT (+ OFFSET) entries, so the "full
+index scan" is bounded by the chunk size. Reads in key order with a LIMIT must also not sort
+(``filesort``): a sort reads the whole range before the LIMIT applies.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conftest import MoveEnv
+from tablemover import sql
+from tablemover.config import load_config
+from tablemover.db import close, connect
+from tablemover.schema import TableSchema, inspect_table
+
+TABLES = {
+    "single": (
+        "CREATE TABLE single (id INT NOT NULL PRIMARY KEY, v VARCHAR(20), n INT)",
+        "INSERT INTO single SELECT seq * 3, CONCAT('v', seq), seq % 7 FROM seq_1_to_5000",
+    ),
+    "comp2": (
+        "CREATE TABLE comp2 (a INT NOT NULL, s VARCHAR(20) COLLATE utf8mb4_unicode_ci NOT NULL, v INT, "
+        "PRIMARY KEY (a, s))",
+        "INSERT INTO comp2 SELECT seq DIV 10, CONCAT('k', seq), seq FROM seq_1_to_5000",
+    ),
+    "enum_first": (
+        "CREATE TABLE enum_first (e ENUM('red','green','blue','orange') NOT NULL, a INT NOT NULL, "
+        "s VARCHAR(20) NOT NULL, v INT, PRIMARY KEY (e, a, s))",
+        "INSERT INTO enum_first SELECT ELT(1 + seq % 4, 'red', 'green', 'blue', 'orange'), seq DIV 20, "
+        "CONCAT('s', seq % 9), seq FROM seq_1_to_6000",
+    ),
+    "enum_middle": (
+        "CREATE TABLE enum_middle (a INT NOT NULL, e ENUM('red','green','blue','orange') NOT NULL, "
+        "s VARCHAR(20) NOT NULL, v INT, PRIMARY KEY (a, e, s))",
+        "INSERT INTO enum_middle SELECT seq DIV 40, ELT(1 + seq % 4, 'red', 'green', 'blue', 'orange'), "
+        "CONCAT('s', seq), seq FROM seq_1_to_6000",
+    ),
+}
+ROW_COUNTS = (1, 2, 50)
+
+
+def _accesses(plan: Any) -> Iterator[dict[str, Any]]:
+    """Every table access node of an EXPLAIN FORMAT=JSON plan."""
+    if isinstance(plan, dict):
+        if "access_type" in plan:
+            yield plan
+        for value in plan.values():
+            yield from _accesses(value)
+    elif isinstance(plan, list):
+        for value in plan:
+            yield from _accesses(value)
+
+
+class Explainer:
+    """Runs EXPLAIN FORMAT=JSON for a statement and its arguments on the target, as root."""
+
+    def __init__(self, move: MoveEnv) -> None:
+        self.conn = move.target.admin(move.target_database)
+
+    def plan(self, text: str, args: list[object]) -> tuple[str, dict[str, Any]]:
+        with self.conn.cursor() as cur:
+            statement = cur.mogrify(text, args) if args else text
+            cur.execute(f"EXPLAIN FORMAT=JSON {statement}")
+            row = cur.fetchone()
+        assert row is not None
+        return statement, json.loads(row[0])
+
+    def assert_uses_key(self, what: str, text: str, args: list[object], *, writes_rows: bool = False) -> None:
+        statement, plan = self.plan(text, args)
+        accesses = list(_accesses(plan))
+        shown = f"{what}: {statement[:300]}\n{json.dumps(plan, indent=1)[:3000]}"
+        if writes_rows:
+            # INSERT / REPLACE ... VALUES: the server looks rows up by unique key; the plan lists no
+            # table access at all, and must never list a scan.
+            assert all(a["access_type"] not in ("ALL", "index") for a in accesses), shown
+            return
+        assert accesses, f"no table access listed (impossible WHERE?): {shown}"
+        bounded = " LIMIT " in text and " WHERE " not in text
+        for access in accesses:
+            allowed = {"ALL"} if bounded else {"ALL", "index"}
+            assert access["access_type"] not in allowed, shown
+            assert access.get("key") in ("PRIMARY", None) or access["access_type"] != "index", shown
+        if " LIMIT " in text:
+            assert "filesort" not in json.dumps(plan), f"sorts before the LIMIT: {shown}"
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def explainer(move: MoveEnv) -> Iterator[Explainer]:
+    move.target.execute(f"CREATE DATABASE IF NOT EXISTS `{move.target_database}`")
+    for ddl, fill in TABLES.values():
+        move.tgt(ddl, fill)
+    move.tgt(f"ANALYZE TABLE {', '.join(TABLES)}")
+    ex = Explainer(move)
+    yield ex
+    ex.close()
+
+
+async def _schema(move: MoveEnv, table: str) -> TableSchema:
+    config = load_config(move.config([table]))
+    conn = await connect(config.target, "target")
+    try:
+        return await inspect_table(conn, move.target_database, table)
+    finally:
+        await close(conn)
+
+
+def _cols(schema: TableSchema, names: tuple[str, ...]) -> list[sql.Col]:
+    return [sql.Col.of(c.name, c.data_type, c.enum_values) for c in map(schema.column, names)]
+
+
+def _rows(move: MoveEnv, schema: TableSchema) -> list[tuple[Any, ...]]:
+    """Every row (writable columns) in key order, as the copier reads them (names for ENUMs)."""
+    names = ", ".join(sql.quote_ident(c.name) for c in schema.writable_columns)
+    order = sql.column_list(schema.chunk_key or ())
+    return [tuple(r) for r in move.tgt(f"SELECT {names} FROM {schema.name} ORDER BY {order}")]
+
+
+@pytest.mark.parametrize("table", list(TABLES))
+async def test_every_statement_shape_uses_the_key(move: MoveEnv, explainer: Explainer, table: str) -> None:
+    db = move.target_database
+    schema = await _schema(move, table)
+    key_names = schema.chunk_key
+    assert key_names is not None
+    columns = _cols(schema, tuple(c.name for c in schema.writable_columns))
+    key = _cols(schema, key_names)
+    positions = [columns.index(k) for k in key]
+    rows = _rows(move, schema)
+    keys = [tuple(r[p] for p in positions) for r in rows]
+    lower, upper = keys[len(keys) // 3], keys[2 * len(keys) // 3]
+    # The last key with the ENUM's last member: "after" it drops the empty IN list.
+    lower_keys = [lower, next(k for k in reversed(keys) if "orange" not in k)]
+    lower_keys += [k for k in keys if "orange" in k][:1]
+
+    # --- the writer: deletes by key, upserts (binlog REPLACE, copy INSERT keeping existing rows)
+    names = [c.name for c in schema.writable_columns]
+    for n in ROW_COUNTS:
+        picked = [rows[i * len(rows) // n] for i in range(n)]
+        picked_keys = [tuple(r[p] for p in positions) for r in picked]
+        explainer.assert_uses_key(
+            f"delete {n}", sql.delete_keys(db, table, key_names, n), [v for k in picked_keys for v in k]
+        )
+        flat = [v for r in picked for v in r]
+        explainer.assert_uses_key(
+            f"replace {n}", sql.insert_rows(db, table, names, n, verb="REPLACE"), flat, writes_rows=True
+        )
+        keep = sql.insert_rows(db, table, names, n, keep_existing_on=key_names[0])
+        explainer.assert_uses_key(f"insert keeping {n}", keep, flat, writes_rows=True)
+
+    # --- the copier: chunk reads from the start and after a key
+    for limit in ROW_COUNTS:
+        first = sql.select_chunk(db, table, columns, key, after=None, limit=limit)
+        explainer.assert_uses_key(f"first chunk of {limit}", first.text, first.args)
+        for after in lower_keys:
+            chunk = sql.select_chunk(db, table, columns, key, after=after, limit=limit)
+            explainer.assert_uses_key(f"chunk of {limit} after {after}", chunk.text, chunk.args)
+
+    # --- verify: chunk boundaries, range checksums and range reads. Verify sends a range with
+    # neither bound only for a table smaller than one chunk (a scan of fewer than VERIFY_CHUNK rows).
+    for step in (1, 2, 50, 2000):
+        first = sql.key_boundary(db, table, key, after=None, step=step)
+        explainer.assert_uses_key(f"first boundary {step}", first.text, first.args)
+        for after in lower_keys:
+            boundary = sql.key_boundary(db, table, key, after=after, step=step)
+            explainer.assert_uses_key(f"boundary {step} after {after}", boundary.text, boundary.args)
+    for low, high in ((lower, upper), (None, upper), (lower, None), (lower_keys[-1], None)):
+        checksum = sql.checksum_range(db, table, columns, key, lower=low, upper=high)
+        explainer.assert_uses_key(f"checksum ({low}, {high}]", checksum.text, checksum.args)
+        select = sql.select_range(db, table, columns, key, lower=low, upper=high)
+        explainer.assert_uses_key(f"range read ({low}, {high}]", select.text, select.args)
+
+
+def test_the_old_composite_delete_shape_was_a_full_scan(move: MoveEnv, explainer: Explainer) -> None:
+    """The check above can fail: ``(a, b) IN ((%s, %s))`` is the scan this file guards against."""
+    statement, plan = explainer.plan("DELETE FROM comp2 WHERE (a, s) IN ((%s, %s))", [5, "k55"])
+    assert [a["access_type"] for a in _accesses(plan)] == ["ALL"], statement
+    with pytest.raises(AssertionError):
+        explainer.assert_uses_key("old delete", "DELETE FROM comp2 WHERE (a, s) IN ((%s, %s))", [5, "k55"])
+    # And an ENUM compared with ">" is never an index range, by name or by number.
+    for value in ("'green'", "2"):
+        _, plan = explainer.plan(f"SELECT v FROM enum_first WHERE e > {value}", [])
+        assert [a["access_type"] for a in _accesses(plan)] in (["ALL"], ["index"])
