@@ -1,7 +1,9 @@
 """Shared fixtures: real source/target mariadbd pairs and a fresh move per test.
 
 Servers are session-scoped (starting a pair takes ~1.5 s); every test gets its own schemas
-(``tm_<random>``), so tests never see each other's tables, checkpoints or binlog positions.
+(``tm_<random>``), so tests never see each other's tables, checkpoints or binlog positions. The
+fault tests (tests/faults) restart and kill servers, so they get a pair of their own
+(``fault_pair``): the shared ``pair`` never goes down under another test.
 """
 
 from __future__ import annotations
@@ -29,14 +31,30 @@ from tablemover.local.mariadb import (
 TEST_SCHEMA_GRANT = "tm\\_%"
 
 
-def _start(row_metadata: str, tmp_path_factory: pytest.TempPathFactory) -> LocalPair:
+# The fault tests find each daemon connection's role by the statements it ran
+# (performance_schema.events_statements_history) and its client process (session_connect_attrs).
+FAULT_SERVER_ARGS = (
+    "--performance-schema=ON",
+    "--performance-schema-consumer-events-statements-current=ON",
+    "--performance-schema-consumer-events-statements-history=ON",
+)
+
+
+def _start(
+    row_metadata: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    name: str = "",
+    extra_args: tuple[str, ...] = (),
+) -> LocalPair:
     if find_mariadbd() is None:
         pytest.fail(
             "mariadbd is not installed: run `make setup` (it installs mariadb-server). "
             "Integration tests need real servers and never fall back to mocks.",
             pytrace=False,
         )
-    pair = start_pair(row_metadata=row_metadata, root=tmp_path_factory.mktemp(f"servers-{row_metadata}"))
+    root = tmp_path_factory.mktemp(f"servers-{name or row_metadata}")
+    pair = start_pair(row_metadata=row_metadata, root=root, extra_args=extra_args)
     grant_mover(pair, TEST_SCHEMA_GRANT)
     return pair
 
@@ -53,6 +71,14 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPair]:
 def pair_minimal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPair]:
     """Source + target with binlog_row_metadata=MINIMAL: no column names in row events."""
     p = _start("MINIMAL", tmp_path_factory)
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="session")
+def fault_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPair]:
+    """A source + target of the fault tests alone: they restart, kill and lock these servers."""
+    p = _start("FULL", tmp_path_factory, name="faults", extra_args=FAULT_SERVER_ARGS)
     yield p
     p.stop()
 
@@ -75,6 +101,7 @@ class MoveEnv:
     workdir: Path
     name: str = "t"
     extra_env: dict[str, str] = field(default_factory=dict)
+    procs: list[subprocess.Popen[str]] = field(default_factory=list)  # what popen started
 
     @property
     def source(self) -> LocalMariaDB:
@@ -130,13 +157,15 @@ class MoveEnv:
         """Start ``tablemover ARGS`` in the background; output goes to a log file in workdir."""
         full_env = {**os.environ, **self.extra_env, **(env or {})}
         log = open(self.workdir / "daemon.log", "a")  # noqa: SIM115 - owned by the child process
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "tablemover", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
             env=full_env,
         )
+        self.procs.append(proc)
+        return proc
 
 
 def _new_move(pair: LocalPair, tmp_path: Path) -> Iterator[MoveEnv]:
@@ -152,6 +181,23 @@ def _new_move(pair: LocalPair, tmp_path: Path) -> Iterator[MoveEnv]:
 def move(pair: LocalPair, tmp_path: Path) -> Iterator[MoveEnv]:
     """A fresh move on the FULL-metadata pair."""
     yield from _new_move(pair, tmp_path)
+
+
+@pytest.fixture
+def fault_move(fault_pair: LocalPair, tmp_path: Path) -> Iterator[MoveEnv]:
+    """A fresh move on the fault pair; whatever a failed test left behind is put right after it."""
+    moves = _new_move(fault_pair, tmp_path)
+    env = next(moves)
+    yield env
+    for proc in env.procs:  # a daemon a failed test left running would hold its move's lock
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    for server in (fault_pair.source, fault_pair.target):
+        if not server.running:  # the test failed while the server was down
+            server.restart()
+    fault_pair.target.execute("SET GLOBAL innodb_lock_wait_timeout = DEFAULT")
+    next(moves, None)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from tablemover import __version__, log
 from tablemover import checkpoint as cpstore
 from tablemover.config import Config, example_config, load_config
 from tablemover.db import close, connect
-from tablemover.errors import BadInput, TablemoverError
+from tablemover.errors import BadInput, MoveFailed, TablemoverError
 
 EXIT_DIFFERENT = 4
 
@@ -109,7 +109,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if anyio.run(daemon_listening, config.socket_path):
         status = anyio.run(request, config.socket_path, "status")
-        status.pop("ok", None)
+        if not status.pop("ok", True):
+            raise MoveFailed(f"the daemon could not answer `status`: {status.get('error', status)}")
     else:
         status = anyio.run(_status_from_checkpoint, config)
     failed = status.get("state") == "FAILED"

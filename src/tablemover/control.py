@@ -1,4 +1,5 @@
-"""The control socket: a unix socket (mode 0600) where CLI commands reach the running daemon.
+"""The control socket: a unix socket (mode 0660: the service user and its group) where CLI commands
+reach the running daemon.
 
 Protocol: one JSON object per connection, one line each way: ``{"cmd": "cutover"}`` ->
 ``{"ok": true, ...}``. Small on purpose; ``socat - UNIX-CONNECT:/run/tablemover/orders.sock``
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,6 +24,7 @@ from tablemover.log import event
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_REQUEST = 64 * 1024
+REPLY_TIMEOUT_S = 2.0  # a client that does not read its reply cannot hold a stopping daemon up
 
 
 class ControlServer:
@@ -43,7 +46,9 @@ class ControlServer:
             )
         with contextlib.suppress(FileNotFoundError):
             await anyio.Path(path).unlink()
-        old_umask = os.umask(0o177)  # the socket is created 0600: only our user may steer the move
+        # Created 0660: our user and its group may steer the move (under systemd, operators join
+        # the tablemover group; /run/tablemover is 0750, so nobody else can even reach the socket).
+        old_umask = os.umask(0o117)
         try:
             listener = await anyio.create_unix_listener(path)
         finally:
@@ -57,6 +62,16 @@ class ControlServer:
             # Shielded: this runs while the serve task is being cancelled at shutdown.
             with anyio.CancelScope(shield=True), contextlib.suppress(FileNotFoundError):
                 await anyio.Path(path).unlink()
+
+    @staticmethod
+    async def _call(handler: Handler, request: dict[str, Any]) -> dict[str, Any]:
+        # A handler that fails answers with the error: an exception escaping here would end the
+        # listener's task group, and with it the daemon, over a status request.
+        try:
+            return await handler(request)
+        except Exception as exc:
+            event("control request failed", logging.WARNING, cmd=str(request.get("cmd")), error=repr(exc))
+            return {"ok": False, "error": f"the daemon could not answer {request.get('cmd')!r}: {exc!r}"}
 
     async def _handle(self, stream: SocketStream) -> None:
         async with stream:
@@ -74,10 +89,15 @@ class ControlServer:
                         "commands": sorted(self.handlers),
                     }
                 else:
-                    reply = await handler(request)
+                    reply = await self._call(handler, request)
             except (json.JSONDecodeError, TimeoutError, anyio.EndOfStream, AttributeError) as exc:
                 reply = {"ok": False, "error": f"bad request: {exc}"}
-            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            # Shielded: a command that stops the daemon (abort) may cancel this very task while
+            # it answers; the operator must still get the reply that says the command was taken.
+            with (
+                anyio.move_on_after(REPLY_TIMEOUT_S, shield=True),
+                contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError),
+            ):
                 await stream.send((json.dumps(reply, default=str) + "\n").encode())
 
 

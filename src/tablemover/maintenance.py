@@ -2,42 +2,80 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from tablemover import checkpoint as cpstore
+from tablemover.checkpoint import Checkpoint
 from tablemover.config import Config
 from tablemover.cutover import SourceTables, inspect_source
 from tablemover.db import close, connect, execute, query
 from tablemover.errors import MoveFailed, MoveOwned, SafetyRefusal
 from tablemover.machine import PAST_POINT_OF_NO_RETURN, State
-from tablemover.ownership import is_owned
+from tablemover.ownership import MoveLock, is_owned
 from tablemover.schema import table_exists
 from tablemover.sql import qualified
 
 
+@asynccontextmanager
+async def _owning(config: Config, refusal: str) -> AsyncIterator[None]:
+    """Hold the move's lock while an offline command changes the move.
+
+    Checking that no daemon runs it is not enough: one could start between the check and the
+    change. Holding the lock, a daemon starting meanwhile is the one refused (exit 2).
+    ``refusal`` is the message when a daemon holds it, with ``{owner}`` for who that is.
+    """
+    lock = MoveLock(config)
+    try:
+        await lock.acquire(record=False, announce=False)
+    except MoveOwned:
+        owner = await is_owned(config) or "it stopped just now"
+        raise MoveOwned(refusal.format(owner=owner)) from None
+    try:
+        yield
+    finally:
+        await lock.release()
+
+
 async def abort_offline(config: Config) -> str:
     """Record ABORTED for a move that is not running (PREPARED or COPYING only)."""
-    owner = await is_owned(config)
-    if owner:
-        raise MoveOwned(
-            f"move {config.move.name!r} is run by a daemon whose control socket is not here ({owner}): "
-            "abort it on its host (`tablemover abort -c FILE` there); nothing was changed."
-        )
+    refusal = (
+        f"move {config.move.name!r} is run by a daemon whose control socket is not here ({{owner}}): "
+        "abort it on its host (`tablemover abort -c FILE` there); nothing was changed."
+    )
+    async with _owning(config, refusal):
+        cp, previous = await record_abort(config)
+    if cp is None:
+        raise MoveFailed(f"move {config.move.name!r} has no checkpoint on the target: nothing to abort")
+    if previous is State.ABORTED:
+        return f"move {config.move.name} is already ABORTED"
+    return f"move {config.move.name} ABORTED in {previous.value}; `tablemover run` resumes it"
+
+
+async def record_abort(config: Config) -> tuple[Checkpoint | None, State]:
+    """Write ABORTED for a move in PREPARED or COPYING: (the newest checkpoint, the state before).
+
+    The caller makes sure no daemon runs the move (``abort_offline``), or is the daemon that owns
+    it and has stopped its work (an abort that arrived between two attempts). A move with no
+    checkpoint yet gives (None, PREPARED) and one already ABORTED is left as it is; from
+    CUTOVER_STARTED on it refuses (exit 3).
+    """
     target = await connect(config.target, "target", autocommit=False)
     try:
         db = config.move.effective_target_database
         cp = await cpstore.latest(target, db, config.move.name)
-        if cp is None:
-            raise MoveFailed(f"move {config.move.name!r} has no checkpoint on the target: nothing to abort")
-        if cp.state is State.ABORTED:
-            return f"move {config.move.name} is already ABORTED"
+        if cp is None or cp.state is State.ABORTED:
+            return cp, cp.state if cp is not None else State.PREPARED
         if cp.state not in (State.PREPARED, State.COPYING):
             raise SafetyRefusal(
                 f"refusing to abort move {config.move.name!r} in {cp.state.value}: from CUTOVER_STARTED "
                 "on the source tables may already be renamed, so the move can only go forward "
                 "(`tablemover run`)."
             )
-        await cpstore.write(target, db, cp.evolve(state=State.ABORTED, kind=cpstore.KIND_TRANSITION))
+        aborted = cp.evolve(state=State.ABORTED, kind=cpstore.KIND_TRANSITION, detail={})
+        await cpstore.write(target, db, aborted)
         await target.commit()
-        return f"move {config.move.name} ABORTED in {cp.state.value}; `tablemover run` resumes it"
+        return aborted, cp.state
     finally:
         await close(target)
 
@@ -94,12 +132,15 @@ async def discard(config: Config, *, yes: bool) -> list[str]:
     source tables may be renamed (from RENAMED on, or when the source shows renamed tables), and
     for a move that never started here.
     """
-    owner = await is_owned(config)
-    if owner:
-        raise MoveOwned(
-            f"refusing to discard move {config.move.name!r}: a daemon is running it ({owner}). Stop it "
-            "first (`tablemover abort -c FILE` or `systemctl stop`), then discard."
-        )
+    refusal = (
+        f"refusing to discard move {config.move.name!r}: a daemon is running it ({{owner}}). Stop it "
+        "first (`tablemover abort -c FILE` or `systemctl stop`), then discard."
+    )
+    async with _owning(config, refusal):
+        return await _discard(config, yes=yes)
+
+
+async def _discard(config: Config, *, yes: bool) -> list[str]:
     db = config.move.effective_target_database
     target = await connect(config.target, "target")
     try:

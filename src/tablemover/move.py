@@ -6,6 +6,7 @@ machine there, which is all "resume" means.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from asyncmy.errors import MySQLError
 
 from tablemover import checkpoint as cpstore
-from tablemover import faults, gtid, hooks, log, progress
+from tablemover import faults, gtid, hooks, log, maintenance, progress
 from tablemover.apply import TargetWriter, Transition
 from tablemover.blockers import ACCESS_DENIED, METHOD_NONE, detection_method, find_blockers
 from tablemover.changes import WorkItem
@@ -57,6 +58,7 @@ from tablemover.schema import TableSchema, count_rows_estimate, table_exists
 from tablemover.sql import quote_ident, target_create_statement
 from tablemover.stream import BinlogStream, StreamSettings, start_position_sql
 from tablemover.throttle import Readings, reason_kind, throttle_reason
+from tablemover.verify import verify_live
 
 INBOX_SIZE = 64
 ABORTABLE = frozenset({State.PREPARED, State.COPYING})
@@ -129,11 +131,25 @@ class Move:
 
     async def run(self) -> MoveResult:
         """Run (or resume) the move as far as this version goes."""
-        report = await preflight(self.config)
+        # The lock before preflight: a second daemon of this move stops here (exit 2, naming the
+        # owner) having read nothing, and the checkpoint preflight reads cannot go stale before
+        # this daemon acts on it (another daemon might finish or move on in between).
+        with contextlib.suppress(ConnectError):  # preflight names an unreachable target (exit 2)
+            await self.lock.acquire(record=False)
+        try:
+            report = await preflight(self.config)
+            if not self.lock.held:
+                await self.lock.acquire(record=False)
+            await self.lock.record_owner()  # only now: a failed preflight has written nothing
+        except BaseException:
+            await self.lock.release()
+            raise
         self.flavor = report.source_info.flavor
         self.schemas = report.schemas
-        # Before anything changes: a second daemon of this move stops here (exit 2).
-        await self.lock.acquire()
+        if report.checkpoint is not None:
+            # Known from here on (status, abort, hooks), not only once the first attempt reads it.
+            self.checkpoint = report.checkpoint
+        result: MoveResult | None = None
         try:
             async with anyio.create_task_group() as tg:
                 self._outer_scope = tg.cancel_scope
@@ -150,7 +166,25 @@ class Move:
                 )
                 result = await self._run_with_retries(report.checkpoint)
                 tg.cancel_scope.cancel()
-            if self.stop_requested and not self.abort_requested:
+            if self.abort_requested and result is None:
+                # The abort came while no pipeline ran (start-up, or waiting to retry after a
+                # fault), so nothing recorded it: every task has ended, record ABORTED here.
+                if not self.lock.held:
+                    await self.lock.acquire()  # we dropped it after the fault; never write unowned
+                aborted, previous = await maintenance.record_abort(self.config)
+                if aborted is None:
+                    return MoveResult(
+                        State.PREPARED, 0, 0, "aborted before the move started; `tablemover run` starts it"
+                    )
+                self.checkpoint = aborted
+                _state_changed(previous, aborted.state)
+                return MoveResult(
+                    aborted.state,
+                    aborted.rows_copied,
+                    aborted.events_applied,
+                    "aborted by the operator; `tablemover run` resumes the move",
+                )
+            if result is None or (self.stop_requested and not self.abort_requested):
                 return self._stopped_result()
             return result
         except BaseException as exc:
@@ -172,25 +206,47 @@ class Move:
     async def _run_with_retries(self, cp: Checkpoint | None) -> MoveResult:
         """Run attempts until one ends; a transient error restarts from the last committed checkpoint.
 
-        The budget is per outage: an attempt that committed work on the target refills it, so a
-        daemon rides through any number of separate faults but gives up (exit 1) on one that lasts.
+        The budget is per outage: an attempt that committed work on the target (or ran for a whole
+        budget) refills it, so a daemon rides through any number of separate faults but gives up
+        (exit 1) on one that lasts. Reading the checkpoint again is part of the next attempt: a
+        target that is still down fails it, and the same budget decides.
         """
         budget = RetryBudget(self.config.move.retry_budget_s)
+        retrying = False
         while True:
             commits_before = self.commits_total
+            started = time.monotonic()
             try:
+                if retrying:
+                    previous, cp = cp, await self._reload_checkpoint()
+                    # Between attempts this daemon may not hold the move's lock (its connection
+                    # broke), so an operator's offline abort or discard can land: honour it.
+                    if previous is not None and cp is None:
+                        raise MoveFailed(
+                            f"the checkpoint of move {self.config.move.name!r} disappeared from the target "
+                            "while this daemon waited to retry (discarded?); it stopped without changing "
+                            "anything. `tablemover run` starts the move from scratch."
+                        )
+                    newly_aborted = previous is not None and previous.state is not State.ABORTED
+                    if cp is not None and cp.state is State.ABORTED and newly_aborted:
+                        self.checkpoint = cp
+                        return MoveResult(
+                            cp.state, cp.rows_copied, cp.events_applied, "aborted by the operator"
+                        )
                 return await self._attempt(cp)
             except BaseException as exc:
                 error = primary_error(exc)
                 if self.stop_requested or not is_transient(error):
                     raise
-                if self.commits_total > commits_before:
-                    budget.refill()
+                budget.attempt_failed(
+                    committed=self.commits_total > commits_before, lasted_s=time.monotonic() - started
+                )
                 delay = budget.next_delay()
                 if delay is None:
+                    last = describe_error(error).rstrip(".")
                     raise MoveFailed(
                         f"gave up after {budget.attempts} retries over {budget.elapsed_s:.0f} s "
-                        f"(retry_budget_s = {budget.limit_s:g}); last error: {describe_error(error)}. "
+                        f"(retry_budget_s = {budget.limit_s:g}); last error: {last}. "
                         "The checkpoint is intact; run the same command again to resume once the "
                         "cause is fixed."
                     ) from exc
@@ -203,24 +259,17 @@ class Move:
                     outage_s=round(budget.elapsed_s, 1),
                 )
                 await anyio.sleep(delay)
-                cp = await self._reload_checkpoint(budget)
+                retrying = True
 
-    async def _reload_checkpoint(self, budget: RetryBudget) -> Checkpoint | None:
-        """The newest committed checkpoint, read again after a fault (the target may still be down)."""
-        while True:
-            conn: Any = None
-            try:
-                conn = await connect(self.config.target, "target")
-                return await cpstore.latest(conn, self.target_db, self.config.move.name)
-            except (MySQLError, OSError, ConnectError) as exc:
-                delay = budget.next_delay()
-                if delay is None:
-                    raise
-                event("target not reachable yet; retrying", logging.WARNING, error=describe_error(exc))
-                await anyio.sleep(delay)
-            finally:
-                if conn is not None:
-                    await close(conn)
+    async def _reload_checkpoint(self) -> Checkpoint | None:
+        """The newest committed checkpoint, read again after a fault (raises while the target is down)."""
+        conn: Any = None
+        try:
+            conn = await connect(self.config.target, "target")
+            return await cpstore.latest(conn, self.target_db, self.config.move.name)
+        finally:
+            if conn is not None:
+                await close(conn)
 
     async def _attempt(self, cp: Checkpoint | None) -> MoveResult:
         """One try at the move on fresh connections, from checkpoint ``cp`` (None: a new move)."""
@@ -243,9 +292,10 @@ class Move:
                 tg.cancel_scope.cancel()
             return result
         except BaseException:
-            # The lock's connection may be what broke: take it again before the next attempt.
+            # The lock's connection may be what broke: then it is taken again before the next
+            # attempt; a healthy one is kept, so that nobody can take the move in between.
             if not self.stop_requested:
-                await self.lock.drop()
+                await self.lock.keep_or_drop()
             raise
         finally:
             with anyio.CancelScope(shield=True):
@@ -394,7 +444,18 @@ class Move:
             event(message + "; continuing without it", logging.WARNING)
 
     async def _status(self, _request: dict[str, Any]) -> dict[str, Any]:
-        cp = self.writer.checkpoint if self.writer is not None else self.checkpoint
+        cp = self.writer.checkpoint if self.writer is not None else getattr(self, "checkpoint", None)
+        if cp is None:
+            # A new move before its first checkpoint (preparing the target): say so, not crash.
+            return {
+                "ok": True,
+                "move": self.config.move.name,
+                "state": None,
+                "origin": "daemon",
+                "source": "daemon",
+                "waiting_for": "preparing the move (no checkpoint yet)",
+                "tables": {},
+            }
         return {
             "ok": True,
             "move": self.config.move.name,
@@ -456,7 +517,10 @@ class Move:
         return {"ok": True, "message": f"chunk size set to {size}"}
 
     async def _abort(self, _request: dict[str, Any]) -> dict[str, Any]:
-        state = (self.writer.checkpoint if self.writer is not None else self.checkpoint).state
+        # Before the first attempt has read the checkpoint the state is not known here; run()
+        # records ABORTED after the stop, and refuses then (exit 3) if the move was past COPYING.
+        cp = self.writer.checkpoint if self.writer is not None else getattr(self, "checkpoint", None)
+        state = cp.state if cp is not None else State.PREPARED
         if state not in ABORTABLE:
             return {
                 "ok": False,
@@ -622,6 +686,8 @@ class Move:
             )
             await run_hooks(self.config, "row-copy-complete", machine.current.value, self._hook_env())
             if not self.stop_before_cutover:
+                if self.config.move.verify_before_cutover:
+                    await self._checksum_gate(machine, writer)
                 await self._cutover(machine, writer)
         if machine.current is State.RENAMED:
             await self._drain(machine, writer)
@@ -635,7 +701,8 @@ class Move:
             return
         self.stop_requested = signame
         self.notifier.send(STOPPING="1", STATUS=f"{signame}: committing the current batch and stopping")
-        event(f"{signame} received: finishing the current batch and stopping; the state is kept")
+        then = "then recording ABORTED" if self.abort_requested else "the state is kept"
+        event(f"{signame} received: finishing the current batch and stopping; {then}")
         if self._driver_scope is not None:
             self._driver_scope.cancel()
         elif self._outer_scope is not None:
@@ -898,6 +965,52 @@ class Move:
         raise MoveFailed(
             f"the cutover did not succeed in {move.cutover_max_attempts} attempts (see the log for each "
             "reason); nothing is renamed and the move is resumable: fix the cause and run again."
+        )
+
+    async def _checksum_gate(self, machine: MoveMachine, writer: TargetWriter) -> None:
+        """The correctness gate before the point of no return: every table, source vs target.
+
+        Runs while the apply goes on, before the intent is written, so it adds nothing to the
+        write outage. A difference is real (verify_live compares exactly), so the move does not
+        rename anything: back to COPYING, the keys in the log, exit 3 for an operator to look.
+        """
+        started = time.monotonic()
+        event("checksumming every moved table before the cutover (the apply goes on)")
+
+        async def wait_applied(position: gtid.GtidPosition) -> None:
+            while not gtid.covers(writer.committed_position, position):
+                with anyio.move_on_after(1.0):
+                    await writer.committed.wait()
+
+        report = await verify_live(self.config, self.flavor, wait_applied)
+        rows = sum(t.source_rows for t in report.tables)
+        seconds = time.monotonic() - started
+        if report.equal:
+            event(
+                "checksum before cutover: source and target equal",
+                rows=rows,
+                seconds=round(seconds, 3),
+                seconds_per_million_rows=round(seconds * 1_000_000 / rows, 2) if rows else 0.0,
+            )
+            return
+        differing = {
+            t.table: {
+                "missing_on_target": t.missing_on_target[:20],
+                "extra_on_target": t.extra_on_target[:20],
+                "different": t.different[:20],
+            }
+            for t in report.tables
+            if not t.equal
+        }
+        event("checksum before cutover found differences", logging.ERROR, tables=differing)
+        if machine.current is State.CUTOVER_STARTED:
+            await machine.fire("cancel_cutover", detail={"reason": "checksum difference"})
+        raise SafetyRefusal(
+            f"the checksum before the cutover found rows that differ between source and target "
+            f"({'; '.join(f'{t}: {d}' for t, d in differing.items())}). Nothing was renamed and the "
+            "move stays in COPYING. The target does not hold what the source holds: find out why "
+            "(`tablemover verify` names the keys; was the target written to by something else?), "
+            "then start the move over (`tablemover discard -c FILE --yes`, then `tablemover run`)."
         )
 
     async def _wait_for_blockers(self) -> None:

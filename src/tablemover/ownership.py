@@ -40,6 +40,7 @@ from tablemover.errors import MoveOwned, TablemoverError
 from tablemover.log import event
 
 KEEP_EVERY_S = 2.0
+ANSWER_WITHIN_S = 10.0  # for the lock's own queries: a half-open connection never answers
 
 
 class LockLost(TablemoverError):
@@ -64,23 +65,67 @@ class MoveLock:
         self.conn: Any = None
         self.connection_id = 0
 
-    async def acquire(self) -> None:
-        """Take the lock or raise :class:`MoveOwned` naming the daemon that has it."""
+    async def acquire(self, *, record: bool = True, announce: bool = True) -> None:
+        """Take the lock or raise :class:`MoveOwned` naming the daemon that has it.
+
+        ``record`` writes the owner row at once; the daemon's first acquire leaves that to after
+        preflight (:meth:`record_owner`), so that a refused preflight has changed nothing.
+        ``announce`` logs it (the offline commands take the lock quietly).
+        """
         self.conn = await connect(self.config.target, "target")
-        row = await query_one(self.conn, "SELECT GET_LOCK(%s, 0), CONNECTION_ID()", (self.name,))
-        assert row is not None
-        if row[0] != 1:
-            owner = await describe_owner(self.conn, self.config, self.name)
-            await close(self.conn)
+        try:
+            row = await query_one(self.conn, "SELECT GET_LOCK(%s, 0), CONNECTION_ID()", (self.name,))
+            assert row is not None
+            if row[0] != 1 and await self._reclaim_orphan():
+                row = await query_one(self.conn, "SELECT GET_LOCK(%s, 5), CONNECTION_ID()", (self.name,))
+                assert row is not None
+            if row[0] != 1:
+                owner = await describe_owner(self.conn, self.config, self.name)
+                raise MoveOwned(owned_message(self.config, owner))
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await close(self.conn)
             self.conn = None
-            raise MoveOwned(
-                f"move {self.config.move.name!r} is already run by another daemon ({owner}). Only one "
-                "daemon may run a move; nothing was changed. Stop that daemon first (`systemctl stop "
-                f"tablemover@{self.config.move.name}`, or `tablemover abort -c FILE`), or wait for it."
-            )
+            raise
         self.connection_id = int(row[1])
-        await self.record_owner()
-        event("move lock taken", lock=self.name, connection_id=self.connection_id)
+        if record:
+            await self.record_owner()
+        event(
+            "move lock taken",
+            logging.INFO if announce else logging.DEBUG,
+            lock=self.name,
+            connection_id=self.connection_id,
+        )
+
+    async def _reclaim_orphan(self) -> bool:
+        """Kill our own previous lock connection if the server still holds the lock for it.
+
+        After a network fault the server may keep the session of our old lock connection (and the
+        lock) until wait_timeout, hours later, although this process gave it up. It is ours when
+        it is the connection id we had and the owner row of that id names this process; any
+        other holder is another daemon and is left alone.
+        """
+        if not self.connection_id:
+            return False
+        row = await query_one(self.conn, "SELECT IS_USED_LOCK(%s)", (self.name,))
+        holder = int(row[0]) if row and row[0] is not None else 0
+        if holder != self.connection_id:
+            return False
+        owner = await cpstore.latest_owner(
+            self.conn, self.config.move.effective_target_database, self.config.move.name
+        )
+        if (
+            owner is None
+            or owner.detail.get("connection_id") != holder
+            or owner.writer != cpstore.writer_identity()
+        ):
+            return False
+        event("taking the move lock back from this daemon's own orphaned connection", connection_id=holder)
+        try:
+            await query(self.conn, f"KILL CONNECTION {holder}")
+        except MySQLError as exc:  # gone by itself meanwhile (1094), or not ours to kill after all
+            event("could not end the orphaned lock connection", logging.DEBUG, error=str(exc))
+        return True
 
     async def record_owner(self) -> None:
         """Write the owner row (when the checkpoint table exists yet) for a refused daemon to read."""
@@ -100,12 +145,26 @@ class MoveLock:
         """Check the lock is still ours every few seconds; raise :class:`LockLost` when it is not."""
         while True:
             await anyio.sleep(KEEP_EVERY_S)
-            try:
+            if not await self.still_held():
+                raise LockLost(
+                    "the move lock's connection to the target was lost, or the lock is no longer ours"
+                )
+
+    async def still_held(self) -> bool:
+        """Ask the server whether the lock is still held by our lock connection (bounded wait).
+
+        False when the connection is broken (which frees the lock on the server), or when the
+        question goes unanswered: a half-open connection after a network fault never answers,
+        and a daemon that cannot tell whether it owns the move must not go on as if it did.
+        """
+        if self.conn is None:
+            return False
+        try:
+            with anyio.fail_after(ANSWER_WITHIN_S):
                 row = await query_one(self.conn, "SELECT IS_USED_LOCK(%s)", (self.name,))
-            except (MySQLError, OSError, EOFError) as exc:  # a broken connection frees the lock
-                raise LockLost(f"the move lock's connection to the target was lost ({exc})") from exc
-            if row is None or row[0] is None or int(row[0]) != self.connection_id:
-                raise LockLost("the move lock is no longer held by this daemon")
+        except (MySQLError, OSError, EOFError, TimeoutError):
+            return False
+        return row is not None and row[0] is not None and int(row[0]) == self.connection_id
 
     @property
     def held(self) -> bool:
@@ -116,14 +175,27 @@ class MoveLock:
         """Forget a lock whose connection may be broken; the next attempt acquires it again."""
         await self.release()
 
+    async def keep_or_drop(self) -> None:
+        """After a failed attempt: keep a lock that is still ours, drop a broken one.
+
+        Keeping it means no other daemon, nor an offline `abort` or `discard`, can take the move
+        between two attempts of this one.
+        """
+        with anyio.CancelScope(shield=True):
+            if not await self.still_held():
+                await self.drop()
+
     async def release(self) -> None:
         """Give the lock back (closing the connection would too)."""
         if self.conn is None:
             return
         with anyio.CancelScope(shield=True):
             try:
-                await query(self.conn, "SELECT RELEASE_LOCK(%s)", (self.name,))
-            except (MySQLError, OSError, EOFError):  # a gone connection has freed the lock as well
+                with anyio.fail_after(ANSWER_WITHIN_S):
+                    await query(self.conn, "SELECT RELEASE_LOCK(%s)", (self.name,))
+            except (MySQLError, OSError, EOFError, TimeoutError):
+                # A gone connection has freed the lock as well; a half-open one is closed below,
+                # and a server that kept its session lets _reclaim_orphan take the lock back.
                 event("move lock release failed; closing its connection frees it", logging.DEBUG)
             await close(self.conn)
         self.conn = None
@@ -144,6 +216,15 @@ async def describe_owner(conn: Any, config: Config, name: str) -> str:
     )
     where = f" from {procs[0][0]}" if procs else ""
     return f"target connection {holder}{where}"
+
+
+def owned_message(config: Config, owner: str) -> str:
+    """The refusal of a second daemon, naming the one that runs the move."""
+    return (
+        f"move {config.move.name!r} is already run by another daemon ({owner}). Only one daemon may "
+        "run a move; nothing was changed. Stop that daemon first (`systemctl stop "
+        f"tablemover@{config.move.name}`, or `tablemover abort -c FILE`), or wait for it."
+    )
 
 
 async def is_owned(config: Config) -> str:

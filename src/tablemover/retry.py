@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from asyncmy.errors import MySQLError
+import pymysql
+from asyncmy.errors import InterfaceError, MySQLError
 
 from tablemover.db import ConnectError, error_code
 from tablemover.errors import StreamError, TablemoverError
@@ -48,10 +49,22 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, TablemoverError):
         return bool(getattr(exc, "transient", False))
+    if isinstance(exc, InterfaceError):
+        # asyncmy: the connection is closed ("Not connected") or was left unusable by a cancelled
+        # read ("Cancelled during execution"); a fresh connection gets past it.
+        return True
     if isinstance(exc, MySQLError):
         return error_code(exc) in TRANSIENT_CODES
+    if isinstance(exc, pymysql.err.MySQLError):  # the binlog stream's driver
+        return bool(exc.args) and exc.args[0] in TRANSIENT_CODES
     # Broken sockets below the driver: reset, refused, EOF mid-packet (IncompleteReadError).
     return isinstance(exc, OSError | EOFError)
+
+
+def _consequence(exc: BaseException) -> bool:
+    # A driver error without a number is what a connection reports after something else broke
+    # it (a sibling task's failure cancelled its query): a symptom, never the cause to act on.
+    return isinstance(exc, MySQLError) and not error_code(exc)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -75,16 +88,21 @@ def leaves(exc: BaseException) -> list[BaseException]:
 def primary_error(exc: BaseException) -> BaseException:
     """The error to act on from what a task group raised.
 
-    Our own errors first (they carry the decision), then a database error with a real code (asyncmy
-    reports a query cancelled because a sibling task failed as code 0, "Cancelled during
-    execution": a consequence, not the cause), then anything else.
+    Our own errors first (they carry the decision; a final one before a transient one), then a
+    database error with a real code, then anything else but a driver error without a code (asyncmy
+    reports a connection whose query was cancelled because a sibling task failed as code 0,
+    "Cancelled during execution": a consequence, not the cause), and only then those.
     """
     found = leaves(exc)
-    for leaf in found:
-        if isinstance(leaf, TablemoverError):
-            return leaf
+    ours = [leaf for leaf in found if isinstance(leaf, TablemoverError)]
+    if ours:
+        # A final decision (a refusal) outweighs a retryable report raised alongside it.
+        return next((leaf for leaf in ours if not is_transient(leaf)), ours[0])
     for leaf in found:
         if isinstance(leaf, MySQLError) and error_code(leaf):
+            return leaf
+    for leaf in found:
+        if isinstance(leaf, Exception) and not _consequence(leaf):
             return leaf
     for leaf in found:
         if isinstance(leaf, Exception):
@@ -123,6 +141,16 @@ class RetryBudget:
         """Work flowed since the last failure: the next failure starts a new outage."""
         self.attempts = 0
         self._since = None
+
+    def attempt_failed(self, *, committed: bool, lasted_s: float) -> None:
+        """Account for an attempt that just failed: did the outage before it end?
+
+        It did when the attempt committed work, or when it ran for a whole budget without failing:
+        an idle move (nothing to copy or apply, so nothing to commit) that meets one fault an hour
+        must not find the budget of the previous one used up.
+        """
+        if committed or lasted_s >= self.limit_s:
+            self.refill()
 
     def next_delay(self) -> float | None:
         """The wait before the next attempt, or None when the outage used up the budget."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import pymysql
 import pytest
-from asyncmy.errors import InternalError, OperationalError
+from asyncmy.errors import InterfaceError, InternalError, OperationalError
 
 from tablemover import gtid
 from tablemover.db import ConnectError
@@ -127,3 +128,52 @@ def test_lock_name_is_per_target_schema_and_move_and_fits() -> None:
     assert a == lock_name("app", "orders")
     assert a != lock_name("app2", "orders") != lock_name("app", "orders2")
     assert len(lock_name("x" * 64, "y" * 32)) <= 64
+
+
+def test_closed_connection_errors_are_transient() -> None:
+    assert is_transient(InterfaceError(0, "Cancelled during execution"))
+    assert is_transient(InterfaceError(0, "Not connected"))
+    # The binlog stream's driver (PyMySQL) reports the same conditions with its own classes.
+    assert is_transient(pymysql.err.OperationalError(2013, "Lost connection"))
+    assert not is_transient(pymysql.err.OperationalError(1236, "binlog purged"))
+    assert not is_transient(pymysql.err.ProgrammingError(1146, "no such table"))
+
+
+def test_primary_error_prefers_a_final_decision_and_skips_consequences() -> None:
+    lost = LockLost("lock connection lost")
+    refusal = UnreproducibleEvent("statement write")
+    assert primary_error(ExceptionGroup("g", [lost, refusal])) is refusal
+    assert primary_error(ExceptionGroup("g", [lost, ValueError("x")])) is lost
+    # A connection a cancelled sibling left unusable is a symptom; the reset socket is the cause.
+    symptom = InterfaceError(0, "Cancelled during execution")
+    reset = ConnectionResetError("reset by peer")
+    assert primary_error(ExceptionGroup("g", [symptom, reset])) is reset
+    assert primary_error(ExceptionGroup("g", [symptom])) is symptom
+
+
+def test_a_stuck_attempt_does_not_refill_the_budget() -> None:
+    # Attempts that each wait 50 s for a row lock and fail without committing are one outage.
+    clock = Clock()
+    budget = RetryBudget(300, first_s=1, max_s=15, clock=clock)
+    attempts = 0
+    while (delay := budget.next_delay()) is not None:
+        attempts += 1
+        clock.now += delay + 50
+        budget.attempt_failed(committed=False, lasted_s=50)
+    assert 4 <= attempts <= 6
+    assert budget.elapsed_s >= 300
+
+
+def test_an_attempt_that_committed_or_outlived_the_budget_ends_the_outage() -> None:
+    clock = Clock()
+    budget = RetryBudget(300, first_s=1, max_s=15, clock=clock)
+    budget.next_delay()
+    clock.now += 3600  # an idle move: nothing to commit for an hour, then the next fault
+    budget.attempt_failed(committed=False, lasted_s=3600)
+    assert budget.next_delay() == 1, "a fault an hour later is a new outage"
+    clock.now += 5
+    budget.attempt_failed(committed=True, lasted_s=5)
+    assert budget.next_delay() == 1 and budget.attempts == 1
+    clock.now += 5
+    budget.attempt_failed(committed=False, lasted_s=5)
+    assert budget.next_delay() == 2, "a short attempt that committed nothing continues the outage"

@@ -110,6 +110,8 @@ class LocalMariaDB:
             "--bind-address=127.0.0.1",
             f"--pid-file={self.basedir / 'mysqld.pid'}",
             f"--log-error={self.log_path}",
+            # Temporary tables of its own, not in the shared /tmp where anything may clean up.
+            f"--tmpdir={self.basedir / 'tmp'}",
             f"--log-bin={self.basedir / 'binlog' / 'bin'}",
             "--binlog-format=ROW",
             "--binlog-row-image=FULL",
@@ -201,6 +203,7 @@ class LocalMariaDB:
         binary = find_mariadbd()
         if binary is None:
             raise LocalServerError("mariadbd not found: install the mariadb-server package")
+        (self.basedir / "tmp").mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             self._args(binary), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
