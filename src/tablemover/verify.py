@@ -1,23 +1,57 @@
-"""``tablemover verify``: compare source and target tables chunk by chunk.
+"""``tablemover verify`` and the checksum before the cutover: source vs target, chunk by chunk.
 
 Chunks are cut along the chunk key on the source; each chunk is summarised on both servers as
 (row count, 128-bit XOR of per-row MD5s), so only a summary crosses the network. A chunk whose
 summaries differ is fetched row by row from both sides to name the exact keys that differ.
+
+Two ways to look at a moving source:
+
+* ``verify`` (the command) re-checks a differing chunk a few times, a moment apart, before it
+  reports it: after the cutover nothing moves and the first look is final; with writes going on
+  a difference that goes away was a change in flight.
+* :func:`verify_live` (the gate before the cutover, while the apply runs) is exact instead: it
+  reads each source chunk with a shared lock, reads the source position on the same connection,
+  waits until the target has applied through that position, and only then reads the target. While
+  the lock is held no source transaction can change the chunk (gap locks included), and every one
+  that changed it before is inside the position, so source and target must agree exactly: any
+  difference is real, none is in flight. The lock is held for the apply's catch-up (milliseconds
+  when caught up), the same price the copy's locking reads pay.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tablemover import sql
+import anyio
+from asyncmy.errors import MySQLError
+
+from tablemover import gtid, sql
 from tablemover.config import Config
-from tablemover.db import close, connect, query, query_one
+from tablemover.cutover import position_sql
+from tablemover.db import (
+    ER_LOCK_DEADLOCK,
+    ER_LOCK_WAIT_TIMEOUT,
+    close,
+    connect,
+    error_code,
+    execute,
+    query,
+    query_one,
+)
 from tablemover.errors import PreflightError
+from tablemover.flavor import Flavor
 from tablemover.schema import TableSchema, inspect_table, table_exists
 
 VERIFY_CHUNK = 2000
+LIVE_LOCK_WAIT_S = 5  # the gate's locking read gives way to the application quickly, then retries
+LIVE_CHUNK_ATTEMPTS = 20
+
+# The live gate's hook: read the source position on the locking connection, then return once the
+# target has applied through it.
+Settle = Callable[[Any], Awaitable[None]]
 
 
 @dataclass
@@ -58,25 +92,135 @@ async def verify(config: Config, rechecks: int = 2, recheck_delay_s: float = 0.5
     try:
         reports = []
         for table in config.move.tables:
-            source_table = table
-            if not await table_exists(source, config.move.database, table):
-                source_table = config.move.renamed(table)
-                if not await table_exists(source, config.move.database, source_table):
-                    raise PreflightError(
-                        f"neither {config.move.database}.{table} nor {config.move.database}.{source_table} "
-                        "exists on the source: nothing to compare against."
-                    )
-            tdb = config.move.effective_target_database
-            if not await table_exists(target, tdb, table):
-                raise PreflightError(
-                    f"target table {tdb}.{table} does not exist: the move has not created it."
-                )
-            schema = await inspect_table(source, config.move.database, source_table)
-            reports.append(await _verify_table(source, target, schema, table, tdb, rechecks, recheck_delay_s))
+            schema, tdb = await _resolve_tables(source, target, config, table)
+            compare = _Offline(rechecks, recheck_delay_s)
+            reports.append(await _verify_table(source, target, schema, table, tdb, compare))
         return VerifyReport(reports)
     finally:
         await close(source)
         await close(target)
+
+
+async def verify_live(
+    config: Config, flavor: Flavor, wait_applied: Callable[[gtid.GtidPosition], Awaitable[None]]
+) -> VerifyReport:
+    """The exact comparison of the moved tables while the apply runs (see the module docstring).
+
+    ``wait_applied(position)`` returns once the target has committed every source transaction
+    in ``position``.
+    """
+    source = await connect(config.source, "source", autocommit=False, temporal_as_text=True)
+    target = await connect(config.target, "target", temporal_as_text=True)
+
+    async def settle(conn: Any) -> None:
+        row = await query_one(conn, position_sql(flavor))
+        text = str(row[0] if row and row[0] is not None else "").replace("\n", "")
+        await wait_applied(gtid.parse_position(flavor, text))
+
+    try:
+        await execute(source, f"SET SESSION innodb_lock_wait_timeout = {LIVE_LOCK_WAIT_S}")
+        reports = []
+        for table in config.move.tables:
+            schema, tdb = await _resolve_tables(source, target, config, table)
+            await source.rollback()  # inspection opened a read view; locking reads start fresh
+            reports.append(await _verify_table(source, target, schema, table, tdb, _Live(settle)))
+        return VerifyReport(reports)
+    finally:
+        await close(source)
+        await close(target)
+
+
+async def _resolve_tables(source: Any, target: Any, config: Config, table: str) -> tuple[TableSchema, str]:
+    source_table = table
+    if not await table_exists(source, config.move.database, table):
+        source_table = config.move.renamed(table)
+        if not await table_exists(source, config.move.database, source_table):
+            raise PreflightError(
+                f"neither {config.move.database}.{table} nor {config.move.database}.{source_table} "
+                "exists on the source: nothing to compare against."
+            )
+    tdb = config.move.effective_target_database
+    if not await table_exists(target, tdb, table):
+        raise PreflightError(f"target table {tdb}.{table} does not exist: the move has not created it.")
+    return await inspect_table(source, config.move.database, source_table), tdb
+
+
+@dataclass
+class _Chunk:
+    """One chunk's bounds and the statements that read it."""
+
+    source: Any
+    target: Any
+    src_sum: sql.Statement
+    dst_sum: sql.Statement
+    src_rows: sql.Statement
+    dst_rows: sql.Statement
+    positions: list[int]
+
+
+@dataclass
+class _Offline:
+    """`verify`: look again at a differing chunk ``rechecks`` times before reporting it."""
+
+    rechecks: int
+    delay_s: float
+
+    async def compare(self, chunk: _Chunk, report: TableReport) -> None:
+        for attempt in range(self.rechecks + 1):
+            src, dst = await _sums(chunk)
+            if src == dst:
+                break
+            if attempt < self.rechecks:
+                await anyio.sleep(self.delay_s)
+        _count(report, src, dst)
+        if src != dst:
+            await _drill_down(chunk, report)
+
+
+@dataclass
+class _Live:
+    """The gate: the source chunk under a shared lock, the target once it has caught up to it."""
+
+    settle: Settle
+
+    async def compare(self, chunk: _Chunk, report: TableReport) -> None:
+        for attempt in range(1, LIVE_CHUNK_ATTEMPTS + 1):
+            conn = chunk.source
+            try:
+                src = await query_one(
+                    conn, chunk.src_sum.text + " LOCK IN SHARE MODE", chunk.src_sum.args or None
+                )
+                await self.settle(conn)
+                dst = await query_one(chunk.target, chunk.dst_sum.text, chunk.dst_sum.args or None)
+                _count(report, src, dst)
+                if src != dst:
+                    await _drill_down(chunk, report, lock=True)
+                return
+            except MySQLError as exc:
+                # Our locking read lost a deadlock or waited too long behind the application:
+                # InnoDB rolled it back, so reading the chunk again is safe.
+                if (
+                    error_code(exc) not in (ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT)
+                    or attempt == LIVE_CHUNK_ATTEMPTS
+                ):
+                    raise
+                await anyio.sleep(min(0.01 * 2**attempt, 1.0))
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await conn.rollback()  # releases the chunk's shared locks
+
+
+def _count(report: TableReport, src: Any, dst: Any) -> None:
+    assert src is not None and dst is not None
+    report.chunks += 1
+    report.source_rows += int(src[0])
+    report.target_rows += int(dst[0])
+
+
+async def _sums(chunk: _Chunk) -> tuple[Any, Any]:
+    src = await query_one(chunk.source, chunk.src_sum.text, chunk.src_sum.args or None)
+    dst = await query_one(chunk.target, chunk.dst_sum.text, chunk.dst_sum.args or None)
+    return (tuple(src) if src else None), (tuple(dst) if dst else None)
 
 
 async def _verify_table(
@@ -85,14 +229,14 @@ async def _verify_table(
     schema: TableSchema,
     table: str,
     tdb: str,
-    rechecks: int,
-    recheck_delay_s: float,
+    compare: _Offline | _Live,
 ) -> TableReport:
     key = schema.chunk_key
     if key is None:
         raise PreflightError(f"table {schema.qualified_name} has no primary or unique key to compare along.")
     columns = [sql.Col.of(c.name, c.data_type, c.enum_values) for c in schema.columns]
     key_cols = [columns[[c.name for c in columns].index(k)] for k in key]
+    positions = [columns.index(k) for k in key_cols]
     report = TableReport(table, schema.name)
     lower: tuple[Any, ...] | None = None
     while True:
@@ -100,39 +244,27 @@ async def _verify_table(
         boundary = await query_one(source, step.text, step.args or None)
         upper = tuple(boundary) if boundary is not None else None
         bounds = {"lower": lower, "upper": upper}
-        src_sum = sql.checksum_range(schema.database, schema.name, columns, key_cols, **bounds)
-        dst_sum = sql.checksum_range(tdb, table, columns, key_cols, **bounds)
-        src = await query_one(source, src_sum.text, src_sum.args or None)
-        dst = await query_one(target, dst_sum.text, dst_sum.args or None)
-        assert src is not None and dst is not None
-        report.chunks += 1
-        report.source_rows += int(src[0])
-        report.target_rows += int(dst[0])
-        if tuple(src) != tuple(dst):
-            await _drill_down(source, target, schema, table, tdb, columns, key_cols, bounds, report)
+        chunk = _Chunk(
+            source,
+            target,
+            sql.checksum_range(schema.database, schema.name, columns, key_cols, **bounds),
+            sql.checksum_range(tdb, table, columns, key_cols, **bounds),
+            sql.select_range(schema.database, schema.name, columns, key_cols, **bounds),
+            sql.select_range(tdb, table, columns, key_cols, **bounds),
+            positions,
+        )
+        await compare.compare(chunk, report)
         if upper is None:
             return report
         lower = upper
 
 
-async def _drill_down(
-    source: Any,
-    target: Any,
-    schema: TableSchema,
-    table: str,
-    tdb: str,
-    columns: list[sql.Col],
-    key: list[sql.Col],
-    bounds: dict[str, tuple[Any, ...] | None],
-    report: TableReport,
-) -> None:
-    positions = [columns.index(k) for k in key]
-    src_read = sql.select_range(schema.database, schema.name, columns, key, **bounds)
-    dst_read = sql.select_range(tdb, table, columns, key, **bounds)
-    src_rows = await query(source, src_read.text, src_read.args or None)
-    dst_rows = await query(target, dst_read.text, dst_read.args or None)
-    src_map = {tuple(r[p] for p in positions): r for r in src_rows}
-    dst_map = {tuple(r[p] for p in positions): r for r in dst_rows}
+async def _drill_down(chunk: _Chunk, report: TableReport, *, lock: bool = False) -> None:
+    src_read = chunk.src_rows.text + (" LOCK IN SHARE MODE" if lock else "")
+    src_rows = await query(chunk.source, src_read, chunk.src_rows.args or None)
+    dst_rows = await query(chunk.target, chunk.dst_rows.text, chunk.dst_rows.args or None)
+    src_map = {tuple(r[p] for p in chunk.positions): r for r in src_rows}
+    dst_map = {tuple(r[p] for p in chunk.positions): r for r in dst_rows}
     for k, row in src_map.items():
         if k not in dst_map:
             report.missing_on_target.append(list(k))
