@@ -61,9 +61,15 @@ class NetPlan:
     Within one target transaction only the final state of each key matters: a later change to a
     key supersedes earlier ones. Rows are identified by the chunk key and foreign keys are refused,
     so for a table whose only unique index is that key, net changes on different keys commute and
-    each table needs one DELETE and one REPLACE per batch. A table with further unique keys keeps
-    its changes in the order of each key's *last* change: a REPLACE that evicts a row over a
-    secondary unique key only evicts a row whose own final image comes later and restores it.
+    each table needs one DELETE (of the deleted keys) and one REPLACE (of the final images) per batch.
+
+    A table with further unique keys also takes two statements per batch (each split only by
+    size), not one per change: DELETE *every* key the batch touched, then insert the final images.
+    Why that is right: after the DELETE, the table holds only rows the batch did not touch, which
+    are the same on the source, and the final images are the source's rows of the touched keys.
+    The source's final state satisfies every unique key, so no final image can collide with an
+    untouched row or with another final image, whatever order the changes came in (a secondary
+    key value may well move from one row to another inside the batch).
     """
 
     def __init__(self, decoders: dict[str, RowDecoder], commutative: frozenset[str]) -> None:
@@ -97,28 +103,21 @@ class NetPlan:
         self._net[(table, key)] = (kind, payload)
 
     def groups(self) -> Iterable[tuple[str, str, list[Row]]]:
-        """(kind, table, rows-or-keys) statements to run, in a correct order."""
-        per_table: dict[tuple[str, str], list[Row]] = {}
-        ordered: list[tuple[str, str, Row]] = []
-        for (table, _key), (kind, payload) in self._net.items():
-            if table in self._commutative:
-                per_table.setdefault((kind, table), []).append(payload)
+        """(kind, table, rows-or-keys) statements to run, in a correct order: per table, the
+        DELETE of keys first, then the REPLACE of final images (see the class docstring)."""
+        deletes: dict[str, list[Row]] = {}
+        upserts: dict[str, list[Row]] = {}
+        for (table, key), (kind, payload) in self._net.items():
+            if kind == "delete":
+                deletes.setdefault(table, []).append(payload)
             else:
-                ordered.append((kind, table, payload))
-        for kind in ("delete", "upsert"):
-            for (k, table), rows in per_table.items():
-                if k == kind:
-                    yield kind, table, rows
-        run: list[Row] = []
-        current: tuple[str, str] | None = None
-        for kind, table, payload in ordered:
-            if (kind, table) != current:
-                if current is not None:
-                    yield current[0], current[1], run
-                current, run = (kind, table), []
-            run.append(payload)
-        if current is not None:
-            yield current[0], current[1], run
+                if table not in self._commutative:
+                    deletes.setdefault(table, []).append(key)  # cleared first: no collision left
+                upserts.setdefault(table, []).append(payload)
+        for table, keys in deletes.items():
+            yield "delete", table, keys
+        for table, rows in upserts.items():
+            yield "upsert", table, rows
 
 
 class TargetWriter:

@@ -360,10 +360,11 @@ def test_decoder_key_skips_generated_columns() -> None:
     assert DECODERS["cpk"].key((1, 2, 3)) == (1, 2)
 
 
-def test_non_commutative_table_keeps_order_of_last_change() -> None:
-    # Row 1 gives up u=7 (moves to 8), then row 2 takes u=7: row 1's REPLACE must come first.
+def test_secondary_unique_table_is_two_statements_whatever_moves() -> None:
+    # Row 1 gives up u=7 (moves to 8), then row 2 takes u=7: after the DELETE of both keys the
+    # final images cannot collide, in either order.
     plan = plan_for([upd("uq", (1, 7, 0), (1, 8, 0)), ins("uq", (2, 7, 0))])
-    assert list(plan.groups()) == [("upsert", "uq", [(1, 8, 0), (2, 7, 0)])]
+    assert list(plan.groups()) == [("delete", "uq", [(1,), (2,)]), ("upsert", "uq", [(1, 8, 0), (2, 7, 0)])]
     plan = plan_for(
         [
             ins("uq", (3, None, 0)),
@@ -373,26 +374,28 @@ def test_non_commutative_table_keeps_order_of_last_change() -> None:
         ]
     )
     assert list(plan.groups()) == [
-        ("delete", "uq", [(1,)]),
+        ("delete", "uq", [(1,), (2,), (3,)]),
         ("upsert", "uq", [(2, 7, 0), (3, 1, 1)]),
     ]
 
 
-def test_non_commutative_runs_are_split_by_kind_and_table() -> None:
-    plan = plan_for([ins("uq", (1, 1, 0)), dele("uq", (2, 2, 0)), ins("uq", (3, 3, 0)), ins("uq", (4, 4, 0))])
+def test_alternating_changes_are_not_one_statement_each() -> None:
+    plan = plan_for(
+        [ins("uq", (1, 1, 0)), dele("uq", (2, 2, 0)), ins("uq", (3, 3, 0)), dele("uq", (4, 4, 0))]
+    )
     assert list(plan.groups()) == [
-        ("upsert", "uq", [(1, 1, 0)]),
-        ("delete", "uq", [(2,)]),
-        ("upsert", "uq", [(3, 3, 0), (4, 4, 0)]),
+        ("delete", "uq", [(1,), (2,), (3,), (4,)]),
+        ("upsert", "uq", [(1, 1, 0), (3, 3, 0)]),
     ]
 
 
-def test_commutative_groups_come_before_ordered_ones() -> None:
+def test_deletes_of_every_table_come_before_upserts() -> None:
     plan = plan_for([ins("uq", (1, 1, 0)), ins("pk", (1, 1)), dele("pk", (2, 2))])
     assert list(plan.groups()) == [
+        ("delete", "uq", [(1,)]),
         ("delete", "pk", [(2,)]),
-        ("upsert", "pk", [(1, 1)]),
         ("upsert", "uq", [(1, 1, 0)]),
+        ("upsert", "pk", [(1, 1)]),
     ]
 
 
