@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test unit lint demo bench drill clean
+.PHONY: setup test unit lint demo bench drill dist clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,15 @@ bench: setup
 ROUNDS ?= 20
 drill: setup
 	$(BIN)/python -m drill.run --rounds $(ROUNDS)
+
+# The wheel that `deploy/install.sh` installs into /opt/tablemover (README: Installing as a service).
+# Only pip is needed (no `setup`, no mariadbd); dependencies are resolved when the wheel is installed.
+DIST ?= dist
+dist:
+	test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV)
+	rm -f $(DIST)/tablemover-*.whl
+	$(BIN)/pip wheel -q --no-deps -w $(DIST) .
+	@ls $(DIST)/tablemover-*.whl
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

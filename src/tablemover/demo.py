@@ -3,24 +3,38 @@
 Starts a source and a target MariaDB under a temp dir, seeds three tables, keeps writing to them,
 runs a move, SIGKILLs it once mid-copy and restarts it (resume), lets it cut over, verifies the
 result with chunked checksums and prints a summary. The servers are removed at the end.
+
+What the demo shows comes from the daemon's documented interfaces, not from its screen: the JSON
+log lines (state changes, resume point, outage) and ``status`` over the control socket (rows per
+table, what the copy waits for). The daemon runs exactly as under systemd (JSON logs, no
+terminal), and the demo draws the view itself: rich progress bars and colour when its stdout is a
+terminal, the same facts as plain lines otherwise. Running the daemon under a pty would give its
+own bars, but also every log line it writes (a dozen throttle notes a second at full speed), and
+the demo would have to parse text logs back to know when to kill it and what to summarise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
 import pymysql
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
+from rich.text import Text
 
 from tablemover.config import load_config
 from tablemover.errors import MoveFailed
@@ -46,9 +60,29 @@ SEED = {
     "seq % 5 + 1 FROM seq_1_to_{n}",
 }
 
+# The first daemon is killed once this share of the seeded rows is copied: late enough that the
+# bars have visibly moved, early enough that the kill lands inside a table (customers is the first
+# tenth, orders the next four) and most of the copy happens after the resume.
+KILL_AT = 0.25
+POLL_S = 0.05  # how often the daemon's log is read: state changes show within this
+STATUS_EVERY_S = 0.1  # how often the control socket is asked for rows per table
+PLAIN_PROGRESS_EVERY_S = 0.5  # without a terminal: a progress line at most this often
 
-def _say(text: str) -> None:
-    print(f"demo: {text}", flush=True)
+# Info lines of the daemon shown as they are: steps between the states that take a while.
+NARRATED = ("checksum", "cutover postponed", "cutover released")
+
+# What each state of the README's cutover diagram means, said as it is entered.
+STATE_TEXT = {
+    "PREPARED": "target tables created; binlog position {start} captured before the first chunk",
+    "COPYING": "copying rows in key order while every source write is applied from the binlog",
+    "CUTOVER_STARTED": "the intent to cut over is in the checkpoint before anything is renamed",
+    "RENAMED": "source tables renamed in one RENAME; application writes to them fail from now",
+    "DRAINED": "the target has applied every source write up to the RENAME",
+    "HOOK_FIRED": "on-success ran: the application writes to the target",
+    "DONE": "move finished",
+    "ABORTED": "stopped by the operator",
+    "FAILED": "the move failed; see the daemon log",
+}
 
 
 class _Traffic:
@@ -113,26 +147,393 @@ class _Traffic:
             cur.execute("DELETE FROM order_items WHERE order_id = %s", (rnd.randint(1, order),))
 
 
-def _events(log: Path) -> list[dict[str, object]]:
-    out = []
-    for line in log.read_text().splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
+class _LogTail:
+    """The daemon's JSON log lines, read as they are written (complete lines only)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def read(self) -> list[dict[str, Any]]:
+        """Events written since the last call; lines that are not JSON (a traceback) are skipped."""
+        with self.path.open("rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        self._offset += len(data)
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        out = []
+        for line in lines:
+            if line.startswith(b"{"):
+                with contextlib.suppress(json.JSONDecodeError):
+                    out.append(json.loads(line))
+        return out
+
+
+def _status(path: str) -> dict[str, Any] | None:
+    """The running daemon's ``status`` reply over the control socket; None when none answers.
+
+    A plain blocking socket: the protocol is one JSON line each way, and the demo's loop is not async.
+    """
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1.0)
+            sock.connect(path)
+            sock.sendall(b'{"cmd": "status"}\n')
+            raw = b""
+            while not raw.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                raw += chunk
+        reply: dict[str, Any] = json.loads(raw)
+    except (OSError, ValueError):
+        return None  # not up yet, killed, or exited: the log says which
+    return reply if reply.get("ok") else None
+
+
+class _Rows(ProgressColumn):
+    """Rows copied of the total, with thousands separators."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{int(task.completed):>9,}/{int(task.total or 0):,}", style="progress.download")
+
+
+class _RowsPerSecond(ProgressColumn):
+    """rich's speed column speaks bytes; these are rows."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        if speed is None and task.finished:
+            return Text(" " * 16)  # copied before a restart: no rate of this run to show
+        return Text(f"{speed or 0:>9,.0f} rows/s", style="progress.data.speed")
+
+
+@dataclass
+class _Table:
+    """What the demo knows of one table's copy."""
+
+    seeded: int
+    copied: int = 0
+    done: bool = False
+
+    @property
+    def total(self) -> int:
+        # The seeded count is exact; the traffic adds a few rows while the copy runs.
+        return self.copied if self.done else max(self.seeded, self.copied)
+
+
+@dataclass
+class _Screen:
+    """Where the demo narrates: bars and colour on a terminal, plain lines in a pipe or a file."""
+
+    tty: bool
+    tables: dict[str, _Table]
+    started: float = field(default_factory=time.time)
+    console: Console = field(init=False)
+    bars: Progress | None = field(default=None, init=False)
+    tasks: dict[str, TaskID] = field(default_factory=dict, init=False)
+    copy_over: bool = field(default=False, init=False)
+    waiting: str = field(default="", init=False)
+    _last_line: tuple[float, int] = field(default=(0.0, 0), init=False)
+
+    def __post_init__(self) -> None:
+        # Used on a terminal only; without one, say() prints plain text (no escape codes).
+        self.console = Console(file=sys.stdout, highlight=False)
+
+    def say(self, *parts: str | tuple[str, str], at: float | None = None) -> None:
+        """One narration line; ``at`` (epoch seconds) prefixes the time since the move started."""
+        line = Text()  # Text("...", style=) would dim the whole line, not just the prefix
+        line.append("demo: ", style="dim")
+        if at is not None:
+            line.append(f"{max(at - self.started, 0.0):5.1f} s  ", style="dim")
+        line.append_text(Text.assemble(*parts))
+        if self.tty:
+            self.console.print(line, soft_wrap=True)
+        else:
+            print(line.plain, flush=True)
+
+    def update(self, waiting: str) -> None:
+        """Show the tables' rows: bars on a terminal, a line every half second otherwise."""
+        self.waiting = waiting
+        if self.copy_over:
+            return
+        if self.tty:
+            self._draw_bars()
+            return
+        now, copied = time.monotonic(), sum(t.copied for t in self.tables.values())
+        last_at, last_copied = self._last_line
+        if not last_at:
+            self._last_line = (now, copied)  # the first figures: the base of the rate
+            return
+        if now - last_at < PLAIN_PROGRESS_EVERY_S or copied == last_copied:
+            return
+        if all(t.done for t in self.tables.values()):
+            return  # the "copied" line of end_copy() follows
+        rate = (copied - last_copied) / (now - last_at)
+        self._last_line = (now, copied)
+        parts = [
+            f"{name} {t.copied:,}/{t.total:,}" + (" done" if t.done else "")
+            for name, t in self.tables.items()
+        ]
+        text = "copying  " + ", ".join(parts) + f"  ({max(rate, 0):,.0f} rows/s)"
+        self.say(text + (f"  waiting: {waiting}" if waiting else ""), at=time.time())
+
+    def resumed(self) -> None:
+        """After a restart the bars start again from the checkpoint, saying where."""
+        # Rates count from the resume point, not from the killed daemon's last figures.
+        self._last_line = (time.monotonic(), sum(t.copied for t in self.tables.values()))
+        if not self.tty or self.bars is None:
+            return
+        for name, t in self.tables.items():
+            self.bars.reset(
+                self.tasks[name],
+                completed=t.copied,
+                total=max(t.total, 1),
+                note=f"resumed at {t.copied:,}" if not t.done else "copied before the kill",
+                waiting="",  # reset() replaces every field
+            )
+        self._draw_bars()
+
+    def end_copy(self, at: float) -> None:
+        """The copy is complete (at ``at``): the bars stay on screen with their final figures."""
+        if self.copy_over:
+            return
+        self.copy_over = True
+        if self.tty:
+            self._draw_bars()
+            if self.bars is not None:
+                self.bars.stop()
+            return
+        parts = [f"{name} {t.copied:,}" for name, t in self.tables.items()]
+        self.say("copied   " + ", ".join(parts), at=at)
+
+    def close(self) -> None:
+        """Stop drawing (the bars' refresh thread), whatever state the move is in."""
+        if self.bars is not None:
+            self.bars.stop()
+
+    def _draw_bars(self) -> None:
+        if self.bars is None:
+            width = max(len(name) for name in self.tables)
+            self.bars = Progress(
+                TextColumn("  {task.description}"),
+                BarColumn(bar_width=32),
+                _Rows(),
+                _RowsPerSecond(),
+                TextColumn("{task.fields[note]}", style="dim"),
+                TextColumn("{task.fields[waiting]}", style="yellow"),
+                console=self.console,
+            )
+            for name, t in self.tables.items():
+                self.tasks[name] = self.bars.add_task(
+                    name.ljust(width), total=max(t.total, 1), note="", waiting=""
+                )
+            self.bars.start()
+        for name, t in self.tables.items():
+            note = "waiting: " + self.waiting if self.waiting and not t.done else ""
+            self.bars.update(self.tasks[name], completed=t.copied, total=max(t.total, 1), waiting=note)
+
+
+@dataclass
+class _Watch:
+    """Turns the daemon's log lines and status replies into what the screen shows."""
+
+    screen: _Screen
+    socket_path: str
+    state: str = ""
+    copy_complete: bool = False
+    kill_landed: str = ""  # "COPYING at 70,000 rows", once the first daemon is killed
+    resumed_after_s: float | None = None
+    killed_at: float = 0.0
+    outage: dict[str, Any] = field(default_factory=dict)
+    answers: bool = False  # whether the daemon has a checkpoint to answer status from
+    _held: dict[str, Any] | None = None  # a state change whose details come on the next line
+    _waiting_said: str = ""
+
+    def run(self, proc: subprocess.Popen[bytes], tail: _LogTail, kill_first: bool) -> int:
+        """Follow one daemon until it exits (or, with ``kill_first``, until it is SIGKILLed)."""
+        next_status = 0.0
+        self.answers = False
+        while True:
+            for ev in tail.read():
+                self._on_event(ev)
+            if self.state == "COPYING" and not self.copy_complete:
+                self.screen.update(self.screen.waiting)  # "table copied" lines move the bars too
+            code = proc.poll()
+            if code is not None:
+                for ev in tail.read():
+                    self._on_event(ev)
+                self._flush_held()
+                return code
+            if self.answers and time.monotonic() >= next_status:
+                next_status = time.monotonic() + STATUS_EVERY_S
+                self._on_status(_status(self.socket_path))
+            if kill_first and self._kill_now():
+                self._flush_held()
+                copied = sum(t.copied for t in self.screen.tables.values())
+                proc.send_signal(signal.SIGKILL)
+                code = proc.wait()
+                self.killed_at = time.time()
+                self.kill_landed = f"{self.state or 'PREPARED'} at {copied:,} rows copied"
+                self.screen.say(
+                    ("SIGKILLed the move", "bold red"),
+                    f" in {self.kill_landed} (as a host crash would); restarting it",
+                    at=self.killed_at,
+                )
+                return code
+            time.sleep(POLL_S)
+
+    def _kill_now(self) -> bool:
+        seeded = sum(t.seeded for t in self.screen.tables.values())
+        copied = sum(t.copied for t in self.screen.tables.values())
+        # A small demo copies faster than the status is polled: then kill as soon as it is over.
+        return (
+            copied >= KILL_AT * seeded or self.copy_complete or self.state not in ("", "PREPARED", "COPYING")
+        )
+
+    def _on_status(self, status: dict[str, Any] | None) -> None:
+        if status is None:
+            return
+        for name, figures in status.get("tables", {}).items():
+            if name in self.screen.tables:
+                table = self.screen.tables[name]
+                table.copied, table.done = int(figures["rows_copied"]), bool(figures["done"])
+        waiting = str(status.get("waiting_for") or "")
+        if self.state == "COPYING" and not self.copy_complete:
+            self.screen.update(waiting)
+        elif waiting and waiting != self._waiting_said:
+            # Past the copy there are no bars to carry it: a cutover that waits says so in a line.
+            self.screen.say(("waiting: ", "yellow"), waiting, at=time.time())
+        self._waiting_said = waiting
+
+    def _on_event(self, ev: dict[str, Any]) -> None:
+        msg, at = str(ev.get("msg", "")), float(ev.get("ts", time.time()))
+        if self._held is not None and msg not in ("source tables renamed", "drained"):
+            self._flush_held()
+        if msg == "preflight passed":
+            again = " (after the restart)" if self.killed_at else ""
+            self.screen.say(f"daemon started{again}: preflight passed, {ev.get('checks')} checks", at=at)
+            if self.killed_at:
+                self.resumed_after_s = at - self.killed_at
+        elif msg == "prepared move":
+            self.state = "PREPARED"
+            self._say_state(at, "PREPARED", STATE_TEXT["PREPARED"].format(start=ev.get("start_gtid")))
+        elif msg == "resuming move from checkpoint":
+            self._on_resume(ev, at)
+        elif msg == "state changed":
+            # A daemon asked for status before it holds its checkpoint logs a warning: ask only
+            # once a state change or the resume line says it has one.
+            self.answers = True
+            self.state = str(ev.get("to"))
+            if self.state in ("RENAMED", "DRAINED"):
+                self._held = ev  # said with the position from the next line
+            else:
+                self._say_state(at, self.state, STATE_TEXT.get(self.state, ""))
+            if self.state not in ("PREPARED", "COPYING"):
+                self.screen.end_copy(at)
+        elif msg == "copy complete and caught up":
+            # The last figures per table, asked while the daemon still answers, end the bars.
+            self._on_status(_status(self.socket_path))
+            self.copy_complete = True
+            self.screen.end_copy(at)
+            self.screen.say(
+                f"copy complete and caught up: {int(ev.get('rows_copied', 0)):,} rows copied, "
+                f"{int(ev.get('events_applied', 0)):,} binlog events applied",
+                at=at,
+            )
+        elif msg == "table copied" and str(ev.get("table")) in self.screen.tables:
+            table = self.screen.tables[str(ev["table"])]
+            table.copied, table.done = int(ev.get("rows", table.copied)), True
+        elif msg in ("source tables renamed", "drained") and self._held is not None:
+            self._flush_held(ev)
+        elif msg == "cutover outage":
+            self.outage = ev
+            attempts = int(ev.get("rename_attempts") or 1)
+            self.screen.say(
+                ("outage ", "bold"),
+                (f"{ev.get('outage_ms')} ms", "bold magenta"),
+                f": writes to the moved tables failed from the RENAME to this on-success hook"
+                f" ({ev.get('lock_wait_ms')} ms of it the RENAME waiting for its metadata lock;"
+                f" {attempts} RENAME attempt{'s' if attempts > 1 else ''})",
+                at=at,
+            )
+        elif msg == "hook ran":
+            self.screen.say(f"{ev.get('hook')} hook: {str(ev.get('output', '')).strip()}", at=at)
+        elif msg.startswith(NARRATED) or ev.get("level") in ("warning", "error", "critical"):
+            # What the daemon does between the states (the checksum before the cutover) and anything
+            # it warns about (a retry, a blocked cutover) is what the move waits for: say it.
+            fields = {k: v for k, v in ev.items() if k not in ("time", "ts", "level", "move", "msg", "exc")}
+            detail = "  " + " ".join(f"{k}={v}" for k, v in fields.items()) if fields else ""
+            level = str(ev.get("level", "info"))
+            label = ("", "") if level == "info" else (f"daemon {level}: ", "yellow")
+            self.screen.say(label, msg, detail, at=at)
+
+    def _on_resume(self, ev: dict[str, Any], at: float) -> None:
+        self.answers = True
+        self.state = str(ev.get("state"))
+        progress: dict[str, list[Any]] = ev.get("progress") or {}
+        parts: list[str] = []
+        copied: list[str] = []
+        for name, table in self.screen.tables.items():
+            rows, done = progress.get(name, [0, False])
+            table.copied, table.done = int(rows), bool(done)
+            if done:
+                copied.append(name)
+            else:
+                parts.append(f"{int(rows):,} rows of {name}" if rows else f"the first row of {name}")
+        text = f"resumed from the checkpoint in {self.state}"
+        if parts:
+            text += " at " + ", ".join(parts)
+        if copied:
+            text += f" ({', '.join(copied)} already copied)"
+        self.screen.say((text, "bold green"), at=at)
+        if self.state == "COPYING":
+            self.screen.resumed()
+
+    def _say_state(self, at: float, state: str, text: str) -> None:
+        self.screen.say((f"{state:<16}", "bold cyan"), text, at=at)
+
+    def _flush_held(self, detail: dict[str, Any] | None = None) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        state, at = str(held.get("to")), float(held.get("ts", time.time()))
+        text = STATE_TEXT.get(state, "")
+        if detail is not None and state == "RENAMED":
+            text += f" (drain position {detail.get('drain_gtid')})"
+        elif detail is not None and state == "DRAINED":
+            text += f" ({detail.get('drain_gtid')}; the drain took {detail.get('waited_ms')} ms)"
+        self._say_state(at, state, text)
+
+
+@contextlib.contextmanager
+def _daemon(cmd: list[str], log: IO[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """A daemon process that never outlives the demo (Ctrl-C, an error in the demo)."""
+    # stdin from /dev/null: the daemon must not share the operator's terminal.
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def run_demo(rows: int = 200_000, keep: bool = False) -> int:
     """Run the demo; returns the exit code."""
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="tablemover-demo-"))
-    _say(f"starting a source and a target MariaDB under {workdir}")
+    customers, orders, items = rows // 10, rows * 4 // 10, rows // 2
+    screen = _Screen(
+        tty=sys.stdout.isatty(),
+        tables={"customers": _Table(customers), "orders": _Table(orders), "order_items": _Table(items)},
+    )
+    screen.say(f"starting a source and a target MariaDB under {workdir}")
     pair = start_pair(root=workdir / "servers")
+    servers_s = time.monotonic() - started
     try:
         grant_mover(pair, "shop")
-        customers, orders, items = rows // 10, rows * 4 // 10, rows // 2
         pair.source.execute("CREATE DATABASE shop", "USE shop", *SCHEMA.values())
         pair.source.execute(
             "USE shop",
@@ -140,12 +541,16 @@ def run_demo(rows: int = 200_000, keep: bool = False) -> int:
             SEED["orders"].format(n=orders, c=customers),
             SEED["order_items"].format(n=items),
         )
-        _say(f"seeded shop.customers ({customers}), shop.orders ({orders}), shop.order_items ({items})")
+        screen.say(
+            f"seeded shop.customers ({customers:,}), shop.orders ({orders:,}), "
+            f"shop.order_items ({items:,}); servers started in {servers_s:.1f} s, "
+            f"seeded in {time.monotonic() - started - servers_s:.1f} s"
+        )
         hooks = workdir / "hooks"
         hooks.mkdir()
         hook = hooks / "on-success"
         hook.write_text(
-            '#!/bin/sh\necho "on-success: point the application at the target now '
+            '#!/bin/sh\necho "point the application at the target now '
             '(drain position $TABLEMOVER_DRAIN_GTID, attempt $TABLEMOVER_HOOK_ATTEMPT)"\n'
         )
         hook.chmod(0o755)
@@ -158,60 +563,107 @@ def run_demo(rows: int = 200_000, keep: bool = False) -> int:
             "hooks_dir": str(hooks),
         }
         cfg.write_text(pair_config(pair, workdir, move))
+        config = load_config(cfg)
         traffic = _Traffic(pair.source, "shop", customers, orders)
         traffic.start()
-        _say("application traffic running: new orders, payments, balance updates, deletes")
+        screen.say("application traffic running: new orders, payments, balance updates, deletes")
         log = workdir / "daemon.log"
+        log.touch()
+        screen.say(f"starting the move: tablemover run (its JSON log: {log})")
+        # JSON logs whatever the terminal: the demo reads them to draw its own view (module doc).
         cmd = [sys.executable, "-m", "tablemover", "--log-format", "json", "run", "-c", str(cfg)]
-        env = dict(os.environ)
+        tail = _LogTail(log)
+        watch = _Watch(screen, config.socket_path)
+        screen.started = time.time()
         move_started = time.monotonic()
-        with log.open("a") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-            while proc.poll() is None and not any(
-                e.get("msg") == "progress" or e.get("msg") == "table copied" for e in _events(log)
-            ):
-                time.sleep(0.05)
-            time.sleep(0.3)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                _say("SIGKILLed the move mid-copy (as a host crash would); restarting it")
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-            code = proc.wait()
+        try:
+            with log.open("ab") as out:
+                with _daemon(cmd, out) as proc:
+                    code = watch.run(proc, tail, kill_first=True)
+                if watch.kill_landed:
+                    with _daemon(cmd, out) as proc:
+                        code = watch.run(proc, tail, kill_first=False)
+        finally:
+            screen.close()
+        move_s = time.monotonic() - move_started
         traffic.stop()
-        events = _events(log)
         if code != 0:
-            _say(f"the move failed with exit code {code}; log: {log}")
+            screen.say(f"the move failed with exit code {code}; log: {log}")
             print(log.read_text()[-3000:])
             return 1
-        resumed = next((e for e in events if e.get("msg") == "resuming move from checkpoint"), None)
-        outage = next((e.get("outage_ms") for e in events if e.get("msg") == "cutover outage"), None)
-        hook_out = next((e.get("output") for e in events if e.get("msg") == "hook ran"), "")
-        _say(str(hook_out))
-        report = anyio.run(verify, load_config(cfg))
-        total = sum(t.target_rows for t in report.tables)
-        elapsed = time.monotonic() - move_started
-        print()
-        print("tablemover demo summary")
-        print(f"  tables moved         {', '.join(TABLES)}")
-        print(f"  rows on the target   {total}")
-        print(
-            f"  app transactions     {traffic.transactions} during the move (writes stopped by the cutover: "
-            f"{'yes' if traffic.stopped_by_cutover else 'no'})"
+        verify_started = time.time()
+        screen.say(
+            "verifying: chunked checksums of every table, source (renamed) vs target", at=verify_started
         )
-        resume_text = f"yes, from {resumed.get('state')}" if resumed else "no kill landed"
-        print(f"  resumed after kill   {resume_text}")
-        print(f"  move wall time       {elapsed:.1f} s ({total / elapsed:,.0f} rows/s including the restart)")
-        print(f"  cutover outage       {outage} ms (RENAME to on-success hook)")
-        print(f"  verify               {'all tables equal' if report.equal else 'DIFFERENCES FOUND'}")
-        print(f"  total demo time      {time.monotonic() - started:.1f} s")
+        report = anyio.run(verify, config)
+        verify_s = time.time() - verify_started
+        total = sum(t.target_rows for t in report.tables)
+        _summary(screen, watch, traffic, total, (move_s, verify_s), report.equal, time.monotonic() - started)
         return 0 if report.equal else 1
     except MoveFailed as exc:
-        _say(str(exc))
+        screen.say(str(exc))
         return 1
     finally:
         if keep:
-            _say(f"servers left running under {workdir}")
+            screen.say(f"servers left running under {workdir}")
         else:
             pair.cleanup()
-            _say("servers stopped and removed")
+            screen.say("servers stopped and removed")
+
+
+def _summary(
+    screen: _Screen,
+    watch: _Watch,
+    traffic: _Traffic,
+    total: int,
+    took: tuple[float, float],
+    equal: bool,
+    demo_s: float,
+) -> None:
+    """The figures of the run; the labels are what scripts and tests look for.
+
+    ``took`` is (the move from the first start to the exit of the restarted daemon, the verify).
+    """
+    move_s, verify_s = took
+    if watch.kill_landed:
+        after = f", resumed {watch.resumed_after_s:.1f} s after the kill" if watch.resumed_after_s else ""
+        resume_text = f"yes, killed in {watch.kill_landed}{after}"
+    else:
+        resume_text = "no kill landed"
+    outage = watch.outage
+    outage_text = (
+        f"{outage.get('outage_ms')} ms (RENAME to on-success hook; "
+        f"{outage.get('lock_wait_ms')} ms of it the RENAME waiting for its lock)"
+        if outage
+        else "not measured"
+    )
+    lines: list[tuple[str, str, str]] = [
+        ("tables moved", ", ".join(TABLES), ""),
+        ("rows on the target", str(total), ""),
+        (
+            "app transactions",
+            f"{traffic.transactions} during the move (writes stopped by the cutover: "
+            f"{'yes' if traffic.stopped_by_cutover else 'no'})",
+            "",
+        ),
+        ("resumed after kill", resume_text, ""),
+        ("move wall time", f"{move_s:.1f} s ({total / move_s:,.0f} rows/s including the restart)", ""),
+        ("cutover outage", outage_text, "bold magenta"),
+        (
+            "verify",
+            f"{'all tables equal' if equal else 'DIFFERENCES FOUND'} ({verify_s:.1f} s)",
+            "bold green" if equal else "bold red",
+        ),
+        ("total demo time", f"{demo_s:.1f} s", ""),
+    ]
+    if screen.tty:
+        screen.console.print()
+        screen.console.print(Text("tablemover demo summary", style="bold"))
+        for label, value, style in lines:
+            screen.console.print(Text.assemble(f"  {label:<20} ", (value, style)), soft_wrap=True)
+        return
+    print()
+    print("tablemover demo summary")
+    for label, value, _ in lines:
+        print(f"  {label:<20} {value}")
+    sys.stdout.flush()
