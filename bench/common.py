@@ -1,9 +1,9 @@
 """What every benchmark shares: the sbtest table, daemon processes, the control socket, statistics.
 
-The measurement modules (:mod:`bench.run`, :mod:`bench.keepup`, :mod:`bench.outage`,
-:mod:`bench.resume`) import from here and never from each other, so running ``python -m bench.run``
-(which loads ``bench/run.py`` as ``__main__``) never loads a second copy of a module that defines
-:class:`BenchError`: an error raised in one part is caught as the same class in ``main``.
+The measurement modules import from here, from :mod:`bench.load` and from :mod:`bench.keepup`, and
+never from :mod:`bench.run`: running ``python -m bench.run`` loads ``bench/run.py`` as ``__main__``,
+and importing it again would load a second copy of everything it imports (a :class:`BenchError`
+raised in one part would then not be caught as the same class in ``main``).
 """
 
 from __future__ import annotations
@@ -94,6 +94,39 @@ def check_equal(pair: LocalPair, src: tuple[str, str], dst: tuple[str, str], whe
     return source[0]
 
 
+def table_digest(server: LocalMariaDB, db: str, table: str) -> tuple[int, int]:
+    """(row count, order-independent checksum) of any table: every column of every row, NULL told
+    apart from every value, compared as the bytes the server returns (DECIMAL, DATETIME(6), JSON,
+    ENUM and SET as text, BLOB as bytes)."""
+    columns = [
+        str(name)
+        for (name,) in server.execute(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+            f"WHERE TABLE_SCHEMA = '{db}' AND TABLE_NAME = '{table}' ORDER BY ORDINAL_POSITION"
+        )
+    ]
+    if not columns:
+        raise BenchError(f"{db}.{table} does not exist")
+    row_text = ", ".join(f"COALESCE(HEX(CAST(`{c}` AS BINARY)), 'N')" for c in columns)
+    rows = server.execute(
+        f"SELECT COUNT(*), COALESCE(BIT_XOR(CAST(CONV(LEFT(MD5(CONCAT_WS('|', {row_text})), 16), 16, 10) "
+        f"AS UNSIGNED)), 0) FROM `{db}`.`{table}`"
+    )
+    count, digest = rows[0]
+    return int(str(count)), int(str(digest))
+
+
+def check_same_rows(pair: LocalPair, src: tuple[str, str], dst: tuple[str, str], when: str) -> int:
+    """Like :func:`check_equal` for a table of any shape (:func:`table_digest`); returns the row count."""
+    source, target = table_digest(pair.source, *src), table_digest(pair.target, *dst)
+    if source != target:
+        raise BenchError(
+            f"{when}: target {dst[0]}.{dst[1]} (rows, digest) {target} differs from "
+            f"source {src[0]}.{src[1]} {source}"
+        )
+    return source[0]
+
+
 def gtid_pos(server: LocalMariaDB) -> str:
     """The server's current binlog GTID position (where a new stream would start)."""
     return str(server.execute("SELECT @@global.gtid_binlog_pos")[0][0] or "")
@@ -175,6 +208,7 @@ class Daemon:
     proc: subprocess.Popen[bytes] | None = None
     returncode: int | None = None
     maxrss_kb: int = 0
+    cpu_total_s: float = 0.0  # user + system CPU of the whole run, known once reaped
     started_at: float = 0.0  # time.time(), comparable with the log's "ts"
     ended_at: float = 0.0
     _log_offset: int = 0
@@ -211,6 +245,7 @@ class Daemon:
         self.returncode = os.waitstatus_to_exitcode(status)
         self.proc.returncode = self.returncode  # so Popen does not try to reap it again
         self.maxrss_kb = int(usage.ru_maxrss)  # kilobytes on Linux
+        self.cpu_total_s = usage.ru_utime + usage.ru_stime
         with contextlib.suppress(ValueError):
             RUNNING.remove(self)
         return self.returncode
@@ -335,6 +370,39 @@ def process_cpu_s(pid: int) -> float:
     # The command name (field 2) may contain spaces; the fields after its ")" are fixed.
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_runqueue_wait_s(pid: int) -> float:
+    """Seconds the threads of process ``pid`` (those alive now) have spent runnable but waiting for a
+    core (``/proc/PID/task/*/schedstat``, second field); 0 if unreadable.
+
+    Next to the CPU seconds it tells a process that is slow because it is starved of CPU (it wanted
+    to run and waited) from one that is slow because it waits for something else (it was not runnable).
+    """
+    total = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0.0
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+    return total / 1e9
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, over all cores (``/proc/stat``): with
+    :func:`process_cpu_s` of our own processes it tells how much of the machine something else used
+    (another tenant's tests on a shared machine)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return 0.0, 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:8]) - idle) / tick, sum(fields[:8]) / tick
 
 
 # --- the control socket -------------------------------------------------------------------------

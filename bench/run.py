@@ -14,7 +14,15 @@ Figures measured against an absolute target of the spec:
 
 * ``keepup`` (:mod:`bench.keepup`): apply lag under a saturating one-connection sysbench write load,
   and the catch-up time after it.
+* ``realistic`` (:mod:`bench.realistic`): on tables shaped like users' (composite key, DECIMAL,
+  DATETIME(6), JSON, BLOB, ENUM, SET, a UNIQUE key): the copy ratio against ``INSERT ... SELECT``,
+  the apply rate of a backlog of mixed traffic against that of a sysbench backlog, and the lag under
+  light and heavy traffic.
+* ``native`` (:mod:`bench.native`): keep-up and catch-up under 4-thread sysbench, tablemover against
+  native MariaDB replication of the same table under the same load.
 * ``outage`` (:mod:`bench.outage`): cutover outage percentiles over several moves under write load.
+* ``heldlock`` (:mod:`bench.heldlock`): the application's longest query during a cutover released
+  while another session holds a row lock on the moved table.
 * ``resume`` (:mod:`bench.resume`): SIGKILL to copying again, and rows copied twice.
 * ``rss``: the daemon's peak RSS in the copy and keepup runs (and a large copy with ``--rss-rows``).
 * ``machine``: what the numbers were measured on.
@@ -34,6 +42,7 @@ import platform
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +50,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+import pymysql
 
 from bench.common import (
     MSG_CAUGHT_UP,
@@ -59,8 +70,12 @@ from bench.common import (
     write_config,
 )
 from bench.common import rate as _rate
+from bench.heldlock import bench_heldlock
 from bench.keepup import bench_keepup
+from bench.load import ensure_sysbench
+from bench.native import bench_native
 from bench.outage import bench_outage
+from bench.realistic import HEAVY_TARGET_RATIO, bench_realistic
 from bench.resume import bench_resume
 from tablemover.local.mariadb import (
     MOVER_PASSWORD,
@@ -86,6 +101,34 @@ DEFAULT_CUTOVER_ROWS = 5_000
 DEFAULT_CUTOVER_WRITE_RATE = 200
 DEFAULT_RESUMES = 3
 DEFAULT_RESUME_ROWS = 500_000
+DEFAULT_REALISTIC_ROWS = 100_000  # order lines; customers get half as many
+DEFAULT_REALISTIC_LIGHT_S = 10
+DEFAULT_REALISTIC_LIGHT_RATE = 20
+DEFAULT_REALISTIC_HEAVY_S = 8
+DEFAULT_REALISTIC_HEAVY_THREADS = 2
+DEFAULT_REALISTIC_HEAVY_MAX_TXNS = 200_000
+DEFAULT_NATIVE_SECONDS = 20
+DEFAULT_NATIVE_ROWS = 100_000
+DEFAULT_NATIVE_THREADS = 4
+DEFAULT_NATIVE_SEED = 7  # sysbench --rand-seed: both runs draw the same keys and values
+DEFAULT_HELDLOCK_HOLD_S = 5.0
+DEFAULT_HELDLOCK_RELEASE_AFTER_S = 2.0
+DEFAULT_HELDLOCK_ROWS = 20_000
+DEFAULT_HELDLOCK_RATE = 200
+DEFAULT_PROBE_INTERVAL_S = 0.005
+# BENCH_QUICK=1 (or --quick): every long part shortened, for a check that the bench runs (~2 min);
+# the figures are then noisier and not what docs/benchmarks.md records.
+QUICK = {
+    "keepup_seconds": 8,
+    "cutovers": 5,
+    "resumes": 2,
+    "resume_rows": 200_000,
+    "realistic_rows": 20_000,
+    "realistic_light_seconds": 5,
+    "realistic_heavy_seconds": 5,
+    "native_seconds": 8,
+    "native_rows": 50_000,
+}
 SCHEMA_GRANT = "bench\\_%"  # every schema the benchmark creates starts with bench_
 COPY_TARGET_RATIO = 0.6
 BINLOG_TARGET_RATIO = 0.7
@@ -324,6 +367,14 @@ def bench_binlog(pair: LocalPair, workdir: Path, table_rows: int, transactions: 
     }
 
 
+def _loadavg() -> list[float]:
+    """The 1, 5 and 15 minute load averages: on a shared machine, whether someone else was busy."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
 def machine_info(pair: LocalPair) -> dict[str, Any]:
     """What the figures were measured on."""
     cpu_model = platform.processor() or "unknown"
@@ -355,7 +406,7 @@ def machine_info(pair: LocalPair) -> dict[str, Any]:
 # --- report -------------------------------------------------------------------------------------
 
 
-PARTS = ("copy", "binlog", "keepup", "outage", "resume", "rss")
+PARTS = ("copy", "binlog", "keepup", "realistic", "native", "outage", "heldlock", "resume", "rss")
 
 
 def _unavailable(section: dict[str, Any] | None) -> str | None:
@@ -369,9 +420,9 @@ def _unavailable(section: dict[str, Any] | None) -> str | None:
     return None
 
 
-def _table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+def _table_rows(results: dict[str, Any]) -> list[Row]:
     """(benchmark, measured, reference or context, ratio, target) for every part."""
-    rows: list[tuple[str, str, str, str, str]] = []
+    rows: list[Row] = []
     copy, binlog = results.get("copy"), results.get("binlog")
     outage, resume, rss = (results.get(k) for k in ("outage", "resume", "rss"))
 
@@ -422,6 +473,8 @@ def _table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]
         rows.append(
             (f"catch-up ({label})", f"{part['catch_up_s']:.2f} s", "after the load stopped", "-", "-")
         )
+    rows.extend(_realistic_rows(results.get("realistic"), missing))
+    rows.extend(_native_rows(results.get("native"), missing))
     if not missing("cutover outage", outage):
         assert outage is not None
         p99 = "p99 (= max)" if outage["cutovers"] < 100 else "p99"
@@ -435,6 +488,7 @@ def _table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]
                 f"p50 < {outage['p50_target_ms']} ms, p99 < {outage['p99_target_ms']} ms",
             )
         )
+    rows.extend(_heldlock_rows(results.get("heldlock"), missing))
     if not missing("resume", resume):
         assert resume is not None
         rows.append(
@@ -475,6 +529,105 @@ def _table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]
                     )
                 )
     return rows
+
+
+Row = tuple[str, str, str, str, str]
+
+
+def _realistic_rows(real: dict[str, Any] | None, missing: Callable[[str, Any], bool]) -> list[Row]:
+    """Table rows of the realistic-schema part."""
+    if missing("realistic schema", real):
+        return []
+    assert real is not None
+    copy, light, heavy = real["copy"], real["light"], real["heavy"]
+    rows: list[Row] = [
+        (
+            "realistic copy",
+            f"{copy['rows_per_s']:,} rows/s",
+            f"{copy['reference_rows_per_s']:,} rows/s INSERT..SELECT",
+            f"{copy['ratio']:.3f}",
+            f">= {copy['target_ratio']}",
+        ),
+        (
+            "realistic light lag",
+            f"max {light['lag_max_s']:.2f} s, p99 {light['lag_p99_s']:.2f} s",
+            f"{light['source_tps']:,.0f} mixed txn/s, 1 connection",
+            "-",
+            f"< {light['lag_target_s']:g} s",
+        ),
+    ]
+    vs, backlog = real["heavy_vs_sysbench"], real["heavy_backlog"]
+    rows.append(
+        (
+            "realistic heavy apply",
+            f"{backlog['apply_events_per_s']:,} events/s",
+            f"{vs['sysbench_events_per_s']:,} events/s sysbench, same drain"
+            if "ratio" in vs
+            else vs.get("skipped", ""),
+            f"{vs['ratio']:.3f}" if "ratio" in vs else "-",
+            f">= {HEAVY_TARGET_RATIO}",
+        )
+    )
+    rows.append(
+        (
+            "realistic heavy lag",
+            f"max {heavy['lag_max_s']:.2f} s, p99 {heavy['lag_p99_s']:.2f} s",
+            f"{heavy['source_tps']:,.0f} mixed txn/s, {heavy['threads']} connections, live",
+            "-",
+            "-",
+        )
+    )
+    return rows
+
+
+def _native_rows(native: dict[str, Any] | None, missing: Callable[[str, Any], bool]) -> list[Row]:
+    """Table rows of the tablemover-vs-native-replication part."""
+    if missing("keep-up vs native", native):
+        return []
+    assert native is not None
+    tm, nat = native["tablemover"], native["native"]
+    return [
+        (
+            "keep-up vs native",
+            f"tablemover {tm['keepup_ratio']:.3f}",
+            f"native {nat['keepup_ratio']:.3f} ({tm['committed_txn_per_s']:,} / "
+            f"{nat['committed_txn_per_s']:,} txn/s committed)",
+            f"{native['keepup_vs_native']:.3f}",
+            f">= {native['vs_native_target']} of native",
+        ),
+        (
+            "catch-up vs native",
+            f"tablemover {tm['catch_up_s']:.2f} s",
+            f"native {nat['catch_up_s']:.2f} s",
+            "-",
+            f"< {native['catch_up_target_s']:g} s",
+        ),
+    ]
+
+
+def _heldlock_rows(held: dict[str, Any] | None, missing: Callable[[str, Any], bool]) -> list[Row]:
+    """Table rows of the held-lock cutover part."""
+    if missing("held-lock cutover", held):
+        return []
+    assert held is not None
+    probe, sb = held["probe"], held["sysbench"]
+    return [
+        (
+            "held-lock cutover",
+            f"app max wait {held['app_max_wait_ms']} ms",
+            f"probe {probe['max_ms_in_window']} ms, sysbench {sb['max_latency_ms_in_window']} ms; "
+            f"lock held {held['hold_s']:g} s",
+            "-",
+            f"<= {held['max_wait_target_ms']} ms",
+        ),
+        (
+            "held-lock outage",
+            f"{held['outage_ms']} ms, {held['rename_attempts']} RENAME",
+            f"lock wait {held['lock_wait_ms']} ms, blocker via {held['blocker_method']}",
+            "-",
+            "-",
+        ),
+    ]
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -523,6 +676,7 @@ def _details(results: dict[str, Any]) -> list[str]:
         )
         cpu = ", ".join(f"{k} {v:.2f}" for k, v in keepup["cpu_cores_during_load"].items())
         out.append(f"         CPU cores used during the load: {cpu}")
+    out.extend(_details_new(results))
     if outage and _unavailable(outage) is None:
         app = outage["app_blocked_ms"]
         out.append(
@@ -544,6 +698,65 @@ def _details(results: dict[str, Any]) -> list[str]:
         f"machine: {machine['nproc']} x {machine['cpu_model']}, {machine['mem_total_mb']} MB, "
         f"Python {machine['python']}, MariaDB {machine['mariadbd']}"
     )
+    return out
+
+
+def _details_new(results: dict[str, Any]) -> list[str]:
+    """Detail lines of the realistic, native and heldlock parts."""
+    out: list[str] = []
+    real, native, held = (results.get(k) for k in ("realistic", "native", "heldlock"))
+    if real and _unavailable(real) is None:
+        copy, light, heavy = real["copy"], real["light"], real["heavy"]
+        tables = ", ".join(f"{t} {n:,}" for t, n in real["tables"].items())
+        out.append(
+            f"realistic: {copy['rows']:,} rows ({tables}), "
+            f"copy phase {copy['copy_phase_s']} s, reference {copy['reference_s']}"
+        )
+        backlog, sb = real["heavy_backlog"], real["sysbench_backlog"]
+        out.append(
+            f"         heavy backlog: {backlog['transactions']:,} txns written at "
+            f"{backlog['write_tps']:,.0f} txn/s, {backlog['events_applied']:,} events drained in "
+            f"{backlog['drain_s']} s"
+            + (
+                f"; sysbench backlog: {sb['transactions']:,} txns, {sb['events_applied']:,} events in "
+                f"{sb['drain_s']} s"
+                if sb
+                else ""
+            )
+        )
+        out.append(
+            f"         live: light {light['source_transactions']:,} txns in {light['load_s']:.1f} s, "
+            f"catch-up {light['catch_up_s']:.2f} s; heavy {heavy['source_transactions']:,} txns at "
+            f"{heavy['source_tps']:,.0f} txn/s, applied {heavy.get('applied_events_per_s', 0):,} events/s "
+            f"during the load (keep-up ratio {heavy['keepup_ratio']}), catch-up {heavy['catch_up_s']:.2f} s"
+        )
+        if "cpu_us_per_event" in real["heavy_vs_sysbench"]:
+            per = real["heavy_vs_sysbench"]["cpu_us_per_event"]
+            out.append(
+                f"         CPU us per applied event (daemon + servers): realistic {per['realistic']}, "
+                f"sysbench {per['sysbench']} (ratio {real['heavy_vs_sysbench']['cpu_ratio']})"
+            )
+    if native and _unavailable(native) is None:
+        for label in ("tablemover", "native"):
+            part = native[label]
+            cpu = ", ".join(f"{k} {v:.2f}" for k, v in part["cpu_cores_during_load"].items())
+            waits = ", ".join(f"{k} {v:.2f}" for k, v in part["runqueue_wait_per_s"].items())
+            out.append(
+                f"{label}: {part['committed_txns']:,} txns committed at {part['committed_txn_per_s']:,}/s, "
+                f"applied {part['applied_txn_per_s_during_load']:,}/s during the load, lag max "
+                f"{part['lag_max_s']:.2f} s, catch-up {part['catch_up_s']:.2f} s"
+            )
+            out.append(f"         CPU cores: {cpu}; waiting for a core (s/s): {waits}")
+    if held and _unavailable(held) is None:
+        probe = held["probe"]
+        out.append(
+            f"heldlock: released {held['release_after_s']:g} s into a {held['hold_s']:g} s hold; "
+            f"blocker seen {held['blocker_seen_ms_after_release']} ms after the release "
+            f"({held['blocker_method']}), RENAME "
+            f"{held['blocker_commit_to_rename_ms']} ms after its commit; probe {probe['queries_in_window']} "
+            f"queries in the {held['window_s']:.2f} s window, p99 {probe['p99_ms_in_window']} ms "
+            f"(before: max {probe['max_ms_before']} ms)"
+        )
     return out
 
 
@@ -576,11 +789,86 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g.add_argument(
         "--sample-interval", type=float, default=DEFAULT_SAMPLE_S, help="seconds between lag samples"
     )
+    g = p.add_argument_group("realistic schema (composite key, DECIMAL, DATETIME(6), JSON, BLOB, ...)")
+    g.add_argument(
+        "--realistic-rows",
+        type=int,
+        default=DEFAULT_REALISTIC_ROWS,
+        help="order lines (customers: half as many); (%(default)s)",
+    )
+    g.add_argument(
+        "--realistic-light-seconds",
+        type=float,
+        default=DEFAULT_REALISTIC_LIGHT_S,
+        help="light traffic duration (%(default)s)",
+    )
+    g.add_argument(
+        "--realistic-light-rate",
+        type=float,
+        default=DEFAULT_REALISTIC_LIGHT_RATE,
+        help="light traffic transactions/s (%(default)s)",
+    )
+    g.add_argument(
+        "--realistic-heavy-seconds",
+        type=float,
+        default=DEFAULT_REALISTIC_HEAVY_S,
+        help="heavy traffic duration; 0 skips the whole part (%(default)s)",
+    )
+    g.add_argument(
+        "--realistic-heavy-threads",
+        type=int,
+        default=DEFAULT_REALISTIC_HEAVY_THREADS,
+        help="heavy traffic connections (%(default)s)",
+    )
+    g.add_argument(
+        "--realistic-heavy-max-txns",
+        type=int,
+        default=DEFAULT_REALISTIC_HEAVY_MAX_TXNS,
+        help="heavy traffic stops after this many transactions (%(default)s)",
+    )
+    g = p.add_argument_group("native (tablemover vs native replication, same sysbench load)")
+    g.add_argument(
+        "--native-seconds",
+        type=int,
+        default=DEFAULT_NATIVE_SECONDS,
+        help="load duration; 0 skips (%(default)s)",
+    )
+    g.add_argument("--native-rows", type=int, default=DEFAULT_NATIVE_ROWS, help="sysbench table size")
+    g.add_argument(
+        "--native-threads", type=int, default=DEFAULT_NATIVE_THREADS, help="sysbench threads (%(default)s)"
+    )
+    g.add_argument("--native-seed", type=int, default=DEFAULT_NATIVE_SEED, help="sysbench --rand-seed")
     g = p.add_argument_group("outage")
     g.add_argument("--cutovers", type=int, default=DEFAULT_CUTOVERS, help="cutovers; 0 skips (%(default)s)")
     g.add_argument("--cutover-rows", type=int, default=DEFAULT_CUTOVER_ROWS, help="rows a cutover table")
     g.add_argument(
         "--cutover-write-rate", type=int, default=DEFAULT_CUTOVER_WRITE_RATE, help="writes/s during each move"
+    )
+    g = p.add_argument_group("heldlock (cutover released while a session holds a row lock)")
+    g.add_argument(
+        "--heldlock-hold",
+        type=float,
+        default=DEFAULT_HELDLOCK_HOLD_S,
+        help="seconds the blocker holds its lock; 0 skips (%(default)s)",
+    )
+    g.add_argument(
+        "--heldlock-release-after",
+        type=float,
+        default=DEFAULT_HELDLOCK_RELEASE_AFTER_S,
+        help="seconds into the hold when the cutover is released (%(default)s)",
+    )
+    g.add_argument("--heldlock-rows", type=int, default=DEFAULT_HELDLOCK_ROWS, help="sysbench table size")
+    g.add_argument(
+        "--heldlock-rate",
+        type=int,
+        default=DEFAULT_HELDLOCK_RATE,
+        help="sysbench transactions/s (%(default)s)",
+    )
+    g.add_argument(
+        "--probe-interval",
+        type=float,
+        default=DEFAULT_PROBE_INTERVAL_S,
+        help="seconds between the probe's writes (%(default)s)",
     )
     g = p.add_argument_group("resume")
     g.add_argument("--resumes", type=int, default=DEFAULT_RESUMES, help="SIGKILLs; 0 skips (%(default)s)")
@@ -592,11 +880,48 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0,
         help=f"also copy this many rows for peak RSS (the spec's figure is for {RSS_TARGET_ROWS:,}); 0 skips",
     )
-    args = p.parse_args(argv)
-    for name in ("rows", "binlog_rows", "transactions", "keepup_rows", "cutover_rows", "resume_rows"):
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="shorter loads and fewer samples everywhere (also BENCH_QUICK=1): a check that it runs",
+    )
+    # Quick mode changes the defaults only: an option given explicitly still wins.
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    if "--quick" in argv_list or os.environ.get("BENCH_QUICK", "") not in ("", "0"):
+        p.set_defaults(quick=True, **QUICK)
+    args = p.parse_args(argv_list)
+    for name in (
+        "rows",
+        "binlog_rows",
+        "transactions",
+        "keepup_rows",
+        "cutover_rows",
+        "resume_rows",
+        "realistic_rows",
+        "realistic_heavy_threads",
+        "realistic_heavy_max_txns",
+        "native_rows",
+        "native_threads",
+        "heldlock_rows",
+        "heldlock_rate",
+    ):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("keepup_seconds", "cutovers", "resumes", "rss_rows"):
+    if args.realistic_light_rate <= 0 or args.realistic_light_seconds <= 0 or args.probe_interval <= 0:
+        p.error("--realistic-light-rate, --realistic-light-seconds and --probe-interval must be positive")
+    if args.heldlock_hold and not 1.5 <= args.heldlock_release_after < args.heldlock_hold:
+        # The daemon ignores transactions younger than cutover_blocker_min_age_s (1 s, whole seconds
+        # of age): released earlier, the blocker would not count yet and the RENAME would queue.
+        p.error("--heldlock-release-after must be at least 1.5 and below --heldlock-hold")
+    for name in (
+        "keepup_seconds",
+        "cutovers",
+        "resumes",
+        "rss_rows",
+        "realistic_heavy_seconds",
+        "native_seconds",
+        "heldlock_hold",
+    ):
         if getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')} must not be negative")
     if args.sample_interval <= 0 or args.cutover_write_rate < 1:
@@ -636,6 +961,48 @@ def plan(
                     lambda d=durability: _keepup(args, pair, workdir, d),  # type: ignore[misc]
                 )
             )
+    if "realistic" not in skip and args.realistic_heavy_seconds:
+        parts.append(
+            (
+                "realistic",
+                f"{args.realistic_rows:,} order lines + {args.realistic_rows // 2:,} customers: copy, "
+                f"{args.realistic_light_seconds:g} s light and {args.realistic_heavy_seconds:g} s heavy "
+                "traffic",
+                lambda: bench_realistic(
+                    pair,
+                    workdir,
+                    ensure_sysbench()[0],
+                    args.realistic_rows,
+                    args.realistic_light_seconds,
+                    args.realistic_light_rate,
+                    args.realistic_heavy_seconds,
+                    args.realistic_heavy_threads,
+                    args.realistic_heavy_max_txns,
+                    args.sample_interval,
+                ),
+            )
+        )
+    if "native" not in skip and args.native_seconds:
+        parts.append(
+            (
+                "native",
+                f"{args.native_seconds} s of {args.native_threads}-thread sysbench, tablemover then a "
+                "native replica",
+                lambda: _with_sysbench(
+                    lambda sysbench: bench_native(
+                        pair,
+                        workdir,
+                        workdir.parent / "replica",
+                        sysbench,
+                        args.native_rows,
+                        args.native_seconds,
+                        args.sample_interval,
+                        args.native_threads,
+                        args.native_seed,
+                    )
+                ),
+            )
+        )
     if "outage" not in skip and args.cutovers:
         parts.append(
             (
@@ -643,6 +1010,25 @@ def plan(
                 f"{args.cutovers} cutovers",
                 lambda: bench_outage(
                     pair, workdir, args.cutovers, args.cutover_rows, args.cutover_write_rate
+                ),
+            )
+        )
+    if "heldlock" not in skip and args.heldlock_hold:
+        parts.append(
+            (
+                "heldlock",
+                f"a cutover released while a row lock is held {args.heldlock_hold:g} s",
+                lambda: _with_sysbench(
+                    lambda sysbench: bench_heldlock(
+                        pair,
+                        workdir,
+                        sysbench,
+                        args.heldlock_rows,
+                        args.heldlock_hold,
+                        args.heldlock_release_after,
+                        args.heldlock_rate,
+                        args.probe_interval,
+                    )
                 ),
             )
         )
@@ -665,15 +1051,19 @@ def plan(
     return parts
 
 
-def _keepup(args: argparse.Namespace, pair: LocalPair, workdir: Path, durability: str) -> dict[str, Any]:
-    # Imported here, not at the top: drill.run imports bench.run, which is __main__ at this point.
-    from drill.run import ensure_sysbench
-
+def _with_sysbench(part: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """``part(sysbench binary)``, or a skipped part when sysbench is not there and cannot be installed."""
     binary, how = ensure_sysbench()
     if binary is None:
         return {"skipped": how}
-    return bench_keepup(
-        pair, workdir, binary, args.keepup_rows, args.keepup_seconds, args.sample_interval, durability
+    return part(binary)
+
+
+def _keepup(args: argparse.Namespace, pair: LocalPair, workdir: Path, durability: str) -> dict[str, Any]:
+    return _with_sysbench(
+        lambda binary: bench_keepup(
+            pair, workdir, binary, args.keepup_rows, args.keepup_seconds, args.sample_interval, durability
+        )
     )
 
 
@@ -693,6 +1083,32 @@ def rss_summary(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def git_revision() -> str:
+    """``git rev-parse --short HEAD``, plus "with uncommitted changes" when ``src/`` differs from it."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--short", "src"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head} with uncommitted changes" if dirty else head
+
+
+def install_mdl_plugin(pair: LocalPair) -> str:
+    """Install ``metadata_lock_info`` on the source, so the cutover's blocker check is exact (see
+    ``tablemover.blockers``); what happened, for the JSON."""
+    try:
+        pair.source.execute("INSTALL SONAME 'metadata_lock_info'")
+    except pymysql.err.MySQLError as exc:
+        # The parts still run: the daemon then falls back to "any long InnoDB transaction".
+        return f"not installed: {exc}"
+    return "installed"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Start a server pair, run every benchmark, write the JSON and print the table."""
     args = parse_args(argv)
@@ -708,7 +1124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("starting source and target servers ...", file=sys.stderr)
         pair = start_pair(row_metadata="FULL", root=root / "servers")
         grant_mover(pair, SCHEMA_GRANT)
-        results["machine"] = machine_info(pair)
+        results["machine"] = {
+            **machine_info(pair),
+            "source_metadata_lock_info": install_mdl_plugin(pair),
+            "git": git_revision(),
+            "loadavg_at_start": _loadavg(),
+        }
         for name, what, run in plan(args, pair, workdir):
             print(f"{name}: {what} ...", file=sys.stderr)
             part_started = time.perf_counter()
@@ -731,6 +1152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             pair.stop()
         shutil.rmtree(root, ignore_errors=True)
     results["machine"]["bench_wall_s"] = round(time.perf_counter() - started, 1)
+    results["machine"]["loadavg_at_end"] = _loadavg()
+    results["machine"]["quick"] = bool(args.quick)
     results["failed"] = failed
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
