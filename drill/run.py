@@ -49,6 +49,7 @@ from typing import IO, Any, TypeAlias
 
 import pymysql
 import pymysql.cursors
+from bench.load import ensure_sysbench
 from bench.run import create_sbtest_sql, fill_sbtest_sql
 
 from tablemover.local.mariadb import LocalPair, grant_mover, pair_config, root_connection, start_pair
@@ -305,26 +306,6 @@ def transition_problems(states: list[str]) -> list[str]:
 
 
 # --- write load ---------------------------------------------------------------------------------
-
-
-def ensure_sysbench() -> tuple[str | None, str]:
-    """Path of sysbench, installing Debian's package when missing; (None, why) when impossible."""
-    found = shutil.which("sysbench")
-    if found:
-        return found, "sysbench"
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        return None, "sysbench is not installed and apt-get cannot be run here"
-    print("sysbench not found: installing it with apt-get ...", file=sys.stderr)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "sysbench"]):
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
-        except subprocess.TimeoutExpired:
-            return None, f"`{' '.join(cmd)}` timed out"
-        if proc.returncode != 0:
-            return None, f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[-300:]}"
-    found = shutil.which("sysbench")
-    return (found, "sysbench (installed by the drill)") if found else (None, "sysbench still missing")
 
 
 class Sysbench:
