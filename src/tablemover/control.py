@@ -24,6 +24,7 @@ from tablemover.log import event
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_REQUEST = 64 * 1024
+REQUEST_TIMEOUT_S = 5.0  # a client that does not finish its one line in time is answered and dropped
 REPLY_TIMEOUT_S = 2.0  # a client that does not read its reply cannot hold a stopping daemon up
 
 
@@ -77,10 +78,12 @@ class ControlServer:
         async with stream:
             try:
                 raw = b""
-                with anyio.fail_after(5):
+                with anyio.fail_after(REQUEST_TIMEOUT_S):
                     while not raw.endswith(b"\n") and len(raw) < MAX_REQUEST:
                         raw += await stream.receive()
                 request = json.loads(raw)
+                if not isinstance(request, dict):
+                    raise ValueError('a request is a JSON object such as {"cmd": "status"}')
                 handler = self.handlers.get(str(request.get("cmd")))
                 if handler is None:
                     reply = {
@@ -90,7 +93,8 @@ class ControlServer:
                     }
                 else:
                     reply = await self._call(handler, request)
-            except (json.JSONDecodeError, TimeoutError, anyio.EndOfStream, AttributeError) as exc:
+            # ValueError covers malformed JSON, bytes that are not UTF-8 and non-object requests.
+            except (ValueError, RecursionError, TimeoutError, anyio.EndOfStream) as exc:
                 reply = {"ok": False, "error": f"bad request: {exc}"}
             # Shielded: a command that stops the daemon (abort) may cancel this very task while
             # it answers; the operator must still get the reply that says the command was taken.
