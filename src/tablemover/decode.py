@@ -9,6 +9,8 @@ would not round-trip without the metadata.
 from __future__ import annotations
 
 import codecs
+import datetime as dt
+import enum
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,6 +35,23 @@ _NOT_NULL = {
 def _bit(v: Any) -> Any:
     # The library renders BIT(n) as a string of '0'/'1'; the server accepts the integer.
     return int(v, 2) if isinstance(v, str) else v
+
+
+_EPOCH = dt.datetime(1970, 1, 1)
+ZERO_TIMESTAMP = "0000-00-00 00:00:00"
+
+
+def _zero_timestamp(v: Any) -> Any:
+    # The binlog stores TIMESTAMP as seconds since the epoch, and the zero timestamp as 0, which
+    # the library reads as 1970-01-01 00:00:00. That instant (UTC) is below TIMESTAMP's range
+    # (from 00:00:01), so the value can only be the zero timestamp: write that back.
+    return ZERO_TIMESTAMP if v == _EPOCH else v
+
+
+def _zero_year(v: Any) -> Any:
+    # YEAR is one byte, value - 1900, with 0 for the year 0000; the library adds 1900 to it. 1900
+    # is not a YEAR value (1901-2155 or 0000), so it can only be 0000.
+    return 0 if v == 1900 else v
 
 
 def _set(order: Sequence[str]) -> Fix:
@@ -99,15 +118,30 @@ def python_codec(charset: str | None) -> str | None:
     return str(found.encoding)
 
 
-def _fix_for(column: Column, is_key: bool) -> Fix | None:
+class FixKind(enum.Enum):
+    """Which fix-up a column's library value gets; the native row decoder (rowcodec) fuses some."""
+
+    TEXT_KEY = "text_key"  # bytes of a key column, decoded with the column's charset
+    BIT = "bit"  # '0'/'1' string -> int (an int passes as is)
+    SET = "set"  # Python set -> "a,b" in definition order (a str passes as is)
+    JSON = "json"  # MySQL binary JSON, decoded by the library -> JSON text
+    ZERO_TIMESTAMP = "zero_timestamp"  # 1970-01-01 00:00:00 (the binlog's 0) -> the zero timestamp
+    ZERO_YEAR = "zero_year"  # 1900 (the binlog's 0) -> 0000
+
+
+def _fix_for(column: Column, is_key: bool) -> tuple[FixKind, Fix] | None:
     if is_key and column.is_text:
-        return _text_key(column.charset)
+        return FixKind.TEXT_KEY, _text_key(column.charset)
     if column.data_type == "bit":
-        return _bit
+        return FixKind.BIT, _bit
     if column.data_type == "set":
-        return _set(column.enum_values)
+        return FixKind.SET, _set(column.enum_values)
     if column.data_type == "json":
-        return _json_value
+        return FixKind.JSON, _json_value
+    if column.data_type == "timestamp":
+        return FixKind.ZERO_TIMESTAMP, _zero_timestamp
+    if column.data_type == "year":
+        return FixKind.ZERO_YEAR, _zero_year
     return None
 
 
@@ -121,11 +155,13 @@ class RowDecoder:
         key = schema.chunk_key or ()
         names = [c.name for c in schema.writable_columns]
         self.key_positions = tuple(names.index(k) for k in key)
-        self._fixes = [
-            (i, fix)
+        # Writable-column index -> (kind, fix): what the native decoder must reproduce.
+        self.fix_plan: dict[int, tuple[FixKind, Fix]] = {
+            i: planned
             for i, c in enumerate(schema.writable_columns)
-            if (fix := _fix_for(c, i in self.key_positions))
-        ]
+            if (planned := _fix_for(c, i in self.key_positions))
+        }
+        self._fixes = [(i, fix) for i, (_kind, fix) in self.fix_plan.items()]
 
     def row(self, image: dict[str, Any], none_sources: dict[str, str] | None = None) -> Row:
         """The writable columns of one row image, fixed up.

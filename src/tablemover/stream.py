@@ -18,6 +18,14 @@ What the library does that we must not let happen:
   values; we fill those in from our own inspection before a row event is decoded.
 
 Two patches are for speed only: ``Table.__init__`` and ``Table.data`` (see ``_table_init``).
+
+Most events never become the library's event objects, though (about six times faster, see
+docs/benchmarks.md, "Stream decoding"): the thread frames the packets off the connection itself
+(``_NativeFraming``) and translates MariaDB GTID and Xid events and the row events of moved tables
+directly, the latter with a decoder compiled once per table map (``rowcodec``). Every other event the
+library would return, and the row events of a table with a column type rowcodec leaves alone, go
+to the library as the packets they are, in stream order, so the translator sees the same sequence
+either way. ``native_decode=False`` (``TABLEMOVER_NATIVE_DECODE=0``) leaves every event to the library.
 """
 
 from __future__ import annotations
@@ -25,7 +33,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
+import os
 import queue
+import re
+import struct
 import threading
 import time
 from collections.abc import Mapping
@@ -36,6 +48,8 @@ import anyio
 import pymysql
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
+from pymysql.constants.CR import CR_SERVER_LOST
+from pymysql.protocol import MysqlPacket
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import (
     GtidEvent,
@@ -45,10 +59,11 @@ from pymysqlreplication.event import (
     RotateEvent,
     XidEvent,
 )
+from pymysqlreplication.packet import BinLogPacketWrapper
 from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsEvent, WriteRowsEvent
 from pymysqlreplication.table import Table
 
-from tablemover import gtid
+from tablemover import gtid, rowcodec
 from tablemover.changes import Commit, Op, RowChange, StreamBatch
 from tablemover.config import ServerSection
 from tablemover.decode import RowDecoder
@@ -58,6 +73,7 @@ from tablemover.log import event
 from tablemover.statements import ChangeKind, TableChange, changes_any
 
 MARIADB_GTID_FL_STANDALONE = 0x01
+NATIVE_DECODE_ENV = "TABLEMOVER_NATIVE_DECODE"  # "0": every event decoded by the library
 ER_BINLOG_FATAL = 1236  # the server cannot send the binlog from our position (purged, or diverged)
 HANDOVER_SLOTS = 4  # batches between the thread and the writer's inbox (which bounds the rest)
 
@@ -69,52 +85,21 @@ def _raw_string(self: Any, size: int, column: Any) -> bytes:
 
 
 def _time2(self: Any, column: Any) -> dt.timedelta:
-    # MySQL's TIME2 packs the integer part and the fraction as one big-endian value with an offset,
-    # negative values in two's complement across both parts (sql/my_time.cc,
-    # my_time_packed_from_binary); the library negates only the integer part.
+    # The library negates only the integer part of a negative TIME(n); see rowcodec.time2_value.
     fsp = column.fsp or 0
-    frac_bytes = (fsp + 1) // 2
-    raw = self.packet.read(3 + frac_bytes)
-    if frac_bytes == 3:
-        packed = int.from_bytes(raw, "big") - 0x800000000000
-    else:
-        intpart = int.from_bytes(raw[:3], "big") - 0x800000
-        frac = int.from_bytes(raw[3:], "big") if frac_bytes else 0  # unsigned, as MySQL reads it
-        scale = {0: 0, 1: 0x100, 2: 0x10000}[frac_bytes]
-        if intpart < 0 and frac:
-            intpart += 1
-            frac -= scale
-        packed = (intpart << 24) + frac * (10000 if frac_bytes == 1 else 100)
-    sign = -1 if packed < 0 else 1
-    packed = abs(packed)
-    hms, micro = packed >> 24, packed & 0xFFFFFF
-    hours, minutes, seconds = (hms >> 12) & 0x3FF, (hms >> 6) & 0x3F, hms & 0x3F
-    return sign * dt.timedelta(hours=hours, minutes=minutes, seconds=seconds, microseconds=micro)
+    return rowcodec.time2_value(bytes(self.packet.read(3 + (fsp + 1) // 2)), fsp)
 
 
 def _date(self: Any) -> dt.date | str:
     # The library turns any date with a zero part into None ("out of date range"); MariaDB's default
     # sql_mode stores '2024-05-00' and '0000-00-00' happily, and we must write back exactly that.
-    raw = self.packet.read_uint24()
-    year, month, day = raw >> 9, (raw >> 5) & 0x0F, raw & 0x1F
-    try:
-        return dt.date(year, month, day)
-    except ValueError:
-        return f"{year:04d}-{month:02d}-{day:02d}"
+    return rowcodec.date_value(self.packet.read_uint24())
 
 
 def _datetime2(self: Any, column: Any) -> dt.datetime | str:
     # Same as _date for DATETIME(n): values with zero parts come back as the server's text.
-    data = int.from_bytes(self.packet.read(5), "big")
-    year, month = divmod((data >> 22) & 0x1FFFF, 13)
-    day, hour = (data >> 17) & 0x1F, (data >> 12) & 0x1F
-    minute, second = (data >> 6) & 0x3F, data & 0x3F
-    micro = self._RowsEvent__read_fsp(column)
-    try:
-        return dt.datetime(year, month, day, hour, minute, second, micro)
-    except ValueError:
-        text = f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
-        return text + (f".{micro:06d}"[: column.fsp + 1] if column.fsp else "")
+    fsp = column.fsp
+    return rowcodec.datetime2_value(bytes(self.packet.read(5 + rowcodec.FRACTION_BYTES.get(fsp, 0))), fsp)
 
 
 def _table_init(
@@ -157,6 +142,262 @@ RowsEvent._RowsEvent__read_datetime2 = _datetime2
 _original_connect = BinLogStreamReader._BinLogStreamReader__connect_to_stream
 
 
+XID_EVENT_TYPE = 16
+TABLE_MAP_EVENT_TYPE = 19
+MARIADB_GTID_EVENT_TYPE = 162
+_MARIADB_GTID = struct.Struct("<QIB")  # seq_no, domain_id, flags: the start of the event body
+_UINT32 = struct.Struct("<I")
+_MARIADB_GTID_TEXT = re.compile(r"([0-9]+)-([0-9]+)-([0-9]+)").fullmatch  # what MariaDBGtid.parse takes
+_MAX_PACKET = 0xFFFFFF  # a protocol packet of this length continues in the next one
+
+
+_UNREAD = object()  # no format description looked at yet
+
+
+class _Drained(Exception):
+    """The library consumed the packet we handed it without returning an event."""
+
+
+@dataclass(slots=True)
+class _TablePlan:
+    """What to do with the row events of one table map."""
+
+    table: Table  # the library's table map entry this plan was made for
+    name: str
+    moved: bool
+    # Row event type -> the compiled decoder of its images; empty when the library decodes.
+    decoders: dict[int, rowcodec.RowsFunction]
+    width: int = 0  # columns of the table map, which every full row image holds
+
+
+class _NativeFraming:
+    """Reads binlog packets off the reader's connection without the library's per-event objects.
+
+    This is pymysql's ``_read_packet`` and the library's ``fetchone`` minus their objects: the
+    packet's bytes are read from the connection's buffered socket file, sequence numbers checked,
+    EOF and error packets handled as they do. A packet the pump does not handle itself goes back to
+    the library through :meth:`delegate`, which serves it to ``fetchone`` as if read from the
+    socket, so the library's state (table maps, the format description, rotations) stays its own.
+    """
+
+    def __init__(
+        self,
+        reader: _Reader,
+        allowed_types: frozenset[int],
+        gtid_type: int,
+        freeze: bool,
+        decoders: Mapping[str, RowDecoder],
+        database: str,
+    ) -> None:
+        self._reader = reader
+        self.delegated = allowed_types  # event types the library parses (returned or consumed)
+        self.gtid_type = gtid_type  # MariaDB GTID events, when the reader asks for them; else -1
+        self._freeze = freeze
+        self._decoders = decoders
+        self._database = database
+        self._conn: Any = None
+        self._rfile: Any = None
+        self.seq = 0
+        self._checksum_len = 0
+        self._plans: dict[int, _TablePlan] = {}
+        self._table_map: dict[int, Table] | None = None
+        self._post_headers: dict[int, int] = {}
+        self._post_headers_of: Any = _UNREAD  # the library's list they were read from
+        self._reported: set[tuple[str, str]] = set()
+
+    @classmethod
+    def of(cls, reader: _Reader, decoders: Mapping[str, RowDecoder], database: str) -> _NativeFraming | None:
+        """Framing for ``reader``; None (decode with the library) when the library is not as we know it.
+
+        The pump relies on private parts of mysql-replication (1.0.x): the allowed event classes,
+        the event-type map, the post-header lengths. A reader with filters would also drop events
+        this framing does not know to drop.
+        """
+        try:
+            allowed = reader._BinLogStreamReader__allowed_events
+            in_packet = reader._BinLogStreamReader__allowed_events_in_packet
+            event_map = BinLogPacketWrapper._BinLogPacketWrapper__event_map
+            freeze = bool(reader._BinLogStreamReader__freeze_schema)
+            filters = (
+                reader._BinLogStreamReader__only_tables,
+                reader._BinLogStreamReader__ignored_tables,
+                reader._BinLogStreamReader__only_schemas,
+                reader._BinLogStreamReader__ignored_schemas,
+                reader.skip_to_timestamp,
+                reader.end_log_pos,
+            )
+            reader._BinLogStreamReader__post_header_lengths  # noqa: B018 - present, or AttributeError
+        except AttributeError:
+            return None
+        needed = {XidEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent}
+        if any(f is not None for f in filters) or not needed <= allowed:
+            return None
+        types = frozenset(t for t, cls in event_map.items() if cls in in_packet)
+        gtid_type = MARIADB_GTID_EVENT_TYPE if MariadbGtidEvent in allowed else -1
+        return cls(reader, types, gtid_type, freeze, decoders, database)
+
+    def attach(self) -> None:
+        """Take over the connection the library opened (after its first ``fetchone``)."""
+        conn = self._reader._stream_connection
+        self._conn = conn
+        self._rfile = conn._rfile
+        self.seq = conn._next_seq_id
+        self._checksum_len = 4 if self._reader._BinLogStreamReader__use_checksum else 0
+
+    def read_packet(self) -> bytes | None:
+        """The next binlog event packet (OK byte first); None at the end of a non-blocking stream."""
+        read = self._rfile.read
+        while True:
+            try:
+                header = read(4)
+                if len(header) < 4:
+                    raise self._lost(None)
+                if header[3] != self.seq:
+                    raise self._out_of_sequence(header[3])
+                self.seq = (self.seq + 1) & 0xFF
+                length = header[0] | header[1] << 8 | header[2] << 16
+                data: bytes = read(length)
+                if len(data) < length:
+                    raise self._lost(None)
+                if length == _MAX_PACKET:
+                    data = self._continued(data)
+            except OSError as exc:
+                raise self._lost(exc) from exc
+            first = data[0]
+            if first == 0 and len(data) >= 7:
+                return data
+            if first == 0xFF:
+                self._conn._next_seq_id = self.seq
+                MysqlPacket(data, self._conn.encoding).raise_for_error()
+            if first == 0xFE and len(data) < 9:
+                self._reader.close()  # what the library does at EOF
+                return None
+            # Anything else is no event; the library skips it too.
+
+    def _continued(self, data: bytes) -> bytes:
+        """A payload of 16 MiB or more: it continues in the following packets (as pymysql joins them)."""
+        read = self._rfile.read
+        parts = [data]
+        while True:
+            header = read(4)
+            if len(header) < 4:
+                raise self._lost(None)
+            if header[3] != self.seq:
+                raise self._out_of_sequence(header[3])
+            self.seq = (self.seq + 1) & 0xFF
+            length = header[0] | header[1] << 8 | header[2] << 16
+            part = read(length)
+            if len(part) < length:
+                raise self._lost(None)
+            parts.append(part)
+            if length < _MAX_PACKET:
+                return b"".join(parts)
+
+    def _out_of_sequence(self, got: int) -> pymysql.err.MySQLError:
+        self._conn._force_close()
+        if got == 0:
+            # MariaDB sends an error packet with sequence 0 when it shuts down (pymysql's reading).
+            return pymysql.err.OperationalError(
+                CR_SERVER_LOST, "Lost connection to MySQL server during query"
+            )
+        return pymysql.err.InternalError(f"Packet sequence number wrong - got {got} expected {self.seq}")
+
+    def _lost(self, exc: OSError | None) -> pymysql.err.OperationalError:
+        # As pymysql: the connection is closed and the loss is error 2013, which run() handles.
+        self._conn._force_close()
+        detail = f" ({exc})" if exc is not None else ""
+        message = f"Lost connection to MySQL server during query{detail}"
+        return pymysql.err.OperationalError(CR_SERVER_LOST, message)
+
+    def delegate(self, data: bytes) -> Any:
+        """Have the library parse this packet; its event, or None when it returns none for it."""
+        conn = self._conn
+        conn._next_seq_id = self.seq  # pymysql's count, were it to read on
+        packet = MysqlPacket(data, conn.encoding)
+        served = False
+
+        def serve(*_args: Any, **_kwargs: Any) -> MysqlPacket:
+            nonlocal served
+            if served:
+                # fetchone loops to the next packet when this one gave no event: that one is ours.
+                raise _Drained
+            served = True
+            return packet
+
+        conn._read_packet = serve
+        try:
+            return self._reader.fetchone()
+        except _Drained:
+            return None
+        finally:
+            del conn._read_packet
+
+    def known_table(self, data: bytes) -> bool:
+        """A TABLE_MAP the library skips: a table id it has already mapped, with freeze_schema."""
+        return self._freeze and int.from_bytes(data[20:26], "little") in self._reader.table_map
+
+    def layout(self, data: bytes, kind: int) -> rowcodec.RowsLayout | None:
+        """Where the parts of a rows event lie (rowcodec.rows_layout), with the declared post-header."""
+        lengths = self._reader._BinLogStreamReader__post_header_lengths
+        if lengths is not self._post_headers_of:
+            # A (new) format description: the library reads the post-header length of each event
+            # type from it, falling back to the length it knows.
+            self._post_headers_of = lengths
+            self._post_headers = {
+                t: int(lengths[t - 1]) if lengths and t <= len(lengths) else (10 if t >= 30 else 8)
+                for t in rowcodec.ROWS_EVENT_OPS
+            }
+        return rowcodec.rows_layout(data, kind, self._post_headers[kind], self._checksum_len)
+
+    def plan(self, data: bytes) -> _TablePlan | None:
+        """The plan for a rows event's table; None when the library does not know its table id."""
+        table_map = self._reader.table_map
+        if table_map is not self._table_map:
+            # A rotation gave the library a fresh map (table ids may be reused): start over.
+            self._plans.clear()
+            self._table_map = table_map
+        table_id = int.from_bytes(data[20:26], "little")
+        table = table_map.get(table_id)
+        if table is None:
+            return None
+        plan = self._plans.get(table_id)
+        if plan is None or plan.table is not table:
+            plan = self._plans[table_id] = self._make_plan(table)
+        return plan
+
+    def _make_plan(self, table: Table) -> _TablePlan:
+        name = table.table
+        decoder = self._decoders.get(name) if table.schema == self._database else None
+        if decoder is None:
+            return _TablePlan(table, name, False, {})
+        columns = table.columns
+        if columns and not getattr(columns[0], "_tm_filled", False):
+            fill_column_metadata(columns, decoder)
+            columns[0]._tm_filled = True
+        codec = rowcodec.compile_codec(name, columns, decoder)
+        if isinstance(codec, str):
+            self._report(name, "row events of this table are decoded by the library", reason=codec)
+            return _TablePlan(table, name, True, {})
+        by_op = {Op.INSERT: codec.insert, Op.UPDATE: codec.update, Op.DELETE: codec.delete}
+        decoders = {t: by_op[op] for t, op in rowcodec.ROWS_EVENT_OPS.items()}
+        return _TablePlan(table, name, True, decoders, codec.width)
+
+    def mismatch(self, table: str, exc: Exception) -> None:
+        """A row event that did not fit its compiled decoder; the library decodes it instead."""
+        # A bug in rowcodec or a table changed under us; either way the library's reading stands.
+        self._report(
+            table,
+            "native row decoding failed; the library decoded the event",
+            logging.WARNING,
+            error=repr(exc),
+        )
+
+    def _report(self, table: str, message: str, level: int = logging.INFO, **fields: Any) -> None:
+        if (table, message) not in self._reported:  # once per table: these repeat for every event
+            self._reported.add((table, message))
+            event(message, level, table=f"{self._database}.{table}", **fields)
+
+
 class StreamLost(Exception):
     """The binlog connection dropped; we reconnect ourselves at the last commit boundary."""
 
@@ -173,7 +414,6 @@ class _Reader(BinLogStreamReader):  # type: ignore[misc]
         _original_connect(self)
 
 
-@dataclass
 class Translator:
     """Turns binlog events into row changes and commit markers; pure, no I/O.
 
@@ -182,17 +422,39 @@ class Translator:
     count a transaction as applied once all of its rows are (spec rule 6).
     """
 
-    database: str
-    decoders: Mapping[str, RowDecoder]
-    flavor: Flavor
-    own_rename_tag: str  # the comment our cutover RENAME carries; not a foreign DDL
-    position: gtid.GtidPosition  # through the last commit boundary seen
-    items: list[RowChange | Commit] = field(default_factory=list)
-    events: int = 0
-    urgent: bool = False  # hand the pending items over now, whatever the batch age
-    _gtid: str | None = None
-    _standalone: bool = False
-    _last_commit_index: int = 0  # items[:this] end at a commit boundary
+    def __init__(
+        self,
+        database: str,
+        decoders: Mapping[str, RowDecoder],
+        flavor: Flavor,
+        own_rename_tag: str,
+        position: gtid.GtidPosition,
+    ) -> None:
+        self.database = database
+        self.decoders = decoders
+        self.flavor = flavor
+        self.own_rename_tag = own_rename_tag  # the comment our cutover RENAME carries; not a foreign DDL
+        self._position = position  # through the commit boundary before the GTIDs in _committed
+        # GTIDs committed since _position was last brought up to date. Folding them in once per
+        # batch instead of once per transaction saves parsing every GTID (a tenth of the stream).
+        self._committed: list[str] = []
+        self.items: list[RowChange | Commit] = []
+        self.events = 0
+        self.urgent = False  # hand the pending items over now, whatever the batch age
+        self._gtid: str | None = None
+        self._standalone = False
+        self._last_commit_index = 0  # items[:this] end at a commit boundary
+
+    @property
+    def position(self) -> gtid.GtidPosition:
+        """The source position through the last commit boundary seen."""
+        self._fold()
+        return self._position
+
+    def _fold(self) -> None:
+        if self._committed:
+            self._position = _fold_gtids(self._position, self._committed)
+            self._committed.clear()
 
     def gtid_event(self, gtid_text: str, standalone: bool) -> None:
         """A transaction starts."""
@@ -249,13 +511,18 @@ class Translator:
                 for r in rows
             )
 
+    def row_changes(self, changes: list[RowChange]) -> None:
+        """Row changes of one row event, already decoded against our schema (rowcodec)."""
+        self.events += 1
+        self.items.extend(changes)
+
     def _commit(self) -> None:
         if self._gtid is None:
             # Events before the first GTID we see belong to a transaction that started before our
             # start position; they were covered by it.
             return
         self.items.append(Commit(self._gtid))
-        self.position = gtid.advance(self.position, self._gtid)
+        self._committed.append(self._gtid)
         self._gtid = None
         self._last_commit_index = len(self.items)
 
@@ -294,6 +561,7 @@ class Translator:
         if cut == 0 and self.events == 0:
             return None
         batch = StreamBatch(self.items[:cut], self.events)
+        self._fold()  # the batch's GTIDs: they must not pile up between readings of position
         self.urgent = False
         del self.items[:cut]
         self._last_commit_index = 0 if partial else self._last_commit_index - cut
@@ -304,6 +572,32 @@ class Translator:
         """Forget a half-read transaction after a reconnect; it is read again from its start."""
         del self.items[self._last_commit_index :]
         self._gtid = None
+
+
+def _fold_gtids(position: gtid.GtidPosition, committed: list[str]) -> gtid.GtidPosition:
+    """``position`` advanced by each GTID of ``committed`` in turn (``gtid.advance``), parsed once.
+
+    MariaDB: advancing keeps, per domain, a GTID whose seq is at least the current one, so a run of
+    GTIDs ends at the last one with the highest seq of its domain; only that one is parsed into a
+    GTID object. Anything unusual goes through ``gtid.advance`` one by one.
+    """
+    if isinstance(position, gtid.MariaDBPosition):
+        winners: dict[int, tuple[int, int]] = {}  # domain -> (seq, server_id)
+        for text in committed:
+            match = _MARIADB_GTID_TEXT(text)
+            if match is None:
+                break
+            domain, server_id, seq = match.groups()
+            best = winners.get(int(domain))
+            if best is None or int(seq) >= best[0]:
+                winners[int(domain)] = (int(seq), int(server_id))
+        else:
+            for domain, (seq, server_id) in winners.items():
+                position = position.advance(gtid.MariaDBGtid(domain, server_id, seq))
+            return position
+    for text in committed:
+        position = gtid.advance(position, text)
+    return position
 
 
 @dataclass
@@ -320,6 +614,9 @@ class StreamSettings:
     max_reconnects: int = 10
     batch_items: int = 2000
     batch_age_s: float = 0.005
+    # Frame packets and decode the common events ourselves (rowcodec); False: the library decodes
+    # every event, as before. TABLEMOVER_NATIVE_DECODE=0 is the operator's way back to the library.
+    native_decode: bool = field(default_factory=lambda: os.environ.get(NATIVE_DECODE_ENV, "1") != "0")
 
 
 class BinlogStream:
@@ -439,7 +736,9 @@ class BinlogStream:
                 self._reader = self._open()
                 self._pump(self._reader)
                 attempts = 0
-            except (StreamLost, pymysql.err.OperationalError, OSError) as exc:
+            except (StreamLost, pymysql.err.MySQLError, OSError, EOFError) as exc:
+                # Any driver error of the binlog connection (a killed dump thread, a restarting
+                # server, a half-read packet) is met by reconnecting; only 1236 is final.
                 if self._stop.is_set():
                     break
                 if isinstance(exc, pymysql.err.MySQLError) and exc.args and exc.args[0] == ER_BINLOG_FATAL:
@@ -456,56 +755,36 @@ class BinlogStream:
                         f"the binlog stream from {self.settings.server.address} failed {attempts} times in "
                         f"a row (last error: {exc}). The move is resumable: fix the connection and run again."
                     ) from exc
-                time.sleep(min(0.1 * 2**attempts, 5.0))
+                # Woken by stop(): a stopping daemon must not wait out the backoff.
+                self._stop.wait(min(0.1 * 2**attempts, 5.0))
             finally:
                 if self._reader is not None:
                     self._reader.close()
                     self._reader = None
 
     def _pump(self, reader: _Reader) -> None:
+        native = (
+            _NativeFraming.of(reader, self.translator.decoders, self.settings.database)
+            if self.settings.native_decode
+            else None
+        )
+        if native is None:
+            self._pump_library(reader)
+        else:
+            self._pump_native(reader, native)
+
+    def _pump_library(self, reader: _Reader) -> None:
+        """Every event decoded by the library (the reference path, and the fallback)."""
         tr = self.translator
-        db = self.settings.database
-        tables = tr.decoders
         first_pending = 0.0
         for ev in reader:
             if self._stop.is_set():
                 return
             self._flowing = True
-            if isinstance(ev, RowsEvent):
-                if ev.schema == db and ev.table in tables:
-                    # Every table map event brings new column objects; fill each set once. (The
-                    # mark lives on the objects: an id() of a freed list may come back.)
-                    columns = ev.columns
-                    if columns and not getattr(columns[0], "_tm_filled", False):
-                        fill_column_metadata(columns, tables[ev.table])
-                        columns[0]._tm_filled = True
-                    op = (
-                        Op.INSERT
-                        if isinstance(ev, WriteRowsEvent)
-                        else (Op.DELETE if isinstance(ev, DeleteRowsEvent) else Op.UPDATE)
-                    )
-                    # Screened before ev.rows decodes anything: a session with binlog_row_image
-                    # MINIMAL/NOBLOB leaves columns out, and they must not be applied as NULL.
-                    width = ev.number_of_columns
-                    if not full_image(ev.columns_present_bitmap, width) or (
-                        op is Op.UPDATE and not full_image(ev.columns_present_bitmap2, width)
-                    ):
-                        tr.partial_image(ev.table, op)
-                    tr.rows_event(ev.table, op, ev.rows)
-                else:
-                    tr.events += 1
-            elif isinstance(ev, MariadbGtidEvent):
-                tr.gtid_event(ev.gtid, bool(ev.flags & MARIADB_GTID_FL_STANDALONE))
-            elif isinstance(ev, GtidEvent):
-                tr.gtid_event(ev.gtid, True)
-            elif isinstance(ev, XidEvent):
-                tr.xid_event()
-            elif isinstance(ev, QueryEvent):
-                tr.query_event(_text(ev.query), _text(ev.schema))
+            heartbeat = self._translate(ev)
             now = time.monotonic()
             if tr.items and not first_pending:
                 first_pending = now
-            heartbeat = isinstance(ev, HeartbeatLogEvent)
             if len(tr.items) >= self.settings.batch_items * 4:
                 # A huge transaction: hand it over in parts; the writer keeps its target
                 # transaction open until the commit marker arrives.
@@ -522,6 +801,151 @@ class BinlogStream:
             elif heartbeat and tr.events:
                 # Idle binlog: still report events consumed (other tables) so the position moves.
                 self._hand_over(tr.take())
+
+    def _translate(self, ev: Any) -> bool:
+        """Feed one library event to the translator; True for a heartbeat."""
+        tr = self.translator
+        if isinstance(ev, RowsEvent):
+            tables = tr.decoders
+            if ev.schema == self.settings.database and ev.table in tables:
+                # Every table map event brings new column objects; fill each set once. (The
+                # mark lives on the objects: an id() of a freed list may come back.)
+                columns = ev.columns
+                if columns and not getattr(columns[0], "_tm_filled", False):
+                    fill_column_metadata(columns, tables[ev.table])
+                    columns[0]._tm_filled = True
+                op = (
+                    Op.INSERT
+                    if isinstance(ev, WriteRowsEvent)
+                    else (Op.DELETE if isinstance(ev, DeleteRowsEvent) else Op.UPDATE)
+                )
+                # Screened before ev.rows decodes anything: a session with binlog_row_image
+                # MINIMAL/NOBLOB leaves columns out, and they must not be applied as NULL.
+                width = ev.number_of_columns
+                if not full_image(ev.columns_present_bitmap, width) or (
+                    op is Op.UPDATE and not full_image(ev.columns_present_bitmap2, width)
+                ):
+                    tr.partial_image(ev.table, op)
+                tr.rows_event(ev.table, op, ev.rows)
+            else:
+                tr.events += 1
+        elif isinstance(ev, MariadbGtidEvent):
+            tr.gtid_event(ev.gtid, bool(ev.flags & MARIADB_GTID_FL_STANDALONE))
+        elif isinstance(ev, GtidEvent):
+            tr.gtid_event(ev.gtid, True)
+        elif isinstance(ev, XidEvent):
+            tr.xid_event()
+        elif isinstance(ev, QueryEvent):
+            tr.query_event(_text(ev.query), _text(ev.schema))
+        return isinstance(ev, HeartbeatLogEvent)
+
+    def _pump_native(self, reader: _Reader, framing: _NativeFraming) -> None:
+        """Frame packets ourselves and decode the common events natively; the library does the rest.
+
+        Natively: MariaDB GTID and Xid events, TABLE_MAP events of known table ids (skipped, as
+        the library does with freeze_schema), and row events of moved tables that have a compiled
+        decoder (rowcodec). Every other event the library would return is handed to the library as
+        the packet it is (``_NativeFraming.delegate``), in stream order, so the translator sees
+        exactly the sequence the library path gives it. The hand-over rules are those of
+        ``_pump_library``, checked after every event.
+        """
+        tr = self.translator
+        items = tr.items  # mutated in place by the translator, never replaced
+        stop = self._stop.is_set
+        monotonic = time.monotonic
+        batch_items = self.settings.batch_items
+        overflow = batch_items * 4
+        batch_age = self.settings.batch_age_s
+        hand_over = self._hand_over
+        first = reader.fetchone()  # connects; the library reads the server's preamble
+        if first is None:
+            return
+        self._flowing = True
+        framing.attach()
+        first_pending = 0.0
+        heartbeat = self._translate(first)
+        read = framing.read_packet
+        gtid_type = framing.gtid_type
+        gtid_event = tr.gtid_event
+        xid_event = tr.xid_event
+        while True:
+            if items and not first_pending:
+                first_pending = monotonic()
+            if len(items) >= overflow:
+                hand_over(tr.take(partial=True))
+                first_pending = 0.0
+            elif tr.pending_complete and (
+                heartbeat
+                or tr.urgent
+                or tr.pending_complete >= batch_items
+                or monotonic() - first_pending >= batch_age
+            ):
+                hand_over(tr.take())
+                first_pending = monotonic() if items else 0.0
+            elif heartbeat and tr.events:
+                hand_over(tr.take())
+            heartbeat = False
+            # The next event the library would have returned.
+            while True:
+                if stop():
+                    return
+                data = read()
+                if data is None:
+                    return  # end of the stream (never in blocking mode)
+                kind = data[5]
+                if kind == gtid_type:
+                    seq_no, domain, flags = _MARIADB_GTID.unpack_from(data, 20)
+                    server_id = _UINT32.unpack_from(data, 6)[0]
+                    gtid_event(f"{domain}-{server_id}-{seq_no}", bool(flags & MARIADB_GTID_FL_STANDALONE))
+                    break
+                if kind == XID_EVENT_TYPE:
+                    xid_event()
+                    break
+                if kind in rowcodec.ROWS_EVENT_OPS:
+                    done = self._rows_packet(framing, data, kind)
+                    if done is None:
+                        continue
+                    if done is not True:
+                        heartbeat = self._translate(done)
+                    break
+                if kind == TABLE_MAP_EVENT_TYPE and framing.known_table(data):
+                    continue  # freeze_schema: a known table id's map is not parsed again
+                if kind not in framing.delegated:
+                    continue  # an event type the library drops (not asked for)
+                ev = framing.delegate(data)
+                if ev is None:
+                    continue  # the library consumed it (a table map, a format description, ...)
+                heartbeat = self._translate(ev)
+                break
+
+    def _rows_packet(self, framing: _NativeFraming, data: bytes, kind: int) -> Any:
+        """A rows event: True when translated here, None when skipped, else the library's event."""
+        tr = self.translator
+        plan = framing.plan(data)
+        if plan is None:
+            return None  # a table id the library does not know: it skips the event
+        if not plan.moved:
+            tr.events += 1  # another table's event: counted, not decoded
+            return True
+        decode = plan.decoders.get(kind)
+        layout = framing.layout(data, kind) if decode is not None else None
+        if decode is None or layout is None:
+            return framing.delegate(data)
+        columns, present, present_after, start, end = layout
+        if columns != plan.width:
+            return framing.delegate(data)  # what the library makes of it (SchemaChanged)
+        # The same screening as the library path, before anything is decoded.
+        if not full_image(present, columns) or (
+            present_after is not None and not full_image(present_after, columns)
+        ):
+            tr.partial_image(plan.name, rowcodec.ROWS_EVENT_OPS[kind])
+        try:
+            changes = decode(data, start, end)
+        except Exception as exc:  # bytes that do not fit the table: the library decides
+            framing.mismatch(plan.name, exc)
+            return framing.delegate(data)
+        tr.row_changes(changes)
+        return True
 
     def _hand_over(self, batch: StreamBatch | None) -> None:
         if batch is None:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tablemover.copy import MAX_CHUNK, MIN_CHUNK, TARGET_CHUNK_S, next_chunk_size
-from tablemover.decode import RowDecoder
+from tablemover.decode import FixKind, RowDecoder
 from tablemover.errors import SchemaChanged
 from tablemover.schema import Column, Index, TableSchema, choose_chunk_key
 
@@ -377,3 +377,29 @@ def test_chunk_size_moves_towards_target_only(size: int, elapsed: float) -> None
         assert new <= size, (size, elapsed, new)
     if elapsed < TARGET_CHUNK_S:
         assert new >= size, (size, elapsed, new)
+
+
+def test_fix_plan_names_each_fix_up() -> None:
+    # rowcodec fuses these fix-ups into its compiled decoders; the kinds must say which is which.
+    dec = RowDecoder(
+        schema(
+            [
+                col("k", 0, "varchar", "varchar(10)", charset="latin1"),
+                col("b", 1, "bit", "bit(3)", nullable=True),
+                col("g", 2, "bit", "bit(3)", generated=True),
+                col("s", 3, "set", "set('x','y')", nullable=True),
+                col("j", 4, "json", nullable=True),
+                col("v", 5, "varchar", "varchar(10)", charset="utf8mb4", nullable=True),
+            ],
+            [Index("PRIMARY", ("k",), True, False)],
+        )
+    )
+    kinds = {i: kind for i, (kind, _fix) in dec.fix_plan.items()}
+    assert kinds == {0: FixKind.TEXT_KEY, 1: FixKind.BIT, 2: FixKind.SET, 3: FixKind.JSON}
+    assert dec.row({"k": b"caf\xe9", "b": "101", "g": 0, "s": {"y", "x"}, "j": None, "v": b"v"}) == (
+        "café",
+        5,
+        "x,y",
+        None,
+        b"v",
+    )

@@ -10,15 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tablemover import sql
+from tablemover import gtid, sql
 from tablemover.changes import Commit, Op, RowChange
 from tablemover.decode import RowDecoder
 from tablemover.errors import SchemaChanged, UnreproducibleEvent
 from tablemover.flavor import Flavor
 from tablemover.gtid import MariaDBPosition, MySQLGtidSet
 from tablemover.schema import Column, Index, TableSchema
-from tablemover.stream import Translator, full_image
+from tablemover.stream import Translator, _fold_gtids, full_image
 
 TAG = "tablemover move=x"
 U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
@@ -480,3 +482,61 @@ def test_our_rename_is_handed_over_at_once_and_only_it() -> None:
     tr.gtid_event("0-1-13", standalone=True)
     tr.query_event("CREATE TABLE app.other (id INT PRIMARY KEY)", "app")
     assert not tr.urgent
+
+
+# --------------------------------------------------------------------------- natively decoded rows, positions
+
+
+def test_row_changes_count_as_one_event() -> None:
+    tr = mariadb()
+    tr.gtid_event("0-1-11", False)
+    changes = [
+        RowChange("orders", Op.INSERT, None, (1, b"n")),
+        RowChange("orders", Op.INSERT, None, (2, b"n")),
+    ]
+    tr.row_changes(changes)
+    tr.xid_event()
+    batch = tr.take()
+    assert batch is not None
+    assert batch.items == [*changes, Commit("0-1-11")]
+    assert batch.events == 3
+
+
+def test_position_is_folded_in_by_take_and_on_reading() -> None:
+    tr = mariadb("0-1-10")
+    for n in range(11, 15):
+        dml(tr, f"0-1-{n}", n)
+    assert str(tr.position) == "0-1-14"
+    dml(tr, "0-1-15", 15)
+    tr.take()
+    assert tr._committed == []  # folded when handed over: the list never grows past a batch
+    assert str(tr.position) == "0-1-15"
+
+
+MARIADB_GTID = st.builds(
+    lambda d, s, n: f"{d}-{s}-{n}", st.integers(0, 3), st.integers(1, 4), st.integers(0, 2**64 - 1)
+)
+
+
+@given(st.lists(MARIADB_GTID, max_size=30), st.sampled_from(["", "0-1-10", "0-1-10,2-3-5"]))
+@settings(max_examples=300, deadline=None)
+def test_folding_gtids_equals_advancing_one_by_one(gtids: list[str], start: str) -> None:
+    expected = MariaDBPosition.parse(start)
+    for g in gtids:
+        expected = gtid.advance(expected, g)
+    assert _fold_gtids(MariaDBPosition.parse(start), list(gtids)) == expected
+
+
+@given(st.lists(st.integers(1, 50), max_size=20))
+@settings(max_examples=100, deadline=None)
+def test_folding_mysql_gtids_equals_adding_one_by_one(numbers: list[int]) -> None:
+    start = MySQLGtidSet.parse(f"{U1}:1-10")
+    expected = start
+    for n in numbers:
+        expected = gtid.advance(expected, f"{U1}:{n}")
+    assert _fold_gtids(start, [f"{U1}:{n}" for n in numbers]) == expected
+
+
+def test_folding_a_malformed_gtid_raises_as_advance_does() -> None:
+    with pytest.raises(ValueError):
+        _fold_gtids(MariaDBPosition.parse("0-1-5"), ["0-1-6", f"{U1}:7"])
