@@ -32,6 +32,7 @@ MSG_RESUMING = "resuming move from checkpoint"
 MSG_CAUGHT_UP = "copy complete and caught up"
 MSG_POSTPONED = "cutover postponed"  # a prefix: the message goes on with how to release it
 MSG_OUTAGE = "cutover outage"
+MSG_GATE = "checksum before cutover: source and target equal"
 
 ER_NO_SUCH_TABLE = 1146
 
