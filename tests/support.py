@@ -146,3 +146,17 @@ def renames_in_binlog(move: Any, table: str = "a") -> int:
             if "RENAME" in info and f"`{move.database}`.`{table}` TO" in info:
                 count += 1
     return count
+
+
+def wait_for_log(move: Any, text: str, proc: Any = None, timeout: float = 120) -> str:
+    """Wait until the daemon log (workdir/daemon.log) contains ``text``; fail if the daemon ``proc``
+    ends first or the time runs out. Returns the log."""
+    path = move.workdir / "daemon.log"
+    deadline = time.monotonic() + timeout
+    while True:
+        log = path.read_text() if path.exists() else ""
+        if text in log:
+            return log
+        assert proc is None or proc.poll() is None, f"the daemon ended before {text!r}:\n{log[-3000:]}"
+        assert time.monotonic() < deadline, f"{text!r} not logged within {timeout} s:\n{log[-3000:]}"
+        time.sleep(0.05)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 
 from conftest import MoveEnv
-from support import WriteLoad, assert_tables_equal, renames_in_binlog, transitions
+from support import WriteLoad, assert_tables_equal, renames_in_binlog, transitions, wait_for_log
 
 TABLE = "CREATE TABLE {name} (id INT PRIMARY KEY, k INT NOT NULL, v VARCHAR(64), KEY (k))"
 
@@ -48,11 +47,7 @@ def test_gate_catches_a_row_planted_on_the_target_and_renames_nothing(move: Move
     seed(move, 2000)
     cfg = move.config(["a", "b"], move={"postpone_cutover": True})
     proc = move.popen("run", "-c", str(cfg))
-    log = move.workdir / "daemon.log"
-    deadline = time.monotonic() + 120
-    while "cutover postponed" not in log.read_text():
-        assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
-        time.sleep(0.1)
+    wait_for_log(move, "cutover postponed", proc)
     proc.terminate()
     assert proc.wait(timeout=30) == 0
     # Something other than the move writes to the target: the gate must refuse to cut over.

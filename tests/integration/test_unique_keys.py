@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import random
-import time
 
 import pymysql
 
 from conftest import MoveEnv
-from support import assert_tables_equal
+from support import assert_tables_equal, wait_for_log
 
 
 def test_secondary_unique_values_moving_between_rows(move: MoveEnv) -> None:
@@ -19,10 +18,7 @@ def test_secondary_unique_values_moving_between_rows(move: MoveEnv) -> None:
     cfg = move.config(["u"], move={"postpone_cutover": True})
     proc = move.popen("run", "-c", str(cfg))
     log = move.workdir / "daemon.log"
-    deadline = time.monotonic() + 120
-    while "cutover postponed" not in log.read_text():
-        assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
-        time.sleep(0.1)
+    wait_for_log(move, "cutover postponed", proc)
     conn = pymysql.connect(unix_socket=move.source.socket, user="root", database=move.database)
     rnd = random.Random(7)
     try:

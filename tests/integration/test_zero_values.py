@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from conftest import MoveEnv
-from support import assert_tables_equal
+from support import assert_tables_equal, wait_for_log
 
 
 @pytest.mark.parametrize("native", ["1", "0"])  # our row decoder, and the library's
@@ -19,10 +17,7 @@ def test_zero_timestamp_and_year_by_copy_and_binlog(move: MoveEnv, native: str) 
     cfg = move.config(["z"], move={"postpone_cutover": True})
     proc = move.popen("run", "-c", str(cfg), env={"TABLEMOVER_NATIVE_DECODE": native})
     log = move.workdir / "daemon.log"
-    deadline = time.monotonic() + 120
-    while "cutover postponed" not in log.read_text():
-        assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
-        time.sleep(0.1)
+    wait_for_log(move, "cutover postponed", proc)
     move.src(
         "INSERT INTO z VALUES (3, 0, 0, 0), (4, '2038-01-19 03:14:07', '2001-02-03 04:05:06.654321', 2155)",
         "UPDATE z SET y = 0, ts = 0 WHERE id = 2",
