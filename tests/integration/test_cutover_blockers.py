@@ -72,6 +72,8 @@ def test_a_long_transaction_holds_the_rename_not_the_application(move: MoveEnv, 
         prober = threading.Thread(target=probe, daemon=True)
         prober.start()
         time.sleep(1.5)  # let the transaction age past cutover_blocker_min_age_s (1 s) before the release
+        held = json.loads(move.cli("status", "--json", "-c", str(cfg)).stdout)
+        assert held["waiting_kind"] == "postponed" and "tablemover cutover" in held["waiting_for"], held
         released_at = time.monotonic()
         assert move.cli("cutover", "-c", str(cfg)).returncode == 0
         while "cutover waits" not in log_path.read_text() and time.monotonic() - released_at < 30:
@@ -81,6 +83,8 @@ def test_a_long_transaction_holds_the_rename_not_the_application(move: MoveEnv, 
         assert "cutover waits" in log, log[-3000:]
         status = json.loads(move.cli("status", "--json", "-c", str(cfg)).stdout)
         assert status["state"] == "COPYING" and status["cutover_blocked_by"], status
+        assert status["waiting_kind"] == "cutover_blocked", status
+        assert status["waiting_for"].startswith("cutover waits for 1 source transaction"), status
         blocker = status["cutover_blocked_by"][0]
         assert f"{move.database}.a" in blocker or method == "innodb_trx", blocker
         assert "idle in transaction" in blocker and "root@localhost" in blocker, blocker
