@@ -23,12 +23,25 @@ RENAME relies on its own bounded lock wait (``cutover_lock_timeout_s``), as befo
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tablemover.db import query, query_one
+import anyio
+from asyncmy.errors import MySQLError
+
+from tablemover.config import MoveSection
+from tablemover.db import error_code, query, query_one
 from tablemover.flavor import Flavor
+from tablemover.log import event
+from tablemover.retry import describe_error
+
+if TYPE_CHECKING:
+    from tablemover.status import Board
+
+POLL_S = 0.2
 
 METHOD_MDL_PLUGIN = "metadata_lock_info"
 METHOD_PERFORMANCE_SCHEMA = "performance_schema.metadata_locks"
@@ -140,3 +153,77 @@ async def find_blockers(
     else:
         rows = await query(conn, INNODB_TRX_SQL)
     return old_enough(rows, min_age_s, database)
+
+
+class BlockerWatch:
+    """Holds the cutover while a source transaction would block its RENAME (bounded wait).
+
+    A RENAME queued behind a transaction's metadata lock stalls every query on the moved tables
+    for as long as it waits; waiting *before* issuing it stalls nothing. Bounded by
+    cutover_blocker_wait_s, after which the RENAME is tried anyway (its own lock wait is bounded by
+    cutover_lock_timeout_s). What it waits for is shown on the board (`status`).
+    """
+
+    def __init__(self, move: MoveSection, flavor: Flavor, board: Board) -> None:
+        self.move = move
+        self.flavor = flavor
+        self.board = board
+        self.method = ""
+
+    async def wait(self, conn: Any) -> None:
+        """Return once no old enough transaction holds a moved table, or the wait is used up."""
+        if self.method == METHOD_NONE:
+            return
+        if not self.method:
+            self.method = await detection_method(conn, self.flavor)
+            event("cutover blocker check", method=self.method)
+        deadline = time.monotonic() + self.move.cutover_blocker_wait_s
+        announced: set[int] = set()
+        try:
+            while True:
+                found = await self._find(conn)
+                if found is None:
+                    return
+                self.board.cutover_blockers = [b.describe() for b in found]
+                if not found:
+                    return
+                self.board.cutover_wait = f"cutover waits for {len(found)} source transaction(s) to end"
+                if {b.thread_id for b in found} - announced:
+                    announced |= {b.thread_id for b in found}
+                    event(
+                        "cutover waits: a source transaction would block the RENAME",
+                        logging.WARNING,
+                        blockers=self.board.cutover_blockers,
+                        method=self.method,
+                        waits_up_to_s=self.move.cutover_blocker_wait_s,
+                    )
+                if time.monotonic() >= deadline:
+                    event(
+                        "cutover_blocker_wait_s elapsed: trying the RENAME anyway (its lock wait is bounded)",
+                        logging.WARNING,
+                        blockers=self.board.cutover_blockers,
+                    )
+                    return
+                await anyio.sleep(POLL_S)
+        finally:
+            self.board.cutover_blockers = []
+            self.board.cutover_wait = ""
+
+    async def _find(self, conn: Any) -> list[Blocker] | None:
+        """The blockers now; None when the source does not let us look (then we stop looking)."""
+        try:
+            return await find_blockers(
+                conn, self.method, self.move.database, self.move.tables, self.move.cutover_blocker_min_age_s
+            )
+        except MySQLError as exc:
+            if error_code(exc) not in ACCESS_DENIED:
+                raise
+            self.method = METHOD_NONE
+            event(
+                "cannot see the source's transactions (grant PROCESS to the source user): the "
+                "RENAME is tried without looking first, its lock wait bounded by "
+                "cutover_lock_timeout_s",
+                logging.WARNING,
+                error=describe_error(exc),
+            )
+            return None

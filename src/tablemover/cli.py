@@ -7,11 +7,9 @@ Exit codes: 0 done; 1 runtime failure (resumable: run again); 2 bad config or fa
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -50,31 +48,10 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _dump_tasks() -> None:
-    # SIGUSR1: log where every task waits (the chain of awaited coroutines), to diagnose a daemon
-    # that seems stuck without stopping it.
-    for task in asyncio.all_tasks():
-        frames: list[str] = []
-        awaited: Any = task.get_coro()
-        while awaited is not None:
-            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
-            if frame is not None:
-                frames.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
-            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
-        log.event("task stack", task=task.get_name(), stack=" <- ".join(reversed(frames)))
-
-
 async def _run_move(config: Config, stop_before_cutover: bool, config_path: str) -> Any:
-    from tablemover.move import Move
+    from tablemover.service import serve
 
-    move = Move(config, stop_before_cutover=stop_before_cutover)
-    move.config_path = config_path
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGHUP, move.reload_throttle)
-    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, move.request_stop, sig.name)
-    return await move.run()
+    return await serve(config, config_path=config_path, stop_before_cutover=stop_before_cutover)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

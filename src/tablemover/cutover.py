@@ -1,21 +1,39 @@
-"""The source side of the cutover: the atomic RENAME with its drain position, and the inspection
-that tells, after a crash or an unanswered RENAME, whether the rename happened.
+"""The cutover, T0..T2 of the spec: wait until it may go (caught up, not postponed, no blocker),
+write the intent, run on-before-cutover, RENAME every table in one statement and read the drain
+position on the same connection, record RENAMED.
+
+Also the inspection that tells, after a crash or an unanswered RENAME, whether the rename happened,
+and what a resume in CUTOVER_STARTED does with that.
 """
 
 from __future__ import annotations
 
 import enum
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import anyio
 import asyncmy.constants.CLIENT as CLIENT
 
 from tablemover import faults, sql
+from tablemover.blockers import BlockerWatch
 from tablemover.config import Config
-from tablemover.db import ER_LOCK_WAIT_TIMEOUT, close, connect, error_code, query_one
+from tablemover.controls import Controls
+from tablemover.db import ER_LOCK_WAIT_TIMEOUT, close, connect, current_position, error_code, position_sql
+from tablemover.errors import MoveFailed, SafetyRefusal
 from tablemover.flavor import Flavor
+from tablemover.hooks import run_hooks
+from tablemover.log import event
+from tablemover.machine import MoveMachine, State
 from tablemover.schema import table_exists
+
+if TYPE_CHECKING:
+    from tablemover.apply import TargetWriter
+    from tablemover.lag import LagMonitor
+    from tablemover.status import Board
 
 
 class RenameOutcome(enum.Enum):
@@ -43,11 +61,6 @@ def rename_comment(move_name: str, nonce: str) -> str:
 def new_nonce() -> str:
     """A random tag for one cutover attempt."""
     return secrets.token_hex(6)
-
-
-def position_sql(flavor: Flavor) -> str:
-    """Reads the source's position; after our RENAME on the same connection it covers the RENAME."""
-    return "SELECT @@global.gtid_binlog_pos" if flavor is Flavor.MARIADB else "SELECT @@global.gtid_executed"
 
 
 async def rename_and_capture(config: Config, flavor: Flavor, nonce: str) -> RenameResult:
@@ -130,7 +143,189 @@ async def inspect_source(config: Config) -> Inspection:
         await close(conn)
 
 
-async def current_position(conn: Any, flavor: Flavor) -> str:
-    """The source's position now (after a rename we did not see answered: a safe over-estimate)."""
-    row = await query_one(conn, position_sql(flavor))
-    return str(row[0] if row else "").replace("\n", "")
+@dataclass
+class CutoverTimings:
+    """The write outage's clock, kept by the runner across attempts of one process."""
+
+    rename_started_at: float = 0.0  # when the successful RENAME was sent (0: not in this process)
+    lock_wait_ms: int | None = None  # the successful round trip: lock wait plus the RENAME
+    attempts: int = 0
+    wait_ms: float = 0.0  # every RENAME round trip, failed ones (lock timeouts) included
+
+    def report_outage(self, board: Board) -> None:
+        """Log the outage so far (from the RENAME to now, the success hook) and show it on the board."""
+        if not self.rename_started_at:
+            return
+        board.outage_ms = round((time.monotonic() - self.rename_started_at) * 1000)
+        board.outage_lock_wait_ms = self.lock_wait_ms
+        event(
+            "cutover outage",
+            outage_ms=board.outage_ms,
+            lock_wait_ms=self.lock_wait_ms,
+            rename_attempts=self.attempts,
+            failed_attempts_wait_ms=round(self.wait_ms - (self.lock_wait_ms or 0)),
+        )
+
+
+class Cutover:
+    """The cutover of one pipeline run: everything it reads is passed in."""
+
+    def __init__(
+        self,
+        config: Config,
+        machine: MoveMachine,
+        writer: TargetWriter,
+        source: Any,
+        *,
+        lag: LagMonitor,
+        controls: Controls,
+        board: Board,
+        timings: CutoverTimings,
+        hook_env: Callable[[], dict[str, str]],
+    ) -> None:
+        self.config = config
+        self.flavor = lag.flavor
+        self.machine = machine
+        self.writer = writer
+        self.source = source
+        self.lag = lag
+        self.controls = controls
+        self.board = board
+        self.timings = timings
+        self.hook_env = hook_env
+        self.blockers = BlockerWatch(config.move, lag.flavor, board)
+
+    async def run(self) -> None:
+        """From COPYING (or an unrenamed CUTOVER_STARTED) to RENAMED.
+
+        A failed hook or a lock timeout goes back to COPYING and tries again (bounded by
+        cutover_max_attempts, then the move fails resumably).
+        """
+        move = self.config.move
+        for attempt in range(1, move.cutover_max_attempts + 1):
+            await self._may_go()
+            # Wait for blockers while still in COPYING (abortable, nothing intended yet) ...
+            await self.blockers.wait(self.source)
+            if self.machine.current is State.COPYING:
+                nonce = new_nonce()
+                await self.machine.fire("begin_cutover", detail={"nonce": nonce, "attempt": attempt})
+            else:
+                nonce = str(self.writer.checkpoint.detail.get("nonce") or new_nonce())
+            hook = await run_hooks(
+                self.config, "before-cutover", State.CUTOVER_STARTED.value, self.hook_env()
+            )
+            if not hook.ok:
+                event(
+                    "on-before-cutover hook failed: nothing renamed, back to copying",
+                    hook=hook.failed,
+                    detail=hook.detail,
+                    attempt=attempt,
+                )
+                await self.machine.fire(
+                    "cancel_cutover", detail={"reason": f"hook {hook.failed}: {hook.detail}"}
+                )
+                await anyio.sleep(min(1.0 * attempt, 30.0))
+                continue
+            # ... and look again right before the RENAME: the hook may have taken a while.
+            await self.blockers.wait(self.source)
+            if await self._rename(nonce, attempt):
+                return
+        raise MoveFailed(
+            f"the cutover did not succeed in {move.cutover_max_attempts} attempts (see the log for each "
+            "reason); nothing is renamed and the move is resumable: fix the cause and run again."
+        )
+
+    async def _rename(self, nonce: str, attempt: int) -> bool:
+        """T2: one RENAME round trip; True in RENAMED, False back in COPYING to try again."""
+        move = self.config.move
+        started = time.monotonic()
+        result = await rename_and_capture(self.config, self.flavor, nonce)
+        self.timings.attempts += 1
+        self.timings.wait_ms += (time.monotonic() - started) * 1000
+        if result.outcome is RenameOutcome.LOCK_TIMEOUT:
+            event(
+                "RENAME timed out waiting for a lock: nothing renamed, trying again later",
+                lock_wait_timeout_s=move.cutover_lock_timeout_s,
+                attempt=attempt,
+                error=result.error,
+            )
+            await self.machine.fire("cancel_cutover", detail={"reason": "lock wait timeout"})
+            await anyio.sleep(min(1.0 * attempt, 10.0))
+            return False
+        drain = result.drain_gtid
+        if result.outcome is RenameOutcome.UNKNOWN:
+            event("RENAME outcome unknown; inspecting the source", error=result.error)
+            if not await self._renamed_on_source():
+                return False
+            drain = await current_position(self.source, self.flavor)
+        self.timings.rename_started_at = started
+        # The successful round trip: the RENAME waiting for its metadata lock, then running.
+        self.timings.lock_wait_ms = round((time.monotonic() - started) * 1000)
+        await self.machine.fire("mark_renamed", drain_gtid=drain, detail={"nonce": nonce})
+        event("source tables renamed", drain_gtid=drain, renamed=",".join(map(move.renamed, move.tables)))
+        return True
+
+    async def _may_go(self) -> None:
+        """Wait while the cutover is postponed (by command or flag file) or the apply lags."""
+        move = self.config.move
+        flag = move.postpone_flag_file
+        announced = False
+        while True:
+            await self.lag.wait_caught_up(self.writer, move.tables)
+            held = move.postpone_cutover and not self.controls.cutover_released.is_set()
+            if held or (flag and await anyio.Path(flag).exists()):
+                self.board.cutover_wait = "cutover postponed: waiting for " + (
+                    "`tablemover cutover`" if held else f"{flag} to be removed"
+                )
+                if not announced:
+                    event(
+                        "cutover postponed: release it with `tablemover cutover`"
+                        + (f" and by removing {flag}" if flag else ""),
+                        socket=self.config.socket_path,
+                    )
+                    await run_hooks(self.config, "begin-postponed", State.COPYING.value, self.hook_env())
+                    announced = True
+                await anyio.sleep(0.5)
+                continue
+            self.board.cutover_wait = ""
+            if self.board.lag_s < move.drain_timeout_s:
+                return
+
+    async def _renamed_on_source(self) -> bool:
+        """After an unanswered RENAME: True if it happened, False if not (back to COPYING)."""
+        inspection = await inspect_source(self.config)
+        if inspection.verdict is SourceTables.RENAMED:
+            return True
+        if inspection.verdict is SourceTables.ORIGINAL:
+            await self.machine.fire("cancel_cutover", detail={"reason": "RENAME did not happen"})
+            return False
+        raise SafetyRefusal(ambiguous_message(self.config, inspection))
+
+
+async def resolve_cutover_started(config: Config, machine: MoveMachine, source: Any, flavor: Flavor) -> None:
+    """Resume in CUTOVER_STARTED: the intent was written; did the RENAME happen?
+
+    Not renamed: the cutover is redone from the intent. Renamed: RENAMED is recorded with the
+    current position, which is later than the one read after the RENAME and so covers it and
+    everything before it: a safe over-estimate to drain to. Anything else: an operator decides.
+    """
+    inspection = await inspect_source(config)
+    if inspection.verdict is SourceTables.ORIGINAL:
+        event("resume in CUTOVER_STARTED: the source tables are not renamed; redoing the cutover")
+        return
+    if inspection.verdict is SourceTables.RENAMED:
+        drain = await current_position(source, flavor)
+        event("resume in CUTOVER_STARTED: the source tables are renamed; recording it", drain_gtid=drain)
+        await machine.fire("mark_renamed", drain_gtid=drain, detail={"recovered": True})
+        return
+    raise SafetyRefusal(ambiguous_message(config, inspection))
+
+
+def ambiguous_message(config: Config, inspection: Inspection) -> str:
+    """Why the cutover refuses to go on when the source is neither before nor after the RENAME."""
+    return (
+        f"refusing to continue the cutover of move {config.move.name!r}: the source is in neither "
+        f"the before nor the after state ({inspection.describe(config)}). Someone may have "
+        "recreated a table or renamed one by hand. Decide which tables hold the live data, make the "
+        "source match either state (all originals, or all renamed), then run again. Nothing was changed."
+    )

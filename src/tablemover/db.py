@@ -214,3 +214,17 @@ async def server_info(conn: Any) -> ServerInfo:
         binlog_row_metadata=str(metadata_row[1]).upper() if metadata_row else None,
         gtid_mode=gtid_mode,
     )
+
+
+def position_sql(flavor: Flavor) -> str:
+    """Reads a server's GTID position: everything it has committed and binlogged.
+
+    Read right after a statement on the same connection, the position covers that statement.
+    """
+    return "SELECT @@global.gtid_binlog_pos" if flavor is Flavor.MARIADB else "SELECT @@global.gtid_executed"
+
+
+async def current_position(conn: Any, flavor: Flavor) -> str:
+    """A server's GTID position now, on one line (MySQL's gtid_executed has newlines after commas)."""
+    row = await query_one(conn, position_sql(flavor))
+    return str(row[0] if row and row[0] is not None else "").replace("\n", "")

@@ -7,17 +7,20 @@ and gh-ost's names for the same facts, so gh-ost move-tables hook scripts run un
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
+from tablemover import faults
 from tablemover.config import Config
 from tablemover.log import event
+from tablemover.machine import MoveMachine, State
 
 # Executables started per hook name in this process, for /metrics.
 RUNS: Counter[str] = Counter()
@@ -129,3 +132,39 @@ async def run_hooks(config: Config, name: str, state: str, extra: Mapping[str, s
         if proc.returncode != 0:
             return HookResult(False, tuple(ran), path.name, f"exit code {proc.returncode}: {output[-500:]}")
     return HookResult(True, tuple(ran))
+
+
+async def fire_success_hook(
+    config: Config,
+    machine: MoveMachine,
+    attempts_so_far: int,
+    record_attempt: Callable[[int], Awaitable[None]],
+    env: Callable[[], dict[str, str]],
+) -> None:
+    """T5: run on-success until it exits 0 (at least once), then HOOK_FIRED.
+
+    ``record_attempt(n)`` commits the attempt number before the hook runs: a crash inside it re-runs
+    it with a higher TABLEMOVER_HOOK_ATTEMPT, so the hook can tell and be idempotent.
+    """
+    delay = 1.0
+    attempt = attempts_so_far
+    while True:
+        attempt += 1
+        await record_attempt(attempt)
+        faults.hit("hook.before_success")
+        result = await run_hooks(
+            config, "success", State.DRAINED.value, {**env(), "TABLEMOVER_HOOK_ATTEMPT": str(attempt)}
+        )
+        if result.ok:
+            await machine.fire("mark_hook_fired", hook_attempts=attempt)
+            return
+        event(
+            "on-success hook failed; retrying (the state stays DRAINED)",
+            logging.WARNING,
+            hook=result.failed,
+            detail=result.detail,
+            attempt=attempt,
+            retry_in_s=delay,
+        )
+        await anyio.sleep(delay)
+        delay = min(delay * 2, 60.0)

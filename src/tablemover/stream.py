@@ -1037,8 +1037,3 @@ def fill_column_metadata(columns: list[Any], decoder: RowDecoder) -> None:
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
-
-
-def start_position_sql(flavor: Flavor) -> str:
-    """Query that reads the source's current GTID position (where a new stream starts)."""
-    return "SELECT @@global.gtid_binlog_pos" if flavor is Flavor.MARIADB else "SELECT @@global.gtid_executed"

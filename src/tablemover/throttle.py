@@ -1,11 +1,26 @@
 """When copying must wait. Throttling holds the copier only; the binlog apply never waits, because
-holding it back would only grow the lag the throttle is trying to reduce."""
+holding it back would only grow the lag the throttle is trying to reduce.
+
+:func:`throttle_reason` decides (pure); :class:`Throttle` gathers its readings and holds the copier.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from tablemover.config import ThrottleSection
+import anyio
+
+from tablemover.config import ServerSection, ThrottleSection
+from tablemover.db import close, connect, query_one
+from tablemover.log import event
+
+if TYPE_CHECKING:
+    from tablemover.controls import Controls
+    from tablemover.status import Board
+
+MAX_BACKLOG_FOR_CHUNK = 4  # chunks wait for the writer to drain, keeping their shared locks short
 
 
 @dataclass(frozen=True)
@@ -54,3 +69,70 @@ def throttle_reason(limits: ThrottleSection, now: Readings) -> str:
     if now.target_threads_running > limits.max_threads_running:
         return f"target Threads_running {now.target_threads_running} > {limits.max_threads_running}"
     return ""
+
+
+class Throttle:
+    """Holds the copier while a throttle condition holds, and samples what the conditions read.
+
+    The reason is published on the board (status, progress bar) and logged once per kind.
+    """
+
+    def __init__(self, controls: Controls, board: Board) -> None:
+        self.controls = controls
+        self.board = board
+        self.threads_running = (0, 0)
+
+    async def sample_threads_running(self, source: Any, target: ServerSection) -> None:
+        """Threads_running of both servers, once a second (the throttle reads the latest sample)."""
+        sql = "SHOW GLOBAL STATUS LIKE 'Threads_running'"
+        conn = await connect(target, "target")
+        try:
+            while True:
+                src = await query_one(source, sql) if source is not None else None
+                dst = await query_one(conn, sql)
+                self.threads_running = (int(src[1]) if src else 0, int(dst[1]) if dst else 0)
+                await anyio.sleep(1.0)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await close(conn)
+
+    async def wait_unthrottled(self) -> None:
+        """Hold the copier while a throttle condition holds."""
+        while True:
+            limits = self.controls.throttle_limits  # re-read every pass: SIGHUP may have replaced it
+            flag = bool(limits.flag_file) and await anyio.Path(limits.flag_file).exists()
+            readings = Readings(
+                self.board.lag_s, self.threads_running[0], self.threads_running[1], flag, self.controls.paused
+            )
+            self.set_waiting(throttle_reason(limits, readings))
+            if not self.board.throttle_reason:
+                return
+            with anyio.move_on_after(0.25):
+                if self.controls.paused:
+                    await self.controls.wait_unpaused()
+                else:
+                    await anyio.sleep(1.0)
+
+    async def chunk_allowed(
+        self, backlog: Callable[[], int], writer_committed: Callable[[], Awaitable[Any]]
+    ) -> None:
+        """Before each chunk: unthrottled, and the writer's backlog small (the binlog apply goes first)."""
+        await self.wait_unthrottled()
+        while (queued := backlog()) > MAX_BACKLOG_FOR_CHUNK:
+            self.set_waiting(f"apply backlog: {queued} batches queued for the writer")
+            with anyio.move_on_after(0.05):
+                await writer_committed()
+        self.set_waiting("")
+
+    def set_waiting(self, reason: str) -> None:
+        """Record why the copy waits ("" = it does not); log it when the kind of reason changes.
+
+        The text keeps its figures current (status, progress bar); the log hears of a wait once
+        per kind of reason, not on every tick where the lag changed by a few milliseconds.
+        """
+        if reason_kind(reason) != reason_kind(self.board.throttle_reason):
+            if reason:
+                event("copy throttled", reason=reason)
+            else:
+                event("copy unthrottled", reason=self.board.throttle_reason)
+        self.board.throttle_reason = reason

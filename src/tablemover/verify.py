@@ -21,29 +21,36 @@ Two ways to look at a moving source:
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from asyncmy.errors import MySQLError
 
 from tablemover import gtid, sql
 from tablemover.config import Config
-from tablemover.cutover import position_sql
 from tablemover.db import (
     ER_LOCK_DEADLOCK,
     ER_LOCK_WAIT_TIMEOUT,
     close,
     connect,
+    current_position,
     error_code,
     execute,
     query,
     query_one,
 )
-from tablemover.errors import PreflightError
+from tablemover.errors import PreflightError, SafetyRefusal
 from tablemover.flavor import Flavor
+from tablemover.log import event
+from tablemover.machine import MoveMachine, State
 from tablemover.schema import TableSchema, inspect_table, table_exists
+
+if TYPE_CHECKING:
+    from tablemover.apply import TargetWriter
 
 VERIFY_CHUNK = 2000
 LIVE_LOCK_WAIT_S = 5  # the gate's locking read gives way to the application quickly, then retries
@@ -85,6 +92,53 @@ class VerifyReport:
         return all(t.equal for t in self.tables)
 
 
+async def checksum_gate(config: Config, flavor: Flavor, machine: MoveMachine, writer: TargetWriter) -> None:
+    """The correctness gate before the point of no return: every table, source vs target.
+
+    Runs while the apply goes on, before the intent is written, so it adds nothing to the write
+    outage. A difference is real (:func:`verify_live` compares exactly), so nothing is renamed:
+    back to COPYING, the keys in the log, exit 3 for an operator to look.
+    """
+    started = time.monotonic()
+    event("checksumming every moved table before the cutover (the apply goes on)")
+
+    async def wait_applied(position: gtid.GtidPosition) -> None:
+        while not gtid.covers(writer.committed_position, position):
+            with anyio.move_on_after(1.0):
+                await writer.committed.wait()
+
+    report = await verify_live(config, flavor, wait_applied)
+    rows = sum(t.source_rows for t in report.tables)
+    seconds = time.monotonic() - started
+    if report.equal:
+        event(
+            "checksum before cutover: source and target equal",
+            rows=rows,
+            seconds=round(seconds, 3),
+            seconds_per_million_rows=round(seconds * 1_000_000 / rows, 2) if rows else 0.0,
+        )
+        return
+    differing = {
+        t.table: {
+            "missing_on_target": t.missing_on_target[:20],
+            "extra_on_target": t.extra_on_target[:20],
+            "different": t.different[:20],
+        }
+        for t in report.tables
+        if not t.equal
+    }
+    event("checksum before cutover found differences", logging.ERROR, tables=differing)
+    if machine.current is State.CUTOVER_STARTED:
+        await machine.fire("cancel_cutover", detail={"reason": "checksum difference"})
+    raise SafetyRefusal(
+        f"the checksum before the cutover found rows that differ between source and target "
+        f"({'; '.join(f'{t}: {d}' for t, d in differing.items())}). Nothing was renamed and the "
+        "move stays in COPYING. The target does not hold what the source holds: find out why "
+        "(`tablemover verify` names the keys; was the target written to by something else?), "
+        "then start the move over (`tablemover discard -c FILE --yes`, then `tablemover run`)."
+    )
+
+
 async def verify(config: Config, rechecks: int = 2, recheck_delay_s: float = 0.5) -> VerifyReport:
     """Compare every moved table; the source side is the renamed table once the cutover happened."""
     source = await connect(config.source, "source", temporal_as_text=True)
@@ -113,9 +167,7 @@ async def verify_live(
     target = await connect(config.target, "target", temporal_as_text=True)
 
     async def settle(conn: Any) -> None:
-        row = await query_one(conn, position_sql(flavor))
-        text = str(row[0] if row and row[0] is not None else "").replace("\n", "")
-        await wait_applied(gtid.parse_position(flavor, text))
+        await wait_applied(gtid.parse_position(flavor, await current_position(conn, flavor)))
 
     try:
         await execute(source, f"SET SESSION innodb_lock_wait_timeout = {LIVE_LOCK_WAIT_S}")

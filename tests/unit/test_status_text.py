@@ -5,7 +5,7 @@ from __future__ import annotations
 from tablemover.checkpoint import Checkpoint, TableProgress
 from tablemover.cli import status_text
 from tablemover.machine import State
-from tablemover.move import copy_figures
+from tablemover.status import copy_figures
 
 
 def cp(**progress: TableProgress) -> Checkpoint:

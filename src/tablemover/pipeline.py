@@ -1,0 +1,291 @@
+"""Copy + apply, the heart of COPYING: the binlog stream, the chunk copier and the ordered target
+writer, wired by one bounded inbox, plus the tasks that watch them (lag, throttle samples, progress).
+
+The writer is the only task that writes the target; the stream and the copier feed its inbox
+(spec rule 7: the writer consumes before the stream produces). Transitions go through the same
+inbox, so a state's checkpoint row commits in order with the data before it. The phases that need
+the pipeline running (catch-up, checksum gate, cutover, drain) run inside it as its *driver*; a stop
+cancels the driver, and the writer then applies what is queued and commits at a source boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from asyncmy.errors import MySQLError
+
+from tablemover import gtid, progress
+from tablemover.apply import TargetWriter, Transition
+from tablemover.changes import WorkItem
+from tablemover.checkpoint import Checkpoint, TableProgress
+from tablemover.config import Config
+from tablemover.controls import Controls
+from tablemover.copy import TableCopier
+from tablemover.cutover import rename_comment
+from tablemover.db import close, connect
+from tablemover.decode import RowDecoder
+from tablemover.flavor import Flavor
+from tablemover.hooks import run_hooks
+from tablemover.lag import LagMonitor
+from tablemover.log import event
+from tablemover.machine import State
+from tablemover.schema import TableSchema
+from tablemover.status import Board, hook_env
+from tablemover.stream import BinlogStream, StreamSettings
+from tablemover.throttle import Throttle
+
+INBOX_SIZE = 64
+STOP_GRACE_S = 7.0  # systemd's default stop timeout is longer; the spec asks for exit within 10 s
+PROGRESS_EVERY_S = 5.0
+
+Driver = Callable[[TargetWriter], Awaitable[None]]
+
+
+class Pipeline:
+    """One attempt's stream, copier and writer, running around a driver."""
+
+    def __init__(
+        self,
+        config: Config,
+        flavor: Flavor,
+        schemas: dict[str, TableSchema],
+        *,
+        source_monitor: Any,
+        target: Any,
+        controls: Controls,
+        board: Board,
+        lag: LagMonitor,
+    ) -> None:
+        self.config = config
+        self.flavor = flavor
+        self.schemas = schemas
+        self.source_monitor = source_monitor
+        self.target = target
+        self.controls = controls
+        self.board = board
+        self.lag = lag
+        self.throttle = Throttle(controls, board)
+        self.commits = 0  # target commits of this pipeline's writer (the retry budget refills on them)
+        self._inbox: MemoryObjectSendStream[WorkItem | Transition] | None = None
+        self._driver_scope: anyio.CancelScope | None = None
+
+    @property
+    def running(self) -> bool:
+        """True while the writer takes transitions."""
+        return self._inbox is not None
+
+    async def transition(self, dest: State, kwargs: dict[str, Any]) -> Checkpoint:
+        """Commit a transition's checkpoint row through the writer, in order with the data."""
+        assert self._inbox is not None
+        tr = Transition(dest, **kwargs)
+        await self._inbox.send(tr)
+        await tr.written.wait()
+        checkpoint = self.board.committed.checkpoint
+        assert checkpoint is not None
+        return checkpoint
+
+    def cancel_driver(self) -> bool:
+        """Stop the driver (the writer goes on to a clean commit); False when no driver runs yet."""
+        if self._driver_scope is None:
+            return False
+        self._driver_scope.cancel()
+        return True
+
+    async def run(self, checkpoint: Checkpoint, drive: Driver) -> Checkpoint:
+        """Run the stream, the copier and the writer from ``checkpoint`` until ``drive`` returns.
+
+        Returns the newest committed checkpoint. The stream and the writer stay up through the
+        cutover: the drain is the same apply loop running until it covers the drain position.
+        """
+        writer_done = anyio.Event()
+        send, recv = anyio.create_memory_object_stream[WorkItem | Transition](max_buffer_size=INBOX_SIZE)
+        decoders = {t: RowDecoder(s) for t, s in self.schemas.items()}
+        writer = TargetWriter(
+            self.target,
+            self.config.move.effective_target_database,
+            self.schemas,
+            decoders,
+            checkpoint,
+            self.flavor,
+        )
+        self._inbox = send
+        self.board.committed.follow(
+            lambda: writer.checkpoint, lambda: writer.progress, lambda: writer.events_applied
+        )
+        stream = BinlogStream(
+            self._stream_settings(),
+            decoders,
+            gtid.parse_position(self.flavor, checkpoint.applied_gtid),
+            send.clone(),
+        )
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._run_writer, writer, recv, writer_done)
+                tg.start_soon(self._run_stream, stream)
+                reporter_done = anyio.Event()
+                tg.start_soon(self._report_progress, writer, send, reporter_done)
+                samplers = anyio.CancelScope()
+                tg.start_soon(self._run_samplers, samplers, writer)
+                self._show_progress_bars(tg, writer, reporter_done)
+                with anyio.CancelScope() as self._driver_scope:
+                    if self.controls.stop_requested:
+                        self._driver_scope.cancel()
+                    try:
+                        async with anyio.create_task_group() as driver:
+                            driver.start_soon(self._copy_tables, writer, send.clone())
+                            await drive(writer)
+                    except (MySQLError, BaseExceptionGroup) as exc:
+                        # A stop cancels the driver mid-query, and asyncmy reports that as an error
+                        # ("Cancelled during execution"); what the abandoned driver raises then is
+                        # part of stopping. The state is unchanged and resumable either way.
+                        if not self.controls.stop_requested:
+                            raise
+                        event("driver stopped", logging.DEBUG, detail=repr(exc)[:500])
+                reporter_done.set()
+                samplers.cancel()
+                stream.stop()
+                send.close()
+                with anyio.move_on_after(STOP_GRACE_S) as grace:
+                    await writer_done.wait()
+                if grace.cancelled_caught:
+                    event(
+                        "writer did not finish in time; its open transaction is rolled back", logging.WARNING
+                    )
+                    tg.cancel_scope.cancel()
+        finally:
+            self._driver_scope = None
+            self._inbox = None
+            self.board.committed.unfollow(writer.checkpoint)
+            self.commits += writer.commits
+        return writer.checkpoint
+
+    def _stream_settings(self) -> StreamSettings:
+        move = self.config.move
+        return StreamSettings(
+            server=self.config.source,
+            flavor=self.flavor,
+            server_id=move.effective_replica_server_id,
+            database=move.database,
+            own_rename_tag=rename_comment(move.name, nonce=""),
+            report_host=move.replica_host_tag,
+        )
+
+    async def _run_writer(
+        self, writer: TargetWriter, recv: MemoryObjectReceiveStream[WorkItem | Transition], done: anyio.Event
+    ) -> None:
+        try:
+            async with recv:
+                await writer.run(recv)
+        finally:
+            done.set()
+
+    async def _run_stream(self, stream: BinlogStream) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(stream.forward)
+                try:
+                    await anyio.to_thread.run_sync(stream.run, abandon_on_cancel=True)
+                finally:
+                    stream.finish()
+        finally:
+            stream.stop()
+            await stream.close_sender()
+
+    async def _copy_tables(self, writer: TargetWriter, send: MemoryObjectSendStream[WorkItem]) -> None:
+        move = self.config.move
+        async with send:
+            readers = 2 if move.copy_read_ahead else 1
+            conns: list[Any] = []
+            try:
+                for _ in range(readers):
+                    conns.append(
+                        await connect(self.config.source, "source", autocommit=False, temporal_as_text=True)
+                    )
+                for table in move.tables:
+                    copier = TableCopier(
+                        conns,
+                        self.schemas[table],
+                        writer.progress.get(table, TableProgress()),
+                        move.chunk_size,
+                        send,
+                        lambda: self.throttle.chunk_allowed(
+                            lambda: send.statistics().current_buffer_used, writer.committed.wait
+                        ),
+                        adaptive=move.adaptive_chunk_size,
+                        size_override=lambda: self.controls.chunk_size_override,
+                    )
+                    await copier.run()
+                    event("table copied", table=table, rows=writer.progress[table].rows_copied)
+            finally:
+                for conn in conns:
+                    await close(conn)
+
+    async def _run_samplers(self, scope: anyio.CancelScope, writer: TargetWriter) -> None:
+        with scope:
+            try:
+                async with anyio.create_task_group() as samplers:
+                    samplers.start_soon(
+                        self.throttle.sample_threads_running, self.source_monitor, self.config.target
+                    )
+                    samplers.start_soon(self.lag.track, writer)
+            except (MySQLError, BaseExceptionGroup):
+                # Cancelling a sampler mid-query surfaces as a driver error, not as a cancellation.
+                if not scope.cancel_called:
+                    raise
+
+    def _show_progress_bars(self, tg: anyio.abc.TaskGroup, writer: TargetWriter, done: anyio.Event) -> None:
+        """On a terminal: one bar per table (the log goes on beside it)."""
+        if not progress.wanted():
+            return
+        totals = {t: self.board.rows_estimate.get(t, 0) for t in self.config.move.tables}
+        tg.start_soon(
+            progress.show,
+            totals,
+            lambda: {t: (p.rows_copied, p.done) for t, p in writer.progress.items()},
+            done,
+            lambda: self.board.waiting_for,
+        )
+
+    async def _report_progress(
+        self, writer: TargetWriter, send: MemoryObjectSendStream[Any], done: anyio.Event
+    ) -> None:
+        """Log throughput every few seconds, keep the board's rate current, run on-status periodically."""
+        interval = self.config.move.status_hook_interval_s
+        last = (time.monotonic(), writer.rows_written, writer.events_applied, writer.commits)
+        last_copied = sum(p.rows_copied for p in writer.progress.values())
+        next_status_hook = time.monotonic() + interval
+        while not done.is_set():
+            with anyio.move_on_after(min(PROGRESS_EVERY_S, interval)):
+                await done.wait()
+            now = (time.monotonic(), writer.rows_written, writer.events_applied, writer.commits)
+            elapsed = now[0] - last[0]
+            copied = sum(p.rows_copied for p in writer.progress.values())
+            backlog = send.statistics().current_buffer_used
+            event(
+                "progress",
+                rows_copied=copied,
+                rows_written_per_s=round((now[1] - last[1]) / elapsed),
+                events_per_s=round((now[2] - last[2]) / elapsed),
+                commits_per_s=round((now[3] - last[3]) / elapsed),
+                backlog=backlog,
+                lag_s=round(self.board.lag_s, 3),
+                applied_gtid=str(writer.committed_position),
+            )
+            self.board.copy_rate = (copied - last_copied) / elapsed if elapsed > 0 else 0.0
+            self.board.backlog = backlog
+            last, last_copied = now, copied
+            self.board.announce(
+                f"{writer.checkpoint.state.value}: {copied} rows copied, "
+                f"{writer.events_applied} events applied, lag {self.board.lag_s:.1f} s"
+            )
+            if now[0] >= next_status_hook and not done.is_set():
+                next_status_hook = now[0] + interval
+                state = writer.checkpoint.state.value
+                env = {**hook_env(self.board), "TABLEMOVER_LAG_S": str(self.board.lag_s)}
+                await run_hooks(self.config, "status", state, env)
