@@ -1,7 +1,11 @@
 """The HTTP status endpoint: ``GET /status`` (JSON) and ``GET /metrics`` (Prometheus text format).
 
 A deliberately tiny HTTP/1.1 server on an anyio TCP listener, one request per connection
-(``Connection: close``). It runs in the daemon's own event loop rather than in prometheus_client's
+(``Connection: close``). Of a request it reads only the request line: headers are bounded in size
+and time and skipped, a body is never read, so there is no header or body parsing to get wrong (no
+keep-alive, no chunked encoding, no request smuggling). ``tests/unit/test_http.py`` feeds it
+malformed, slow (trickled), oversized and random requests; docs/http-decision.md says why this is
+not a library. It runs in the daemon's own event loop rather than in prometheus_client's
 server threads, so a scrape reads the move's in-memory state without locks and is cancelled with
 the rest of the daemon. The exposition format itself comes from prometheus_client.
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +35,7 @@ from prometheus_client.metrics_core import (
 )
 
 from tablemover import __version__
+from tablemover.control import serve_connections
 from tablemover.log import event
 
 STATES = (
@@ -53,6 +59,9 @@ HEADER_TIMEOUT_S = 5.0
 
 SEND_TIMEOUT_S = 10.0
 """How long a client may take to accept the response (a reader that never reads must not pin a task)."""
+
+MAX_CONNECTIONS = 64
+"""Connections served at once; more wait in the kernel's backlog (a flood cannot use up descriptors)."""
 
 LINGER_S = 2.0
 """How long to drain a client's leftover input after replying, before closing (see ``_handle``)."""
@@ -269,6 +278,7 @@ class StatusServer:
         self.header_timeout = HEADER_TIMEOUT_S
         self.send_timeout = SEND_TIMEOUT_S
         self.status_timeout = STATUS_TIMEOUT_S
+        self.max_connections = MAX_CONNECTIONS
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         """Bind, report the bound port through ``task_status.started(port)``, serve until cancelled."""
@@ -277,11 +287,11 @@ class StatusServer:
             port = int(listener.extra(SocketAttribute.local_port))
             event("http status listening", address=f"{self.host or '*'}:{port}")
             task_status.started(port)
-            await listener.serve(self._handle)
+            await serve_connections(listener, self._handle, limit=self.max_connections, what="http status")
 
     async def _handle(self, stream: SocketStream) -> None:
-        # Every failure is answered or swallowed here: an exception escaping a handler would cancel
-        # listener.serve() and with it the whole endpoint.
+        # Every failure is answered (500) or swallowed here; serve_connections would only log an
+        # escaped exception and close the connection without an answer.
         async with stream:
             try:
                 reply = await self._respond(stream)
@@ -349,13 +359,17 @@ class StatusServer:
         """The request line and headers, at most MAX_HEADER_BYTES, within header_timeout."""
         raw = b""
         with anyio.move_on_after(self.header_timeout) as scope:
-            while b"\r\n\r\n" not in raw and b"\n\n" not in raw:  # bare LF: hand-typed requests (nc)
+            while not _END_OF_HEAD.search(raw):
                 if len(raw) >= MAX_HEADER_BYTES:
                     raise _BadRequest(431, f"request head larger than {MAX_HEADER_BYTES} bytes")
                 raw += await stream.receive(MAX_HEADER_BYTES - len(raw))
         if scope.cancelled_caught:
             raise _BadRequest(408, f"no complete request within {self.header_timeout:g} s")
         return raw
+
+
+_END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
+"""The empty line that ends the head; bare LF too, as in requests typed into nc."""
 
 
 def _request_line(raw: bytes) -> tuple[str, str]:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import re
+import socket
+import struct
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -11,13 +17,17 @@ from datetime import datetime
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from tablemover import __version__
+from tablemover import __version__, http
 from tablemover.http import (
+    MAX_HEADER_BYTES,
     STATES,
     MetricsSnapshot,
     StatusServer,
@@ -349,3 +359,236 @@ def test_parse_address(address: str, parsed: tuple[str | None, int]) -> None:
 def test_bad_address_fails_at_construction(address: str) -> None:
     with pytest.raises(ValueError, match="host:port"):
         StatusServer(address, lambda: snapshot(), status_body)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the endpoint parses is exposed on a port: malformed, slow, oversized and random requests,
+# and clients that leave, each followed by a good request that must still be served.
+
+
+async def read_all(stream: anyio.abc.SocketStream) -> bytes:
+    raw = b""
+    while True:
+        try:
+            raw += await stream.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            return raw
+
+
+def head_of(size: int) -> bytes:
+    """A well-formed GET /metrics whose head (request line, headers, empty line) is ``size`` bytes."""
+    start = b"GET /metrics HTTP/1.1\r\nX: "
+    return start + b"a" * (size - len(start) - 4) + b"\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "code"),
+    [
+        # A request line longer than the whole head may be.
+        (b"GET /metrics?" + b"q" * MAX_HEADER_BYTES + b" HTTP/1.1\r\n\r\n", 431),
+        # Headers that do end, but past the limit: one huge header, or very many small ones.
+        (b"GET /metrics HTTP/1.1\r\nX: " + b"a" * MAX_HEADER_BYTES + b"\r\n\r\n", 431),
+        (b"GET /metrics HTTP/1.1\r\n" + b"X-A: b\r\n" * (MAX_HEADER_BYTES // 8) + b"\r\n", 431),
+        # The whole head one byte over the limit, and exactly at it.
+        (head_of(MAX_HEADER_BYTES + 1), 431),
+        (head_of(MAX_HEADER_BYTES), 200),
+        # Oversized with a body behind it: the body is never read (and drained, not reset).
+        (b"POST /metrics HTTP/1.1\r\nContent-Length: 100000\r\n\r\n" + b"z" * 100_000, 405),
+    ],
+)
+async def test_oversized_requests_are_refused(request_bytes: bytes, code: int) -> None:
+    async with running(Source(snapshot())) as (_, port):
+        assert (await fetch(port, request_bytes))[0] == code
+        assert (await get(port, "/metrics"))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "code"),
+    [
+        (b"\x00" * 64 + b"\r\n\r\n", 400),  # NUL bytes
+        (bytes(range(256)) + b"\r\n\r\n", 400),  # every byte value
+        (b"GET /metrics\r\n\r\n", 400),  # HTTP/0.9 style, no version
+        (b"GET /met rics HTTP/1.1\r\n\r\n", 400),  # a space in the target
+        (b"\r\n\r\n", 400),  # an empty request line
+        (b" GET /metrics HTTP/1.1\r\n\r\n", 400),  # leading space
+        (b"GET /metrics HTTP/1.1 \r\n\r\n", 400),  # trailing space
+        ("GET /métrics HTTP/1.1\r\n\r\n".encode(), 400),  # non-ASCII UTF-8 in the target
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40 + b"\r\n\r\n", 400),  # TLS hello
+        (b"GET /metrics HTTP/1.1\x00\r\n\r\n", 505),  # a NUL in the version: not a version we speak
+        (b"GET /metrics HTTP/1.1\n\r\n", 200),  # mixed line ends still end the head
+    ],
+)
+async def test_binary_and_malformed_request_lines(request_bytes: bytes, code: int) -> None:
+    async with running(Source(snapshot())) as (_, port):
+        assert (await fetch(port, request_bytes))[0] == code
+        assert (await get(port, "/metrics"))[0] == 200
+
+
+async def test_trickling_client_is_cut_off_at_the_header_timeout() -> None:
+    """Slowloris: a byte every 50 ms, never ending the head. Each byte does not extend the deadline."""
+    async with running(Source(snapshot()), header_timeout=1.0) as (_, port):
+        answer: list[bytes] = []
+        async with await anyio.connect_tcp("127.0.0.1", port) as slow:
+
+            async def trickle() -> None:
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    for byte in b"GET /metrics HTTP/1.1\r\nX-Slow: " + b"a" * 1000:
+                        await slow.send(bytes([byte]))
+                        await anyio.sleep(0.05)
+
+            started = time.monotonic()
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(trickle)
+                    # Others are served while the slow client trickles.
+                    assert (await get(port, "/metrics"))[0] == 200
+                    answer.append(await read_all(slow))
+                    tg.cancel_scope.cancel()
+            elapsed = time.monotonic() - started
+        assert answer[0].startswith(b"HTTP/1.1 408 ")
+        assert 0.8 <= elapsed < 5  # cut off at the timeout, though bytes kept coming
+        assert (await get(port, "/metrics"))[0] == 200
+
+
+async def test_slow_but_complete_request_is_served() -> None:
+    """A request in many small pieces, all within the header timeout, is assembled and answered."""
+    async with running(Source(snapshot()), header_timeout=5.0) as (_, port):
+        request = b"GET /status HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n"
+        with anyio.fail_after(10):
+            async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                for i in range(0, len(request), 3):
+                    await stream.send(request[i : i + 3])
+                    await anyio.sleep(0.01)
+                raw = await read_all(stream)
+        assert raw.startswith(b"HTTP/1.1 200 ")
+        assert json.loads(raw.partition(b"\r\n\r\n")[2])["move"] == "orders"
+
+
+async def test_clients_that_leave_midway() -> None:
+    async with running(Source(snapshot())) as (_, port):
+        # Half a request line, then gone.
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        await stream.send(b"GET /metr")
+        await stream.aclose()
+        # A whole request, then gone before the answer is read.
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        await stream.send(b"GET /metrics HTTP/1.1\r\n\r\n")
+        await stream.aclose()
+        # Half a request, then a reset (RST) instead of a close.
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"GET /status HTTP/1.1\r\nHo")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        # Half-closed after half a request: the server sees the end and has nobody to answer.
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        await stream.send(b"GET /metrics HTT")
+        await stream.send_eof()
+        with anyio.fail_after(5):
+            assert await read_all(stream) == b""
+        await stream.aclose()
+        for _ in range(3):
+            assert (await get(port, "/metrics"))[0] == 200
+
+
+async def test_at_the_connection_limit_new_clients_wait_instead_of_failing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http, "LINGER_S", 0.1)
+    server = StatusServer("127.0.0.1:0", Source(snapshot()), status_body)
+    server.header_timeout = 0.5
+    server.max_connections = 3
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(server.serve)
+        silent = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(5)]
+        for stream in silent:
+            await stream.send(b"GET /metrics HTTP/1.1\r\n")  # and then nothing
+        started = time.monotonic()
+        # Queued behind the silent ones (in the kernel's backlog), then served.
+        assert (await get(port, "/metrics"))[0] == 200
+        assert time.monotonic() - started >= 0.4
+        for stream in silent:
+            assert (await read_all(stream)).startswith(b"HTTP/1.1 408 ")
+            await stream.aclose()
+        tg.cancel_scope.cancel()
+
+
+FLOOD_SERVER = """
+import resource, sys, anyio
+from tablemover.http import MetricsSnapshot, StatusServer
+
+def snap():
+    return MetricsSnapshot("m", "COPYING", {}, {}, 0, 0.0, False, "", 1000, None, {}, "")
+
+async def status():
+    return {"move": "m"}
+
+async def main():
+    limit = int(sys.argv[1])
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    async with anyio.create_task_group() as tg:
+        print(await tg.start(StatusServer("127.0.0.1:0", snap, status).serve), flush=True)
+
+anyio.run(main)
+"""
+
+
+def test_a_flood_past_the_descriptor_limit_does_not_end_the_server() -> None:
+    """More connections than the process may open files: accept() fails with EMFILE. anyio's own
+    Listener.serve ends on that (and with it the daemon's task group); ours waits and goes on."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FLOOD_SERVER, "32"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        flood = [socket.create_connection(("127.0.0.1", port)) for _ in range(80)]
+        time.sleep(1.0)  # the server accepts until it runs out of descriptors
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        for sock in flood:
+            sock.close()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 ") and b"tablemover_state" in reply
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        _, err = proc.communicate()
+    assert "accepting a connection failed" in err  # it did hit the limit
+
+
+_METHODS = ["GET", "HEAD", "POST", "get", "", "G\x00T", "OPTIONS", "GET\t"]
+_TARGETS = ["/status", "/metrics", "/metrics?x=1", "/status?", "/", "*", "http://h/metrics", "", "/statu"]
+_VERSIONS = ["HTTP/1.1", "HTTP/1.0", "HTTP/2", "HTTP/", "http/1.1", "", "HTTP/1.1 x", "HTTP/1.10"]
+_VALID = re.compile(rb"(GET|HEAD) /(status|metrics)(\?[\x00-\x1f\x21-\x7f]*)? HTTP/1\.[01]")
+
+request_lines = st.one_of(
+    st.binary(max_size=120),
+    st.builds(
+        lambda m, s1, t, s2, v: f"{m}{s1}{t}{s2}{v}".encode("latin-1"),
+        st.sampled_from(_METHODS),
+        st.sampled_from([" ", "", "  ", "\t"]),
+        st.sampled_from(_TARGETS),
+        st.sampled_from([" ", "", "  "]),
+        st.sampled_from(_VERSIONS),
+    ),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(line=request_lines, headers=st.binary(max_size=80))
+async def test_any_request_gets_one_well_formed_answer(line: bytes, headers: bytes) -> None:
+    """Whatever the request line and header bytes: one HTTP/1.1 answer with a status we expect,
+    200 only for a well-formed GET or HEAD of /status or /metrics, and the server lives on."""
+    request = line + b"\r\n" + headers + b"\r\n\r\n"
+    first = request.split(b"\n", 1)[0].rstrip(b"\r")
+    async with running(Source(snapshot())) as (_, port):
+        code, _headers, _body = await fetch(port, request)
+        assert code in (200, 400, 404, 405, 505)
+        assert (code == 200) == bool(_VALID.fullmatch(first))
+        assert (await get(port, "/metrics"))[0] == 200

@@ -14,27 +14,31 @@ from tablemover.preflight.binlog import binlog_problems
 from tablemover.preflight.chunk_key import chunk_key_problems
 from tablemover.preflight.engine import engine_problems
 from tablemover.preflight.foreign_keys import ForeignKey, foreign_key_problems
-from tablemover.preflight.grants import (
-    ALL,
-    AccountGrants,
+from tablemover.preflight.grant_fix import (
     FixPlan,
-    Grant,
-    GrantParseError,
-    NameRules,
-    PartialRevoke,
-    Requirement,
-    RoleGrant,
-    canonical_privilege,
-    database_matches,
     grant_database_name,
     grant_statements,
-    holds,
-    missing,
-    parse_grant_line,
-    parse_show_grants,
-    pattern_specificity,
     plan_fix,
     quote_account,
+)
+from tablemover.preflight.grant_lines import (
+    ALL,
+    AccountGrants,
+    Grant,
+    GrantParseError,
+    PartialRevoke,
+    RoleGrant,
+    canonical_privilege,
+    parse_grant_line,
+    parse_show_grants,
+)
+from tablemover.preflight.grant_match import (
+    NameRules,
+    Requirement,
+    database_matches,
+    holds,
+    missing,
+    pattern_specificity,
 )
 from tablemover.preflight.privileges import privilege_problem, source_requirements, target_requirements
 from tablemover.preflight.same_server import same_server_problems
