@@ -334,7 +334,7 @@ def _cmd_discard(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tablemover.demo import run_demo
 
-    return run_demo(rows=args.rows, keep=args.keep)
+    return run_demo(rows=args.rows, keep=args.keep, rollback=args.rollback)
 
 
 def _chunk_size(text: str) -> int:
@@ -512,6 +512,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
     demo.add_argument("--rows", type=int, default=200_000, help="rows to seed over the three tables")
     demo.add_argument("--keep", action="store_true", help="leave the servers running for a look around")
+    demo.add_argument(
+        "--rollback",
+        action="store_true",
+        help="keep a rollback window open after the cutover, write to the target, then roll back",
+    )
     return parser
 
 
