@@ -46,6 +46,7 @@ def _start(
     *,
     name: str = "",
     extra_args: tuple[str, ...] = (),
+    window: bool = False,
 ) -> LocalPair:
     if find_mariadbd() is None:
         pytest.fail(
@@ -55,7 +56,7 @@ def _start(
         )
     root = tmp_path_factory.mktemp(f"servers-{name or row_metadata}")
     pair = start_pair(row_metadata=row_metadata, root=root, extra_args=extra_args)
-    grant_mover(pair, TEST_SCHEMA_GRANT)
+    grant_mover(pair, TEST_SCHEMA_GRANT, window=window)
     return pair
 
 
@@ -79,6 +80,14 @@ def pair_minimal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPair
 def fault_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPair]:
     """A source + target of the fault tests alone: they restart, kill and lock these servers."""
     p = _start("FULL", tmp_path_factory, name="faults", extra_args=FAULT_SERVER_ARGS)
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="session")
+def window_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPair]:
+    """A source + target whose mover user also holds what a rollback window needs."""
+    p = _start("FULL", tmp_path_factory, name="window", window=True)
     yield p
     p.stop()
 
@@ -197,6 +206,19 @@ def fault_move(fault_pair: LocalPair, tmp_path: Path) -> Iterator[MoveEnv]:
         if not server.running:  # the test failed while the server was down
             server.restart()
     fault_pair.target.execute("SET GLOBAL innodb_lock_wait_timeout = DEFAULT")
+    next(moves, None)
+
+
+@pytest.fixture
+def window_move(window_pair: LocalPair, tmp_path: Path) -> Iterator[MoveEnv]:
+    """A fresh move on the rollback-window pair; a daemon a failed test left running is killed."""
+    moves = _new_move(window_pair, tmp_path)
+    env = next(moves)
+    yield env
+    for proc in env.procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
     next(moves, None)
 
 

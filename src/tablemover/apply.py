@@ -131,10 +131,14 @@ class TargetWriter:
         decoders: dict[str, RowDecoder],
         resume_from: Checkpoint,
         flavor: Flavor,
+        table_names: dict[str, str] | None = None,
     ) -> None:
         self.conn = conn
         self.target_db = target_db
         self.schemas = schemas
+        # Where each moved table's rows go: the same name forward; the source's renamed table for
+        # the rollback window's reverse feed.
+        self.table_names = {t: (table_names or {}).get(t, t) for t in schemas}
         self.decoders = decoders
         self.checkpoint = resume_from  # the last committed checkpoint
         self.position = gtid.parse_position(flavor, resume_from.applied_gtid)
@@ -161,7 +165,7 @@ class TargetWriter:
         return RowWriter(
             self.conn,
             self.target_db,
-            table,
+            self.table_names[table],
             self.schemas[table].writable_columns,
             verb=verb,
             keep_existing_on=key[0] if keep_existing else None,
@@ -273,7 +277,9 @@ class TargetWriter:
             for start in range(0, len(keys), DELETE_BATCH):
                 part = keys[start : start + DELETE_BATCH]
                 args = [v for k in part for v in k]
-                await cur.execute(sql.delete_keys(self.target_db, table, key, len(part)), args)
+                await cur.execute(
+                    sql.delete_keys(self.target_db, self.table_names[table], key, len(part)), args
+                )
                 # A warning here means a key value did not compare as the column's own type.
                 cur.raise_warnings()
 
@@ -285,7 +291,7 @@ class TargetWriter:
             level, code, message = exc.first
             await self._rollback_refused()
             raise TargetRejectedWrite(
-                sql.qualified(self.target_db, table), code, message, level=level.lower()
+                sql.qualified(self.target_db, self.table_names[table]), code, message, level=level.lower()
             ) from exc
         except MySQLError as exc:
             number = error_code(exc)
@@ -293,7 +299,9 @@ class TargetWriter:
                 raise
             await self._rollback_refused()
             detail = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
-            raise TargetRejectedWrite(sql.qualified(self.target_db, table), number, detail) from exc
+            raise TargetRejectedWrite(
+                sql.qualified(self.target_db, self.table_names[table]), number, detail
+            ) from exc
 
     async def _rollback_refused(self) -> None:
         # Nothing of this transaction may reach the target: whoever handles the refusal next may

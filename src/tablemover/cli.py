@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -130,6 +131,12 @@ def status_text(status: dict[str, Any], name: str) -> list[str]:
         lines.append(f"  waiting: {waiting}")
     for blocker in status.get("cutover_blocked_by") or []:
         lines.append(f"  blocked by: {blocker}")
+    if "window_closes_in_s" in status:
+        asked = "; rollback requested" if status.get("rollback_requested") else ""
+        lines.append(
+            f"  rollback window open: closes in {_duration(int(status['window_closes_in_s']))}, "
+            f"reverse lag {status.get('reverse_lag_s', 0):.1f} s{asked} (`tablemover rollback` goes back)"
+        )
     if status.get("origin", status.get("source")) == "checkpoint":
         lines.append(
             f"  (no daemon is running: figures from the checkpoint of {status.get('checkpoint_at')})"
@@ -230,6 +237,68 @@ def _cmd_abort(args: argparse.Namespace) -> int:
     return 0
 
 
+ROLLBACK_POLL_S = 0.5
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from tablemover.control import daemon_listening, request
+
+    config = load_config(args.config)
+    if not anyio.run(daemon_listening, config.socket_path):
+        state = anyio.run(_status_from_checkpoint, config).get("state")
+        if state == "ROLLED_BACK":
+            print(f"move {config.move.name}: already rolled back")
+            return 0
+        raise BadInput(
+            f"no daemon runs move {config.move.name!r} (state {state}): a rollback is done by the running "
+            "daemon while its rollback window is open. Start it with `tablemover run` (it resumes an open "
+            "window, or a rollback a crash interrupted) and ask again."
+        )
+    reply = anyio.run(lambda: request(config.socket_path, "rollback"))
+    print(reply.get("message") or reply.get("error"))
+    if not reply.get("ok"):
+        return 2
+    if args.no_wait:
+        return 0
+    return _wait_rolled_back(config, args.timeout)
+
+
+def _wait_rolled_back(config: Config, timeout_s: float) -> int:
+    """Follow the rollback until it ends: 0 rolled back, 3 declined or too late, 1 interrupted."""
+    from tablemover.control import daemon_listening, request
+
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        if anyio.run(daemon_listening, config.socket_path):
+            status = anyio.run(request, config.socket_path, "status")
+        else:
+            status = anyio.run(_status_from_checkpoint, config)
+            if status.get("state") != "ROLLED_BACK":
+                print(f"the daemon stopped in {status.get('state')}; `tablemover run` resumes the rollback")
+                return 1
+        state = str(status.get("state"))
+        if state != last:
+            print(f"state {state}")
+            last = state
+        if state == "ROLLED_BACK":
+            print(f"move {config.move.name}: rolled back; the source tables have their names back")
+            return 0
+        if state == "DONE":
+            print("the rollback window closed before the rollback began; the move stays on the target")
+            return 3
+        if state == "WINDOW_OPEN" and not status.get("rollback_requested", True):
+            print(
+                "the rollback was declined (the on-before-rollback hook said no, or the target's RENAME "
+                "kept failing; the daemon log says which); the move stays on the target and the window "
+                "stays open"
+            )
+            return 3
+        time.sleep(ROLLBACK_POLL_S)
+    print(f"still rolling back after {timeout_s:g} s (state {last}); follow it with `tablemover status`")
+    return 1
+
+
 def _cmd_cleanup(args: argparse.Namespace) -> int:
     from tablemover.maintenance import cleanup
 
@@ -265,7 +334,7 @@ def _cmd_discard(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tablemover.demo import run_demo
 
-    return run_demo(rows=args.rows, keep=args.keep)
+    return run_demo(rows=args.rows, keep=args.keep, rollback=args.rollback)
 
 
 def _chunk_size(text: str) -> int:
@@ -399,6 +468,21 @@ def build_parser() -> argparse.ArgumentParser:
         "Tell the running daemon, over its control socket, that the cutover may start. It still waits "
         "until the copy is complete, the apply lag is under a second and postpone_flag_file is absent.",
     )
+    rollback = add(
+        "rollback",
+        _cmd_rollback,
+        "during the rollback window: move back to the source",
+        "While the rollback window is open (rollback_window_s > 0, after the success hook): run "
+        "on-before-rollback (non-zero declines), rename the target tables away "
+        "(rolledback_table_format) in one RENAME, apply the target's last writes to the renamed source "
+        "tables, give the source tables their names back in one RENAME, run on-rollback. Waits until "
+        "the move is ROLLED_BACK (exit 0); exit 3 when declined or the window closed first, exit 1 "
+        "when the daemon stopped midway (`run` resumes the rollback).",
+    )
+    rollback.add_argument("--no-wait", action="store_true", help="return once the daemon took the request")
+    rollback.add_argument(
+        "--timeout", type=float, default=3600.0, metavar="S", help="give up waiting after S seconds (exit 1)"
+    )
     verify = add(
         "verify",
         _cmd_verify,
@@ -428,6 +512,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
     demo.add_argument("--rows", type=int, default=200_000, help="rows to seed over the three tables")
     demo.add_argument("--keep", action="store_true", help="leave the servers running for a look around")
+    demo.add_argument(
+        "--rollback",
+        action="store_true",
+        help="keep a rollback window open after the cutover, write to the target, then roll back",
+    )
     return parser
 
 

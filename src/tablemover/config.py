@@ -71,6 +71,13 @@ class MoveSection(_Section):
     retry_budget_s: float = Field(default=300.0, gt=0, description="per-outage retry budget, seconds")
     # Checksum every table, source against target, before the cutover may start (spec 4, item 5).
     verify_before_cutover: bool = True
+    # The rollback window: after the success hook, stream the target's writes back into the
+    # renamed source tables for this long, so `tablemover rollback` can return to the source
+    # without losing a write. 0 = off (the move ends at DONE right after the success hook).
+    rollback_window_s: float = Field(
+        default=0.0, ge=0, description="seconds the rollback window stays open; 0 = off"
+    )
+    rolledback_table_format: str = "_{table}_rolledback"
 
     @field_validator("tables")
     @classmethod
@@ -89,7 +96,7 @@ class MoveSection(_Section):
             raise ValueError(f"{value!r} is not a plain identifier")
         return value
 
-    @field_validator("renamed_table_format")
+    @field_validator("renamed_table_format", "rolledback_table_format")
     @classmethod
     def _format_valid(cls, value: str) -> str:
         if "{table}" not in value:
@@ -110,6 +117,16 @@ class MoveSection(_Section):
     def renamed(self, table: str) -> str:
         """The name a source table gets at cutover."""
         return self.renamed_table_format.format(table=table)
+
+    def rolledback(self, table: str) -> str:
+        """The name a target table gets when the move is rolled back."""
+        return self.rolledback_table_format.format(table=table)
+
+    @property
+    def reverse_server_id(self) -> int:
+        """The server_id of the rollback window's binlog client on the target (never the forward one)."""
+        forward = self.effective_replica_server_id
+        return forward + 1 if forward + 1 < 2**32 else forward - 1
 
     @property
     def effective_replica_server_id(self) -> int:

@@ -32,6 +32,8 @@ class Controls:
         self._unpaused.set()
         self.chunk_size_override = 0
         self.cutover_released = anyio.Event()
+        self.rollback_requested = False
+        self.rollback_asked = anyio.Event()
         self.throttle_limits = throttle
         # Set by the runner: what a stop cancels right now (the driver, or everything).
         self.on_stop: Callable[[], None] = lambda: None
@@ -84,6 +86,25 @@ class Controls:
         """Let a postponed cutover go ahead."""
         self.cutover_released.set()
         event("cutover released by the operator")
+
+    def request_rollback(self, state: State) -> str:
+        """Ask for a rollback during the window; returns why it is refused ("" when accepted)."""
+        if state in {State.ROLLBACK_STARTED, State.ROLLBACK_RENAMED, State.ROLLBACK_DRAINED}:
+            return ""  # already rolling back: asking again changes nothing
+        if state is not State.WINDOW_OPEN:
+            return (
+                f"refused: the move is in {state.value}; a rollback is possible only while the rollback "
+                "window is open (WINDOW_OPEN: after the success hook, for rollback_window_s seconds)"
+            )
+        self.rollback_requested = True
+        self.rollback_asked.set()
+        event("rollback requested by the operator")
+        return ""
+
+    def rollback_declined(self) -> None:
+        """The rollback did not happen (a hook said no): the window stays open, a new request may come."""
+        self.rollback_requested = False
+        self.rollback_asked = anyio.Event()
 
     def set_chunk_size(self, size: int) -> str:
         """Override the chunk size; returns why it is refused ("" when accepted)."""

@@ -20,7 +20,7 @@ import asyncmy.constants.CLIENT as CLIENT
 
 from tablemover import faults, sql
 from tablemover.blockers import BlockerWatch
-from tablemover.config import Config
+from tablemover.config import Config, ServerSection
 from tablemover.controls import Controls
 from tablemover.db import ER_LOCK_WAIT_TIMEOUT, close, connect, current_position, error_code, position_sql
 from tablemover.errors import MoveFailed, SafetyRefusal
@@ -63,25 +63,52 @@ def new_nonce() -> str:
     return secrets.token_hex(6)
 
 
-async def rename_and_capture(config: Config, flavor: Flavor, nonce: str) -> RenameResult:
+@dataclass(frozen=True)
+class Renaming:
+    """One all-or-nothing RENAME of every moved table on one server: the cutover's on the source,
+    and the rollback's two (the target's tables away, the source's back)."""
+
+    server: ServerSection
+    role: str  # "source" or "target", for messages
+    database: str
+    pairs: tuple[tuple[str, str], ...]  # (name before, name after), one per moved table
+    comment: str
+    lock_timeout_s: int
+    faults: str = "cutover"  # the fault-injection points' prefix (tests)
+
+    def statement(self) -> str:
+        """The RENAME TABLE statement."""
+        return sql.rename_tables(self.database, list(self.pairs), self.comment)
+
+
+def forward_renaming(config: Config, nonce: str) -> Renaming:
+    """The cutover's RENAME: every source table to its renamed_table_format name."""
+    move = config.move
+    return Renaming(
+        config.source,
+        "source",
+        move.database,
+        tuple((t, move.renamed(t)) for t in move.tables),
+        rename_comment(move.name, nonce),
+        move.cutover_lock_timeout_s,
+    )
+
+
+async def rename_and_capture(renaming: Renaming, flavor: Flavor) -> RenameResult:
     """One round trip on one connection: the multi-table RENAME, then the GTID position.
 
     The RENAME runs with a bounded lock_wait_timeout so a long transaction on a moved table cannot
     stall it, and every query queued behind its metadata lock, for longer than that.
     """
-    move = config.move
-    statement = sql.rename_tables(
-        move.database, [(t, move.renamed(t)) for t in move.tables], rename_comment(move.name, nonce)
-    )
-    conn = await connect(config.source, "source", client_flag=CLIENT.MULTI_STATEMENTS)
+    conn = await connect(renaming.server, renaming.role, client_flag=CLIENT.MULTI_STATEMENTS)
     try:
         async with conn.cursor() as cur:
-            await cur.execute(f"SET SESSION lock_wait_timeout = {int(move.cutover_lock_timeout_s)}")
+            await cur.execute(f"SET SESSION lock_wait_timeout = {int(renaming.lock_timeout_s)}")
             try:
-                faults.fail("cutover.before_rename")
-                await cur.execute(f"{statement}; {position_sql(flavor)}")
-                faults.hit("cutover.after_rename")
-                faults.fail("cutover.after_rename")
+                faults.fail(f"{renaming.faults}.before_rename")
+                await cur.execute(f"{renaming.statement()}; {position_sql(flavor)}")
+                faults.hit(f"{renaming.faults}.after_rename")
+                faults.fail(f"{renaming.faults}.after_rename")
                 await cur.nextset()
                 row = await cur.fetchone()
             except Exception as exc:
@@ -103,19 +130,23 @@ class SourceTables(enum.Enum):
 
 @dataclass(frozen=True)
 class Inspection:
-    """Per table: (original exists, renamed exists), and the verdict."""
+    """Per name before the renaming: (it exists, the name after exists), and the verdict."""
 
     found: dict[str, tuple[bool, bool]]
     verdict: SourceTables
+    renaming: Renaming | None = None
 
-    def describe(self, config: Config) -> str:
+    def describe(self) -> str:
         """For the operator: what exists under which name."""
-        db = config.move.database
+        if self.renaming is None:
+            return repr(self.found)
+        db = self.renaming.database
+        after = dict(self.renaming.pairs)
         parts = []
         for table, (original, renamed) in self.found.items():
             parts.append(
                 f"{db}.{table} {'exists' if original else 'is absent'}, "
-                f"{db}.{config.move.renamed(table)} {'exists' if renamed else 'is absent'}"
+                f"{db}.{after[table]} {'exists' if renamed else 'is absent'}"
             )
         return "; ".join(parts)
 
@@ -129,38 +160,54 @@ def judge(found: dict[str, tuple[bool, bool]]) -> SourceTables:
     return SourceTables.AMBIGUOUS
 
 
-async def inspect_source(config: Config) -> Inspection:
-    """Which of the original and renamed tables exist on the source."""
-    conn = await connect(config.source, "source")
+async def inspect(renaming: Renaming) -> Inspection:
+    """Which of the names before and after ``renaming`` exist: did it happen?"""
+    conn = await connect(renaming.server, renaming.role)
     try:
         found = {}
-        for table in config.move.tables:
-            original = await table_exists(conn, config.move.database, table)
-            renamed = await table_exists(conn, config.move.database, config.move.renamed(table))
-            found[table] = (original, renamed)
-        return Inspection(found, judge(found))
+        for before, after in renaming.pairs:
+            found[before] = (
+                await table_exists(conn, renaming.database, before),
+                await table_exists(conn, renaming.database, after),
+            )
+        return Inspection(found, judge(found), renaming)
     finally:
         await close(conn)
 
 
+async def inspect_source(config: Config) -> Inspection:
+    """Which of the original and renamed tables exist on the source."""
+    return await inspect(forward_renaming(config, ""))
+
+
 @dataclass
 class CutoverTimings:
-    """The write outage's clock, kept by the runner across attempts of one process."""
+    """The write outage's clock, kept by the runner across attempts of one process.
 
+    The outage runs from the RENAME that stops the application's writes to the hook that points it
+    at the other side: the cutover's (source RENAME -> on-success), or a rollback's (target RENAME
+    -> on-rollback).
+    """
+
+    kind: str = "cutover"  # or "rollback"
     rename_started_at: float = 0.0  # when the successful RENAME was sent (0: not in this process)
     lock_wait_ms: int | None = None  # the successful round trip: lock wait plus the RENAME
     attempts: int = 0
     wait_ms: float = 0.0  # every RENAME round trip, failed ones (lock timeouts) included
 
     def report_outage(self, board: Board) -> None:
-        """Log the outage so far (from the RENAME to now, the success hook) and show it on the board."""
+        """Log the outage so far (from the RENAME to now, the hook) and show it on the board."""
         if not self.rename_started_at:
             return
-        board.outage_ms = round((time.monotonic() - self.rename_started_at) * 1000)
-        board.outage_lock_wait_ms = self.lock_wait_ms
+        outage_ms = round((time.monotonic() - self.rename_started_at) * 1000)
+        if self.kind == "rollback":
+            board.rollback_outage_ms = outage_ms
+        else:
+            board.outage_ms = outage_ms
+            board.outage_lock_wait_ms = self.lock_wait_ms
         event(
-            "cutover outage",
-            outage_ms=board.outage_ms,
+            f"{self.kind} outage",
+            outage_ms=outage_ms,
             lock_wait_ms=self.lock_wait_ms,
             rename_attempts=self.attempts,
             failed_attempts_wait_ms=round(self.wait_ms - (self.lock_wait_ms or 0)),
@@ -239,7 +286,7 @@ class Cutover:
         """T2: one RENAME round trip; True in RENAMED, False back in COPYING to try again."""
         move = self.config.move
         started = time.monotonic()
-        result = await rename_and_capture(self.config, self.flavor, nonce)
+        result = await rename_and_capture(forward_renaming(self.config, nonce), self.flavor)
         self.timings.attempts += 1
         self.timings.wait_ms += (time.monotonic() - started) * 1000
         if result.outcome is RenameOutcome.LOCK_TIMEOUT:
@@ -325,7 +372,7 @@ def ambiguous_message(config: Config, inspection: Inspection) -> str:
     """Why the cutover refuses to go on when the source is neither before nor after the RENAME."""
     return (
         f"refusing to continue the cutover of move {config.move.name!r}: the source is in neither "
-        f"the before nor the after state ({inspection.describe(config)}). Someone may have "
+        f"the before nor the after state ({inspection.describe()}). Someone may have "
         "recreated a table or renamed one by hand. Decide which tables hold the live data, make the "
         "source match either state (all originals, or all renamed), then run again. Nothing was changed."
     )

@@ -2,7 +2,10 @@
 
 Starts a source and a target MariaDB under a temp dir, seeds three tables, keeps writing to them,
 runs a move, SIGKILLs it once mid-copy and restarts it (resume), lets it cut over, verifies the
-result with chunked checksums and prints a summary. The servers are removed at the end.
+result with chunked checksums and prints a summary. The servers are removed at the end. With
+``--rollback`` the move keeps a rollback window open after the cutover: the application writes to
+the target for a moment, then ``tablemover rollback`` takes the move back to the source, and the
+source is compared with what the target held.
 
 What the demo shows comes from the daemon's documented interfaces, not from its screen: the JSON
 log lines (state changes, resume point, outage) and ``status`` over the control socket (rows per
@@ -80,6 +83,11 @@ STATE_TEXT = {
     "DRAINED": "the target has applied every source write up to the RENAME",
     "HOOK_FIRED": "on-success ran: the application writes to the target",
     "DONE": "move finished",
+    "WINDOW_OPEN": "rollback window open: the target's writes stream back to the renamed source tables",
+    "ROLLBACK_STARTED": "the intent to roll back is in the checkpoint before anything is renamed",
+    "ROLLBACK_RENAMED": "target tables renamed away in one RENAME; application writes to them fail",
+    "ROLLBACK_DRAINED": "the source has every target write up to that RENAME",
+    "ROLLED_BACK": "source tables back under their names; on-rollback ran: the app writes to the source",
     "ABORTED": "stopped by the operator",
     "FAILED": "the move failed; see the daemon log",
 }
@@ -88,9 +96,9 @@ STATE_TEXT = {
 class _Traffic:
     """Application-like writes until the tables are renamed away (that is the cutover)."""
 
-    def __init__(self, server: LocalMariaDB, database: str, customers: int, orders: int) -> None:
+    def __init__(self, server: LocalMariaDB, database: str, customers: int, next_order: int) -> None:
         self.server, self.database = server, database
-        self.customers, self.next_order = customers, orders + 1
+        self.customers, self.next_order = customers, next_order
         self.transactions = 0
         self.stopped_by_cutover = False
         self._stop = threading.Event()
@@ -347,6 +355,8 @@ class _Watch:
     resumed_after_s: float | None = None
     killed_at: float = 0.0
     outage: dict[str, Any] = field(default_factory=dict)
+    rollback_outage: dict[str, Any] = field(default_factory=dict)
+    on_window: Any = None  # called once when the rollback window opens (--rollback)
     answers: bool = False  # whether the daemon has a checkpoint to answer status from
     _held: dict[str, Any] | None = None  # a state change whose details come on the next line
     _waiting_said: str = ""
@@ -432,6 +442,9 @@ class _Watch:
                 self._say_state(at, self.state, STATE_TEXT.get(self.state, ""))
             if self.state not in ("PREPARED", "COPYING"):
                 self.screen.end_copy(at)
+            if self.state == "WINDOW_OPEN" and self.on_window is not None:
+                on_window, self.on_window = self.on_window, None
+                on_window()
         elif msg == "copy complete and caught up":
             # The last figures per table, asked while the daemon still answers, end the bars.
             self._on_status(_status(self.socket_path))
@@ -456,6 +469,14 @@ class _Watch:
                 f": writes to the moved tables failed from the RENAME to this on-success hook"
                 f" ({ev.get('lock_wait_ms')} ms of it the RENAME waiting for its metadata lock;"
                 f" {attempts} RENAME attempt{'s' if attempts > 1 else ''})",
+                at=at,
+            )
+        elif msg == "rollback outage":
+            self.rollback_outage = ev
+            self.screen.say(
+                ("rollback outage ", "bold"),
+                (f"{ev.get('outage_ms')} ms", "bold magenta"),
+                ": writes to the target's tables failed from its RENAME to this on-rollback hook",
                 at=at,
             )
         elif msg == "hook ran":
@@ -492,7 +513,7 @@ class _Watch:
             self.screen.resumed()
 
     def _say_state(self, at: float, state: str, text: str) -> None:
-        self.screen.say((f"{state:<16}", "bold cyan"), text, at=at)
+        self.screen.say((f"{state:<17}", "bold cyan"), text, at=at)
 
     def _flush_held(self, detail: dict[str, Any] | None = None) -> None:
         held, self._held = self._held, None
@@ -520,8 +541,8 @@ def _daemon(cmd: list[str], log: IO[bytes]) -> Iterator[subprocess.Popen[bytes]]
             proc.wait()
 
 
-def run_demo(rows: int = 200_000, keep: bool = False) -> int:
-    """Run the demo; returns the exit code."""
+def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False) -> int:
+    """Run the demo; returns the exit code. ``rollback``: keep a window open and roll back."""
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="tablemover-demo-"))
     customers, orders, items = rows // 10, rows * 4 // 10, rows // 2
@@ -554,6 +575,11 @@ def run_demo(rows: int = 200_000, keep: bool = False) -> int:
             '(drain position $TABLEMOVER_DRAIN_GTID, attempt $TABLEMOVER_HOOK_ATTEMPT)"\n'
         )
         hook.chmod(0o755)
+        if rollback:
+            back = hooks / "on-rollback"
+            back.write_text('#!/bin/sh\necho "point the application back at the source now"\n')
+            back.chmod(0o755)
+            grant_mover(pair, "shop", window=True)
         cfg = workdir / "demo.toml"
         move = {
             "name": "demo",
@@ -561,10 +587,11 @@ def run_demo(rows: int = 200_000, keep: bool = False) -> int:
             "tables": list(TABLES),
             "chunk_size": 2000,
             "hooks_dir": str(hooks),
+            "rollback_window_s": 600 if rollback else 0,
         }
         cfg.write_text(pair_config(pair, workdir, move))
         config = load_config(cfg)
-        traffic = _Traffic(pair.source, "shop", customers, orders)
+        traffic = _Traffic(pair.source, "shop", customers, orders + 1)
         traffic.start()
         screen.say("application traffic running: new orders, payments, balance updates, deletes")
         log = workdir / "daemon.log"
@@ -574,6 +601,9 @@ def run_demo(rows: int = 200_000, keep: bool = False) -> int:
         cmd = [sys.executable, "-m", "tablemover", "--log-format", "json", "run", "-c", str(cfg)]
         tail = _LogTail(log)
         watch = _Watch(screen, config.socket_path)
+        window = _WindowTraffic(pair.target, customers, screen, cfg) if rollback else None
+        if window is not None:
+            watch.on_window = lambda: window.start(traffic.next_order + 1_000_000)
         screen.started = time.time()
         move_started = time.monotonic()
         try:
@@ -587,10 +617,20 @@ def run_demo(rows: int = 200_000, keep: bool = False) -> int:
             screen.close()
         move_s = time.monotonic() - move_started
         traffic.stop()
+        if window is not None:
+            window.stop()
         if code != 0:
             screen.say(f"the move failed with exit code {code}; log: {log}")
             print(log.read_text()[-3000:])
             return 1
+        if window is not None:
+            equal, total = _rolled_back_equal(pair.source, pair.target, config.move.rolledback)
+            screen.say(
+                "compared every table: source (original names) vs target (rolled-back names): "
+                + ("equal" if equal else "DIFFERENT")
+            )
+            _summary(screen, watch, traffic, total, (move_s, 0.0), equal, time.monotonic() - started, window)
+            return 0 if equal else 1
         verify_started = time.time()
         screen.say(
             "verifying: chunked checksums of every table, source (renamed) vs target", at=verify_started
@@ -611,6 +651,48 @@ def run_demo(rows: int = 200_000, keep: bool = False) -> int:
             screen.say("servers stopped and removed")
 
 
+class _WindowTraffic:
+    """--rollback: the application on the target during the window, then the rollback asked for."""
+
+    def __init__(self, target: LocalMariaDB, customers: int, screen: _Screen, cfg: Path) -> None:
+        self.target, self.customers, self.screen, self.cfg = target, customers, screen, cfg
+        self.traffic: _Traffic | None = None
+        self.rollback_exit: int | None = None
+        self._timer: threading.Timer | None = None
+
+    def start(self, next_order: int) -> None:
+        self.traffic = _Traffic(self.target, "shop", self.customers, next_order)
+        self.traffic.start()
+        self.screen.say(
+            "the application now writes to the target; asking for a rollback in 3 s", at=time.time()
+        )
+        self._timer = threading.Timer(3.0, self._ask)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _ask(self) -> None:
+        self.screen.say("tablemover rollback", at=time.time())
+        cmd = [sys.executable, "-m", "tablemover", "rollback", "--no-wait", "-c", str(self.cfg)]
+        self.rollback_exit = subprocess.run(cmd, capture_output=True, check=False).returncode
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.join(timeout=30)
+        if self.traffic is not None:
+            self.traffic.stop()
+
+
+def _rolled_back_equal(source: LocalMariaDB, target: LocalMariaDB, rolledback: Any) -> tuple[bool, int]:
+    """(every table equal: row count and CHECKSUM TABLE on the same server version, rows on the source)."""
+
+    def figures(server: LocalMariaDB, table: str) -> tuple[int, Any]:
+        count = int(str(server.execute(f"SELECT COUNT(*) FROM shop.{table}")[0][0]))
+        return count, server.execute(f"CHECKSUM TABLE shop.{table}")[0][1]
+
+    pairs = [(figures(source, t), figures(target, rolledback(t))) for t in TABLES]
+    return all(src == dst for src, dst in pairs), sum(src[0] for src, _ in pairs)
+
+
 def _summary(
     screen: _Screen,
     watch: _Watch,
@@ -619,6 +701,7 @@ def _summary(
     took: tuple[float, float],
     equal: bool,
     demo_s: float,
+    window: _WindowTraffic | None = None,
 ) -> None:
     """The figures of the run; the labels are what scripts and tests look for.
 
@@ -656,6 +739,25 @@ def _summary(
         ),
         ("total demo time", f"{demo_s:.1f} s", ""),
     ]
+    if window is not None:
+        back = watch.rollback_outage
+        target_writes = window.traffic.transactions if window.traffic is not None else 0
+        lines[1] = ("rows on the source", f"{total} after the rollback", "")
+        lines[4] = ("move wall time", f"{move_s:.1f} s (copy, cutover, window and rollback)", "")
+        lines[-2] = (
+            "rolled back",
+            f"{'source equals the target' if equal else 'DIFFERENCES FOUND'}: every table, after "
+            f"{target_writes} app transactions on the target during the window",
+            "bold green" if equal else "bold red",
+        )
+        lines.insert(
+            -2,
+            (
+                "rollback outage",
+                f"{back.get('outage_ms')} ms (target RENAME to on-rollback hook)" if back else "not measured",
+                "bold magenta",
+            ),
+        )
     if screen.tty:
         screen.console.print()
         screen.console.print(Text("tablemover demo summary", style="bold"))

@@ -29,9 +29,14 @@ def drained(applied: gtid.GtidPosition, drain: gtid.GtidPosition) -> bool:
 
 
 async def drain(
-    machine: MoveMachine, writer: TargetWriter, target: gtid.GtidPosition, timeout_s: float
+    machine: MoveMachine,
+    writer: TargetWriter,
+    target: gtid.GtidPosition,
+    timeout_s: float,
+    trigger: str = "mark_drained",
 ) -> None:
-    """Wait for the writer to commit up to the drain position ``target``, then record DRAINED.
+    """Wait for the writer to commit up to the drain position ``target``, then fire ``trigger``
+    (DRAINED; the rollback's reverse drain records ROLLBACK_DRAINED the same way).
 
     Past ``timeout_s`` it logs loudly (every few seconds) and keeps going.
     """
@@ -51,5 +56,5 @@ async def drain(
                 applied=str(writer.committed_position),
                 drain_gtid=str(target),
             )
-    await machine.fire("mark_drained")
+    await machine.fire(trigger)
     event("drained", drain_gtid=str(target), waited_ms=round((time.monotonic() - started) * 1000))

@@ -20,7 +20,7 @@ import anyio
 from tablemover import faults
 from tablemover.config import Config
 from tablemover.log import event
-from tablemover.machine import MoveMachine, State
+from tablemover.machine import MoveMachine
 
 # Executables started per hook name in this process, for /metrics.
 RUNS: Counter[str] = Counter()
@@ -33,6 +33,8 @@ HOOK_NAMES = (
     "success",
     "failure",
     "status",
+    "before-rollback",
+    "rollback",
 )
 
 
@@ -134,32 +136,35 @@ async def run_hooks(config: Config, name: str, state: str, extra: Mapping[str, s
     return HookResult(True, tuple(ran))
 
 
-async def fire_success_hook(
+async def fire_until_ok(
     config: Config,
+    hook: str,
     machine: MoveMachine,
+    trigger: str,
     attempts_so_far: int,
     record_attempt: Callable[[int], Awaitable[None]],
     env: Callable[[], dict[str, str]],
 ) -> None:
-    """T5: run on-success until it exits 0 (at least once), then HOOK_FIRED.
+    """Run ``hook`` until it exits 0 (at least once), then fire ``trigger``.
 
-    ``record_attempt(n)`` commits the attempt number before the hook runs: a crash inside it re-runs
-    it with a higher TABLEMOVER_HOOK_ATTEMPT, so the hook can tell and be idempotent.
+    T5 runs on-success this way (DRAINED -> HOOK_FIRED), and a rollback on-rollback
+    (ROLLBACK_DRAINED -> ROLLED_BACK): the application must hear of the switch, so the state waits
+    for it. ``record_attempt(n)`` commits the attempt number before the hook runs: a crash inside
+    it re-runs it with a higher TABLEMOVER_HOOK_ATTEMPT, so the hook can tell and be idempotent.
     """
     delay = 1.0
     attempt = attempts_so_far
+    state = machine.current.value
     while True:
         attempt += 1
         await record_attempt(attempt)
-        faults.hit("hook.before_success")
-        result = await run_hooks(
-            config, "success", State.DRAINED.value, {**env(), "TABLEMOVER_HOOK_ATTEMPT": str(attempt)}
-        )
+        faults.hit(f"hook.before_{hook}")
+        result = await run_hooks(config, hook, state, {**env(), "TABLEMOVER_HOOK_ATTEMPT": str(attempt)})
         if result.ok:
-            await machine.fire("mark_hook_fired", hook_attempts=attempt)
+            await machine.fire(trigger, hook_attempts=attempt)
             return
         event(
-            "on-success hook failed; retrying (the state stays DRAINED)",
+            f"on-{hook} hook failed; retrying (the state stays {state})",
             logging.WARNING,
             hook=result.failed,
             detail=result.detail,

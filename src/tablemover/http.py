@@ -46,6 +46,11 @@ STATES = (
     "DRAINED",
     "HOOK_FIRED",
     "DONE",
+    "WINDOW_OPEN",
+    "ROLLBACK_STARTED",
+    "ROLLBACK_RENAMED",
+    "ROLLBACK_DRAINED",
+    "ROLLED_BACK",
     "ABORTED",
     "FAILED",
 )
@@ -101,6 +106,8 @@ class MetricsSnapshot:
     hook_runs: dict[str, int]  # per hook name, e.g. {"success": 1}
     applied_gtid: str
     cutover_lock_wait_ms: float | None = None  # the part of the outage the RENAME waited for locks
+    reverse_lag_seconds: float | None = None  # the rollback window's reverse feed; None while closed
+    rollback_outage_ms: float | None = None  # None until a rollback has measured it
 
 
 class _MoveCollector:
@@ -160,6 +167,16 @@ def _families(snap: MetricsSnapshot | None) -> list[Metric]:
         "The part of the cutover outage the RENAME spent waiting for metadata locks.",
         labels=move,
     )
+    reverse_lag = GaugeMetricFamily(
+        "tablemover_reverse_lag_seconds",
+        "Rollback window: seconds a target commit waits to reach the source's renamed tables.",
+        labels=move,
+    )
+    rollback_outage = GaugeMetricFamily(
+        "tablemover_rollback_outage_milliseconds",
+        "Write outage of a rollback: from the target RENAME to the on-rollback hook.",
+        labels=move,
+    )
     hooks = CounterMetricFamily(
         "tablemover_hook_runs_total", "Hook executions, per hook name.", labels=[*move, "hook"]
     )
@@ -193,6 +210,10 @@ def _families(snap: MetricsSnapshot | None) -> list[Metric]:
             # Absent rather than 0 before a cutover: 0 ms would read as a perfect cutover.
             outage.add_metric([m], snap.cutover_outage_ms)
             lock_wait.add_metric([m], snap.cutover_lock_wait_ms or 0.0)
+        if snap.reverse_lag_seconds is not None:
+            reverse_lag.add_metric([m], snap.reverse_lag_seconds)
+        if snap.rollback_outage_ms is not None:
+            rollback_outage.add_metric([m], snap.rollback_outage_ms)
         for hook, n in sorted(snap.hook_runs.items()):
             hooks.add_metric([m, hook], n)
         info.add_metric([m], {"version": __version__})
@@ -202,6 +223,10 @@ def _families(snap: MetricsSnapshot | None) -> list[Metric]:
     families: list[Metric] = [rows_copied, rows_total, events, lag, state, throttled, chunk]
     if snap is None or snap.cutover_outage_ms is not None:
         families += [outage, lock_wait]
+    if snap is None or snap.reverse_lag_seconds is not None:
+        families.append(reverse_lag)
+    if snap is None or snap.rollback_outage_ms is not None:
+        families.append(rollback_outage)
     families += [hooks, applied, info]
     return families
 

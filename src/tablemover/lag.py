@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -63,24 +64,37 @@ class LagTracker:
 
 
 class LagMonitor:
-    """Samples the source's position and keeps ``board.lag_s`` current against the writer."""
+    """Samples a server's position and publishes how far the writer trails it (``board.lag_s``
+    for the move; the rollback window's reverse feed publishes its own)."""
 
-    def __init__(self, source: ServerSection, flavor: Flavor, board: Board) -> None:
+    def __init__(
+        self,
+        source: ServerSection,
+        flavor: Flavor,
+        board: Board,
+        publish: Callable[[float], None] | None = None,
+        role: str = "source",
+    ) -> None:
         self.source = source
         self.flavor = flavor
         self.board = board
+        self.role = role
+        self.publish = publish or self._publish_lag
         self.tracker = LagTracker()
+
+    def _publish_lag(self, lag_s: float) -> None:
+        self.board.lag_s = lag_s
 
     async def track(self, writer: TargetWriter) -> None:
         """For the whole run: sample the source, re-read the lag at every writer commit."""
-        conn = await connect(self.source, "source")
+        conn = await connect(self.source, self.role)
         try:
             while True:
                 position = await current_position(conn, self.flavor)
                 self.tracker.sample(time.monotonic(), gtid.parse_position(self.flavor, position))
                 next_sample = time.monotonic() + SAMPLE_EVERY_S
                 while True:
-                    self.board.lag_s = self.tracker.update(time.monotonic(), writer.committed_position)
+                    self.publish(self.tracker.update(time.monotonic(), writer.committed_position))
                     remaining = next_sample - time.monotonic()
                     if remaining <= 0:
                         break

@@ -25,6 +25,13 @@ class State(enum.StrEnum):
     DRAINED = "DRAINED"  # every source event up to drain_gtid is on the target
     HOOK_FIRED = "HOOK_FIRED"  # on-success hook exited 0
     DONE = "DONE"  # stream stopped, daemon-owned artefacts cleaned
+    # The rollback window (rollback_window_s > 0): the target's writes stream back to the renamed
+    # source tables until the window elapses (DONE) or an operator rolls back.
+    WINDOW_OPEN = "WINDOW_OPEN"  # reverse feed running; `tablemover rollback` possible
+    ROLLBACK_STARTED = "ROLLBACK_STARTED"  # intent written; the target RENAME may or may not have happened
+    ROLLBACK_RENAMED = "ROLLBACK_RENAMED"  # target tables renamed away; reverse drain position known
+    ROLLBACK_DRAINED = "ROLLBACK_DRAINED"  # the source's renamed tables hold every target write
+    ROLLED_BACK = "ROLLED_BACK"  # source tables back under their names, on-rollback hook exited 0
     ABORTED = "ABORTED"  # stopped by the operator before cutover; resumable by `run`
     FAILED = "FAILED"  # gave up; needs an operator
 
@@ -38,14 +45,35 @@ TRANSITIONS: tuple[tuple[str, tuple[State, ...], State], ...] = (
     ("mark_drained", (State.RENAMED,), State.DRAINED),
     ("mark_hook_fired", (State.DRAINED,), State.HOOK_FIRED),
     ("finish", (State.HOOK_FIRED,), State.DONE),
+    ("open_window", (State.HOOK_FIRED,), State.WINDOW_OPEN),
+    ("close_window", (State.WINDOW_OPEN,), State.DONE),
+    ("begin_rollback", (State.WINDOW_OPEN,), State.ROLLBACK_STARTED),
+    ("cancel_rollback", (State.ROLLBACK_STARTED,), State.WINDOW_OPEN),
+    ("mark_rollback_renamed", (State.ROLLBACK_STARTED,), State.ROLLBACK_RENAMED),
+    ("mark_rollback_drained", (State.ROLLBACK_RENAMED,), State.ROLLBACK_DRAINED),
+    ("mark_rolled_back", (State.ROLLBACK_DRAINED,), State.ROLLED_BACK),
     ("abort", (State.PREPARED, State.COPYING, State.CUTOVER_STARTED), State.ABORTED),
     ("resume_aborted", (State.ABORTED,), State.COPYING),
     ("fail", (State.PREPARED, State.COPYING, State.CUTOVER_STARTED), State.FAILED),
 )
 
 # States after which the source tables may already be renamed: `abort` is refused from here on.
-PAST_POINT_OF_NO_RETURN = frozenset({State.RENAMED, State.DRAINED, State.HOOK_FIRED, State.DONE})
-TERMINAL = frozenset({State.DONE, State.FAILED})
+PAST_POINT_OF_NO_RETURN = frozenset(
+    {
+        State.RENAMED,
+        State.DRAINED,
+        State.HOOK_FIRED,
+        State.DONE,
+        State.WINDOW_OPEN,
+        State.ROLLBACK_STARTED,
+        State.ROLLBACK_RENAMED,
+        State.ROLLBACK_DRAINED,
+        State.ROLLED_BACK,
+    }
+)
+# States in which the target's changes stream back to the source (the reverse feed runs).
+REVERSE_FEED = frozenset({State.WINDOW_OPEN, State.ROLLBACK_STARTED, State.ROLLBACK_RENAMED})
+TERMINAL = frozenset({State.DONE, State.FAILED, State.ROLLED_BACK})
 # States from which a move can fail for good (the sources of the "fail" transition).
 FAILABLE = frozenset(next(sources for trigger, sources, _ in TRANSITIONS if trigger == "fail"))
 

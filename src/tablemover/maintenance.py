@@ -10,7 +10,7 @@ from tablemover.checkpoint import Checkpoint
 from tablemover.config import Config
 from tablemover.cutover import SourceTables, inspect_source
 from tablemover.db import close, connect, execute, query
-from tablemover.errors import MoveFailed, MoveOwned, SafetyRefusal
+from tablemover.errors import BadInput, MoveFailed, MoveOwned, SafetyRefusal
 from tablemover.machine import PAST_POINT_OF_NO_RETURN, State
 from tablemover.ownership import MoveLock, is_owned
 from tablemover.schema import table_exists
@@ -81,12 +81,18 @@ async def record_abort(config: Config) -> tuple[Checkpoint | None, State]:
 
 
 async def cleanup(config: Config, *, drop_source: bool) -> list[str]:
-    """After DONE: drop the move's checkpoint rows, the table when empty, optionally the old tables."""
+    """After DONE (or ROLLED_BACK): drop the move's checkpoint rows, the table when empty, the
+    rollback window's checkpoint on the source, optionally the old source tables."""
     done: list[str] = []
     target = await connect(config.target, "target")
     db = config.move.effective_target_database
     try:
         cp = await cpstore.latest(target, db, config.move.name)
+        if cp is not None and cp.state is State.ROLLED_BACK and drop_source:
+            raise BadInput(
+                f"move {config.move.name!r} was rolled back: the source tables are the live ones again, so "
+                "there are no renamed source tables to drop. Run `tablemover cleanup` without --drop-source."
+            )
         if cp is None and not drop_source:
             return [f"move {config.move.name} has no checkpoint rows: nothing to clean up"]
         if cp is None:
@@ -97,17 +103,27 @@ async def cleanup(config: Config, *, drop_source: bool) -> list[str]:
                 raise SafetyRefusal(
                     f"refusing to drop source tables of move {config.move.name!r}: there is no "
                     "checkpoint, and the source does not show a finished cutover "
-                    f"({inspection.describe(config)})."
+                    f"({inspection.describe()})."
                 )
             done.append(f"move {config.move.name} has no checkpoint rows left (cleaned up before)")
-        elif cp.state is not State.DONE:
+        elif cp.state not in (State.DONE, State.ROLLED_BACK):
             raise SafetyRefusal(
                 f"refusing to clean up move {config.move.name!r} in {cp.state.value}: its checkpoint is how "
                 "it resumes. Finish it (`tablemover run`), or throw the unfinished move away with "
                 "`tablemover discard -c FILE --yes`."
             )
         else:
+            feeds = {
+                str(r.detail["feed"])
+                for r in await cpstore.history(target, db, config.move.name)
+                if isinstance(r.detail.get("feed"), str)
+            }
             done.extend(await _drop_checkpoint_rows(target, db, config.move.name))
+            if feeds:
+                done.extend(await _drop_reverse_checkpoints(config, feeds))
+            if cp.state is State.ROLLED_BACK:
+                kept = ", ".join(f"{db}.{config.move.rolledback(t)}" for t in config.move.tables)
+                done.append(f"kept the target's rolled-back tables {kept}; drop them when no longer needed")
     finally:
         await close(target)
     if drop_source:
@@ -159,7 +175,7 @@ async def _discard(config: Config, *, yes: bool) -> list[str]:
             if inspection.verdict is not SourceTables.ORIGINAL:
                 raise SafetyRefusal(
                     f"refusing to discard move {config.move.name!r}: the source does not show all the "
-                    f"original tables ({inspection.describe(config)}), so the cutover may have renamed "
+                    f"original tables ({inspection.describe()}), so the cutover may have renamed "
                     "them. Resolve that first (`tablemover run` finishes an interrupted cutover)."
                 )
         prepared = next((r for r in rows if r.state is State.PREPARED), None)
@@ -194,11 +210,27 @@ async def _discard(config: Config, *, yes: bool) -> list[str]:
         await close(target)
 
 
-async def _drop_checkpoint_rows(target: object, db: str, move_name: str) -> list[str]:
+async def _drop_checkpoint_rows(conn: object, db: str, move_name: str, what: str = "move") -> list[str]:
     table = qualified(db, cpstore.TABLE)
-    deleted = await execute(target, f"DELETE FROM {table} WHERE move_name=%s", (move_name,))
-    done = [f"deleted {deleted} checkpoint rows of move {move_name}"]
-    if not await query(target, f"SELECT 1 FROM {table} LIMIT 1"):
-        await execute(target, f"DROP TABLE {table}")
+    deleted = await execute(conn, f"DELETE FROM {table} WHERE move_name=%s", (move_name,))
+    done = [f"deleted {deleted} checkpoint rows of {what} {move_name}"]
+    if not await query(conn, f"SELECT 1 FROM {table} LIMIT 1"):
+        await execute(conn, f"DROP TABLE {table}")
         done.append(f"dropped {db}.{cpstore.TABLE} (no other move uses it)")
     return done
+
+
+async def _drop_reverse_checkpoints(config: Config, feeds: set[str]) -> list[str]:
+    """The rollback window's checkpoint rows on the source (one feed name per window)."""
+    source = await connect(config.source, "source")
+    try:
+        if not await cpstore.table_present(source, config.move.database):
+            return []
+        done: list[str] = []
+        for feed in sorted(feeds):
+            done.extend(
+                await _drop_checkpoint_rows(source, config.move.database, feed, "rollback window feed")
+            )
+        return done
+    finally:
+        await close(source)

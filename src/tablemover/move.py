@@ -12,7 +12,9 @@ copy + apply        ``pipeline`` (``stream`` -> ``apply`` <- ``copy``), until ``
 checksum gate       ``verify.checksum_gate``
 cutover             ``cutover``: postpone gate, blockers, intent, hook, RENAME + position
 drain               ``drain``
-success hook        ``hooks.fire_success_hook``
+success hook        ``hooks.fire_until_ok``
+rollback window     ``window`` (the reverse feed: ``pipeline`` run target -> source)
+rollback            ``rollback`` (intent, hook, target RENAME), ``drain``, ``rollback.restore_source``
 ==================  =======================================================================
 
 Around the walk this module owns the move (the lock in ``ownership``), retries transient faults
@@ -26,8 +28,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.abc
@@ -40,22 +43,26 @@ from tablemover.checkpoint import Checkpoint
 from tablemover.config import Config
 from tablemover.controls import ABORTABLE, Controls
 from tablemover.cutover import Cutover, CutoverTimings, resolve_cutover_started
-from tablemover.db import WRITER_SQL_MODE, ConnectError, close, connect
+from tablemover.db import WRITER_SQL_MODE, ConnectError, close, connect, current_position
 from tablemover.drain import drain
 from tablemover.errors import MoveFailed, SafetyRefusal, TablemoverError, UnreproducibleEvent
 from tablemover.flavor import Flavor
-from tablemover.hooks import fire_success_hook, run_hooks
+from tablemover.hooks import fire_until_ok, run_hooks
 from tablemover.lag import LagMonitor
 from tablemover.log import event
-from tablemover.machine import FAILABLE, MoveMachine, State
+from tablemover.machine import FAILABLE, REVERSE_FEED, MoveMachine, State
 from tablemover.ownership import MoveLock
-from tablemover.pipeline import Pipeline
+from tablemover.pipeline import Pipeline, forward_feed
 from tablemover.preflight import preflight
 from tablemover.prepare import prepare
 from tablemover.retry import RetryBudget, describe_error, is_transient, primary_error
+from tablemover.rollback import Rollback, resolve_rollback_started, restore_source
 from tablemover.schema import TableSchema, count_rows_estimate
 from tablemover.status import Board, hook_env
 from tablemover.verify import checksum_gate
+from tablemover.window import Window, hold_open, reverse_checkpoint, reverse_feed
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -96,6 +103,8 @@ class Move:
         self.lock = MoveLock(config)
         self.lag = LagMonitor(config.source, self.flavor, self.board)
         self.timings = CutoverTimings()
+        self.rollback_timings = CutoverTimings(kind="rollback")
+        self.target_flavor = Flavor.MARIADB
         self.commits_total = 0  # target commits over every attempt (the retry budget refills on them)
         self.source: Any = None
         self.source_monitor: Any = None
@@ -145,7 +154,14 @@ class Move:
         if machine.current is State.DRAINED:
             await self._success_hook(machine)
         if machine.current is State.HOOK_FIRED:
-            await machine.fire("finish")
+            await self._finish_or_open_window(machine)
+        if machine.current in REVERSE_FEED:
+            await self._run_reverse_feed(machine)  # until the window elapses, or a rollback drained
+            if self.controls.stop_requested:
+                return self._stopped_result()
+        if machine.current is State.ROLLBACK_DRAINED:
+            await restore_source(self.config, self.flavor)
+            await self._rollback_hook(machine)
         return self._result(machine, f"move finished in state {machine.current.value}")
 
     async def _live_phases(self, machine: MoveMachine, writer: TargetWriter) -> None:
@@ -168,6 +184,21 @@ class Move:
         drain_position = gtid.parse_position(self.flavor, writer.checkpoint.drain_gtid or "")
         await drain(machine, writer, drain_position, move.drain_timeout_s)
 
+    async def _window_phases(self, machine: MoveMachine, window: Window, writer: TargetWriter) -> None:
+        """The phases that run while the reverse feed does: hold the window open, roll back, drain."""
+        while machine.current in (State.WINDOW_OPEN, State.ROLLBACK_STARTED):
+            if machine.current is State.WINDOW_OPEN and not await hold_open(window, self.controls):
+                await machine.fire("close_window", detail=window.detail(closed="the window elapsed"))
+                event("rollback window elapsed: the move is done")
+                return
+            if not await self._rollback(machine, window).run():
+                self.controls.rollback_declined()
+        assert self.checkpoint is not None
+        drain_position = gtid.parse_position(self.target_flavor, self.checkpoint.drain_gtid or "")
+        await drain(
+            machine, writer, drain_position, self.config.move.drain_timeout_s, "mark_rollback_drained"
+        )
+
     # --- phase plumbing --------------------------------------------------------------------------
 
     async def _run_pipeline(self, machine: MoveMachine) -> None:
@@ -175,10 +206,10 @@ class Move:
         assert self.checkpoint is not None
         self._pipeline = Pipeline(
             self.config,
-            self.flavor,
             self.schemas,
+            forward_feed(self.config, self.flavor),
             source_monitor=self.source_monitor,
-            target=self.target,
+            writer_conn=self.target,
             controls=self.controls,
             board=self.board,
             lag=self.lag,
@@ -215,13 +246,150 @@ class Move:
         async def record_attempt(attempt: int) -> None:
             current = self.checkpoint
             assert current is not None
-            await self._write(current.evolve(hook_attempts=attempt, kind=cpstore.KIND_PROGRESS))
+            # The target's position before the application hears of the switch: where a rollback
+            # window's reverse feed starts. Read once; a crash inside the hook keeps the first.
+            reverse_from = current.detail.get("reverse_from") or await current_position(
+                self.target, self.target_flavor
+            )
+            row = current.evolve(
+                hook_attempts=attempt, kind=cpstore.KIND_PROGRESS, detail={"reverse_from": reverse_from}
+            )
+            await self._write(row)
             self.timings.report_outage(self.board)
 
         def env() -> dict[str, str]:
             return {**hook_env(self.board), "TABLEMOVER_DRAIN_GTID": cp.drain_gtid or ""}
 
-        await fire_success_hook(self.config, machine, cp.hook_attempts, record_attempt, env)
+        await fire_until_ok(
+            self.config, "success", machine, "mark_hook_fired", cp.hook_attempts, record_attempt, env
+        )
+
+    async def _finish_or_open_window(self, machine: MoveMachine) -> None:
+        """HOOK_FIRED: DONE, or with rollback_window_s the window opens (WINDOW_OPEN)."""
+        cp = self.checkpoint
+        assert cp is not None
+        length = self.config.move.rollback_window_s
+        reverse_from = cp.detail.get("reverse_from")
+        if length <= 0:
+            await machine.fire("finish")
+            return
+        if not isinstance(reverse_from, str):
+            event(
+                "no rollback window: this move's success hook ran before its target position was recorded "
+                "(an older version, or the window was configured later); finishing",
+                logging.WARNING,
+            )
+            await machine.fire("finish")
+            return
+        window = Window.open(self.config.move.name, reverse_from, length)
+        await self._with_reverse_writer(lambda source: reverse_checkpoint(self.config, source, window))
+        await machine.fire("open_window", detail=window.detail())
+        event("rollback window open", closes_in_s=length, reverse_from=reverse_from)
+
+    async def _run_reverse_feed(self, machine: MoveMachine) -> None:
+        """Run :meth:`_window_phases` as the driver of the reverse feed (target -> source)."""
+        cp = self.checkpoint
+        assert cp is not None
+        window = Window.from_checkpoint(cp)
+        if window is None:
+            raise SafetyRefusal(
+                f"move {self.config.move.name!r} is in {cp.state.value} but its checkpoint does not say "
+                "where the rollback window's reverse feed starts (detail: reverse_from, closes_at, feed). "
+                "It was written by hand or by another version; decide by hand whether to finish forward."
+            )
+        if machine.current is State.ROLLBACK_STARTED:
+            await resolve_rollback_started(self.config, machine, window, self.target_flavor)
+        self.board.window_closes_at = window.closes_at
+        lag = LagMonitor(
+            self.config.target, self.target_flavor, self.board, publish=self._reverse_lag, role="target"
+        )
+
+        async def feed(source: Any) -> None:
+            checkpoint = await reverse_checkpoint(self.config, source, window)
+            self._pipeline = Pipeline(
+                self.config,
+                self.schemas,
+                reverse_feed(self.config, self.target_flavor),
+                source_monitor=None,
+                writer_conn=source,
+                controls=self.controls,
+                board=self.board,
+                lag=lag,
+            )
+            try:
+                await self._pipeline.run(
+                    checkpoint, lambda writer: self._window_phases(machine, window, writer)
+                )
+            finally:
+                self._pipeline = None
+
+        try:
+            await self._with_reverse_writer(feed)
+        except Exception as exc:
+            error = primary_error(exc)
+            if self.controls.stop_requested and not isinstance(error, TablemoverError):
+                event("reverse feed stopped", logging.DEBUG, detail=repr(exc)[:500])
+                return
+            if isinstance(error, SafetyRefusal) and machine.current is State.WINDOW_OPEN:
+                # Nothing of the rollback has happened: the move stands forward, as it would have
+                # without a window. Loud, because the way back is gone.
+                event(
+                    "the rollback window closes early: the reverse feed cannot go on, so a rollback is no "
+                    "longer possible; the move stays on the target",
+                    logging.ERROR,
+                    error=str(error),
+                )
+                await machine.fire(
+                    "close_window", detail=window.detail(closed=f"reverse feed stopped: {error}")
+                )
+                return
+            raise
+
+    def _reverse_lag(self, lag_s: float) -> None:
+        self.board.reverse_lag_s = lag_s
+
+    def _rollback(self, machine: MoveMachine, window: Window) -> Rollback:
+        return Rollback(
+            self.config,
+            machine,
+            window,
+            self.target_flavor,
+            board=self.board,
+            timings=self.rollback_timings,
+            hook_env=lambda: hook_env(self.board),
+        )
+
+    async def _rollback_hook(self, machine: MoveMachine) -> None:
+        cp = self.checkpoint
+        assert cp is not None
+        first = cp.state is State.ROLLBACK_DRAINED and cp.kind == cpstore.KIND_TRANSITION
+
+        async def record_attempt(attempt: int) -> None:
+            current = self.checkpoint
+            assert current is not None
+            await self._write(current.evolve(hook_attempts=attempt, kind=cpstore.KIND_PROGRESS))
+            self.rollback_timings.report_outage(self.board)
+
+        await fire_until_ok(
+            self.config,
+            "rollback",
+            machine,
+            "mark_rolled_back",
+            0 if first else cp.hook_attempts,
+            record_attempt,
+            lambda: hook_env(self.board),
+        )
+
+    async def _with_reverse_writer(self, use: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``use`` with a writer connection to the source (the reverse feed writes there)."""
+        conn = await connect(
+            self.config.source, "source", autocommit=False, sql_mode=WRITER_SQL_MODE, binary_prefix=True
+        )
+        try:
+            return await use(conn)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await close(conn)
 
     async def _persist(self, previous: State, state: State, kwargs: dict[str, Any]) -> None:
         """Commit the checkpoint row of a transition (the machine's ``before`` callback).
@@ -267,6 +435,7 @@ class Move:
             await self.lock.release()
             raise
         self.flavor = report.source_info.flavor
+        self.target_flavor = report.target_info.flavor
         self.lag.flavor = self.flavor
         self.schemas = report.schemas
         if report.checkpoint is not None:

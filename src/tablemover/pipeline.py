@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -47,38 +48,67 @@ PROGRESS_EVERY_S = 5.0
 Driver = Callable[[TargetWriter], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Feed:
+    """Which way a pipeline runs: where its stream reads and where its writer writes."""
+
+    stream: StreamSettings
+    writer_database: str
+    table_names: dict[str, str]  # moved table -> the table its rows are written to
+    # Forward (the move): chunks are copied beside the stream, transitions are committed by the
+    # writer with the data, and its checkpoint is the move's. Reverse (the rollback window): the
+    # stream alone, into the source's renamed tables, with a checkpoint of its own.
+    forward: bool
+
+
+def forward_feed(config: Config, flavor: Flavor) -> Feed:
+    """Source binlog -> target tables of the same names, with the chunk copy."""
+    move = config.move
+    settings = StreamSettings(
+        server=config.source,
+        flavor=flavor,
+        server_id=move.effective_replica_server_id,
+        database=move.database,
+        own_rename_tag=rename_comment(move.name, nonce=""),
+        report_host=move.replica_host_tag,
+    )
+    return Feed(settings, move.effective_target_database, {t: t for t in move.tables}, forward=True)
+
+
 class Pipeline:
     """One attempt's stream, copier and writer, running around a driver."""
 
     def __init__(
         self,
         config: Config,
-        flavor: Flavor,
         schemas: dict[str, TableSchema],
+        feed: Feed,
         *,
         source_monitor: Any,
-        target: Any,
+        writer_conn: Any,
         controls: Controls,
         board: Board,
         lag: LagMonitor,
     ) -> None:
         self.config = config
-        self.flavor = flavor
+        self.flavor = feed.stream.flavor
         self.schemas = schemas
+        self.feed = feed
         self.source_monitor = source_monitor
-        self.target = target
+        self.writer_conn = writer_conn
         self.controls = controls
         self.board = board
         self.lag = lag
         self.throttle = Throttle(controls, board)
         self.commits = 0  # target commits of this pipeline's writer (the retry budget refills on them)
+        self.writer: TargetWriter | None = None  # while running
         self._inbox: MemoryObjectSendStream[WorkItem | Transition] | None = None
         self._driver_scope: anyio.CancelScope | None = None
 
     @property
     def running(self) -> bool:
-        """True while the writer takes transitions."""
-        return self._inbox is not None
+        """True while the writer takes transitions (a forward pipeline's only)."""
+        return self._inbox is not None and self.feed.forward
 
     async def transition(self, dest: State, kwargs: dict[str, Any]) -> Checkpoint:
         """Commit a transition's checkpoint row through the writer, in order with the data."""
@@ -106,24 +136,24 @@ class Pipeline:
         writer_done = anyio.Event()
         send, recv = anyio.create_memory_object_stream[WorkItem | Transition](max_buffer_size=INBOX_SIZE)
         decoders = {t: RowDecoder(s) for t, s in self.schemas.items()}
+        feed = self.feed
         writer = TargetWriter(
-            self.target,
-            self.config.move.effective_target_database,
+            self.writer_conn,
+            feed.writer_database,
             self.schemas,
             decoders,
             checkpoint,
             self.flavor,
+            feed.table_names,
         )
+        self.writer = writer
         self._inbox = send
-        self.board.committed.follow(
-            lambda: writer.checkpoint, lambda: writer.progress, lambda: writer.events_applied
-        )
-        stream = BinlogStream(
-            self._stream_settings(),
-            decoders,
-            gtid.parse_position(self.flavor, checkpoint.applied_gtid),
-            send.clone(),
-        )
+        if feed.forward:
+            self.board.committed.follow(
+                lambda: writer.checkpoint, lambda: writer.progress, lambda: writer.events_applied
+            )
+        start = gtid.parse_position(self.flavor, checkpoint.applied_gtid)
+        stream = BinlogStream(feed.stream, decoders, start, send.clone())
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._run_writer, writer, recv, writer_done)
@@ -138,7 +168,8 @@ class Pipeline:
                         self._driver_scope.cancel()
                     try:
                         async with anyio.create_task_group() as driver:
-                            driver.start_soon(self._copy_tables, writer, send.clone())
+                            if feed.forward:
+                                driver.start_soon(self._copy_tables, writer, send.clone())
                             await drive(writer)
                     except (MySQLError, BaseExceptionGroup) as exc:
                         # A stop cancels the driver mid-query, and asyncmy reports that as an error
@@ -161,20 +192,10 @@ class Pipeline:
         finally:
             self._driver_scope = None
             self._inbox = None
-            self.board.committed.unfollow(writer.checkpoint)
+            if feed.forward:
+                self.board.committed.unfollow(writer.checkpoint)
             self.commits += writer.commits
         return writer.checkpoint
-
-    def _stream_settings(self) -> StreamSettings:
-        move = self.config.move
-        return StreamSettings(
-            server=self.config.source,
-            flavor=self.flavor,
-            server_id=move.effective_replica_server_id,
-            database=move.database,
-            own_rename_tag=rename_comment(move.name, nonce=""),
-            report_host=move.replica_host_tag,
-        )
 
     async def _run_writer(
         self, writer: TargetWriter, recv: MemoryObjectReceiveStream[WorkItem | Transition], done: anyio.Event
@@ -241,7 +262,7 @@ class Pipeline:
 
     def _show_progress_bars(self, tg: anyio.abc.TaskGroup, writer: TargetWriter, done: anyio.Event) -> None:
         """On a terminal: one bar per table (the log goes on beside it)."""
-        if not progress.wanted():
+        if not progress.wanted() or not self.feed.forward:
             return
         totals = {t: self.board.rows_estimate.get(t, 0) for t in self.config.move.tables}
         tg.start_soon(
@@ -265,6 +286,10 @@ class Pipeline:
                 await done.wait()
             now = (time.monotonic(), writer.rows_written, writer.events_applied, writer.commits)
             elapsed = now[0] - last[0]
+            if not self.feed.forward:
+                self._report_reverse(writer, (now[2] - last[2]) / elapsed if elapsed > 0 else 0.0)
+                last = now
+                continue
             copied = sum(p.rows_copied for p in writer.progress.values())
             backlog = send.statistics().current_buffer_used
             event(
@@ -289,3 +314,16 @@ class Pipeline:
                 state = writer.checkpoint.state.value
                 env = {**hook_env(self.board), "TABLEMOVER_LAG_S": str(self.board.lag_s)}
                 await run_hooks(self.config, "status", state, env)
+
+    def _report_reverse(self, writer: TargetWriter, events_per_s: float) -> None:
+        self.board.reverse_applied_gtid = str(writer.committed_position)
+        event(
+            "reverse feed",
+            events_per_s=round(events_per_s),
+            reverse_lag_s=round(self.board.reverse_lag_s, 3),
+            applied_target_gtid=str(writer.committed_position),
+        )
+        self.board.announce(
+            f"{writer.checkpoint.state.value}: {writer.events_applied} target events applied back to the "
+            f"source, reverse lag {self.board.reverse_lag_s:.1f} s"
+        )

@@ -96,6 +96,7 @@ class ServiceShell:
             "unpause": self._unpause,
             "abort": self._abort,
             "chunk-size": self._set_chunk_size,
+            "rollback": self._rollback,
         }
 
     async def _start_control(self, tg: anyio.abc.TaskGroup) -> None:
@@ -141,6 +142,14 @@ class ServiceShell:
             return {"ok": False, "error": refused}
         self.notifier.send(STOPPING="1", STATUS="abort: committing the current batch and stopping")
         return {"ok": True, "message": f"aborting in {state.value}; `tablemover run` resumes the move later"}
+
+    async def _rollback(self, _request: dict[str, Any]) -> dict[str, Any]:
+        cp = self.board.committed.checkpoint
+        state = cp.state if cp is not None else State.PREPARED
+        refused = self.controls.request_rollback(state)
+        if refused:
+            return {"ok": False, "error": refused}
+        return {"ok": True, "message": f"rolling back from {state.value}"}
 
     async def _release(self, _request: dict[str, Any]) -> dict[str, Any]:
         self.controls.release_cutover()

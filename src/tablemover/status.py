@@ -88,6 +88,11 @@ class Board:
     rows_estimate: dict[str, int] = field(default_factory=dict)
     outage_ms: int | None = None
     outage_lock_wait_ms: int | None = None  # the part of the outage the RENAME waited
+    # The rollback window.
+    window_closes_at: float | None = None  # wall clock (time.time()), None while no window is open
+    reverse_lag_s: float = 0.0
+    reverse_applied_gtid: str = ""  # the target position the source's renamed tables hold
+    rollback_outage_ms: int | None = None
     on_announce: Callable[[str], None] = field(default=lambda _text: None)
 
     @property
@@ -171,6 +176,19 @@ def status_document(config: Config, board: Board, controls: Controls) -> dict[st
         "cutover_blocked_by": list(board.cutover_blockers),
         **copy_figures(cp, board.rows_estimate, board.copy_rate, waiting=bool(board.throttle_reason)),
         "backlog": board.backlog,
+        **window_figures(board, controls),
+    }
+
+
+def window_figures(board: Board, controls: Controls) -> dict[str, Any]:
+    """The rollback window's part of `status` (nothing while no window is open)."""
+    if board.window_closes_at is None:
+        return {}
+    return {
+        "window_closes_in_s": max(0, round(board.window_closes_at - time.time())),
+        "reverse_lag_s": round(board.reverse_lag_s, 3),
+        "reverse_applied_gtid": board.reverse_applied_gtid,
+        "rollback_requested": controls.rollback_requested,
     }
 
 
@@ -191,4 +209,6 @@ def metrics_snapshot(config: Config, board: Board, controls: Controls) -> Metric
         cutover_lock_wait_ms=board.outage_lock_wait_ms,
         hook_runs=dict(hooks.RUNS),
         applied_gtid=cp.applied_gtid if cp else "",
+        reverse_lag_seconds=board.reverse_lag_s if board.window_closes_at is not None else None,
+        rollback_outage_ms=board.rollback_outage_ms,
     )

@@ -102,3 +102,25 @@ def test_demo_on_a_terminal_draws_bars_states_outage_and_summary() -> None:
     assert_tells_the_whole_story(screen)
     assert '"msg"' not in screen, "the daemon's JSON lines are the demo's input, not its output"
     assert time.monotonic() - started < 90
+
+
+def test_demo_with_a_rollback_window_rolls_back_with_nothing_lost() -> None:
+    demo = subprocess.run(
+        [sys.executable, "-m", "tablemover", "demo", "--rows", "20000", "--rollback"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    out = demo.stdout
+    assert demo.returncode == 0, out[-3000:] + demo.stderr[-3000:]
+    window_states = ("HOOK_FIRED", "WINDOW_OPEN", "ROLLBACK_STARTED", "ROLLBACK_RENAMED", "ROLLBACK_DRAINED")
+    positions = [out.index(f"s  {state} ") for state in (*window_states, "ROLLED_BACK")]
+    assert positions == sorted(positions), out[-4000:]
+    assert "the application now writes to the target" in out
+    assert re.search(r"rollback outage \d+ ms: writes to the target's tables failed", out), out[-4000:]
+    assert "vs target (rolled-back names): equal" in out
+    found = re.search(
+        r"source equals the target: every table, after (\d+) app transactions on the target", out
+    )
+    assert found and int(found.group(1)) > 0, out[-3000:]

@@ -65,6 +65,7 @@ def test_registry_holds_every_check_in_phase_order() -> None:
         "versions",
         "same_server",
         "binlog",
+        "target_binlog",
         "privileges",
         "binlog_retained",
         "server_id",
@@ -166,3 +167,19 @@ def test_format_problems_singular() -> None:
 def test_resuming_past_cutover(state: State | None, past: bool) -> None:
     cp = Checkpoint(move_name="m", state=state, applied_gtid="") if state else None
     assert _ctx(cp).resuming_past_cutover is past
+
+
+async def test_target_binlog_is_checked_only_with_a_rollback_window() -> None:
+    from dataclasses import replace
+
+    from tablemover.preflight.target_binlog import target_binlog
+
+    statement_target = replace(_info(2), binlog_format="STATEMENT")
+    without = PreflightContext(CONFIG, None, None, _info(1), statement_target, None)
+    assert await target_binlog(without) == []
+    windowed = parse_config(
+        '[move]\nname = "m"\ndatabase = "app"\ntables = ["orders"]\nrollback_window_s = 60\n', env={}
+    )
+    problems = await target_binlog(PreflightContext(windowed, None, None, _info(1), statement_target, None))
+    assert len(problems) == 1 and "binlog_format is STATEMENT" in problems[0]
+    assert "rollback_window_s" in problems[0]

@@ -70,3 +70,23 @@ def test_status_text_when_not_started_cleaned_up_or_failed() -> None:
         {"state": "FAILED", "applied_gtid": "0-1-2", "failure": "move 'o' is FAILED: x"}, "o"
     )
     assert failed == ["move o: FAILED  applied_gtid=0-1-2", "  move 'o' is FAILED: x"]
+
+
+def test_status_text_shows_an_open_rollback_window() -> None:
+    status = {
+        "state": "WINDOW_OPEN",
+        "rows_copied": 10,
+        "tables": {},
+        "applied_gtid": "0-1-9",
+        "window_closes_in_s": 3725,
+        "reverse_lag_s": 0.25,
+        "rollback_requested": True,
+    }
+    lines = status_text(status, "orders")
+    window = [line for line in lines if "rollback window" in line]
+    assert window == [
+        "  rollback window open: closes in 1h02m, reverse lag 0.2 s; rollback requested "
+        "(`tablemover rollback` goes back)"
+    ]
+    closed = {k: v for k, v in status.items() if k not in ("window_closes_in_s", "reverse_lag_s")}
+    assert not [line for line in status_text(closed, "orders") if "rollback window" in line]

@@ -32,6 +32,13 @@ SOURCE_GRANTS = (
     "GRANT SELECT, INSERT, CREATE, ALTER, DROP ON `{db}`.* TO '{user}'@'%'",
 )
 TARGET_GRANTS = ("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP ON `{db}`.* TO '{user}'@'%'",)
+# What a rollback window adds: the reverse feed writes the renamed source tables and streams the
+# target's binlog; a rollback renames on both sides.
+WINDOW_SOURCE_GRANTS = ("GRANT UPDATE, DELETE ON `{db}`.* TO '{user}'@'%'",)
+WINDOW_TARGET_GRANTS = (
+    "GRANT REPLICATION SLAVE, BINLOG MONITOR, PROCESS ON *.* TO '{user}'@'%'",
+    "GRANT ALTER ON `{db}`.* TO '{user}'@'%'",
+)
 
 
 class LocalServerError(RuntimeError):
@@ -327,9 +334,14 @@ def start_pair(
     return pair
 
 
-def grant_mover(pair: LocalPair, db_pattern: str) -> None:
-    """Grant the mover user its documented privileges on schemas matching ``db_pattern``."""
-    for server, grants in ((pair.source, SOURCE_GRANTS), (pair.target, TARGET_GRANTS)):
+def grant_mover(pair: LocalPair, db_pattern: str, *, window: bool = False) -> None:
+    """Grant the mover user its documented privileges on schemas matching ``db_pattern`` (and
+    those a rollback window needs, with ``window``)."""
+    source: tuple[str, ...] = SOURCE_GRANTS
+    target: tuple[str, ...] = TARGET_GRANTS
+    if window:
+        source, target = source + WINDOW_SOURCE_GRANTS, target + WINDOW_TARGET_GRANTS
+    for server, grants in ((pair.source, source), (pair.target, target)):
         server.execute(*(g.format(user=MOVER_USER, db=db_pattern) for g in grants))
 
 

@@ -26,7 +26,7 @@ from tablemover.config import Config
 from tablemover.db import ConnectError, ServerInfo, close, connect, server_info
 from tablemover.errors import PreflightError, SafetyRefusal
 from tablemover.log import event
-from tablemover.machine import State
+from tablemover.machine import PAST_POINT_OF_NO_RETURN, State
 from tablemover.schema import TableSchema
 
 __all__ = [
@@ -54,9 +54,7 @@ class Phase(enum.IntEnum):
 # States in which the cutover's RENAME may already have happened, so a moved source table may exist
 # under its renamed name instead. FAILED is included because a move can fail from CUTOVER_STARTED:
 # accepting the renamed name there costs nothing (it only exists if we renamed it).
-RENAME_MAY_HAVE_HAPPENED = frozenset(
-    {State.CUTOVER_STARTED, State.RENAMED, State.DRAINED, State.HOOK_FIRED, State.DONE, State.FAILED}
-)
+RENAME_MAY_HAVE_HAPPENED = PAST_POINT_OF_NO_RETURN | {State.CUTOVER_STARTED, State.FAILED}
 
 
 @dataclass
@@ -231,6 +229,7 @@ CHECK_MODULES = (
     "versions",
     "same_server",
     "binlog",
+    "target_binlog",
     "privileges",
     "binlog_retained",
     "server_id",

@@ -12,6 +12,7 @@ from typing import Any
 
 from asyncmy.errors import MySQLError
 
+from tablemover.checkpoint import TABLE as CHECKPOINT_TABLE
 from tablemover.db import ServerInfo, query, query_one
 from tablemover.flavor import Flavor, ServerVersion
 from tablemover.preflight import Phase, PreflightContext, check
@@ -69,6 +70,35 @@ def target_requirements(database: str) -> list[Requirement]:
     return [Requirement((p,), database, None, _WHY_TARGET_ROWS) for p in rows] + [
         Requirement((p,), database, None, _WHY_TARGET_DDL) for p in ("CREATE", "DROP")
     ]
+
+
+_WHY_WINDOW_STREAM = "the rollback window streams the target's binlog back"
+_WHY_WINDOW_ROWS = "the rollback window writes the target's changes into the renamed source tables"
+_WHY_WINDOW_CHECKPOINT = "the rollback window keeps its checkpoint on the source"
+_WHY_ROLLBACK_TARGET = "a rollback's RENAME TABLE moves the target tables away"
+_WHY_ROLLBACK_SOURCE = "a rollback's RENAME TABLE gives the source tables their names back"
+
+
+def window_requirements(
+    database: str, target_database: str, tables: Sequence[str], renamed: Mapping[str, str]
+) -> tuple[list[Requirement], list[Requirement]]:
+    """What the rollback window adds: ``(on the source, on the target)``."""
+    source: list[Requirement] = []
+    for table in tables:
+        for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+            source.append(Requirement((privilege,), database, renamed[table], _WHY_WINDOW_ROWS))
+        for privilege in ("ALTER", "DROP"):
+            source.append(Requirement((privilege,), database, renamed[table], _WHY_ROLLBACK_SOURCE))
+        for privilege in ("CREATE", "INSERT"):
+            source.append(Requirement((privilege,), database, table, _WHY_ROLLBACK_SOURCE))
+    for privilege in ("CREATE", "SELECT", "INSERT", "DELETE"):
+        source.append(Requirement((privilege,), database, CHECKPOINT_TABLE, _WHY_WINDOW_CHECKPOINT))
+    target = [
+        Requirement(("REPLICATION SLAVE",), reason=_WHY_WINDOW_STREAM),
+        Requirement(("REPLICATION CLIENT",), reason=_WHY_WINDOW_STREAM),
+        Requirement(("ALTER",), target_database, None, _WHY_ROLLBACK_TARGET),
+    ]
+    return source, target
 
 
 def privilege_problem(
@@ -195,13 +225,14 @@ async def required_privileges(ctx: PreflightContext) -> list[str]:
     """Report every privilege the source or target user lacks, with the GRANTs that fix it."""
     move = ctx.config.move
     renamed = {t: move.renamed(t) for t in move.tables}
-    source = await _server_problems(
-        ctx.source,
-        ctx.source_info,
-        ctx.source_address,
-        source_requirements(ctx.source_info.version, move.database, move.tables, renamed),
-    )
-    target = await _server_problems(
-        ctx.target, ctx.target_info, ctx.target_address, target_requirements(move.effective_target_database)
-    )
+    source_reqs = source_requirements(ctx.source_info.version, move.database, move.tables, renamed)
+    target_reqs = target_requirements(move.effective_target_database)
+    if move.rollback_window_s > 0:
+        more_source, more_target = window_requirements(
+            move.database, move.effective_target_database, move.tables, renamed
+        )
+        source_reqs += more_source
+        target_reqs += more_target
+    source = await _server_problems(ctx.source, ctx.source_info, ctx.source_address, source_reqs)
+    target = await _server_problems(ctx.target, ctx.target_info, ctx.target_address, target_reqs)
     return source + target
