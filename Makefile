@@ -29,8 +29,8 @@ unit: setup
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check src tests bench drill compose
-	$(BIN)/ruff format --check src tests bench drill compose
+	$(BIN)/ruff check src tests bench drill loadkit compose
+	$(BIN)/ruff format --check src tests bench drill loadkit compose
 	$(BIN)/mypy --strict src
 
 # The whole mission on local throwaway servers: copy under live writes, crash + resume, cutover, verify.

@@ -1,9 +1,10 @@
 """What every benchmark shares: the sbtest table, daemon processes, the control socket, statistics.
 
-The measurement modules import from here, from :mod:`bench.load` and from :mod:`bench.keepup`, and
-never from :mod:`bench.run`: running ``python -m bench.run`` loads ``bench/run.py`` as ``__main__``,
-and importing it again would load a second copy of everything it imports (a :class:`BenchError`
-raised in one part would then not be caught as the same class in ``main``).
+The measurement modules import from here, from :mod:`loadkit` (the sbtest table, sysbench, pacing:
+what ``drill/`` uses too) and from :mod:`bench.keepup`, and never from :mod:`bench.run`: running
+``python -m bench.run`` loads ``bench/run.py`` as ``__main__``, and importing it again would load a
+second copy of everything it imports (a :class:`BenchError` raised in one part would then not be
+caught as the same class in ``main``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadkit import LoadError, create_sbtest_sql, fill_sbtest_sql, reap
+
 from tablemover.local.mariadb import LocalMariaDB, LocalPair, pair_config
 
 TABLE = "sbtest1"
@@ -34,37 +37,13 @@ MSG_POSTPONED = "cutover postponed"  # a prefix: the message goes on with how to
 MSG_OUTAGE = "cutover outage"
 MSG_GATE = "checksum before cutover: source and target equal"
 
-ER_NO_SUCH_TABLE = 1146
-
-
-class BenchError(RuntimeError):
-    """A measurement could not be taken (a run failed, or its result is wrong)."""
+# A measurement could not be taken (a run failed, or its result is wrong). What the shared load code
+# raises (sysbench prepare failed, printed no report) is one of those here, so it is the same class:
+# every ``except BenchError`` sees it.
+BenchError = LoadError
 
 
 # --- the sbtest table ---------------------------------------------------------------------------
-
-
-def create_sbtest_sql(table: str) -> str:
-    """The sysbench ``sbtest`` table definition."""
-    return (
-        f"CREATE TABLE `{table}` ("
-        "id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, "
-        "k INT NOT NULL DEFAULT 0, "
-        "c CHAR(120) NOT NULL DEFAULT '', "
-        "pad CHAR(60) NOT NULL DEFAULT '', "
-        "KEY k_1 (k)) ENGINE=InnoDB"
-    )
-
-
-def fill_sbtest_sql(table: str, rows: int) -> str:
-    """Fill ``table`` with ``rows`` deterministic rows; the same statement gives the same data anywhere."""
-    return (
-        f"INSERT INTO `{table}` (id, k, c, pad) "
-        f"SELECT seq, (seq * 7919) % {rows} + 1, "
-        "LEFT(CONCAT(SHA2(seq, 256), SHA2(seq + 1000000007, 256)), 119), "
-        "LEFT(SHA2(seq * 3, 256), 59) "
-        f"FROM seq_1_to_{rows}"
-    )
 
 
 def create_filled_table(server: LocalMariaDB, db: str, rows: int, table: str = TABLE) -> None:
@@ -239,12 +218,11 @@ class Daemon:
         """The exit code once it has exited (reaping it), else None."""
         if self.returncode is not None or self.proc is None:
             return self.returncode
-        pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
-        if pid == 0:
+        reaped = reap(self.proc)
+        if reaped is None:
             return None
         self.ended_at = time.time()
-        self.returncode = os.waitstatus_to_exitcode(status)
-        self.proc.returncode = self.returncode  # so Popen does not try to reap it again
+        self.returncode, usage = reaped
         self.maxrss_kb = int(usage.ru_maxrss)  # kilobytes on Linux
         self.cpu_total_s = usage.ru_utime + usage.ru_stime
         with contextlib.suppress(ValueError):

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import pymysql
+from loadkit import ER_NO_SUCH_TABLE, SysbenchRun, parse_sysbench, sysbench_cmd, sysbench_prepare
 
 from bench.common import (
-    ER_NO_SUCH_TABLE,
     MSG_OUTAGE,
     TABLE,
     BenchError,
@@ -49,7 +49,6 @@ from bench.common import (
     write_config,
 )
 from bench.keepup import SETTLE_TIMEOUT_S, wait_postponed
-from bench.load import SysbenchRun, parse_sysbench, sysbench_cmd, sysbench_prepare
 from tablemover.local.mariadb import LocalPair, root_connection
 
 DB = "bench_heldlock"

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from loadkit import SysbenchRun, parse_sysbench, sysbench_cmd, sysbench_prepare
+
 from bench.common import (
     MSG_CAUGHT_UP,
     MSG_POSTPONED,
@@ -58,7 +60,6 @@ from bench.common import (
     total_seq,
     write_config,
 )
-from bench.load import SysbenchRun, parse_sysbench, sysbench_cmd, sysbench_prepare
 from tablemover.local.mariadb import LocalMariaDB, LocalPair, root_connection
 
 DB = "bench_keepup"

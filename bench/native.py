@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pymysql
+from loadkit import sysbench_cmd, sysbench_prepare
 
 from bench.common import (
     TABLE,
@@ -48,7 +49,6 @@ from bench.common import (
     rate,
 )
 from bench.keepup import Applied, SysbenchLoad, measure_load, sysbench_move
-from bench.load import sysbench_cmd, sysbench_prepare
 from tablemover.local.mariadb import LocalMariaDB, LocalPair
 
 DB_TABLEMOVER = "bench_native_tm"

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pymysql
+from loadkit import ER_NO_SUCH_TABLE, Pacer, mysql_errno
 
 from bench.common import (
-    ER_NO_SUCH_TABLE,
     MSG_GATE,
     MSG_OUTAGE,
     TABLE,
@@ -73,14 +73,10 @@ class LightWriter:
         except pymysql.err.MySQLError as exc:
             self.error = f"connect: {exc}"
             return
-        interval = 1.0 / self.rate
-        due = time.monotonic()
+        pacer = Pacer(self.rate, self._stop)
         try:
             with conn.cursor() as cur:
-                while not self._stop.is_set():
-                    due = max(due + interval, time.monotonic() - 1.0)
-                    if self._stop.wait(max(0.0, due - time.monotonic())):
-                        return
+                while pacer.wait():
                     sent_at = time.time()
                     try:
                         if self.rng.random() < 0.7:
@@ -94,7 +90,7 @@ class LightWriter:
                                 (self.rng.randint(1, self.rows), self.rng.randbytes(40).hex()[:119], "bench"),
                             )
                     except pymysql.err.MySQLError as exc:
-                        code = int(exc.args[0]) if exc.args and isinstance(exc.args[0], int) else 0
+                        code = mysql_errno(exc)
                         if code == ER_NO_SUCH_TABLE:
                             # The cutover renamed the table: expected, and the end of this load.
                             self.first_missing_sent_at = sent_at

@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import pymysql
+from loadkit import Pacer, SysbenchRun, mysql_errno, parse_sysbench, sysbench_cmd, sysbench_prepare
 from pymysql.constants import CLIENT
 
 from bench.common import (
@@ -90,7 +91,6 @@ from bench.keepup import (
     release_cutover,
     wait_postponed,
 )
-from bench.load import Pacer, SysbenchRun, parse_sysbench, sysbench_cmd, sysbench_prepare
 from tablemover.local.mariadb import LocalMariaDB, LocalPair
 
 DB = "bench_real"
@@ -476,7 +476,7 @@ class RealisticLoad:
                             while cur.nextset():
                                 pass
                     except pymysql.err.MySQLError as exc:
-                        code = int(exc.args[0]) if exc.args and isinstance(exc.args[0], int) else 0
+                        code = mysql_errno(exc)
                         with contextlib.suppress(pymysql.err.MySQLError):
                             cur.execute("ROLLBACK")
                         if code in ER_RETRYABLE:

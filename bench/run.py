@@ -52,6 +52,7 @@ from types import FrameType
 from typing import Any
 
 import pymysql
+from loadkit import create_sbtest_sql, ensure_sysbench, fill_sbtest_sql
 
 from bench.common import (
     MSG_CAUGHT_UP,
@@ -61,8 +62,6 @@ from bench.common import (
     BenchError,
     check_equal,
     create_filled_table,
-    create_sbtest_sql,
-    fill_sbtest_sql,
     gtid_pos,
     run_tablemover,
     stop_all_daemons,
@@ -72,7 +71,6 @@ from bench.common import (
 from bench.common import rate as _rate
 from bench.heldlock import bench_heldlock
 from bench.keepup import bench_keepup
-from bench.load import ensure_sysbench
 from bench.native import bench_native
 from bench.outage import bench_outage
 from bench.realistic import HEAVY_TARGET_RATIO, bench_realistic
@@ -85,9 +83,6 @@ from tablemover.local.mariadb import (
     grant_mover,
     start_pair,
 )
-
-# drill.run imports these two from here; they live in bench.common now.
-__all__ = ["create_sbtest_sql", "fill_sbtest_sql", "main"]
 
 DEFAULT_ROWS = 200_000
 DEFAULT_OUT = "bench-results/bench.json"

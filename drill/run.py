@@ -49,8 +49,18 @@ from typing import IO, Any, TypeAlias
 
 import pymysql
 import pymysql.cursors
-from bench.load import ensure_sysbench
-from bench.run import create_sbtest_sql, fill_sbtest_sql
+from loadkit import (
+    ER_NO_SUCH_TABLE,
+    LoadError,
+    Pacer,
+    SysbenchRun,
+    create_sbtest_sql,
+    ensure_sysbench,
+    fill_sbtest_sql,
+    mysql_errno,
+    sysbench_cmd,
+    sysbench_prepare,
+)
 
 from tablemover.local.mariadb import LocalPair, grant_mover, pair_config, root_connection, start_pair
 
@@ -74,7 +84,6 @@ VERIFY_TIMEOUT_S = 120.0
 DEFAULT_RUN_S = 4.0
 DEFAULT_RESTART_S = 3.0
 MAX_COMMIT_K = 22  # writer.*_commit:K picks K in 1..this (a 2-table run commits about 22-25 times)
-ER_NO_SUCH_TABLE = 1146
 ER_RETRYABLE = (1062, 1205, 1213)  # duplicate key (a key change onto a live id), lock wait, deadlock
 
 CUTOVER_POINTS = (
@@ -104,8 +113,10 @@ LEGAL_NEXT: dict[str, frozenset[str]] = {
 Conn: TypeAlias = "pymysql.connections.Connection[Any]"
 
 
-class DrillError(RuntimeError):
-    """The drill itself could not do something (set up a round, start the load)."""
+class DrillError(LoadError):
+    """The drill itself could not do something (set up a round, start the load). A
+    :class:`LoadError` of the shared load code (sysbench prepare failed) is one as well: the drill
+    catches :class:`LoadError`."""
 
 
 # --- processes the drill owns -------------------------------------------------------------------
@@ -116,6 +127,7 @@ class Children:
 
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.sysbench: list[SysbenchRun] = []
         self.loads: list[PyLoad] = []
 
     def spawn(
@@ -141,6 +153,9 @@ class Children:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=10)
         self.procs.clear()
+        for run in self.sysbench:
+            run.kill()
+        self.sysbench.clear()
         for load in self.loads:
             load.stop()
         self.loads.clear()
@@ -308,60 +323,39 @@ def transition_problems(states: list[str]) -> list[str]:
 # --- write load ---------------------------------------------------------------------------------
 
 
-class Sysbench:
-    """``sysbench oltp_write_only`` against one round's schema on the source."""
+def prepare_sysbench(drill: Drill, db: str, log_path: Path) -> SysbenchRun:
+    """``sysbench oltp_write_only`` on sbtest1..2 of ``db`` (2 threads at ``drill.rate`` txn/s until
+    stopped or until the tables are renamed), prepared, not started. In a session of its own: a
+    Ctrl-C on the terminal reaches only the drill, which then stops it."""
+    assert drill.sysbench is not None
+    cmd = sysbench_cmd(
+        drill.sysbench,
+        drill.pair.source.socket,
+        db,
+        drill.rows,
+        0,
+        threads=2,
+        rate=drill.rate,
+        tables=SYSBENCH_TABLES,
+        report_interval=0,
+    )
+    sysbench_prepare(cmd, db)
+    run = SysbenchRun(cmd, log_path, new_session=True)
+    drill.children.sysbench.append(run)
+    return run
 
-    def __init__(self, binary: str, socket_path: str, db: str, rows: int, rate: int, log_path: Path) -> None:
-        self.cmd = [
-            binary,
-            "oltp_write_only",
-            f"--mysql-socket={socket_path}",
-            "--mysql-user=root",
-            f"--mysql-db={db}",
-            f"--tables={SYSBENCH_TABLES}",
-            f"--table-size={rows}",
-            "--threads=2",
-            "--time=0",
-            "--report-interval=0",
-            f"--rate={rate}",
-        ]
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def prepare(self) -> None:
-        """Create and fill sbtest1..2."""
-        proc = subprocess.run(
-            [*self.cmd, "prepare"], capture_output=True, text=True, timeout=300, check=False
-        )
-        if proc.returncode != 0:
-            raise DrillError(f"sysbench prepare failed: {(proc.stdout + proc.stderr)[-1500:]}")
-
-    def start(self, children: Children) -> None:
-        """Run the load in the background until stopped (or until the tables are renamed)."""
-        with self.log_path.open("ab") as log:
-            self.proc = children.spawn([*self.cmd, "run"], log)
-
-    def alive(self) -> bool:
-        """Still running."""
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> tuple[str, bool]:
-        """Stop it; (how it ended, whether that was expected)."""
-        if self.proc is None:
-            return "not started", False
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            return "terminated by the drill", True
-        output = self.log_path.read_text(errors="replace")
-        if f"error {ER_NO_SUCH_TABLE}" in output or f"errno = {ER_NO_SUCH_TABLE}" in output:
-            return "stopped by the cutover (1146: tables renamed)", True
-        fatal = [line for line in output.splitlines() if "FATAL" in line]
-        return f"died on its own (exit {self.proc.returncode}): {' | '.join(fatal[:2])[:300]}", False
+def stop_sysbench(run: SysbenchRun) -> tuple[str, bool]:
+    """Stop it; (how it ended, whether that was expected)."""
+    if run.proc is None:
+        return "not started", False
+    if run.terminate():
+        return "terminated by the drill", True
+    output = run.output()
+    if f"error {ER_NO_SUCH_TABLE}" in output or f"errno = {ER_NO_SUCH_TABLE}" in output:
+        return "stopped by the cutover (1146: tables renamed)", True
+    fatal = [line for line in output.splitlines() if "FATAL" in line]
+    return f"died on its own (exit {run.returncode}): {' | '.join(fatal[:2])[:300]}", False
 
 
 class PyLoad:
@@ -401,7 +395,7 @@ class PyLoad:
 
     def _worker(self, index: int, threads: int) -> None:
         rng = random.Random(self.seed * 1000 + index)
-        interval = threads / self.rate
+        pacer = Pacer(self.rate / threads, self._stop)
         # Disjoint id ranges per thread, above anything the seed data uses, for new keys.
         next_new_id = 1_000_000_000 + index * 100_000_000
         try:
@@ -409,13 +403,9 @@ class PyLoad:
         except pymysql.err.MySQLError as exc:
             self.errors.append(f"connect: {exc}")
             return
-        due = time.monotonic()
         try:
             with conn.cursor() as cur:
-                while not self._stop.is_set():
-                    due = max(due + interval, time.monotonic() - 1.0)
-                    if self._stop.wait(max(0.0, due - time.monotonic())):
-                        break
+                while pacer.wait():
                     table = rng.choice(self.tables)
                     try:
                         cur.execute("BEGIN")
@@ -423,7 +413,7 @@ class PyLoad:
                             next_new_id = self._statement(cur, rng, table, next_new_id)
                         cur.execute("COMMIT")
                     except pymysql.err.MySQLError as exc:
-                        code = int(exc.args[0]) if exc.args and isinstance(exc.args[0], int) else 0
+                        code = mysql_errno(exc)
                         with contextlib.suppress(pymysql.err.MySQLError):
                             conn.rollback()
                         if code == ER_NO_SUCH_TABLE:
@@ -653,15 +643,14 @@ def write_hook(directory: Path, log: Path) -> None:
     hook.chmod(0o755)
 
 
-def setup_round(drill: Drill, db: str, tables: list[str], rdir: Path) -> Sysbench | None:
+def setup_round(drill: Drill, db: str, tables: list[str], rdir: Path) -> SysbenchRun | None:
     """Create the round's schema and tables (sysbench prepare for sbtest1..2 when it is the load)."""
     src = drill.pair.source
     src.execute(f"CREATE DATABASE `{db}`")
     python_tables = tables
     sysbench = None
     if drill.sysbench is not None:
-        sysbench = Sysbench(drill.sysbench, src.socket, db, drill.rows, drill.rate, rdir / "sysbench.log")
-        sysbench.prepare()
+        sysbench = prepare_sysbench(drill, db, rdir / "sysbench.log")
         python_tables = tables[SYSBENCH_TABLES:]
     for table in python_tables:
         src.execute(f"USE `{db}`", create_sbtest_sql(table), fill_sbtest_sql(table, drill.rows))
@@ -736,21 +725,24 @@ def run_round(drill: Drill, number: int, kills: list[Kill], table_count: int) ->
         pyload = PyLoad(pair.source.socket, db, py_tables, drill.rows, rate, 2, drill.seed * 100 + number)
         pyload.start(drill.children)
     if sysbench is not None:
-        sysbench.start(drill.children)
+        sysbench.start()
     time.sleep(0.2)
-    if sysbench is not None and not sysbench.alive():
-        raise DrillError(f"sysbench exited at once: {sysbench.log_path.read_text(errors='replace')[-1500:]}")
+    if sysbench is not None and sysbench.poll() is not None:
+        raise DrillError(f"sysbench exited at once: {sysbench.output()[-1500:]}")
 
     runs = round_runs(drill, kills, config, rdir)
     final = runs[-1]
 
     loads: dict[str, Any] = {}
-    for name, load in (("sysbench", sysbench), ("python", pyload)):
-        if load is not None:
-            how, expected = load.stop()
-            loads[name] = how
-            if not expected:
-                warnings.append(f"{name} load: {how}")
+    ended: list[tuple[str, tuple[str, bool]]] = []
+    if sysbench is not None:
+        ended.append(("sysbench", stop_sysbench(sysbench)))
+    if pyload is not None:
+        ended.append(("python", pyload.stop()))
+    for name, (how, expected) in ended:
+        loads[name] = how
+        if not expected:
+            warnings.append(f"{name} load: {how}")
     result["load"] = loads
     if pyload is not None:
         result["python_load_commits"] = pyload.commits
@@ -1061,7 +1053,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             table_count = rng.choice((2, 3))
             try:
                 record = run_round(drill, number, kills, table_count)
-            except DrillError as exc:
+            except LoadError as exc:
                 record = {
                     "round": number,
                     "tables": [],
@@ -1090,7 +1082,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit:
         print("terminated: stopping the load, the daemon and the servers", file=sys.stderr)
         raise
-    except DrillError as exc:
+    except LoadError as exc:
         print(f"drill failed: {exc}", file=sys.stderr)
         return 1
     finally:
