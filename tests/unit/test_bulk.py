@@ -7,6 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tablemover import sql
 from tablemover.bulk import (
@@ -21,6 +23,7 @@ from tablemover.bulk import (
     holds_enum_error,
     param_kind,
     plan_bulk,
+    row_sizes,
 )
 from tablemover.schema import Column
 
@@ -198,6 +201,42 @@ def test_batches_keep_order_cover_every_row_and_respect_the_limit(limit: int) ->
     assert [r for b in out for r in b] == rows
     for b in out:
         assert len(b) == 1 or sum(estimated_bytes(r) for r in b) <= limit
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.integers(),
+    st.text(max_size=20),
+    st.binary(max_size=20),
+    st.decimals(allow_nan=False, allow_infinity=False),
+    st.just(""),
+    st.just(b""),
+)
+
+
+@given(
+    st.integers(min_value=1, max_value=6).flatmap(lambda n: st.lists(st.tuples(*[_VALUES] * n), max_size=30))
+)
+def test_the_column_wise_sizes_are_the_per_row_estimates(rows: list[tuple[Any, ...]]) -> None:
+    assert row_sizes(rows) == [estimated_bytes(r) for r in rows]
+
+
+@given(
+    st.lists(st.tuples(st.integers(), st.one_of(st.none(), st.text(max_size=40))), max_size=200),
+    st.integers(min_value=1, max_value=3000),
+)
+def test_batches_split_exactly_as_the_per_row_walk(rows: list[tuple[Any, ...]], limit: int) -> None:
+    expected: list[list[tuple[Any, ...]]] = []
+    size = 0
+    for row in rows:
+        if expected and size and size + estimated_bytes(row) > limit:
+            expected.append([])
+            size = 0
+        if not expected:
+            expected.append([])
+        expected[-1].append(row)
+        size += estimated_bytes(row)
+    assert [list(b) for b in batches(rows, limit)] == expected
 
 
 def test_a_row_bigger_than_the_limit_goes_alone() -> None:
