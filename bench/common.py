@@ -35,6 +35,9 @@ MSG_RESUMING = "resuming move from checkpoint"
 MSG_CAUGHT_UP = "copy complete and caught up"
 MSG_POSTPONED = "cutover postponed"  # a prefix: the message goes on with how to release it
 MSG_OUTAGE = "cutover outage"
+MSG_WINDOW_OPEN = "rollback window open"
+MSG_ROLLBACK_OUTAGE = "rollback outage"
+MSG_DRAINED = "drained"  # once after the cutover's RENAME, once more after a rollback's
 MSG_GATE = "checksum before cutover: source and target equal"
 
 # A measurement could not be taken (a run failed, or its result is wrong). What the shared load code
@@ -303,6 +306,21 @@ class Daemon:
             return tail(self.log_path.read_text(errors="replace"), lines)
         except OSError:
             return ""
+
+
+def wait_for_line(daemon: Daemon, msg: str, timeout_s: float, what: str) -> dict[str, Any]:
+    """Wait until the running daemon logs ``msg``; its line. :class:`BenchError` when the daemon exits
+    first or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while (line := daemon.find(msg)) is None:
+        if daemon.poll() is not None:
+            raise BenchError(
+                f"{what}: tablemover run exited {daemon.returncode} before {msg!r}:\n{daemon.tail()}"
+            )
+        if time.monotonic() > deadline:
+            raise BenchError(f"{what}: no {msg!r} within {timeout_s:.0f} s:\n{daemon.tail()}")
+        time.sleep(0.02)
+    return line
 
 
 RUNNING: list[Daemon] = []  # every daemon not yet reaped, so an interrupt stops exactly those

@@ -105,10 +105,10 @@ class LightWriter:
                 conn.close()
 
 
-def write_hook(directory: Path, stamp: Path) -> None:
-    """An on-success hook that writes the epoch time it started to ``stamp``."""
+def write_hook(directory: Path, stamp: Path, name: str = "on-success") -> None:
+    """A hook (``name``, on-success by default) that writes the epoch time it started to ``stamp``."""
     directory.mkdir(parents=True, exist_ok=True)
-    hook = directory / "on-success"
+    hook = directory / name
     hook.write_text(f'#!/bin/sh\ndate +%s.%N > "{stamp}"\n')
     hook.chmod(0o755)
 

@@ -20,7 +20,9 @@ Figures measured against an absolute target of the spec:
   light and heavy traffic.
 * ``native`` (:mod:`bench.native`): keep-up and catch-up under 4-thread sysbench, tablemover against
   native MariaDB replication of the same table under the same load.
-* ``outage`` (:mod:`bench.outage`): cutover outage percentiles over several moves under write load.
+* ``outage`` (:mod:`bench.outage`): cutover outage percentiles over several moves under write load;
+  and (:mod:`bench.rollback`, ``rollback_outage``) the rollback outage of moves with a rollback window,
+  rolled back under the same load on the target, with the forward outage of the same moves beside it.
 * ``heldlock`` (:mod:`bench.heldlock`): the application's longest query during a cutover released
   while another session holds a row lock on the moved table.
 * ``resume`` (:mod:`bench.resume`): SIGKILL to copying again, and rows copied twice.
@@ -75,6 +77,7 @@ from bench.native import bench_native
 from bench.outage import bench_outage
 from bench.realistic import HEAVY_TARGET_RATIO, bench_realistic
 from bench.resume import bench_resume
+from bench.rollback import bench_rollback
 from tablemover.local.mariadb import (
     MOVER_PASSWORD,
     MOVER_USER,
@@ -94,6 +97,7 @@ DEFAULT_SAMPLE_S = 0.1  # 10 lag samples a second: enough that p99 over 20 s is 
 DEFAULT_CUTOVERS = 10
 DEFAULT_CUTOVER_ROWS = 5_000
 DEFAULT_CUTOVER_WRITE_RATE = 200
+DEFAULT_ROLLBACKS = 5  # each about 3 s: a move, its window, 1 s of target writes, the rollback
 DEFAULT_RESUMES = 3
 DEFAULT_RESUME_ROWS = 500_000
 DEFAULT_REALISTIC_ROWS = 100_000  # order lines; customers get half as many
@@ -116,6 +120,7 @@ DEFAULT_PROBE_INTERVAL_S = 0.005
 QUICK = {
     "keepup_seconds": 8,
     "cutovers": 5,
+    "rollbacks": 3,
     "resumes": 2,
     "resume_rows": 200_000,
     "realistic_rows": 20_000,
@@ -483,6 +488,8 @@ def _table_rows(results: dict[str, Any]) -> list[Row]:
                 f"p50 < {outage['p50_target_ms']} ms, p99 < {outage['p99_target_ms']} ms",
             )
         )
+    rows.extend(_rollback_rows(results.get("rollback_outage"), missing))
+    if outage is not None and _unavailable(outage) is None:
         gate = outage.get("gate_s_per_million_rows_median")
         rows.append(
             (
@@ -537,6 +544,25 @@ def _table_rows(results: dict[str, Any]) -> list[Row]:
 
 
 Row = tuple[str, str, str, str, str]
+
+
+def _rollback_rows(back: dict[str, Any] | None, missing: Callable[[str, Any], bool]) -> list[Row]:
+    """The table row of the rollback outage, beside the forward outage of the same moves."""
+    if missing("rollback outage", back):
+        return []
+    assert back is not None
+    n = back["rollbacks"]
+    p99 = "p99 (= max)" if n < 100 else "p99"
+    return [
+        (
+            "rollback outage",
+            f"p50 {back['p50_ms']} ms, {p99} {back['p99_ms']} ms",
+            f"{n} rollback{'' if n == 1 else 's'}; forward outage of the same moves p50 "
+            f"{back['forward_p50_ms']} ms, max {back['forward_max_ms']} ms",
+            "-",
+            f"p50 < {back['p50_target_ms']} ms, p99 < {back['p99_target_ms']} ms",
+        )
+    ]
 
 
 def _realistic_rows(real: dict[str, Any] | None, missing: Callable[[str, Any], bool]) -> list[Row]:
@@ -688,6 +714,14 @@ def _details(results: dict[str, Any]) -> list[str]:
             f"outage:  ms {outage['outage_ms']} ({outage['table_rows']:,}-row moves, writes at "
             f"{outage['write_rate_per_s']}/s); as the writer saw it (failed write -> hook start) {app}"
         )
+    back = results.get("rollback_outage")
+    if back and _unavailable(back) is None:
+        out.append(
+            f"rollback: ms {back['outage_ms']} ({back['table_rows']:,}-row moves, writes at "
+            f"{back['write_rate_per_s']}/s to the target); as the writer saw it (failed write -> on-rollback "
+            f"start) {back['app_blocked_ms']}; lock wait {back['lock_wait_ms']}, reverse drain "
+            f"{back['reverse_drain_ms']}; forward {back['forward_outage_ms']}"
+        )
     if resume and _unavailable(resume) is None:
         out.append(
             f"resume:  s {resume['resume_s']} ({resume['table_rows']:,}-row table, killed at "
@@ -777,6 +811,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=(__doc__ or "").splitlines()[0])
     p.add_argument("--out", default=DEFAULT_OUT, help="where to write the JSON results (%(default)s)")
     p.add_argument("--skip", action="append", default=[], choices=PARTS, help="skip a part (repeatable)")
+    p.add_argument(
+        "--only", action="append", default=[], choices=PARTS, help="run only this part (repeatable)"
+    )
     g = p.add_argument_group("copy and binlog")
     g.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rows in the copy table (%(default)s)")
     g.add_argument("--binlog-rows", type=int, default=DEFAULT_BINLOG_ROWS, help="rows in the binlog table")
@@ -849,6 +886,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g.add_argument(
         "--cutover-write-rate", type=int, default=DEFAULT_CUTOVER_WRITE_RATE, help="writes/s during each move"
     )
+    g.add_argument(
+        "--rollbacks",
+        type=int,
+        default=DEFAULT_ROLLBACKS,
+        help="moves with a rollback window rolled back under the same load (same rows and rate); 0 skips "
+        "(%(default)s)",
+    )
     g = p.add_argument_group("heldlock (cutover released while a session holds a row lock)")
     g.add_argument(
         "--heldlock-hold",
@@ -895,6 +939,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if "--quick" in argv_list or os.environ.get("BENCH_QUICK", "") not in ("", "0"):
         p.set_defaults(quick=True, **QUICK)
     args = p.parse_args(argv_list)
+    if args.only:  # --only A --only B is --skip every other part
+        args.skip = sorted(set(args.skip) | (set(PARTS) - set(args.only)))
     for name in (
         "rows",
         "binlog_rows",
@@ -921,6 +967,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in (
         "keepup_seconds",
         "cutovers",
+        "rollbacks",
         "resumes",
         "rss_rows",
         "realistic_heavy_seconds",
@@ -1015,6 +1062,16 @@ def plan(
                 f"{args.cutovers} cutovers",
                 lambda: bench_outage(
                     pair, workdir, args.cutovers, args.cutover_rows, args.cutover_write_rate
+                ),
+            )
+        )
+    if "outage" not in skip and args.rollbacks:
+        parts.append(
+            (
+                "rollback_outage",
+                f"{args.rollbacks} rollbacks",
+                lambda: bench_rollback(
+                    pair, workdir, args.rollbacks, args.cutover_rows, args.cutover_write_rate, SCHEMA_GRANT
                 ),
             )
         )
