@@ -628,3 +628,28 @@ def test_engine_rule() -> None:
     [msg] = engine_problems("app", "t", "MyISAM", "source h:1")
     assert "uses the MyISAM engine; tablemover needs InnoDB" in msg
     assert "ALTER TABLE `app`.`t` ENGINE=InnoDB" in msg
+
+
+def test_window_requirements_are_what_the_local_window_grants_give() -> None:
+    from tablemover.local.mariadb import (
+        SOURCE_GRANTS,
+        TARGET_GRANTS,
+        WINDOW_SOURCE_GRANTS,
+        WINDOW_TARGET_GRANTS,
+    )
+    from tablemover.preflight.privileges import window_requirements
+
+    source_reqs, target_reqs = window_requirements("tm_x", "tm_x_dst", ["a"], {"a": "_a_moved"})
+    def held(lines: tuple[str, ...]) -> list[AccountGrants]:
+        return account(*(line.replace("'{user}'@'%'", "`m`@`%`").format(db="tm\\_%") for line in lines))
+
+    # The harness's grants are the documented ones, and they cover the window's needs...
+    assert missing(held(SOURCE_GRANTS + WINDOW_SOURCE_GRANTS), source_reqs) == []
+    assert missing(held(TARGET_GRANTS + WINDOW_TARGET_GRANTS), target_reqs) == []
+    # ... which the plain move's grants do not: writing the renamed tables, streaming the target.
+    assert {p for r in missing(held(SOURCE_GRANTS), source_reqs) for p in r.privileges} == {
+        "UPDATE",
+        "DELETE",
+    }
+    lacking = {p for r in missing(held(TARGET_GRANTS), target_reqs) for p in r.privileges}
+    assert lacking == {"REPLICATION SLAVE", "REPLICATION CLIENT", "ALTER"}
