@@ -25,6 +25,7 @@ COMPOSITE = (
     "PRIMARY KEY (region, day, price, name), UNIQUE KEY (serial)) DEFAULT CHARSET=utf8mb4"
 )
 TABLES = {"_a_moved": "a", "_c_moved": "c"}
+ROLLED_BACK = {"a": "_a_rolledback", "c": "_c_rolledback"}
 
 
 def setup(move: MoveEnv, window_s: float, hooks: dict[str, str] | None = None, **move_keys: Any) -> Path:
@@ -125,6 +126,11 @@ def wait_until(predicate: Any, what: str, timeout: float = 120, proc: Any = None
         time.sleep(0.1)
 
 
+def assert_rolled_back(move: MoveEnv) -> None:
+    """The source's tables, back under their names, hold exactly what the target's had."""
+    assert_tables_equal(move.source, move.database, move.target, move.target_database, ROLLED_BACK)
+
+
 def source_holds_target(move: MoveEnv) -> bool:
     return all(
         rows(move.source, move.database, renamed) == rows(move.target, move.target_database, table)
@@ -164,13 +170,7 @@ def test_rollback_after_writes_on_the_target_loses_nothing(window_move: MoveEnv)
         "ROLLED_BACK",
     ], states
     # The source has its tables back under their names, holding exactly what the target had.
-    assert_tables_equal(
-        move.source,
-        move.database,
-        move.target,
-        move.target_database,
-        {"a": "_a_rolledback", "c": "_c_rolledback"},
-    )
+    assert_rolled_back(move)
     source_tables = {r[0] for r in move.src("SHOW TABLES")}
     target_tables = {r[0] for r in move.tgt("SHOW TABLES")}
     assert {"a", "c"} <= source_tables and not {"_a_moved", "_c_moved"} & source_tables
@@ -234,13 +234,7 @@ def test_declined_rollback_keeps_the_window_open(window_move: MoveEnv) -> None:
         "ROLLBACK_DRAINED",
         "ROLLED_BACK",
     ]
-    assert_tables_equal(
-        move.source,
-        move.database,
-        move.target,
-        move.target_database,
-        {"a": "_a_rolledback", "c": "_c_rolledback"},
-    )
+    assert_rolled_back(move)
 
 
 def test_a_rollback_before_the_window_is_refused(window_move: MoveEnv) -> None:
@@ -258,13 +252,7 @@ def test_a_rollback_before_the_window_is_refused(window_move: MoveEnv) -> None:
     assert move.cli("rollback", "-c", str(cfg), timeout=300).returncode == 0
     assert daemon.wait(timeout=120) == 0
     assert transitions(move)[-1] == "ROLLED_BACK"
-    assert_tables_equal(
-        move.source,
-        move.database,
-        move.target,
-        move.target_database,
-        {"a": "_a_rolledback", "c": "_c_rolledback"},
-    )
+    assert_rolled_back(move)
 
 
 def test_a_window_that_cannot_continue_closes_forward_loudly(window_move: MoveEnv) -> None:
