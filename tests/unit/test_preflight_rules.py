@@ -640,6 +640,7 @@ def test_window_requirements_are_what_the_local_window_grants_give() -> None:
     from tablemover.preflight.privileges import window_requirements
 
     source_reqs, target_reqs = window_requirements("tm_x", "tm_x_dst", ["a"], {"a": "_a_moved"})
+
     def held(lines: tuple[str, ...]) -> list[AccountGrants]:
         return account(*(line.replace("'{user}'@'%'", "`m`@`%`").format(db="tm\\_%") for line in lines))
 
