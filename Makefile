@@ -43,6 +43,8 @@ bench: setup
 
 # Crash drill: ROUNDS full moves under sysbench write load, SIGKILLed at random instants and in
 # every cutover state, each checked by verify, an ordered dump diff and the binlog's RENAME count.
+# Every other round keeps a rollback window open: writes on the target, a kill in a window state,
+# then a rollback (source must equal the target's rolled-back tables) or the window elapsing.
 ROUNDS ?= 20
 drill: setup
 	$(BIN)/python -m drill.run --rounds $(ROUNDS)
