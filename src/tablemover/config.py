@@ -351,6 +351,7 @@ cutover_blocker_wait_s = 300    # hold the RENAME this long while a long transac
 renamed_table_format = "_{table}_moved"
 retry_budget_s = 300            # ride through transient errors for this long per outage, then exit 1
 verify_before_cutover = true    # checksum source vs target before renaming anything
+rollback_window_s = 0           # > 0: keep a way back open this long after the cutover (`rollback`)
 
 [source]                        # a writable primary, binlog ROW/FULL, GTID on
 host = "127.0.0.1"

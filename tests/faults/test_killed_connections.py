@@ -47,6 +47,20 @@ def find(move: MoveEnv, pid: int, server: str, role: str, timeout: float = 30) -
     return wait_until(f"the daemon's {server} {role} connection", probe, timeout)
 
 
+def kill_role(move: MoveEnv, pid: int, server: str, role: str, tries: int = 5) -> Conn:
+    """KILL the daemon's ``role`` connection; returns the one killed.
+
+    A connection can end between being listed and being killed (the stream reconnecting after the
+    previous kill replaces its control connection): then the new one is found and killed.
+    """
+    srv = move.source if server == "source" else move.target
+    for _ in range(tries):
+        conn = find(move, pid, server, role)
+        if kill_connection(srv, conn.id):
+            return conn
+    raise AssertionError(f"the daemon's {server} {role} connection kept ending before it could be killed")
+
+
 @pytest.mark.slow
 def test_kill_each_daemon_connection(fault_move: MoveEnv) -> None:
     move = fault_move
@@ -77,10 +91,8 @@ def test_kill_each_daemon_connection(fault_move: MoveEnv) -> None:
             ("source", "control", None),
         ]
         for server, role, expect in plan:
-            conn = find(move, proc.pid, server, role)
             before = log_count(move, expect) if expect else 0
-            assert kill_connection(move.source if server == "source" else move.target, conn.id)
-            killed.append(conn)
+            killed.append(kill_role(move, proc.pid, server, role))
             if expect:
                 wait_logged(move, expect, before + 1, timeout=30)
         assert proc.poll() is None, log_text(move)[-3000:]
