@@ -7,6 +7,7 @@ Exit codes: 0 done; 1 runtime failure (resumable: run again); 2 bad config or fa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -270,11 +271,17 @@ def _wait_rolled_back(config: Config, timeout_s: float) -> int:
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
+        status: dict[str, Any] = {}
         if anyio.run(daemon_listening, config.socket_path):
-            status = anyio.run(request, config.socket_path, "status")
-        else:
+            # The daemon exits once ROLLED_BACK: a request racing its exit reads the checkpoint.
+            with contextlib.suppress(TablemoverError):
+                status = anyio.run(request, config.socket_path, "status")
+        if not status.get("state"):
             status = anyio.run(_status_from_checkpoint, config)
             if status.get("state") != "ROLLED_BACK":
+                if anyio.run(daemon_listening, config.socket_path):
+                    time.sleep(ROLLBACK_POLL_S)  # still up: the request only raced something
+                    continue
                 print(f"the daemon stopped in {status.get('state')}; `tablemover run` resumes the rollback")
                 return 1
         state = str(status.get("state"))

@@ -26,7 +26,7 @@ import anyio
 from anyio.abc import Listener, SocketListener, SocketStream
 from anyio.streams.stapled import MultiListener
 
-from tablemover.errors import BadInput, PreflightError
+from tablemover.errors import BadInput, MoveFailed, PreflightError
 from tablemover.log import event
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -224,15 +224,23 @@ async def request(path: str, cmd: str, **args: Any) -> dict[str, Any]:
             f"no tablemover daemon is listening on {path} ({exc.strerror or exc}). Is the move running "
             "(`systemctl status tablemover@<move>`), and is [control] socket the same in its config?"
         ) from exc
-    async with stream:
-        await stream.send((json.dumps({"cmd": cmd, **args}) + "\n").encode())
-        raw = b""
-        with anyio.fail_after(30):
-            while not raw.endswith(b"\n"):
-                try:
-                    raw += await stream.receive()
-                except anyio.EndOfStream:
-                    break
+    raw = b""
+    try:
+        async with stream:
+            await stream.send((json.dumps({"cmd": cmd, **args}) + "\n").encode())
+            with anyio.fail_after(30):
+                while not raw.endswith(b"\n"):
+                    try:
+                        raw += await stream.receive()
+                    except anyio.EndOfStream:
+                        break
+    except (anyio.BrokenResourceError, OSError) as exc:
+        # The daemon went away mid-request (it was stopping, or finished): asking again, or
+        # `tablemover status`, answers from the checkpoint.
+        raise MoveFailed(
+            f"the daemon on {path} closed the connection before it answered {cmd!r} ({exc!r}); it may "
+            "have been stopping. `tablemover status` shows where the move stands."
+        ) from exc
     reply: dict[str, Any] = json.loads(raw) if raw else {"ok": False, "error": "empty reply"}
     return reply
 

@@ -358,3 +358,29 @@ async def test_any_request_line_gets_a_json_answer(line: bytes) -> None:
             if not answer["ok"]:
                 assert isinstance(answer["error"], str) and answer["error"]
             assert (await request(path, "status"))["message"] == "fine"
+
+
+async def test_a_daemon_that_goes_away_mid_request_is_exit_1_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tablemover.errors import MoveFailed
+
+    class Vanishing:
+        """A connection to a daemon that exits as the request arrives (EPIPE / reset)."""
+
+        async def __aenter__(self) -> Vanishing:
+            return self
+
+        async def __aexit__(self, *_exc: object) -> None:
+            return None
+
+        async def send(self, _data: bytes) -> None:
+            raise anyio.BrokenResourceError
+
+    async def connect(_path: str) -> Vanishing:
+        return Vanishing()
+
+    monkeypatch.setattr(control.anyio, "connect_unix", connect)
+    with pytest.raises(MoveFailed, match="closed the connection") as raised:
+        await request("/run/tablemover/x.sock", "status")
+    assert raised.value.exit_code == 1
