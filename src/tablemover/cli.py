@@ -441,11 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup = add(
         "cleanup",
         _cmd_cleanup,
-        "after DONE: drop the checkpoint rows; --drop-source drops the renamed source tables",
-        "After the move is DONE, drop its rows from the target's _tablemover_checkpoint table (and the "
-        "table itself when no other move uses it). The renamed source tables (renamed_table_format, "
-        "by default _<table>_moved) are kept unless --drop-source is given (asks to confirm on a "
-        "terminal; pass --yes otherwise). --drop-source also works after an earlier plain cleanup.",
+        "after DONE or ROLLED_BACK: drop the checkpoint rows; --drop-source drops the renamed source tables",
+        "After the move is DONE (or ROLLED_BACK), drop its rows from the target's _tablemover_checkpoint "
+        "table (and the table itself when no other move uses it), and a rollback window's checkpoint rows "
+        "on the source. The renamed source tables (renamed_table_format, by default _<table>_moved) are "
+        "kept unless --drop-source is given (asks to confirm on a terminal; pass --yes otherwise; refused "
+        "after a rollback, when the source tables are live again). --drop-source also works after an "
+        "earlier plain cleanup. A rollback's target tables (_<table>_rolledback) are always kept.",
     )
     cleanup.add_argument("--drop-source", action="store_true", help="also drop the renamed source tables")
     cleanup.add_argument("--yes", action="store_true", help="do not ask for confirmation")
