@@ -36,6 +36,7 @@ from tablemover.config import MoveSection
 from tablemover.db import error_code, query, query_one
 from tablemover.flavor import Flavor
 from tablemover.log import event
+from tablemover.redact import digest
 from tablemover.retry import describe_error
 
 if TYPE_CHECKING:
@@ -64,7 +65,8 @@ class Blocker:
     def describe(self) -> str:
         """One line for the log and `status`."""
         on = f" on {self.table}" if self.table else ""
-        shown = " ".join(self.statement.split())[:200] or "(idle in transaction)"
+        # Published to /status and the log: another session's statement, so its shape only.
+        shown = digest(self.statement) or "(idle in transaction)"
         return (
             f"thread {self.thread_id} ({self.user}@{self.host}), transaction open {self.age_s} s{on}: {shown}"
         )

@@ -6,6 +6,8 @@ and the fix, in one paragraph, and the CLI prints them without a traceback.
 
 from __future__ import annotations
 
+from tablemover.redact import digest
+
 
 class TablemoverError(Exception):
     """Base class; ``exit_code`` is what the CLI exits with."""
@@ -65,7 +67,9 @@ class UnreproducibleEvent(SafetyRefusal):
         super().__init__(message)
         self.gtid = gtid
         self.table = table
-        self.statement = statement
+        # Kept in the checkpoint detail, the log and TABLEMOVER_ERROR: a session's statement may
+        # carry secrets in its literals, so only its digest is ever kept.
+        self.statement = digest(statement)
 
 
 class SchemaChanged(UnreproducibleEvent):

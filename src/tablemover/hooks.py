@@ -1,14 +1,17 @@
 """Hooks: executables in ``hooks_dir`` that tell the application side what the move is doing.
 
 ``on-success``, ``on-success-10-grants`` and ``gh-ost-on-success`` all answer the hook name
-``success``; they run in name order and the first failure stops the rest. Each gets our environment
-and gh-ost's names for the same facts, so gh-ost move-tables hook scripts run unchanged.
+``success``; they run in name order and the first failure stops the rest. Each gets our facts and
+gh-ost's names for the same facts, so gh-ost move-tables hook scripts run unchanged, and from the
+daemon's own environment only what a script needs to run (``INHERITED``): never a setting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import anyio.abc
 
 from tablemover import faults
 from tablemover.config import Config
@@ -108,31 +112,135 @@ def hook_environment(config: Config, state: str, extra: Mapping[str, str]) -> di
     return env
 
 
+# What a hook inherits from the daemon's own environment: what a script needs to run (PATH, locale,
+# HOME, time zone, temp dir) and where it may write (systemd's per-unit directories). Nothing else:
+# a setting given as TABLEMOVER_<SECTION>__<KEY> may be a password (the documented way for
+# systemd drop-ins and containers), and whatever else the service manager or a container passed
+# the daemon is not the hook's business. gh-ost hands its hooks everything; we do not.
+INHERITED = frozenset(
+    {
+        "PATH",
+        "LANG",
+        "LANGUAGE",
+        "HOME",
+        "TZ",
+        "TMPDIR",
+        "USER",
+        "LOGNAME",
+        "STATE_DIRECTORY",
+        "RUNTIME_DIRECTORY",
+        "CACHE_DIRECTORY",
+        "LOGS_DIRECTORY",
+        "INVOCATION_ID",
+    }
+)
+
+# How much of a hook's output is kept (the tail: where a failing script says why). A hook printing
+# without end must not grow the daemon's memory with it.
+OUTPUT_TAIL_BYTES = 64 * 1024
+_READ_BYTES = 16 * 1024
+
+
+def inherited_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of the daemon's environment a hook gets (see ``INHERITED``)."""
+    return {k: v for k, v in environ.items() if k in INHERITED or k.startswith("LC_")}
+
+
+class _Tail:
+    """The last ``limit`` bytes of a stream, read to its end."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.ended = anyio.Event()
+
+    async def read(self, stream: anyio.abc.ByteReceiveStream) -> None:
+        try:
+            while True:
+                self.data += await stream.receive(_READ_BYTES)
+                if len(self.data) > 2 * self.limit:
+                    del self.data[: -self.limit]
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+        finally:
+            self.ended.set()
+
+    def text(self) -> str:
+        return bytes(self.data[-self.limit :]).decode("utf-8", "replace")
+
+
+def _kill_group(proc: anyio.abc.Process) -> None:
+    """SIGKILL the hook and every process it started (they share its process group)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+# After a hook exits, how long processes it left behind may keep its output open before they are
+# killed with it (a hook is synchronous: what it starts is part of it).
+_LEFTOVER_GRACE_S = 1.0
+
+
+async def _run_one(path: Path, env: Mapping[str, str], timeout_s: float) -> tuple[int | None, str]:
+    """Run one hook executable: (exit code, output tail); exit code None when it timed out.
+
+    The hook leads a process group of its own, so a timeout kills what it started too (a
+    ``sleep`` in a shell script, a backgrounded helper); its stdout and stderr are read as they
+    come and only their tail is kept.
+    """
+    proc = await anyio.open_process(
+        [str(path)], env=dict(env), stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    tail = _Tail(OUTPUT_TAIL_BYTES)
+    code: int | None = None
+    try:
+        assert proc.stdout is not None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tail.read, proc.stdout)
+            with anyio.move_on_after(timeout_s):
+                code = await proc.wait()
+            if code is None:
+                _kill_group(proc)
+            else:
+                with anyio.move_on_after(_LEFTOVER_GRACE_S):
+                    await tail.ended.wait()
+                if not tail.ended.is_set():
+                    _kill_group(proc)  # children still hold its output: they go with it
+            with anyio.move_on_after(_LEFTOVER_GRACE_S):
+                await tail.ended.wait()
+            # A process that left the group (setsid) may hold the pipe for ever: stop reading it.
+            tg.cancel_scope.cancel()
+    finally:
+        if proc.returncode is None:
+            _kill_group(proc)
+            with anyio.CancelScope(shield=True):
+                await proc.wait()
+        await proc.aclose()
+    return code, tail.text()
+
+
 async def run_hooks(config: Config, name: str, state: str, extra: Mapping[str, str]) -> HookResult:
-    """Run every executable of hook ``name``; their output goes to the log."""
+    """Run every executable of hook ``name``; their output (its tail) goes to the log."""
     paths = find_hooks(config.move.hooks_dir, name)
     if not paths:
         return HookResult(True, ())
-    env = {**os.environ, **hook_environment(config, state, extra)}
+    env = {**inherited_environment(os.environ), **hook_environment(config, state, extra)}
+    timeout_s = config.move.hook_timeout_s
     ran: list[str] = []
     for path in paths:
         ran.append(path.name)
         RUNS[name] += 1
         try:
-            with anyio.fail_after(config.move.hook_timeout_s):
-                proc = await anyio.run_process(
-                    [str(path)], env=env, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-                )
-        except TimeoutError:
-            event("hook timed out", hook=path.name, timeout_s=config.move.hook_timeout_s)
-            return HookResult(False, tuple(ran), path.name, f"timed out after {config.move.hook_timeout_s} s")
+            code, output = await _run_one(path, env, timeout_s)
         except OSError as exc:
             event("hook could not start", hook=path.name, error=str(exc))
             return HookResult(False, tuple(ran), path.name, str(exc))
-        output = proc.stdout.decode("utf-8", "replace").strip()
-        event("hook ran", hook=path.name, exit_code=proc.returncode, output=output[-4000:])
-        if proc.returncode != 0:
-            return HookResult(False, tuple(ran), path.name, f"exit code {proc.returncode}: {output[-500:]}")
+        output = output.strip()
+        if code is None:
+            event("hook timed out", hook=path.name, timeout_s=timeout_s, output=output[-4000:])
+            return HookResult(False, tuple(ran), path.name, f"timed out after {timeout_s} s")
+        event("hook ran", hook=path.name, exit_code=code, output=output[-4000:])
+        if code != 0:
+            return HookResult(False, tuple(ran), path.name, f"exit code {code}: {output[-500:]}")
     return HookResult(True, tuple(ran))
 
 

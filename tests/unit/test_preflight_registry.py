@@ -69,6 +69,7 @@ def test_registry_holds_every_check_in_phase_order() -> None:
         "privileges",
         "binlog_retained",
         "server_id",
+        "hook_files",
         "source_tables",
         "renamed_free",
         "chunk_key",

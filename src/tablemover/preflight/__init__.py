@@ -233,6 +233,7 @@ CHECK_MODULES = (
     "privileges",
     "binlog_retained",
     "server_id",
+    "hook_files",
     "source_tables",
     "renamed_free",
     "chunk_key",
