@@ -20,7 +20,7 @@ import asyncmy.constants.CLIENT as CLIENT
 
 from tablemover import faults, sql
 from tablemover.blockers import BlockerWatch
-from tablemover.config import Config, ServerSection
+from tablemover.config import Config, MoveSection, ServerSection
 from tablemover.controls import Controls
 from tablemover.db import ER_LOCK_WAIT_TIMEOUT, close, connect, current_position, error_code, position_sql
 from tablemover.errors import MoveFailed, SafetyRefusal
@@ -34,6 +34,15 @@ if TYPE_CHECKING:
     from tablemover.apply import TargetWriter
     from tablemover.lag import LagMonitor
     from tablemover.status import Board
+
+
+def renames_record(move: MoveSection) -> dict[str, Any]:
+    """What the RENAME does, as recorded in the intent and RENAMED rows (before and after it).
+
+    ``cleanup --drop-source`` drops exactly these names, never what today's config would name:
+    the format or the table list may have changed since (``maintenance.recorded_renames``).
+    """
+    return {"source_database": move.database, "renames": {t: move.renamed(t) for t in move.tables}}
 
 
 class RenameOutcome(enum.Enum):
@@ -255,7 +264,9 @@ class Cutover:
             await self.blockers.wait(self.source)
             if self.machine.current is State.COPYING:
                 nonce = new_nonce()
-                await self.machine.fire("begin_cutover", detail={"nonce": nonce, "attempt": attempt})
+                await self.machine.fire(
+                    "begin_cutover", detail={"nonce": nonce, "attempt": attempt, **renames_record(move)}
+                )
             else:
                 nonce = str(self.writer.checkpoint.detail.get("nonce") or new_nonce())
             hook = await run_hooks(
@@ -308,7 +319,9 @@ class Cutover:
         self.timings.rename_started_at = started
         # The successful round trip: the RENAME waiting for its metadata lock, then running.
         self.timings.lock_wait_ms = round((time.monotonic() - started) * 1000)
-        await self.machine.fire("mark_renamed", drain_gtid=drain, detail={"nonce": nonce})
+        await self.machine.fire(
+            "mark_renamed", drain_gtid=drain, detail={"nonce": nonce, **renames_record(move)}
+        )
         event("source tables renamed", drain_gtid=drain, renamed=",".join(map(move.renamed, move.tables)))
         return True
 
@@ -363,7 +376,9 @@ async def resolve_cutover_started(config: Config, machine: MoveMachine, source: 
     if inspection.verdict is SourceTables.RENAMED:
         drain = await current_position(source, flavor)
         event("resume in CUTOVER_STARTED: the source tables are renamed; recording it", drain_gtid=drain)
-        await machine.fire("mark_renamed", drain_gtid=drain, detail={"recovered": True})
+        await machine.fire(
+            "mark_renamed", drain_gtid=drain, detail={"recovered": True, **renames_record(config.move)}
+        )
         return
     raise SafetyRefusal(ambiguous_message(config, inspection))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from tablemover import checkpoint as cpstore
@@ -15,6 +15,58 @@ from tablemover.machine import PAST_POINT_OF_NO_RETURN, State
 from tablemover.ownership import MoveLock, is_owned
 from tablemover.schema import table_exists
 from tablemover.sql import qualified
+
+
+def recorded_tables(history: Sequence[Checkpoint]) -> list[str] | None:
+    """The tables the move took on when it started: its PREPARED row's progress, in order.
+
+    Every checkpoint layout has recorded them there, so moves started by older versions have it too.
+    """
+    prepared = next((r for r in history if r.state is State.PREPARED), None)
+    return list(prepared.progress) if prepared is not None and prepared.progress else None
+
+
+def recorded_renames(history: Sequence[Checkpoint]) -> tuple[str, dict[str, str]] | None:
+    """(source database, {table: renamed name}) as the cutover recorded them, or None.
+
+    Written with the intent (CUTOVER_STARTED) before the RENAME and again with RENAMED.
+    """
+    for row in reversed(history):
+        renames = row.detail.get("renames")
+        if isinstance(renames, dict) and renames:
+            return str(row.detail.get("source_database") or ""), {str(k): str(v) for k, v in renames.items()}
+    return None
+
+
+def config_differences(
+    config: Config, tables: Sequence[str], renames: tuple[str, dict[str, str]] | None = None
+) -> list[str]:
+    """How today's config differs from what the move recorded (empty: it names the same things)."""
+    move = config.move
+    found: list[str] = []
+    if sorted(move.tables) != sorted(tables):
+        found.append(f"tables: the config names {list(move.tables)}, the move recorded {list(tables)}")
+    if renames is not None:
+        database, names = renames
+        if database and database != move.database:
+            found.append(
+                f"database: the config names {move.database!r}, the move renamed tables in {database!r}"
+            )
+        wanted = {t: move.renamed(t) for t in names}
+        if wanted != names:
+            found.append(
+                f"renamed_table_format: the config's {move.renamed_table_format!r} names "
+                f"{sorted(wanted.values())}, the cutover renamed to {sorted(names.values())}"
+            )
+    return found
+
+
+def _refuse_changed_config(config: Config, command: str, differences: list[str]) -> BadInput:
+    return BadInput(
+        f"refusing to {command} move {config.move.name!r}: the config no longer names what the move "
+        f"recorded ({'; '.join(differences)}). {command} acts only on the tables the move recorded; "
+        "put the config back as it was when the move ran and try again. Nothing was changed."
+    )
 
 
 @asynccontextmanager
@@ -86,6 +138,9 @@ async def cleanup(config: Config, *, drop_source: bool) -> list[str]:
     done: list[str] = []
     target = await connect(config.target, "target")
     db = config.move.effective_target_database
+    # What --drop-source drops: the names the cutover recorded; today's config only for a move whose
+    # checkpoint rows an earlier plain cleanup removed (then the source inspection vouches for it).
+    to_drop = (config.move.database, {t: config.move.renamed(t) for t in config.move.tables})
     try:
         cp = await cpstore.latest(target, db, config.move.name)
         if cp is not None and cp.state is State.ROLLED_BACK and drop_source:
@@ -113,11 +168,14 @@ async def cleanup(config: Config, *, drop_source: bool) -> list[str]:
                 "`tablemover discard -c FILE --yes`."
             )
         else:
-            feeds = {
-                str(r.detail["feed"])
-                for r in await cpstore.history(target, db, config.move.name)
-                if isinstance(r.detail.get("feed"), str)
-            }
+            rows = await cpstore.history(target, db, config.move.name)
+            renames = recorded_renames(rows)
+            differences = config_differences(config, recorded_tables(rows) or config.move.tables, renames)
+            if differences:
+                raise _refuse_changed_config(config, "clean up", differences)
+            if renames is not None:
+                to_drop = renames
+            feeds = {str(r.detail["feed"]) for r in rows if isinstance(r.detail.get("feed"), str)}
             done.extend(await _drop_checkpoint_rows(target, db, config.move.name))
             if feeds:
                 done.extend(await _drop_reverse_checkpoints(config, feeds))
@@ -128,12 +186,12 @@ async def cleanup(config: Config, *, drop_source: bool) -> list[str]:
         await close(target)
     if drop_source:
         source = await connect(config.source, "source")
+        source_db, drop_names = to_drop
         try:
-            for name in config.move.tables:
-                renamed = config.move.renamed(name)
-                if await table_exists(source, config.move.database, renamed):
-                    await execute(source, f"DROP TABLE {qualified(config.move.database, renamed)}")
-                    done.append(f"dropped source table {config.move.database}.{renamed}")
+            for renamed in drop_names.values():
+                if await table_exists(source, source_db, renamed):
+                    await execute(source, f"DROP TABLE {qualified(source_db, renamed)}")
+                    done.append(f"dropped source table {source_db}.{renamed}")
         finally:
             await close(source)
     else:
@@ -178,12 +236,22 @@ async def _discard(config: Config, *, yes: bool) -> list[str]:
                     f"original tables ({inspection.describe()}), so the cutover may have renamed "
                     "them. Resolve that first (`tablemover run` finishes an interrupted cutover)."
                 )
-        prepared = next((r for r in rows if r.state is State.PREPARED), None)
-        created = set(config.move.tables)
-        if prepared is not None and "created_tables" in prepared.detail:
-            created = set(prepared.detail["created_tables"])
+        tables = recorded_tables(rows)
+        if tables is None:
+            raise SafetyRefusal(
+                f"refusing to discard move {config.move.name!r}: its checkpoint rows do not record which "
+                "tables it took on (no PREPARED row), so there is no plan that is known to be safe. "
+                f"Drop the target tables it created yourself and delete its rows from {db}.{cpstore.TABLE}."
+            )
+        differences = config_differences(config, tables)
+        if differences:
+            raise _refuse_changed_config(config, "discard", differences)
+        prepared = next(r for r in rows if r.state is State.PREPARED)
+        # Older moves recorded no created_tables: then none counts as created, and every table is
+        # emptied rather than dropped (preflight found each one empty before the move filled it).
+        created = set(prepared.detail.get("created_tables") or [])
         plan = []
-        for table in config.move.tables:
+        for table in tables:
             if await table_exists(target, db, table):
                 verb = "drop" if table in created else "empty (it existed before the move)"
                 plan.append((table, verb))
