@@ -40,6 +40,7 @@ from tablemover import checkpoint as cpstore
 from tablemover import faults, gtid, log, maintenance
 from tablemover.apply import TargetWriter
 from tablemover.checkpoint import Checkpoint
+from tablemover.claims import check_history, check_source_matches
 from tablemover.config import Config
 from tablemover.controls import ABORTABLE, Controls
 from tablemover.cutover import Cutover, CutoverTimings, resolve_cutover_started
@@ -126,6 +127,11 @@ class Move:
             cp = await prepare(self.config, self.flavor, self.schemas, self.source, self.target)
             await self.lock.record_owner()
         else:
+            # The row is a claim: checked against its history and the source before acting on it.
+            check_history(
+                self.config, await cpstore.history(self.target, self.target_db, self.config.move.name)
+            )
+            await check_source_matches(self.config, cp.state)
             event(
                 "resuming move from checkpoint",
                 state=cp.state.value,

@@ -70,6 +70,7 @@ def test_registry_holds_every_check_in_phase_order() -> None:
         "binlog_retained",
         "server_id",
         "hook_files",
+        "checkpoint_claims",
         "source_tables",
         "renamed_free",
         "chunk_key",

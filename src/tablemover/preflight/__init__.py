@@ -234,6 +234,7 @@ CHECK_MODULES = (
     "binlog_retained",
     "server_id",
     "hook_files",
+    "checkpoint_claims",
     "source_tables",
     "renamed_free",
     "chunk_key",
