@@ -198,3 +198,29 @@ def test_systemd_analyze_verify_accepts_the_unit_at_the_documented_path(tmp_path
     binary.unlink()
     missing = verify_unit_under_root(root)
     assert missing.returncode != 0 and BINARY in missing.stdout + missing.stderr
+
+
+def exposure(unit_file: Path) -> float:
+    """The overall exposure ``systemd-analyze security`` gives ``unit_file`` (0 safe .. 10 exposed)."""
+    result = subprocess.run(
+        [systemd_analyze(), "security", "--offline=true", "--no-pager", str(unit_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    line = next((line for line in result.stdout.splitlines() if "Overall exposure level" in line), "")
+    assert line, result.stdout + result.stderr
+    return float(line.split(":", 1)[1].split()[0])
+
+
+def test_the_units_sandbox_rates_ok_in_systemd_analyze_security(tmp_path: Path) -> None:
+    unit_file = tmp_path / "tablemover@orders.service"
+    shutil.copy(DEPLOY / "tablemover@.service", unit_file)
+    assert exposure(unit_file) <= 3.0, "systemd-analyze security rates the unit above 3.0 (OK)"
+    # The check has teeth: the same unit without its sandbox rates far worse.
+    lines = (DEPLOY / "tablemover@.service").read_text().splitlines()
+    bare = [
+        line for line in lines if not line.startswith(("Protect", "Restrict", "Private", "System", "Capab"))
+    ]
+    unit_file.write_text("\n".join(bare) + "\n")
+    assert exposure(unit_file) > 5.0
