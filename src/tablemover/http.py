@@ -16,6 +16,7 @@ scrape is current and internally consistent; nothing has to be kept in sync with
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import re
@@ -68,6 +69,14 @@ SEND_TIMEOUT_S = 10.0
 MAX_CONNECTIONS = 64
 """Connections served at once; more wait in the kernel's backlog (a flood cannot use up descriptors)."""
 
+MAX_PER_CLIENT = 8
+"""Connections one client address may hold at once; past that a new one is closed unanswered, so one
+client cannot take every slot of ``MAX_CONNECTIONS`` (a slowloris). Loopback clients are exempt:
+they are local processes, which can do worse than that, and the tests' floods come from there."""
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+"""Host header names always accepted (besides the address the server is bound to)."""
+
 LINGER_S = 2.0
 """How long to drain a client's leftover input after replying, before closing (see ``_handle``)."""
 
@@ -80,6 +89,7 @@ _REASONS = {
     200: "OK",
     400: "Bad Request",
     404: "Not Found",
+    421: "Misdirected Request",
     405: "Method Not Allowed",
     408: "Request Timeout",
     431: "Request Header Fields Too Large",
@@ -304,6 +314,9 @@ class StatusServer:
         self.send_timeout = SEND_TIMEOUT_S
         self.status_timeout = STATUS_TIMEOUT_S
         self.max_connections = MAX_CONNECTIONS
+        self.max_per_client = MAX_PER_CLIENT
+        self.per_client_exempt = is_loopback
+        self._per_client: dict[str, int] = {}
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         """Bind, report the bound port through ``task_status.started(port)``, serve until cancelled."""
@@ -311,10 +324,30 @@ class StatusServer:
         async with listener:
             port = int(listener.extra(SocketAttribute.local_port))
             event("http status listening", address=f"{self.host or '*'}:{port}")
+            if not (self.host and is_loopback(self.host)):
+                event(
+                    f"http status listening on {self.host or 'every interface'}, not only loopback: "
+                    "/status and /metrics have no authentication, so whoever reaches this port reads "
+                    "the move's state. Bind it to 127.0.0.1 (or keep it behind a firewall).",
+                    logging.WARNING,
+                )
             task_status.started(port)
             await serve_connections(listener, self._handle, limit=self.max_connections, what="http status")
 
     async def _handle(self, stream: SocketStream) -> None:
+        peer = _peer(stream)
+        if not self.per_client_exempt(peer) and self._per_client.get(peer, 0) >= self.max_per_client:
+            await anyio.aclose_forcefully(stream)
+            return
+        self._per_client[peer] = self._per_client.get(peer, 0) + 1
+        try:
+            await self._serve_one(stream)
+        finally:
+            self._per_client[peer] -= 1
+            if not self._per_client[peer]:
+                del self._per_client[peer]
+
+    async def _serve_one(self, stream: SocketStream) -> None:
         # Every failure is answered (500) or swallowed here; serve_connections would only log an
         # escaped exception and close the connection without an answer.
         async with stream:
@@ -360,6 +393,11 @@ class StatusServer:
             method, path = _request_line(raw)
         except _BadRequest as exc:
             return exc.status, dict(text), f"{exc}\n".encode()
+        host = _host_header(raw)
+        if host is not None and not self._host_allowed(host):
+            # DNS rebinding: a page in a browser on this host, served from a name the attacker
+            # controls that now resolves to 127.0.0.1, could read /status from the inside.
+            return 421, dict(text), b"misdirected request: the Host header names another server\n"
         if path not in ("/status", "/metrics"):
             return 404, dict(text), b"not found: try /status or /metrics\n"
         if method not in ("GET", "HEAD"):
@@ -380,6 +418,18 @@ class StatusServer:
             body = b""
         return 200, headers, body
 
+    def _host_allowed(self, host: str) -> bool:
+        """Whether a Host header names this server: its bound address, loopback, or an IP literal."""
+        name = _strip_port(host).lower()
+        if name in LOOPBACK_HOSTS or (self.host is not None and name == self.host.lower()):
+            return True
+        # A bare IP address cannot be rebound to another server; a name can.
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
+
     async def _read_head(self, stream: SocketStream) -> bytes:
         """The request line and headers, at most MAX_HEADER_BYTES, within header_timeout."""
         raw = b""
@@ -395,6 +445,41 @@ class StatusServer:
 
 _END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
 """The empty line that ends the head; bare LF too, as in requests typed into nc."""
+
+
+def _host_header(raw: bytes) -> str | None:
+    """The value of the first Host header in the head ``raw``, or None."""
+    for line in raw.split(b"\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() == b"host":
+            return value.strip().decode("latin-1")
+    return None
+
+
+def _strip_port(host: str) -> str:
+    """``name``, ``name:port``, ``[v6]`` or ``[v6]:port`` -> the name or address alone."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or "localhost") is this machine's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _peer(stream: SocketStream) -> str:
+    """The client's address (without the port)."""
+    try:
+        address = stream.extra(SocketAttribute.remote_address)
+    except anyio.TypedAttributeLookupError:  # a stream without one: one bucket for all of them
+        return ""
+    return str(address[0]) if isinstance(address, tuple) else str(address)
 
 
 def _request_line(raw: bytes) -> tuple[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import re
 import socket
 import struct
@@ -269,7 +270,7 @@ async def test_not_found_method_and_head() -> None:
         assert (await get(port, "/"))[0] == 404
         code, headers, _ = await fetch(port, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
         assert code == 405 and headers["allow"] == "GET, HEAD"
-        code, headers, body = await fetch(port, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        code, headers, body = await fetch(port, b"HEAD /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert code == 200 and body == b"" and int(headers["content-length"]) > 0
         assert headers["content-type"] == CONTENT_TYPE_LATEST
         code, _, body = await fetch(port, b"GET /metrics HTTP/1.1\n\n")  # bare LF, as typed into nc
@@ -592,3 +593,57 @@ async def test_any_request_gets_one_well_formed_answer(line: bytes, headers: byt
         assert code in (200, 400, 404, 405, 505)
         assert (code == 200) == bool(_VALID.fullmatch(first))
         assert (await get(port, "/metrics"))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("host", "code"),
+    [
+        (b"localhost", 200),
+        (b"localhost:9180", 200),
+        (b"127.0.0.1:9180", 200),
+        (b"[::1]:9180", 200),
+        (b"10.1.2.3", 200),  # an IP literal cannot be rebound to another server
+        (b"evil.example", 421),  # DNS rebinding: a name that resolves to us today
+        (b"evil.example:9180", 421),
+        (b"localhost.evil.example", 421),
+    ],
+)
+async def test_a_host_header_naming_another_server_is_refused(host: bytes, code: int) -> None:
+    async with running(Source(snapshot())) as (_, port):
+        status, _, body = await fetch(port, b"GET /status HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        assert status == code, body
+        # HTTP/1.0 without a Host header is still served.
+        assert (await fetch(port, b"GET /status HTTP/1.0\r\n\r\n"))[0] == 200
+
+
+async def test_one_client_cannot_hold_every_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "LINGER_S", 0.1)
+    server = StatusServer("127.0.0.1:0", Source(snapshot()), status_body)
+    server.header_timeout = 30
+    server.max_per_client = 2
+    server.per_client_exempt = lambda _peer: False  # loopback is exempt in production
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(server.serve)
+        held = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(2)]
+        for stream in held:
+            await stream.send(b"GET /metrics HTTP/1.1\r\n")  # and then nothing: a slowloris
+        with anyio.fail_after(10):
+            extra = await anyio.connect_tcp("127.0.0.1", port)
+            assert await read_all(extra) == b"", "a third connection of the same client is closed unanswered"
+            await extra.aclose()
+            # Another client is served at once, not after the held connections time out.
+            async with await anyio.connect_tcp("127.0.0.1", port, local_host="127.0.0.2") as other:
+                await other.send(b"GET /metrics HTTP/1.0\r\n\r\n")
+                assert (await read_all(other)).startswith(b"HTTP/1.1 200 ")
+        for stream in held:
+            await stream.aclose()
+        tg.cancel_scope.cancel()
+
+
+async def test_listening_beyond_loopback_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    server = StatusServer("0.0.0.0:0", Source(snapshot()), status_body)
+    with caplog.at_level(logging.WARNING):
+        async with anyio.create_task_group() as tg:
+            await tg.start(server.serve)
+            tg.cancel_scope.cancel()
+    assert any("not only loopback" in r.getMessage() for r in caplog.records), caplog.text

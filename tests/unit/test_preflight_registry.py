@@ -71,6 +71,7 @@ def test_registry_holds_every_check_in_phase_order() -> None:
         "server_id",
         "hook_files",
         "checkpoint_claims",
+        "http_exposure",
         "source_tables",
         "renamed_free",
         "chunk_key",

@@ -235,6 +235,7 @@ CHECK_MODULES = (
     "server_id",
     "hook_files",
     "checkpoint_claims",
+    "http_exposure",
     "source_tables",
     "renamed_free",
     "chunk_key",
