@@ -56,8 +56,22 @@ async def _run_move(config: Config, stop_before_cutover: bool, config_path: str)
     return await serve(config, config_path=config_path, stop_before_cutover=stop_before_cutover)
 
 
+def _checked_config(path: str) -> Config:
+    """``load_config`` for `run` and `check`: also refuse a config others may change (exit 2) and
+    warn when others may read it (it may hold passwords)."""
+    from tablemover.secretfiles import exposure
+
+    config = load_config(path)
+    found = exposure(path, "config file")
+    if found.refusals:
+        raise BadInput(" ".join(found.refusals) + " Nothing was changed.")
+    for warning in found.warnings:
+        log.event(warning, logging.WARNING)
+    return config
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = _checked_config(args.config)
     log.set_context(move=config.move.name)
     result = anyio.run(_run_move, config, args.stop_before_cutover, args.config)
     log.event(
@@ -72,7 +86,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from tablemover.preflight import preflight
 
-    config = load_config(args.config)
+    config = _checked_config(args.config)
     report = anyio.run(preflight, config)
     state = report.checkpoint.state.value if report.checkpoint else "new move"
     print(

@@ -72,6 +72,7 @@ def test_registry_holds_every_check_in_phase_order() -> None:
         "hook_files",
         "checkpoint_claims",
         "http_exposure",
+        "secret_files",
         "source_tables",
         "renamed_free",
         "chunk_key",

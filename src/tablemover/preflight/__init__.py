@@ -236,6 +236,7 @@ CHECK_MODULES = (
     "hook_files",
     "checkpoint_claims",
     "http_exposure",
+    "secret_files",
     "source_tables",
     "renamed_free",
     "chunk_key",
