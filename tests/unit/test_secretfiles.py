@@ -17,6 +17,7 @@ from tablemover.secretfiles import exposure
 def tmp_path() -> Iterator[Path]:
     """A directory others can reach (pytest's own lives under a 0700 one, out of their reach)."""
     base = Path(tempfile.mkdtemp(dir="/tmp"))
+    base.chmod(0o755)
     try:
         yield base
     finally:
@@ -69,7 +70,9 @@ def test_run_and_check_refuse_a_config_others_may_change(tmp_path: Path) -> None
     import sys
 
     cfg = tmp_path / "move.toml"
-    cfg.write_text('[move]\nname = "m"\ndatabase = "app"\ntables = ["a"]\n')
+    # Ports nothing listens on: the refusal must come before any connection is tried.
+    servers = "".join(f'[{side}]\nhost = "127.0.0.1"\nport = 1\n' for side in ("source", "target"))
+    cfg.write_text('[move]\nname = "m"\ndatabase = "app"\ntables = ["a"]\n' + servers)
     cfg.chmod(0o666)
     for command in ("check", "run"):
         result = subprocess.run(
