@@ -11,10 +11,11 @@
 #     to install into the system Python, PEP 668); /usr/local/bin/tablemover links to its command
 #   - /etc/systemd/system/tablemover@.service (ExecStart=/opt/tablemover/bin/tablemover)
 #   - /etc/tablemover (root:tablemover 0750); with --move NAME also NAME.toml from the example,
-#     NAME.source.pass and NAME.target.pass (root:tablemover 0640, empty) and hooks/NAME/ (root 0755:
+#     NAME.source.pass and NAME.target.pass (root:root 0600, empty: the unit hands them to the daemon
+#     with LoadCredential=) and hooks/NAME/ (root 0755:
 #     hooks are code the daemon runs, so the daemon must not be able to change them)
 #   - with --operator USER: USER joins the tablemover group, which may use the control sockets
-#     (0660 in /run/tablemover, 0750) and read the config and password files
+#     (0660 in /run/tablemover, 0750) and read the config (not the password files)
 #
 # --root DIR puts every file under DIR instead of / and skips what would touch the running system
 # (users, groups, ownership, systemctl); the tests use it. The venv it creates works only in place.
@@ -127,12 +128,12 @@ for name in "${moves[@]+"${moves[@]}"}"; do
     for side in source target; do
         pass="$root$ETC/$name.$side.pass"
         # Created empty; write the password into it (printf '%s\n' "$PW" > FILE keeps mode and owner).
-        [ -e "$pass" ] || run install -m 0640 "${own_group[@]+"${own_group[@]}"}" /dev/null "$pass"
+        [ -e "$pass" ] || run install -m 0600 "${own_root[@]+"${own_root[@]}"}" /dev/null "$pass"
     done
     run install -d -m 0755 "${own_root[@]+"${own_root[@]}"}" "$root$ETC/hooks/$name"
 done
 
-# 5. Operators: the tablemover group may use the control sockets and read config and passwords.
+# 5. Operators: the tablemover group may use the control sockets and read the config.
 for person in "${operators[@]+"${operators[@]}"}"; do
     if [ -n "$root" ]; then
         say "--root: not adding $person to the $GROUP group"

@@ -35,6 +35,13 @@ def test_unit_declares_what_the_daemon_relies_on() -> None:
     assert int(service["WatchdogSec"]) > 0 and int(service["TimeoutStopSec"]) > 10
     assert service["RuntimeDirectory"] == "tablemover" and service["NoNewPrivileges"] == "yes"
     assert service["ProtectSystem"] == "strict" and "/run/tablemover" in service["ReadWritePaths"]
+    # The password files reach the daemon as credentials (config.credential_path), named as the
+    # example config's password_file entries, so the files can stay root-only.
+    text = (DEPLOY / "tablemover@.service").read_text()
+    example = (DEPLOY / "move.example.toml").read_text()
+    for side in ("source", "target"):
+        assert f"LoadCredential=%i.{side}.pass:/etc/tablemover/%i.{side}.pass" in text
+        assert f'password_file = "/etc/tablemover/orders.{side}.pass"' in example
 
 
 def test_unit_lets_the_tablemover_group_reach_the_sockets_and_hooks_keep_state() -> None:
@@ -88,8 +95,8 @@ def test_install_script_dry_run_names_every_step_with_its_modes(tmp_path: Path) 
         f"ln -sfn {BINARY} {root}/usr/local/bin/tablemover",
         f"install -m 0644 {DEPLOY}/tablemover@.service {root}/{UNIT_PATH}",
         f"install -d -m 0750 {root}/etc/tablemover",
-        f"install -m 0640 /dev/null {root}/etc/tablemover/orders.source.pass",
-        f"install -m 0640 /dev/null {root}/etc/tablemover/orders.target.pass",
+        f"install -m 0600 /dev/null {root}/etc/tablemover/orders.source.pass",
+        f"install -m 0600 /dev/null {root}/etc/tablemover/orders.target.pass",
         f"install -d -m 0755 {root}/etc/tablemover/hooks/orders",
     ]
     for command in expected:
@@ -111,7 +118,7 @@ def test_install_script_dry_run_on_the_real_system_sets_owners(tmp_path: Path) -
     assert "install -d -m 0750 -o root -g tablemover /etc/tablemover\n" in out
     assert f"install -m 0644 -o root -g root {DEPLOY}/tablemover@.service /etc/systemd/system/" in out
     if not Path("/etc/tablemover/orders.source.pass").exists():
-        assert "install -m 0640 -o root -g tablemover /dev/null /etc/tablemover/orders.source.pass" in out
+        assert "install -m 0600 -o root -g root /dev/null /etc/tablemover/orders.source.pass" in out
 
 
 def test_install_script_refuses_a_bad_move_name_and_a_missing_wheel(tmp_path: Path) -> None:

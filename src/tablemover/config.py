@@ -148,6 +148,21 @@ class MoveSection(_Section):
         return f"tablemover:{self.name}"
 
 
+def credential_path(password_file: str) -> Path:
+    """Where to read ``password_file`` from: systemd's credential of the same name when there is one.
+
+    Under the unit, ``LoadCredential=`` hands the daemon a private copy of each password file
+    (``$CREDENTIALS_DIRECTORY/<file name>``), so the files themselves can stay root-only (0600) and
+    the operators' socket group never reads them. Anywhere else the configured path is read.
+    """
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if directory:
+        credential = Path(directory) / Path(password_file).name
+        if credential.is_file():
+            return credential
+    return Path(password_file)
+
+
 class ServerSection(_Section):
     """``[source]`` / ``[target]``: how to reach a primary."""
 
@@ -170,7 +185,7 @@ class ServerSection(_Section):
         if not self.password_file:
             return self.password.get_secret_value()
         try:
-            return Path(self.password_file).read_text().rstrip("\r\n")
+            return credential_path(self.password_file).read_text().rstrip("\r\n")
         except OSError as exc:
             raise ConfigError(
                 f"cannot read password_file {self.password_file!r}: {exc.strerror}. "

@@ -431,3 +431,20 @@ def test_any_renamed_table_format_parses_or_raises_config_error(before: str, aft
     renamed = config.move.renamed("orders")
     assert renamed != "orders"
     assert renamed
+
+
+def test_a_password_file_is_read_from_systemds_credential_of_the_same_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "orders.source.pass").write_text("from-etc\n")
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    config = parse(with_move(f'[source]\npassword_file = "{etc}/orders.source.pass"'))
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    assert config.source.resolved_password() == "from-etc"
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert config.source.resolved_password() == "from-etc", "no credential of that name: the file itself"
+    (creds / "orders.source.pass").write_text("from-credential\n")
+    assert config.source.resolved_password() == "from-credential"
