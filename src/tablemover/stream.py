@@ -174,6 +174,18 @@ def _action(code: int) -> int:
     return _PASS
 
 
+# The library's event classes the translator takes (the reader's only_events).
+READER_EVENTS = (
+    MariadbGtidEvent,
+    GtidEvent,
+    QueryEvent,
+    XidEvent,
+    WriteRowsEvent,
+    UpdateRowsEvent,
+    DeleteRowsEvent,
+    HeartbeatLogEvent,
+    RotateEvent,
+)
 _ACTIONS: tuple[int, ...] = tuple(_action(code) for code in range(256))
 # Rows events with this table id carry no rows: an end-of-statement marker (~0 in 6 bytes).
 _DUMMY_TABLE_ID = 0xFFFFFFFFFFFF
@@ -796,17 +808,7 @@ class BinlogStream:
             # What the translator takes from the library. Every other type is screened before
             # the library sees it (_screen_packet, or the native pump): refused, or passed over
             # as the allow-list in events.py says.
-            only_events=[
-                MariadbGtidEvent,
-                GtidEvent,
-                QueryEvent,
-                XidEvent,
-                WriteRowsEvent,
-                UpdateRowsEvent,
-                DeleteRowsEvent,
-                HeartbeatLogEvent,
-                RotateEvent,
-            ],
+            only_events=list(READER_EVENTS),
             only_schemas=None,
             only_tables=None,
             slave_heartbeat=s.heartbeat_s,

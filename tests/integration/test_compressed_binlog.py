@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_unreproducible import assert_stopped_for_operator, session, start_postponed
 
 from conftest import MoveEnv, _new_move, _start
 from support import WriteLoad
 from tablemover.local.mariadb import LocalMariaDB, LocalPair
-from test_unreproducible import assert_stopped_for_operator, session, start_postponed
 
 COMPRESS_ARGS = ("--log-bin-compress=ON", "--log-bin-compress-min-len=10")
 TABLE = (
@@ -46,8 +46,8 @@ def seed(move: MoveEnv, tables: tuple[str, ...], count: int) -> None:
     for name in tables:
         move.src(
             TABLE.format(name=name),
-            f"INSERT INTO {name} SELECT seq, seq % 97, CONCAT('seed-', seq), REPEAT(CHAR(seq % 256), seq % 300), "
-            f"seq / 7, '2024-01-01 00:00:00.123' + INTERVAL seq SECOND FROM seq_1_to_{count}",
+            f"INSERT INTO {name} SELECT seq, seq % 97, CONCAT('seed-', seq), "
+            f"REPEAT(CHAR(seq % 256), seq % 300), seq / 7, '2024-01-01 00:00:00.123' + INTERVAL seq SECOND FROM seq_1_to_{count}",
         )
 
 
@@ -98,7 +98,9 @@ def test_compressed_row_events_are_reproduced(cmove: MoveEnv) -> None:
     assert move.cli("cutover", "-c", str(cfg)).returncode == 0
     assert proc.wait(timeout=300) == 0, (move.workdir / "daemon.log").read_text()[-4000:]
     kinds = compressed_events(move)
-    assert {"Write_rows_compressed_v1", "Update_rows_compressed_v1", "Delete_rows_compressed_v1"} <= kinds, kinds
+    assert {"Write_rows_compressed_v1", "Update_rows_compressed_v1", "Delete_rows_compressed_v1"} <= kinds, (
+        kinds
+    )
     assert "Query_compressed" in kinds, kinds
     source = hex_rows(move.source, move.database, "_a_moved")
     assert len(source) > 2500
