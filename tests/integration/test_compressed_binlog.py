@@ -47,7 +47,8 @@ def seed(move: MoveEnv, tables: tuple[str, ...], count: int) -> None:
         move.src(
             TABLE.format(name=name),
             f"INSERT INTO {name} SELECT seq, seq % 97, CONCAT('seed-', seq), "
-            f"REPEAT(CHAR(seq % 256), seq % 300), seq / 7, '2024-01-01 00:00:00.123' + INTERVAL seq SECOND FROM seq_1_to_{count}",
+            f"REPEAT(CHAR(seq % 256), seq % 300), seq / 7, "
+            f"'2024-01-01 00:00:00.123' + INTERVAL seq SECOND FROM seq_1_to_{count}",
         )
 
 
