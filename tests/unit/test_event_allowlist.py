@@ -96,6 +96,19 @@ def mysql_gtid_body() -> bytes:
     return b"\x01" + SID + struct.pack("<Q", 77) + b"\x02" + struct.pack("<QQ", 0, 1)
 
 
+def xa_prepare_body() -> bytes:
+    """XA_PREPARE_LOG_EVENT: one_phase, formatID, gtrid and bqual lengths, then the XID's bytes."""
+    return b"\x00" + struct.pack("<iii", 1, 3, 2) + b"gtrbq"
+
+
+def transaction_payload_body() -> bytes:
+    """TRANSACTION_PAYLOAD_EVENT: (type, length, value) header fields, end marker, zstd payload."""
+    payload = b"\x28\xb5\x2f\xfd" + bytes(8)  # a zstd frame's magic number; never decompressed
+    fields = bytes([2, 1, 0])  # compression type: ZSTD (0)
+    fields += bytes([1, 1, len(payload)]) + bytes([3, 1, 64])  # payload size, uncompressed size
+    return fields + b"\x00" + payload
+
+
 # ------------------------------------------------------------------------------ the expectations
 
 # Passed over: nothing reaches the translator, nothing raises, the transaction stays open.
@@ -111,7 +124,9 @@ BODIES: dict[int, bytes] = {
     19: table_map_body(NEW_ID),
     27: b"bin.000001",
     33: mysql_gtid_body(),
+    38: xa_prepare_body(),
     39: rows_body(39),
+    40: transaction_payload_body(),
     162: struct.pack("<QIB", 6, 0, 0) + bytes(6),
     165: query_body(b"TRUNCATE TABLE t /* compressed */", compressed=True),
     **{k: rows_body(k) for k in events.ROWS_TYPES},
@@ -298,3 +313,13 @@ def test_every_reproduced_type_has_a_handler_on_the_native_path() -> None:
     framing = stream._NativeFraming(None, allowed, 162, True, {}, "app")  # type: ignore[arg-type]
     for kind in events.REPRODUCED_TYPES:
         assert framing.actions[kind] != stream._SKIP, kind
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "library"])
+@pytest.mark.parametrize(("kind", "words"), [(40, "binlog_transaction_compression=ON"), (38, "XA PREPARE")])
+def test_a_mysql_transaction_is_refused_naming_its_gtid(native: bool, kind: int, words: str) -> None:
+    wire = [event(33, mysql_gtid_body()), event(2, query_body(b"BEGIN")), event(kind, BODIES[kind])]
+    with pytest.raises(UnreproducibleEvent) as caught:
+        run(wire, native=native)
+    assert f"transaction {SID_TEXT}:77" in str(caught.value) and words in str(caught.value)
+    assert caught.value.gtid == f"{SID_TEXT}:77"
