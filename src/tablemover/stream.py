@@ -40,7 +40,7 @@ import re
 import struct
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +63,7 @@ from pymysqlreplication.packet import BinLogPacketWrapper
 from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsEvent, WriteRowsEvent
 from pymysqlreplication.table import Table
 
-from tablemover import gtid, rowcodec
+from tablemover import events, gtid, rowcodec
 from tablemover.changes import Commit, Op, RowChange, StreamBatch
 from tablemover.config import ServerSection
 from tablemover.decode import RowDecoder
@@ -153,6 +153,45 @@ _MAX_PACKET = 0xFFFFFF  # a protocol packet of this length continues in the next
 
 _UNREAD = object()  # no format description looked at yet
 
+# What the stream does with each event type (index: the type number), from the allow-list in
+# events.py. PASS: the library handles it (parses what the translator needs, or drops a harmless
+# type); the others are ours on both paths. The native pump splits PASS by whether the library
+# must see the packet (_NativeFraming.actions).
+_PASS, _REFUSE, _INFLATE, _ROWS, _SCOPED, _LOAD, _DELEGATE, _SKIP = range(8)
+
+
+def _action(code: int) -> int:
+    if code in events.COMPRESSED_TYPES:
+        return _INFLATE
+    if code in events.TABLE_SCOPED_TYPES:
+        return _SCOPED
+    if code in events.REFUSED_TYPES:
+        return _REFUSE
+    if code in events.ROWS_TYPES:
+        return _ROWS
+    if code == events.EXECUTE_LOAD_QUERY_TYPE:
+        return _LOAD
+    return _PASS
+
+
+# The library's event classes the translator takes (the reader's only_events).
+READER_EVENTS = (
+    MariadbGtidEvent,
+    GtidEvent,
+    QueryEvent,
+    XidEvent,
+    WriteRowsEvent,
+    UpdateRowsEvent,
+    DeleteRowsEvent,
+    HeartbeatLogEvent,
+    RotateEvent,
+)
+_ACTIONS: tuple[int, ...] = tuple(_action(code) for code in range(256))
+# Rows events with this table id carry no rows: an end-of-statement marker (~0 in 6 bytes).
+_DUMMY_TABLE_ID = 0xFFFFFFFFFFFF
+# Post-header lengths to assume for types a format description does not declare.
+_DEFAULT_POST_HEADER = {2: 13, 18: 26, 165: 13, 166: 8, 167: 8, 168: 8, 169: 10, 170: 10, 171: 10}
+
 
 class _Drained(Exception):
     """The library consumed the packet we handed it without returning an event."""
@@ -204,6 +243,12 @@ class _NativeFraming:
         self._post_headers: dict[int, int] = {}
         self._post_headers_of: Any = _UNREAD  # the library's list they were read from
         self._reported: set[tuple[str, str]] = set()
+        # What the pump does with each type it does not decode inline (see _PASS): a type the
+        # library parses goes to it, any other allowed type is passed over here.
+        self.actions = tuple(
+            (_DELEGATE if code in allowed_types else _SKIP) if action == _PASS else action
+            for code, action in enumerate(_ACTIONS)
+        )
 
     @classmethod
     def of(cls, reader: _Reader, decoders: Mapping[str, RowDecoder], database: str) -> _NativeFraming | None:
@@ -324,13 +369,19 @@ class _NativeFraming:
             served = True
             return packet
 
+        # The reader our screen installed on the connection (``_Reader._tm_watch``), if any, is put
+        # back afterwards: the library reads through it should it ever read on its own again.
+        previous = vars(conn).get("_read_packet")
         conn._read_packet = serve
         try:
             return self._reader.fetchone()
         except _Drained:
             return None
         finally:
-            del conn._read_packet
+            if previous is None:
+                del conn._read_packet
+            else:
+                conn._read_packet = previous
 
     def known_table(self, data: bytes) -> bool:
         """A TABLE_MAP the library skips: a table id it has already mapped, with freeze_schema."""
@@ -348,6 +399,15 @@ class _NativeFraming:
                 for t in rowcodec.ROWS_EVENT_OPS
             }
         return rowcodec.rows_layout(data, kind, self._post_headers[kind], self._checksum_len)
+
+    def post_header(self, kind: int) -> int:
+        """The post-header length of an event type, as the format description declares it."""
+        return _post_header(self._reader, kind)
+
+    @property
+    def checksum_len(self) -> int:
+        """Bytes of checksum at the end of every event."""
+        return self._checksum_len
 
     def plan(self, data: bytes) -> _TablePlan | None:
         """The plan for a rows event's table; None when the library does not know its table id."""
@@ -398,6 +458,13 @@ class _NativeFraming:
             event(message, level, table=f"{self._database}.{table}", **fields)
 
 
+def _post_header(reader: Any, kind: int) -> int:
+    lengths = reader._BinLogStreamReader__post_header_lengths
+    if lengths and kind <= len(lengths):
+        return int(lengths[kind - 1])
+    return _DEFAULT_POST_HEADER.get(kind, 10 if kind >= 30 else 8)
+
+
 class StreamLost(Exception):
     """The binlog connection dropped; we reconnect ourselves at the last commit boundary."""
 
@@ -406,12 +473,40 @@ class _Reader(BinLogStreamReader):  # type: ignore[misc]
     """A reader that connects once and raises instead of silently reconnecting."""
 
     _tm_connected = False
+    # Looks at every event packet before the library does (BinlogStream._screen_packet): refuses a
+    # type the allow-list does not pass, inflates a compressed one. None: nothing is screened.
+    _tm_screen: Callable[[Any, bytes], bytes] | None = None
 
     def _BinLogStreamReader__connect_to_stream(self) -> None:
         if self._tm_connected:
             raise StreamLost("binlog connection lost")
         self._tm_connected = True
         _original_connect(self)
+        self._tm_watch()
+
+    def _tm_watch(self) -> None:
+        """Put the screen between the binlog connection and the library (after the dump request).
+
+        The library drops every event type it was not asked for, and maps unknown types to an event
+        it drops too; reading every packet here first is what makes the allow-list hold on the
+        library path (the native pump screens the packets it reads itself).
+        """
+        screen = self._tm_screen
+        if screen is None:
+            return
+        conn = self._stream_connection
+        read = conn._read_packet
+
+        def screened(packet_type: Any = MysqlPacket) -> Any:
+            packet = read(packet_type)
+            data = packet._data
+            if len(data) >= 20 and data[0] == 0:  # an event (OK byte + header), not EOF or error
+                checked = screen(self, data)
+                if checked is not data:
+                    packet = packet_type(checked, conn.encoding)
+            return packet
+
+        conn._read_packet = screened
 
 
 class Translator:
@@ -573,6 +668,11 @@ class Translator:
         del self.items[self._last_commit_index :]
         self._gtid = None
 
+    @property
+    def current_gtid(self) -> str:
+        """The GTID of the transaction being read; '' between transactions (for refusals)."""
+        return self._gtid or ""
+
 
 def _fold_gtids(position: gtid.GtidPosition, committed: list[str]) -> gtid.GtidPosition:
     """``position`` advanced by each GTID of ``committed`` in turn (``gtid.advance``), parsed once.
@@ -698,23 +798,17 @@ class BinlogStream:
         else:
             conn["host"], conn["port"] = s.server.host, s.server.port
         is_mariadb = s.flavor is Flavor.MARIADB
-        return _Reader(
+        reader = _Reader(
             connection_settings=conn,
             server_id=s.server_id,
             blocking=True,
             resume_stream=True,
             is_mariadb=is_mariadb,
             auto_position=str(self.translator.position),
-            only_events=[
-                MariadbGtidEvent if is_mariadb else GtidEvent,
-                QueryEvent,
-                XidEvent,
-                WriteRowsEvent,
-                UpdateRowsEvent,
-                DeleteRowsEvent,
-                HeartbeatLogEvent,
-                RotateEvent,
-            ],
+            # What the translator takes from the library. Every other type is screened before
+            # the library sees it (_screen_packet, or the native pump): refused, or passed over
+            # as the allow-list in events.py says.
+            only_events=list(READER_EVENTS),
             only_schemas=None,
             only_tables=None,
             slave_heartbeat=s.heartbeat_s,
@@ -726,6 +820,8 @@ class BinlogStream:
             # definition changes, and DDL on a moved table stops the move anyway.
             freeze_schema=True,
         )
+        reader._tm_screen = self._screen_packet
+        return reader
 
     def run(self) -> None:
         """Thread body: read, translate, hand over; reconnect within the bound on connection loss."""
@@ -868,6 +964,7 @@ class BinlogStream:
         gtid_type = framing.gtid_type
         gtid_event = tr.gtid_event
         xid_event = tr.xid_event
+        actions = framing.actions
         while True:
             if items and not first_pending:
                 first_pending = monotonic()
@@ -910,12 +1007,20 @@ class BinlogStream:
                     break
                 if kind == TABLE_MAP_EVENT_TYPE and framing.known_table(data):
                     continue  # freeze_schema: a known table id's map is not parsed again
-                if kind not in framing.delegated:
-                    continue  # an event type the library drops (not asked for)
-                ev = framing.delegate(data)
-                if ev is None:
-                    continue  # the library consumed it (a table map, a format description, ...)
-                heartbeat = self._translate(ev)
+                action = actions[kind]
+                if action == _DELEGATE:
+                    ev = framing.delegate(data)
+                    if ev is None:
+                        continue  # the library consumed it (a table map, a format description, ...)
+                    heartbeat = self._translate(ev)
+                    break
+                if action == _SKIP:
+                    continue  # harmless by the allow-list: events.RULES[kind].reason says why
+                done = self._screened_packet(framing, data, kind, action)
+                if done is None:
+                    continue
+                if done is not True:
+                    heartbeat = self._translate(done)
                 break
 
     def _rows_packet(self, framing: _NativeFraming, data: bytes, kind: int) -> Any:
@@ -923,7 +1028,7 @@ class BinlogStream:
         tr = self.translator
         plan = framing.plan(data)
         if plan is None:
-            return None  # a table id the library does not know: it skips the event
+            return self._unmapped(data, kind)
         if not plan.moved:
             tr.events += 1  # another table's event: counted, not decoded
             return True
@@ -946,6 +1051,103 @@ class BinlogStream:
             return framing.delegate(data)
         tr.row_changes(changes)
         return True
+
+    def _screened_packet(self, framing: _NativeFraming, data: bytes, kind: int, action: int) -> Any:
+        """An event the allow-list does not pass as it is: as :meth:`_rows_packet` returns."""
+        tr = self.translator
+        if action == _INFLATE:
+            inflated = self._inflate(data, framing.post_header(kind), framing.checksum_len)
+            plain = inflated[5]
+            if plain in rowcodec.ROWS_EVENT_OPS:
+                return self._rows_packet(framing, inflated, plain)
+            return framing.delegate(inflated)  # a QUERY_EVENT, screened as every other one
+        if action == _SCOPED:
+            plan = framing.plan(data)
+            if plan is None:
+                return self._unmapped(data, kind)
+            if plan.moved:
+                raise self._refused(kind, plan.name)
+            tr.events += 1  # another table's event: counted, not decoded
+            return True
+        if action == _LOAD:
+            self._screen_load(data, framing.post_header(kind), framing.checksum_len)
+            return True
+        raise self._refused(kind)
+
+    def _screen_packet(self, reader: Any, data: bytes) -> bytes:
+        """The library path's screen (``_Reader._tm_watch``): the packet the library is to parse.
+
+        Runs when the library reads the packet, so every event before it has been translated and
+        the translator names the transaction it belongs to.
+        """
+        kind = data[5]
+        action = _ACTIONS[kind]
+        if action == _PASS:
+            return data
+        checksum_len = 4 if reader._BinLogStreamReader__use_checksum else 0
+        if action == _INFLATE:
+            data = self._inflate(data, _post_header(reader, kind), checksum_len)
+            kind = data[5]
+            action = _ACTIONS[kind]  # _ROWS, or _PASS for a QUERY_EVENT
+        if action == _ROWS:
+            if int.from_bytes(data[20:26], "little") not in reader.table_map:
+                self._unmapped(data, kind)
+            return data
+        if action == _SCOPED:
+            table = reader.table_map.get(int.from_bytes(data[20:26], "little"))
+            if table is None:
+                self._unmapped(data, kind)
+            elif table.schema == self.settings.database and table.table in self.translator.decoders:
+                raise self._refused(kind, table.table)
+            return data  # the library drops it: another table's event
+        if action == _LOAD:
+            self._screen_load(data, _post_header(reader, kind), checksum_len)
+            return data  # the library drops it (never asked for)
+        if action == _PASS:
+            return data
+        raise self._refused(kind)
+
+    def _refused(self, kind: int, table: str = "", detail: str = "") -> UnreproducibleEvent:
+        tr = self.translator
+        shown = f"{self.settings.database}.{table}" if table else ""
+        return events.refusal(kind, tr.current_gtid, str(tr.position), table=shown, detail=detail)
+
+    def _inflate(self, data: bytes, post_header_len: int, checksum_len: int) -> bytes:
+        try:
+            return events.inflate(data, post_header_len, checksum_len)
+        except (events.CompressedEventError, IndexError, struct.error) as exc:
+            raise self._refused_compressed(data[5], exc) from exc
+
+    def _refused_compressed(self, kind: int, exc: Exception) -> UnreproducibleEvent:
+        tr = self.translator
+        name = events.rule(kind).name
+        gtid_text = tr.current_gtid
+        return UnreproducibleEvent(
+            f"transaction {gtid_text or '?'} holds a {name} event (type {kind}, MariaDB "
+            f"log_bin_compress=ON) that does not inflate as MariaDB writes it ({exc}). Nothing of that "
+            "transaction was applied. Set log_bin_compress=OFF on the source and report the event "
+            "(mysqlbinlog --hexdump); then start the move over: `tablemover discard -c FILE --yes`, "
+            "then `tablemover run -c FILE`.",
+            gtid=gtid_text,
+            statement=name,
+        )
+
+    def _unmapped(self, data: bytes, kind: int) -> None:
+        """A rows event whose table id no TABLE_MAP named: whose rows they are is unknown."""
+        if int.from_bytes(data[20:26], "little") == _DUMMY_TABLE_ID:
+            return None  # an end-of-statement marker: it carries no rows
+        raise self._refused(
+            kind, detail="its table id was not mapped by a TABLE_MAP event, so whose rows they are is unknown"
+        )
+
+    def _screen_load(self, data: bytes, post_header_len: int, checksum_len: int) -> None:
+        """A statement-logged LOAD DATA: refused when it loads a moved table, else passed over."""
+        tr = self.translator
+        tr.events += 1
+        schema, query = events.execute_load_query(data, post_header_len, checksum_len)
+        change = changes_any(query, schema, self.settings.database, tr.decoders)
+        if change is not None:
+            raise _refusal_for_statement(change, self.settings.database, tr.current_gtid or "?", query)
 
     def _hand_over(self, batch: StreamBatch | None) -> None:
         if batch is None:

@@ -65,6 +65,7 @@ def test_registry_holds_every_check_in_phase_order() -> None:
         "versions",
         "same_server",
         "binlog",
+        "binlog_events",
         "target_binlog",
         "privileges",
         "binlog_retained",

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from tablemover.db import ServerInfo
 from tablemover.flavor import Flavor, parse_version
 from tablemover.preflight.binlog import binlog_problems
+from tablemover.preflight.binlog_events import binlog_event_problems
 from tablemover.preflight.chunk_key import chunk_key_problems
 from tablemover.preflight.engine import engine_problems
 from tablemover.preflight.foreign_keys import ForeignKey, foreign_key_problems
@@ -654,3 +655,26 @@ def test_window_requirements_are_what_the_local_window_grants_give() -> None:
     }
     lacking = {p for r in missing(held(TARGET_GRANTS), target_reqs) for p in r.privileges}
     assert lacking == {"REPLICATION SLAVE", "REPLICATION CLIENT", "ALTER"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        (
+            {"binlog_row_value_options": "PARTIAL_JSON"},
+            ["PARTIAL_UPDATE_ROWS_EVENT", "binlog_row_value_options=''"],
+        ),
+        ({"binlog_transaction_compression": "ON"}, ["TRANSACTION_PAYLOAD_EVENT", "compression=OFF"]),
+    ],
+)
+def test_mysql_settings_that_write_refused_events(settings: dict[str, str], words: list[str]) -> None:
+    problems = binlog_event_problems(Flavor.MYSQL, settings, "source db1:3306")
+    assert len(problems) == 1 and all(w in problems[0] for w in words), problems
+    assert problems[0].startswith("source db1:3306")
+
+
+def test_default_and_mariadb_binlog_event_settings_pass() -> None:
+    defaults = {"binlog_row_value_options": "", "binlog_transaction_compression": "OFF"}
+    assert binlog_event_problems(Flavor.MYSQL, defaults, "source") == []
+    # MariaDB's compressed binlog is reproduced (the stream inflates it).
+    assert binlog_event_problems(Flavor.MARIADB, {"log_bin_compress": "ON"}, "source") == []

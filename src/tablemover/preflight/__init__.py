@@ -229,6 +229,7 @@ CHECK_MODULES = (
     "versions",
     "same_server",
     "binlog",
+    "binlog_events",
     "target_binlog",
     "privileges",
     "binlog_retained",
