@@ -107,3 +107,15 @@ class TargetRejectedWrite(SafetyRefusal):
         self.table = table
         self.code = code
         self.detail = detail
+
+
+class XAUnresolved(UnreproducibleEvent):
+    """A prepared XA transaction changed moved tables and its outcome did not come in time.
+
+    Its changes may be applied only with its XA COMMIT; the stream holds them back, with everything
+    after them, up to a bound. Past the bound the move stops; nothing of it (or after it) was applied.
+    """
+
+    def __init__(self, message: str, *, xid: str, gtid: str) -> None:
+        super().__init__(message, gtid=gtid)
+        self.xid = xid

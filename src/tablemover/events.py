@@ -152,10 +152,9 @@ _KNOWN: tuple[EventRule, ...] = (
     EventRule(
         38,
         "XA_PREPARE_LOG_EVENT",
-        _X,
-        "an XA transaction was prepared (XA PREPARE) on a MySQL "
-        "source; its outcome comes in a later transaction",
-        "do not run XA transactions on the moved tables during the move, " + _START_OVER,
+        _R,
+        "XA PREPARE ends the first part of an XA transaction: its rows are held back and applied "
+        "only with a later XA COMMIT, dropped with XA ROLLBACK (stream.Translator)",
     ),
     EventRule(
         39,

@@ -57,6 +57,7 @@ from pymysqlreplication.event import (
     MariadbGtidEvent,
     QueryEvent,
     RotateEvent,
+    XAPrepareEvent,
     XidEvent,
 )
 from pymysqlreplication.packet import BinLogPacketWrapper
@@ -67,12 +68,13 @@ from tablemover import events, gtid, rowcodec
 from tablemover.changes import Commit, Op, RowChange, StreamBatch
 from tablemover.config import ServerSection
 from tablemover.decode import RowDecoder
-from tablemover.errors import BinlogPurged, SchemaChanged, StreamError, UnreproducibleEvent
+from tablemover.errors import BinlogPurged, SchemaChanged, StreamError, UnreproducibleEvent, XAUnresolved
 from tablemover.flavor import Flavor
 from tablemover.log import event
 from tablemover.statements import ChangeKind, TableChange, changes_any
 
 MARIADB_GTID_FL_STANDALONE = 0x01
+MARIADB_GTID_FL_PREPARED_XA = 0x40  # the group is an XA transaction that ends in XA PREPARE
 NATIVE_DECODE_ENV = "TABLEMOVER_NATIVE_DECODE"  # "0": every event decoded by the library
 ER_BINLOG_FATAL = 1236  # the server cannot send the binlog from our position (purged, or diverged)
 HANDOVER_SLOTS = 4  # batches between the thread and the writer's inbox (which bounds the rest)
@@ -180,6 +182,7 @@ READER_EVENTS = (
     GtidEvent,
     QueryEvent,
     XidEvent,
+    XAPrepareEvent,  # XA PREPARE ends an XA transaction's first part (Translator)
     WriteRowsEvent,
     UpdateRowsEvent,
     DeleteRowsEvent,
@@ -509,12 +512,85 @@ class _Reader(BinLogStreamReader):  # type: ignore[misc]
         conn._read_packet = screened
 
 
+# Row changes a transaction may keep un-handed-over while the binlog has not yet said whether they
+# stand (an open savepoint, an XA transaction before its outcome): about 12x the stream's overflow
+# at the default batch size, a few hundred MB at most.
+HOLD_LIMIT = 100_000
+_IDENTIFIER = r"(`(?:[^`]|``)+`|[^\s`;]+)"
+_SAVEPOINT = re.compile(r"SAVEPOINT\s+" + _IDENTIFIER, re.IGNORECASE).fullmatch
+_ROLLBACK_TO = re.compile(
+    r"ROLLBACK(?:\s+WORK)?\s+TO\s+(?:SAVEPOINT\s+)?" + _IDENTIFIER, re.IGNORECASE
+).fullmatch
+_RELEASE = re.compile(r"RELEASE\s+SAVEPOINT\s+" + _IDENTIFIER, re.IGNORECASE).fullmatch
+_XA_STATEMENT = re.compile(
+    r"XA\s+(START|BEGIN|END|COMMIT|ROLLBACK|PREPARE)\s+(.+?)", re.IGNORECASE | re.DOTALL
+).fullmatch
+_XA_TAIL = re.compile(r"\s+(ONE\s+PHASE|JOIN|RESUME|SUSPEND(?:\s+FOR\s+MIGRATE)?)$", re.IGNORECASE)
+_XID_HEX = re.compile(r"X'([0-9A-Fa-f]*)'\s*,\s*X'([0-9A-Fa-f]*)'\s*,\s*([0-9]+)").fullmatch
+_DISCARD = "`tablemover discard -c FILE --yes`, then `tablemover run -c FILE`"
+
+
+def xid_text(format_id: int, gtrid: bytes, bqual: bytes) -> str:
+    """An XA transaction id as the server writes it in the binlog: ``X'gtrid',X'bqual',formatID``."""
+    return f"X'{gtrid.hex()}',X'{bqual.hex()}',{format_id}"
+
+
+def _xid_key(text: str) -> str:
+    """The XA id of a statement's text, spelled as :func:`xid_text` does (hex in lower case)."""
+    found = _XID_HEX(text.strip())
+    if found is None:
+        return " ".join(text.split())
+    gtrid, bqual, format_id = found.groups()
+    return f"X'{gtrid.lower()}',X'{bqual.lower()}',{int(format_id)}"
+
+
+def _xid_shown(key: str) -> str:
+    """The XA id for a message: the binlog's spelling, plus the gtrid as typed when it is text."""
+    found = _XID_HEX(key)
+    if found is None:
+        return key
+    try:
+        readable = bytes.fromhex(found.group(1)).decode("ascii")
+    except (UnicodeDecodeError, ValueError):
+        return key
+    return f"{key} (XA START '{readable}')" if readable.isprintable() else key
+
+
+def _savepoint_name(identifier: str) -> str:
+    """A savepoint's name as the server compares it: unquoted, case-insensitive."""
+    if identifier.startswith("`"):
+        identifier = identifier[1:-1].replace("``", "`")
+    return identifier.casefold()
+
+
+@dataclass(slots=True)
+class _PreparedXA:
+    """An XA transaction with rows of moved tables, prepared; the binlog has not logged its outcome.
+
+    Its row changes are ``items[start:end]``. Nothing from ``start`` on is handed over, and the GTIDs
+    of what follows it are kept out of the position, until the outcome is read: so a checkpoint
+    never passes the prepare, and a restart reads the prepared transaction again.
+    """
+
+    xid: str
+    gtid: str
+    start: int
+    end: int
+
+
 class Translator:
     """Turns binlog events into row changes and commit markers; pure, no I/O.
 
     A transaction's GTID is emitted as a :class:`Commit` only at its commit boundary (Xid, COMMIT,
     or the end of a standalone statement such as DDL), never at its GTID event: the writer may only
     count a transaction as applied once all of its rows are (spec rule 6).
+
+    Transactions are reproduced as the server committed them: the row changes of a transaction
+    that ends in ROLLBACK are dropped, those after a savepoint the transaction rolls back to are
+    dropped, and those of an XA transaction go out only with its XA COMMIT (XA ROLLBACK drops them).
+    Until the binlog says whether such row changes stand they are not handed over. A transaction
+    of any other shape (a GTID while one is open, rows outside a transaction, an XA outcome we did
+    not see prepared while one is pending) stops the move: :class:`UnreproducibleEvent`.
     """
 
     def __init__(
@@ -539,6 +615,15 @@ class Translator:
         self._gtid: str | None = None
         self._standalone = False
         self._last_commit_index = 0  # items[:this] end at a commit boundary
+        # Where the open transaction's items begin in ``items``; below 0 once a partial take has
+        # handed some of them over (then they can no longer be taken back).
+        self._txn_start = 0
+        self._savepoints: list[tuple[str, int]] = []  # (name, index in items) of the open transaction
+        self._xa: str | None = None  # the open transaction is XA ("" until its id is read)
+        # Prepared XA transactions with rows of moved tables whose outcome is not read yet, oldest
+        # first, and the GTIDs committed since the oldest one: kept out of the position till then.
+        self._prepared: list[_PreparedXA] = []
+        self._deferred: list[str] = []
 
     @property
     def position(self) -> gtid.GtidPosition:
@@ -551,23 +636,43 @@ class Translator:
             self._position = _fold_gtids(self._position, self._committed)
             self._committed.clear()
 
-    def gtid_event(self, gtid_text: str, standalone: bool) -> None:
-        """A transaction starts."""
+    def gtid_event(self, gtid_text: str, standalone: bool, *, xa: bool = False) -> None:
+        """A transaction starts; ``xa``: MariaDB flags it as an XA transaction (FL_PREPARED_XA)."""
         self.events += 1
+        if self._gtid is not None:
+            # Each transaction ends (Xid, COMMIT, ROLLBACK, XA PREPARE, or its one statement)
+            # before the next GTID; what we applied of this one would be guesswork.
+            raise self._refusal(
+                f"transaction {gtid_text} starts while transaction {self._gtid} has not ended (no "
+                "commit, rollback or XA PREPARE was logged for it)",
+                "The binlog holds a transaction shape tablemover does not reproduce",
+            )
         self._gtid = gtid_text
         # MySQL writes BEGIN after the GTID for multi-statement transactions; MariaDB flags
         # standalone (DDL) groups instead. Assume standalone until BEGIN says otherwise on MySQL.
         self._standalone = standalone
+        self._txn_start = len(self.items)
+        self._xa = "" if xa else None
 
     def query_event(self, query: str, schema: str) -> None:
-        """BEGIN, COMMIT, ROLLBACK or a statement (DDL) that is its own transaction."""
+        """BEGIN, COMMIT, ROLLBACK, savepoints, XA statements, or a statement (DDL) of its own."""
         self.events += 1
-        text = query.strip().rstrip(";").strip().upper()
-        if text in ("BEGIN", "START TRANSACTION"):
+        text = query.strip().rstrip(";").strip()
+        upper = text.upper()
+        if upper in ("BEGIN", "START TRANSACTION"):
             self._standalone = False
             return
-        if text in ("COMMIT", "ROLLBACK"):
+        if upper == "COMMIT":
             self._commit()
+            return
+        if upper in ("ROLLBACK", "ROLLBACK WORK"):
+            self._rollback()
+            return
+        if (
+            self._gtid is not None
+            and upper.startswith(("SAVEPOINT", "ROLLBACK", "RELEASE", "XA"))
+            and self._transaction_statement(text)
+        ):
             return
         if self.own_rename_tag not in query:
             self._screen_statement(query, schema)
@@ -578,14 +683,118 @@ class Translator:
                 # it must not wait for the batch age or the next heartbeat (50 ms of outage).
                 self.urgent = True
 
+    def _transaction_statement(self, text: str) -> bool:
+        """A savepoint or XA statement of the open transaction, reproduced; False: not one of them."""
+        found = _SAVEPOINT(text)
+        if found is not None:
+            name = _savepoint_name(found.group(1))
+            # A savepoint of the same name replaces the older one (as the server does).
+            self._savepoints = [s for s in self._savepoints if s[0] != name]
+            self._savepoints.append((name, len(self.items)))
+            return True
+        found = _ROLLBACK_TO(text)
+        if found is not None:
+            self._rollback_to(_savepoint_name(found.group(1)), found.group(1))
+            return True
+        found = _RELEASE(text)
+        if found is not None:
+            name = _savepoint_name(found.group(1))
+            for i, (known, _index) in enumerate(self._savepoints):
+                if known == name:
+                    del self._savepoints[i:]  # the server releases it and every later one
+                    break
+            return True
+        found = _XA_STATEMENT(text)
+        if found is None:
+            return False
+        verb = found.group(1).upper()
+        rest = found.group(2).strip()
+        tail = _XA_TAIL.search(rest)
+        modifier = " ".join(tail.group(1).upper().split()) if tail else ""
+        xid = _xid_key(rest[: tail.start()] if tail else rest)
+        if verb in ("START", "BEGIN"):
+            # MySQL: XA START opens the transaction (there is no BEGIN).
+            self._standalone = False
+            self._xa = xid
+        elif verb == "END":
+            if self._xa is not None:
+                self._xa = xid
+        elif verb == "COMMIT" and modifier == "ONE PHASE":
+            self._commit()  # the XA transaction's own commit: its rows are applied with it
+        elif verb in ("COMMIT", "ROLLBACK"):
+            self._xa_outcome(xid, commit=verb == "COMMIT")
+        else:
+            raise self._refusal(
+                f"transaction {self._gtid} logs XA {verb} {_xid_shown(xid)} as a statement, which "
+                "tablemover does not reproduce",
+                "The binlog holds a transaction shape tablemover does not reproduce",
+                xid=xid,
+            )
+        return True
+
     def xid_event(self) -> None:
         """An InnoDB transaction committed."""
         self.events += 1
         self._commit()
 
+    def xa_prepare_event(self, one_phase: bool, xid: str) -> None:
+        """XA_PREPARE_LOG_EVENT (type 38): an XA transaction prepared (or, one phase, committed)."""
+        self.events += 1
+        if one_phase:
+            self._commit()  # MySQL's XA COMMIT ... ONE PHASE: the transaction's commit
+            return
+        if self._gtid is None:
+            return self._stray_boundary()
+        if self._txn_start == len(self.items):
+            # Nothing of a moved table in it: whatever its outcome, there is nothing to apply.
+            self._commit()
+            return
+        if self._txn_start < 0:
+            raise self._refusal(
+                f"XA transaction {_xid_shown(xid)} (GTID {self._gtid}) has more row changes of moved "
+                "tables than tablemover holds back until an XA outcome",
+                "Nothing of it was applied",
+                xid=xid,
+            )
+        self._prepared.append(_PreparedXA(xid, self._gtid, self._txn_start, len(self.items)))
+        self._gtid = None
+        self._savepoints.clear()
+        self._xa = None
+
+    def _xa_outcome(self, xid: str, *, commit: bool) -> None:
+        """XA COMMIT or XA ROLLBACK of a prepared transaction: its group is this statement alone."""
+        held = next((p for p in self._prepared if p.xid == xid), None)
+        if held is None:
+            # Not one we hold: its rows touched no moved table (committed at its prepare), or it
+            # was prepared before our start position, and then the copy read its outcome (the
+            # copy's locking read waits for a prepared transaction's row locks).
+            self._commit()
+            return
+        # Its row changes stand (XA COMMIT) or not (XA ROLLBACK) at the place of its prepare, as
+        # the source's binlog orders them: what committed in between cannot have touched its rows,
+        # which the prepared transaction held locked.
+        if commit:
+            self.items.insert(held.end, Commit(held.gtid))
+            shift = 1
+        else:
+            del self.items[held.start : held.end]
+            self.items.insert(held.start, Commit(held.gtid))
+            shift = 1 - (held.end - held.start)
+        self._prepared.remove(held)
+        for later in self._prepared:
+            if later.start >= held.end:
+                later.start += shift
+                later.end += shift
+        self._deferred.append(held.gtid)
+        if not self._prepared:
+            self._committed.extend(self._deferred)  # what was held back goes out now
+            self._deferred.clear()
+        self._commit()
+
     def rows_event(self, table: str, op: Op, rows: list[dict[str, Any]]) -> None:
         """Row images of one row event; ``table`` is known to be a moved table."""
         self.events += 1
+        self._rows_inside(table)
         decoder = self.decoders[table]
         if op is Op.INSERT:
             self.items.extend(
@@ -609,17 +818,108 @@ class Translator:
     def row_changes(self, changes: list[RowChange]) -> None:
         """Row changes of one row event, already decoded against our schema (rowcodec)."""
         self.events += 1
+        if self._gtid is None or self._standalone:
+            self._rows_inside(changes[0].table if changes else "?")
         self.items.extend(changes)
 
-    def _commit(self) -> None:
-        if self._gtid is None:
-            # Events before the first GTID we see belong to a transaction that started before our
-            # start position; they were covered by it.
+    def _rows_inside(self, table: str) -> None:
+        """Row changes of a moved table belong inside a transaction (after BEGIN, before COMMIT)."""
+        if self._gtid is not None and not self._standalone:
             return
-        self.items.append(Commit(self._gtid))
-        self._committed.append(self._gtid)
+        where = (
+            f"in transaction {self._gtid}, which is a single statement (no BEGIN)"
+            if self._gtid is not None
+            else "outside any transaction (after a commit, before the next GTID)"
+        )
+        raise UnreproducibleEvent(
+            f"the binlog holds row changes of moved table {self.database}.{table} {where}. That is "
+            "not a transaction shape tablemover reproduces, and applying them could apply rows the "
+            f"source never committed. Nothing of them was applied; the move must start over: {_DISCARD}.",
+            gtid=self._gtid or "",
+            table=f"{self.database}.{table}",
+        )
+
+    def _commit(self) -> None:
+        gtid_text = self._gtid
+        if gtid_text is None:
+            return self._stray_boundary()
+        self.items.append(Commit(gtid_text))
+        if not self._prepared:
+            self._committed.append(gtid_text)
+            self._last_commit_index = len(self.items)
+        else:
+            # After a prepared XA transaction whose outcome is not logged yet: held back with it.
+            self._deferred.append(gtid_text)
+            if len(self.items) - self._prepared[0].start > HOLD_LIMIT:
+                raise self._xa_pending(f"{len(self._deferred)} transactions followed it")
         self._gtid = None
-        self._last_commit_index = len(self.items)
+        self._savepoints.clear()
+        self._xa = None
+
+    def _stray_boundary(self) -> None:
+        # A commit with no transaction open. Before the first GTID since (re)connecting: the end
+        # of a transaction that started before our start position, which covers it (the server
+        # starts at a transaction boundary, so this is defensive). After one: MySQL 8's atomic
+        # CREATE TABLE ... SELECT commits (Xid) after its statement, which ended it here already;
+        # its rows are of a new table, never a moved one (those would be refused as rows outside
+        # a transaction). Nothing is emitted either way.
+        return None
+
+    def _rollback(self) -> None:
+        """A transaction logged with ROLLBACK: none of its row changes stand; its GTID is consumed."""
+        if self._gtid is None:
+            return self._stray_boundary()
+        if self._txn_start < 0:
+            raise self._refusal(
+                f"transaction {self._gtid} ends in ROLLBACK after part of it was handed to the "
+                "target writer (it is larger than the stream hands over at once)",
+                "Nothing of it was committed on the target",
+            )
+        del self.items[self._txn_start :]
+        self._commit()
+
+    def _rollback_to(self, name: str, spelled: str) -> None:
+        for i in range(len(self._savepoints) - 1, -1, -1):
+            known, index = self._savepoints[i]
+            if known != name:
+                continue
+            if index < 0:
+                raise self._refusal(
+                    f"transaction {self._gtid} rolls back to savepoint {spelled} after row changes "
+                    "made since it were handed to the target writer (more than tablemover holds "
+                    f"back, {HOLD_LIMIT})",
+                    "Nothing of it was committed on the target",
+                )
+            del self.items[index:]  # the savepoint stays; later ones are gone (as on the server)
+            del self._savepoints[i + 1 :]
+            return
+        raise self._refusal(
+            f"transaction {self._gtid} rolls back to savepoint {spelled}, which it did not set in the binlog",
+            "Nothing of it was applied",
+        )
+
+    def _refusal(self, what: str, applied: str, *, xid: str = "") -> UnreproducibleEvent:
+        held = f"; XA id {_xid_shown(xid)}" if xid else ""
+        return UnreproducibleEvent(
+            f"{what}{held}. {applied}; the move must start over: {_DISCARD}. If this repeats, "
+            "report it with the output of `mariadb-binlog --base64-output=decode-rows -v` for that "
+            "GTID.",
+            gtid=self._gtid or "",
+        )
+
+    def _xa_pending(self, why: str) -> XAUnresolved:
+        """The refusal for a prepared XA transaction whose outcome is too far away to wait for."""
+        held = self._prepared[0]
+        return XAUnresolved(
+            f"XA transaction {_xid_shown(held.xid)} (GTID {held.gtid}) changed moved tables and "
+            f"was prepared, and its outcome is not in the binlog yet ({why}). Its changes may only "
+            f"be applied with its XA COMMIT, and tablemover holds back at most {HOLD_LIMIT} changes "
+            "after it while it waits, so the move stops here: nothing of it or after it was applied. "
+            "Resolve it on the source (`XA RECOVER FORMAT='SQL'` lists it; XA COMMIT or XA ROLLBACK "
+            f"it, or let its coordinator finish), then start the move over: {_DISCARD}.",
+            xid=held.xid,
+            gtid=held.gtid,
+        )
 
     def _screen_statement(self, query: str, schema: str) -> None:
         """Stop at a statement that changes a moved table: rows in statement form, TRUNCATE, DDL.
@@ -650,23 +950,64 @@ class Translator:
         """How many buffered items end at a commit boundary (safe to hand over as a unit)."""
         return self._last_commit_index
 
+    def _holdback(self) -> int:
+        """How many leading items a partial take may hand over: none whose fate is still open.
+
+        An XA transaction's row changes wait for its outcome (over HOLD_LIMIT: refused). Those after
+        an open savepoint wait while they are few enough; past that they go, and a ROLLBACK TO
+        that savepoint is refused instead.
+        """
+        cut = len(self.items)
+        if self._prepared:
+            oldest = self._prepared[0]
+            if cut - oldest.start > HOLD_LIMIT:
+                raise self._xa_pending(f"{len(self._deferred)} transactions followed it")
+            cut = oldest.start
+        elif self._xa is not None and self._gtid is not None:
+            if self._txn_start < 0 or cut - self._txn_start > HOLD_LIMIT:
+                raise self._refusal(
+                    f"XA transaction {self._gtid} has more than {HOLD_LIMIT} row changes of moved "
+                    "tables, more than tablemover holds back until its outcome",
+                    "Nothing of it was applied",
+                    xid=self._xa,
+                )
+            cut = self._txn_start
+        for _name, index in self._savepoints:
+            if index >= 0 and len(self.items) - index <= HOLD_LIMIT:
+                cut = min(cut, index)
+                break
+        return cut
+
     def take(self, *, partial: bool = False) -> StreamBatch | None:
-        """Hand over buffered items: through the last commit, or everything when ``partial``."""
-        cut = len(self.items) if partial else self._last_commit_index
-        if cut == 0 and self.events == 0:
+        """Hand over buffered items: through the last commit, or all it may when ``partial``."""
+        cut = self._holdback() if partial else self._last_commit_index
+        if cut == 0 and (self.events == 0 or (partial and self.items)):
             return None
         batch = StreamBatch(self.items[:cut], self.events)
         self._fold()  # the batch's GTIDs: they must not pile up between readings of position
         self.urgent = False
         del self.items[:cut]
-        self._last_commit_index = 0 if partial else self._last_commit_index - cut
+        self._last_commit_index = max(self._last_commit_index - cut, 0)
+        self._txn_start -= cut
+        self._savepoints = [(name, index - cut) for name, index in self._savepoints]
+        for held in self._prepared:
+            held.start -= cut
+            held.end -= cut
         self.events = 0
         return batch
 
     def rewind(self) -> None:
-        """Forget a half-read transaction after a reconnect; it is read again from its start."""
+        """Forget a half-read transaction after a reconnect; it is read again from its start.
+
+        So is a prepared XA transaction still waiting for its outcome, with everything after it:
+        the position stayed before it, and the reconnected stream reads it all again.
+        """
         del self.items[self._last_commit_index :]
         self._gtid = None
+        self._savepoints.clear()
+        self._xa = None
+        self._prepared.clear()
+        self._deferred.clear()
 
     @property
     def current_gtid(self) -> str:
@@ -926,13 +1267,20 @@ class BinlogStream:
             else:
                 tr.events += 1
         elif isinstance(ev, MariadbGtidEvent):
-            tr.gtid_event(ev.gtid, bool(ev.flags & MARIADB_GTID_FL_STANDALONE))
+            flags = ev.flags
+            tr.gtid_event(
+                ev.gtid,
+                bool(flags & MARIADB_GTID_FL_STANDALONE),
+                xa=bool(flags & MARIADB_GTID_FL_PREPARED_XA),
+            )
         elif isinstance(ev, GtidEvent):
             tr.gtid_event(ev.gtid, True)
         elif isinstance(ev, XidEvent):
             tr.xid_event()
         elif isinstance(ev, QueryEvent):
             tr.query_event(_text(ev.query), _text(ev.schema))
+        elif isinstance(ev, XAPrepareEvent):
+            tr.xa_prepare_event(ev.one_phase, xid_text(ev.xid_format_id, ev.xid_gtrid, ev.xid_bqual))
         return isinstance(ev, HeartbeatLogEvent)
 
     def _pump_native(self, reader: _Reader, framing: _NativeFraming) -> None:
@@ -993,7 +1341,11 @@ class BinlogStream:
                 if kind == gtid_type:
                     seq_no, domain, flags = _MARIADB_GTID.unpack_from(data, 20)
                     server_id = _UINT32.unpack_from(data, 6)[0]
-                    gtid_event(f"{domain}-{server_id}-{seq_no}", bool(flags & MARIADB_GTID_FL_STANDALONE))
+                    gtid_event(
+                        f"{domain}-{server_id}-{seq_no}",
+                        bool(flags & MARIADB_GTID_FL_STANDALONE),
+                        xa=bool(flags & MARIADB_GTID_FL_PREPARED_XA),
+                    )
                     break
                 if kind == XID_EVENT_TYPE:
                     xid_event()

@@ -13,14 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tablemover import gtid, sql
+from tablemover import gtid, sql, stream
 from tablemover.changes import Commit, Op, RowChange
 from tablemover.decode import RowDecoder
-from tablemover.errors import SchemaChanged, UnreproducibleEvent
+from tablemover.errors import SchemaChanged, UnreproducibleEvent, XAUnresolved
 from tablemover.flavor import Flavor
 from tablemover.gtid import MariaDBPosition, MySQLGtidSet
 from tablemover.schema import Column, Index, TableSchema
-from tablemover.stream import Translator, _fold_gtids, full_image
+from tablemover.stream import Translator, _fold_gtids, _xid_key, full_image, xid_text
 
 TAG = "tablemover move=x"
 U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
@@ -101,7 +101,7 @@ def test_commit_query_ends_a_transaction() -> None:
     assert str(tr.position) == "0-1-11"
 
 
-@pytest.mark.parametrize("text", ["COMMIT", "commit", " COMMIT ;", "COMMIT;\n", "ROLLBACK"])
+@pytest.mark.parametrize("text", ["COMMIT", "commit", " COMMIT ;", "COMMIT;\n"])
 def test_commit_query_spellings(text: str) -> None:
     tr = mariadb()
     tr.gtid_event("0-1-11", False)
@@ -187,11 +187,12 @@ def test_mariadb_standalone_ddl_commits_immediately() -> None:
     assert tr.pending_complete == 1
 
 
-def test_events_without_preceding_gtid_do_not_commit() -> None:
+def test_commits_without_preceding_gtid_do_not_commit() -> None:
     tr = mariadb()
-    ins(tr, "orders", 1)
     tr.xid_event()
     tr.query_event("COMMIT", "app")
+    tr.query_event("ROLLBACK", "app")
+    tr.xa_prepare_event(False, "X'78',X'',1")
     assert commits(tr.items) == []
     assert str(tr.position) == "0-1-10"
     assert tr.pending_complete == 0
@@ -540,3 +541,418 @@ def test_folding_mysql_gtids_equals_adding_one_by_one(numbers: list[int]) -> Non
 def test_folding_a_malformed_gtid_raises_as_advance_does() -> None:
     with pytest.raises(ValueError):
         _fold_gtids(MariaDBPosition.parse("0-1-5"), ["0-1-6", f"{U1}:7"])
+
+
+# --------------------------------------------------------------- transactions as the server commits them
+# The event sequences below are those MariaDB 10.11 writes (read with SHOW BINLOG EVENTS from a real
+# server): a transaction that also wrote a MyISAM table logs its SAVEPOINT and ROLLBACK TO
+# statements, and a ROLLBACK TO a savepoint set before anything was logged becomes ROLLBACK.
+
+XID = "X'7831',X'',1"  # XA START 'x1', as the binlog spells it
+XID2 = "X'7832',X'',1"
+
+
+def upd(tr: Translator, key: int, note: bytes) -> None:
+    tr.rows_event(
+        "orders",
+        Op.UPDATE,
+        [{"before_values": {"id": key, "note": b"n"}, "after_values": {"id": key, "note": note}}],
+    )
+
+
+def notes(items: list[Any]) -> list[bytes]:
+    return [i.after[1] for i in items if isinstance(i, RowChange) and i.after is not None]
+
+
+def test_transaction_ending_in_rollback_applies_nothing_but_consumes_its_gtid() -> None:
+    tr = mariadb()
+    dml(tr, "0-1-11", 1)
+    tr.gtid_event("0-1-12", False)
+    ins(tr, "orders", 2, 3)
+    tr.query_event("ROLLBACK", "app")
+    assert tr.items == [RowChange("orders", Op.INSERT, None, (1, b"n")), Commit("0-1-11"), Commit("0-1-12")]
+    assert str(tr.position) == "0-1-12"
+    assert tr.pending_complete == 3
+
+
+def test_rollback_after_part_of_the_transaction_was_handed_over_is_refused() -> None:
+    tr = mariadb()
+    tr.gtid_event("0-1-11", False)
+    ins(tr, "orders", 1, 2)
+    assert tr.take(partial=True) is not None  # a huge transaction: its start went to the writer
+    ins(tr, "orders", 3)
+    with pytest.raises(UnreproducibleEvent, match=r"0-1-11 ends in ROLLBACK after part of it") as caught:
+        tr.query_event("ROLLBACK", "app")
+    assert caught.value.gtid == "0-1-11" and caught.value.exit_code == 3
+    assert str(tr.position) == "0-1-10"
+
+
+def test_rollback_to_savepoint_drops_the_changes_after_it() -> None:
+    tr = mariadb()
+    tr.gtid_event("0-1-11", False)
+    upd(tr, 1, b"a")
+    tr.query_event("SAVEPOINT `s1`", "app")
+    upd(tr, 2, b"b")
+    tr.query_event("SAVEPOINT `s2`", "app")
+    tr.rows_event("orders", Op.DELETE, [{"values": {"id": 3, "note": b"n"}}])
+    tr.query_event("ROLLBACK TO `s2`", "app")
+    tr.xid_event()
+    assert notes(tr.items) == [b"a", b"b"]
+    assert [i.op for i in tr.items if isinstance(i, RowChange)] == [Op.UPDATE, Op.UPDATE]
+    assert commits(tr.items) == ["0-1-11"]
+
+
+def test_nested_savepoints_and_repeated_rollbacks() -> None:
+    tr = mariadb()
+    tr.gtid_event("0-1-11", False)
+    upd(tr, 1, b"a")
+    tr.query_event("SAVEPOINT `s1`", "app")
+    upd(tr, 1, b"b")
+    tr.query_event("SAVEPOINT `s2`", "app")
+    upd(tr, 1, b"c")
+    tr.query_event("ROLLBACK TO `s1`", "app")  # s2 is gone with it, s1 stays
+    assert notes(tr.items) == [b"a"]
+    upd(tr, 1, b"d")
+    tr.query_event("ROLLBACK TO SAVEPOINT s1", "app")
+    upd(tr, 1, b"e")
+    with pytest.raises(UnreproducibleEvent, match="savepoint `s2`, which it did not set"):
+        tr.query_event("ROLLBACK TO `s2`", "app")
+
+
+def test_savepoint_of_the_same_name_replaces_the_older_one() -> None:
+    tr = mariadb()
+    tr.gtid_event("0-1-11", False)
+    upd(tr, 2, b"10")
+    tr.query_event("SAVEPOINT `a`", "app")
+    upd(tr, 2, b"11")
+    tr.query_event("SAVEPOINT `a`", "app")
+    upd(tr, 2, b"12")
+    tr.query_event("ROLLBACK TO `a`", "app")
+    tr.query_event("ROLLBACK TO `a`", "app")
+    tr.xid_event()
+    assert notes(tr.items) == [b"10", b"11"]
+
+
+def test_savepoint_names_compare_as_the_server_does() -> None:
+    tr = mariadb()
+    tr.gtid_event("0-1-11", False)
+    tr.query_event("SAVEPOINT `we``ird`", "app")
+    upd(tr, 2, b"x")
+    tr.query_event("ROLLBACK TO `WE``IRD`", "app")
+    tr.query_event("COMMIT", "app")
+    assert tr.items == [Commit("0-1-11")]
+
+
+def test_release_savepoint_forgets_it_and_later_ones() -> None:
+    tr = mariadb()
+    tr.gtid_event("0-1-11", False)
+    tr.query_event("SAVEPOINT s1", "app")
+    tr.query_event("SAVEPOINT s2", "app")
+    tr.query_event("RELEASE SAVEPOINT s1", "app")
+    with pytest.raises(UnreproducibleEvent, match="did not set"):
+        tr.query_event("ROLLBACK TO s2", "app")
+
+
+def test_savepoints_end_with_their_transaction() -> None:
+    tr = mariadb()
+    tr.gtid_event("0-1-11", False)
+    tr.query_event("SAVEPOINT s1", "app")
+    tr.xid_event()
+    tr.gtid_event("0-1-12", False)
+    with pytest.raises(UnreproducibleEvent, match="did not set"):
+        tr.query_event("ROLLBACK TO s1", "app")
+
+
+def test_partial_take_keeps_changes_after_an_open_savepoint() -> None:
+    tr = mariadb()
+    tr.gtid_event("0-1-11", False)
+    ins(tr, "orders", 1, 2)
+    tr.query_event("SAVEPOINT s1", "app")
+    ins(tr, "orders", 3)
+    batch = tr.take(partial=True)
+    assert batch is not None and len(batch.items) == 2
+    assert tr.take(partial=True) is None  # nothing more may go before the savepoint's fate
+    tr.query_event("ROLLBACK TO s1", "app")
+    ins(tr, "orders", 4)
+    tr.xid_event()
+    rest = tr.take()
+    assert rest is not None
+    assert rest.items == [RowChange("orders", Op.INSERT, None, (4, b"n")), Commit("0-1-11")]
+
+
+def test_savepoint_past_the_hold_limit_is_handed_over_and_a_rollback_to_it_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stream, "HOLD_LIMIT", 2)
+    tr = mariadb()
+    tr.gtid_event("0-1-11", False)
+    tr.query_event("SAVEPOINT s1", "app")
+    ins(tr, "orders", 1, 2, 3)
+    batch = tr.take(partial=True)
+    assert batch is not None and len(batch.items) == 3
+    with pytest.raises(UnreproducibleEvent, match="rolls back to savepoint s1 after row changes"):
+        tr.query_event("ROLLBACK TO s1", "app")
+
+
+def test_rollback_to_a_savepoint_set_before_a_partial_take_is_exact() -> None:
+    tr = mariadb()
+    tr.gtid_event("0-1-11", False)
+    ins(tr, "orders", 1)
+    tr.take(partial=True)
+    tr.query_event("SAVEPOINT s1", "app")
+    ins(tr, "orders", 2)
+    tr.query_event("ROLLBACK TO s1", "app")
+    tr.xid_event()
+    assert tr.items == [Commit("0-1-11")]
+
+
+def mariadb_xa_prepare(tr: Translator, gtid: str, xid: str, *ids: int) -> None:
+    """MariaDB's first part of an XA transaction: GTID (FL_PREPARED_XA), rows, XA END, XA_PREPARE."""
+    tr.gtid_event(gtid, False, xa=True)
+    ins(tr, "orders", *ids)
+    tr.query_event(f"XA END {xid}", "app")
+    tr.xa_prepare_event(False, xid)
+
+
+def xa_outcome(tr: Translator, gtid: str, verb: str, xid: str) -> None:
+    """MariaDB's second part: a standalone GTID (FL_COMPLETED_XA) with XA COMMIT or XA ROLLBACK."""
+    tr.gtid_event(gtid, True)
+    tr.query_event(f"XA {verb} {xid}", "app")
+
+
+def test_xa_commit_applies_the_rows_with_it_and_not_before() -> None:
+    tr = mariadb()
+    mariadb_xa_prepare(tr, "0-1-11", XID, 1, 2)
+    assert tr.pending_complete == 0 and str(tr.position) == "0-1-10"
+    assert tr.take() is not None and tr.take(partial=True) is None
+    xa_outcome(tr, "0-1-12", "COMMIT", XID)
+    batch = tr.take()
+    assert batch is not None
+    assert batch.items == [
+        RowChange("orders", Op.INSERT, None, (1, b"n")),
+        RowChange("orders", Op.INSERT, None, (2, b"n")),
+        Commit("0-1-11"),
+        Commit("0-1-12"),
+    ]
+    assert str(tr.position) == "0-1-12"
+
+
+def test_xa_rollback_applies_nothing_and_consumes_both_gtids() -> None:
+    tr = mariadb()
+    mariadb_xa_prepare(tr, "0-1-11", XID, 1, 2)
+    xa_outcome(tr, "0-1-12", "ROLLBACK", XID)
+    assert tr.items == [Commit("0-1-11"), Commit("0-1-12")]
+    assert str(tr.position) == "0-1-12" and tr.pending_complete == 2
+
+
+def test_transactions_after_a_prepared_xa_wait_for_its_outcome() -> None:
+    tr = mariadb()
+    dml(tr, "0-1-10", 9)
+    mariadb_xa_prepare(tr, "0-1-11", XID, 1)
+    dml(tr, "0-1-12", 5)
+    tr.gtid_event("0-1-13", True)
+    tr.query_event("CREATE TABLE unrelated (id INT)", "app")
+    assert tr.pending_complete == 2 and str(tr.position) == "0-1-10"
+    first = tr.take()
+    assert first is not None and commits(first.items) == ["0-1-10"]
+    assert tr.take(partial=True) is None
+    xa_outcome(tr, "0-1-14", "ROLLBACK", XID)
+    assert tr.items == [
+        Commit("0-1-11"),
+        RowChange("orders", Op.INSERT, None, (5, b"n")),
+        Commit("0-1-12"),
+        Commit("0-1-13"),
+        Commit("0-1-14"),
+    ]
+    assert str(tr.position) == "0-1-14" and tr.pending_complete == 5
+
+
+def test_two_prepared_xa_transactions_resolved_in_any_order() -> None:
+    tr = mariadb()
+    mariadb_xa_prepare(tr, "0-1-11", XID, 1)
+    mariadb_xa_prepare(tr, "0-1-12", XID2, 2)
+    xa_outcome(tr, "0-1-13", "ROLLBACK", XID)
+    assert tr.pending_complete == 0 and str(tr.position) == "0-1-10"
+    xa_outcome(tr, "0-1-14", "COMMIT", XID2)
+    assert tr.items == [
+        Commit("0-1-11"),
+        RowChange("orders", Op.INSERT, None, (2, b"n")),
+        Commit("0-1-12"),
+        Commit("0-1-13"),
+        Commit("0-1-14"),
+    ]
+    assert str(tr.position) == "0-1-14" and tr.pending_complete == 5
+
+
+def test_xa_without_moved_rows_commits_at_its_prepare() -> None:
+    tr = mariadb()
+    tr.gtid_event("0-1-11", False, xa=True)
+    tr.query_event(f"XA END {XID}", "app")
+    tr.xa_prepare_event(False, XID)
+    assert tr.items == [Commit("0-1-11")] and str(tr.position) == "0-1-11"
+    xa_outcome(tr, "0-1-12", "ROLLBACK", XID)  # harmless: nothing of it is held
+    assert commits(tr.items) == ["0-1-11", "0-1-12"] and str(tr.position) == "0-1-12"
+
+
+def test_xa_outcome_of_a_transaction_prepared_before_our_start_is_harmless() -> None:
+    tr = mariadb()
+    xa_outcome(tr, "0-1-11", "COMMIT", XID)
+    assert tr.items == [Commit("0-1-11")]
+
+
+def test_rewind_while_an_xa_waits_reads_it_all_again() -> None:
+    tr = mariadb()
+    dml(tr, "0-1-10", 9)
+    mariadb_xa_prepare(tr, "0-1-11", XID, 1)
+    dml(tr, "0-1-12", 5)
+    tr.rewind()
+    assert commits(tr.items) == ["0-1-10"] and str(tr.position) == "0-1-10"
+    # The reconnected stream starts after 0-1-10: the prepare again, then its outcome.
+    mariadb_xa_prepare(tr, "0-1-11", XID, 1)
+    dml(tr, "0-1-12", 5)
+    xa_outcome(tr, "0-1-13", "COMMIT", XID)
+    assert commits(tr.items) == ["0-1-10", "0-1-11", "0-1-12", "0-1-13"]
+    assert [i.after for i in tr.items if isinstance(i, RowChange)] == [(9, b"n"), (1, b"n"), (5, b"n")]
+
+
+def test_an_xa_waiting_too_long_stops_the_move_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream, "HOLD_LIMIT", 3)
+    tr = mariadb()
+    mariadb_xa_prepare(tr, "0-1-11", XID, 1)
+    dml(tr, "0-1-12", 2)
+    with pytest.raises(XAUnresolved, match=r"XA START 'x1'.*0-1-11.*XA RECOVER") as caught:
+        dml(tr, "0-1-13", 3)
+    assert caught.value.xid == XID and caught.value.gtid == "0-1-11" and caught.value.exit_code == 3
+    assert str(tr.position) == "0-1-10"
+
+
+def test_an_xa_too_large_to_hold_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream, "HOLD_LIMIT", 2)
+    tr = mariadb()
+    tr.gtid_event("0-1-11", False, xa=True)
+    ins(tr, "orders", 1, 2)
+    assert tr.take(partial=True) is None  # never handed over before its outcome
+    ins(tr, "orders", 3)
+    with pytest.raises(UnreproducibleEvent, match=r"XA transaction 0-1-11 has more than 2"):
+        tr.take(partial=True)
+
+
+def test_savepoints_inside_an_xa_transaction() -> None:
+    tr = mariadb()
+    tr.gtid_event("0-1-11", False, xa=True)
+    upd(tr, 2, b"15")
+    tr.query_event("SAVEPOINT `a`", "app")
+    upd(tr, 2, b"16")
+    tr.query_event("ROLLBACK TO `a`", "app")
+    tr.query_event(f"XA END {XID}", "app")
+    tr.xa_prepare_event(False, XID)
+    xa_outcome(tr, "0-1-12", "COMMIT", XID)
+    assert notes(tr.items) == [b"15"] and commits(tr.items) == ["0-1-11", "0-1-12"]
+
+
+def test_mysql_xa_two_phase_and_one_phase() -> None:
+    tr = mysql()
+    tr.gtid_event(f"{U1}:11", True)
+    tr.query_event(f"XA START {XID}", "app")  # MySQL: no BEGIN, no FL_PREPARED_XA
+    ins(tr, "orders", 1)
+    tr.query_event(f"XA END {XID}", "app")
+    tr.xa_prepare_event(False, XID)
+    assert tr.pending_complete == 0
+    tr.gtid_event(f"{U1}:12", True)
+    tr.query_event(f"XA ROLLBACK {XID}", "app")
+    assert tr.items == [Commit(f"{U1}:11"), Commit(f"{U1}:12")]
+    tr.gtid_event(f"{U1}:13", True)
+    tr.query_event(f"XA START {XID2}", "app")
+    ins(tr, "orders", 2)
+    tr.query_event(f"XA END {XID2}", "app")
+    tr.xa_prepare_event(True, XID2)  # XA COMMIT ... ONE PHASE: its commit
+    assert tr.items[-2:] == [RowChange("orders", Op.INSERT, None, (2, b"n")), Commit(f"{U1}:13")]
+    assert str(tr.position) == f"{U1}:1-13"
+
+
+def test_xa_commit_one_phase_statement_commits() -> None:
+    tr = mysql()
+    tr.gtid_event(f"{U1}:11", True)
+    tr.query_event(f"XA START {XID}", "app")
+    ins(tr, "orders", 1)
+    tr.query_event(f"XA END {XID}", "app")
+    tr.query_event(f"XA COMMIT {XID} ONE PHASE", "app")
+    assert commits(tr.items) == [f"{U1}:11"] and len(tr.items) == 2
+
+
+def test_xid_spellings_agree() -> None:
+    assert xid_text(1, b"x1", b"") == XID == _xid_key("X'7831',X'',1")
+    assert xid_text(7, b"gt'r", b"bq") == _xid_key("X'67742772',X'6271',7")
+    assert _xid_key("X'0A0B',X'FF',1") == xid_text(1, b"\x0a\x0b", b"\xff")
+
+
+# --------------------------------------------------------------------------- transaction shapes
+
+
+def test_a_gtid_while_a_transaction_is_open_is_refused() -> None:
+    tr = mariadb()
+    tr.gtid_event("0-1-11", False)
+    ins(tr, "orders", 1)
+    with pytest.raises(UnreproducibleEvent, match=r"0-1-12 starts while transaction 0-1-11 has not ended"):
+        tr.gtid_event("0-1-12", False)
+    assert str(tr.position) == "0-1-10"
+
+
+def test_a_gtid_with_no_commit_before_the_next_is_refused_even_without_rows() -> None:
+    tr = mysql()
+    tr.gtid_event(f"{U1}:11", True)
+    tr.query_event("BEGIN", "app")
+    with pytest.raises(UnreproducibleEvent, match="has not ended"):
+        tr.gtid_event(f"{U1}:12", True)
+
+
+@pytest.mark.parametrize("where", ["before any GTID", "after a commit"])
+def test_rows_outside_a_transaction_are_refused(where: str) -> None:
+    tr = mariadb()
+    if where == "after a commit":
+        dml(tr, "0-1-11", 1)
+    with pytest.raises(UnreproducibleEvent, match="outside any transaction"):
+        ins(tr, "orders", 2)
+    with pytest.raises(UnreproducibleEvent, match="outside any transaction"):
+        tr.row_changes([RowChange("orders", Op.INSERT, None, (3, b"n"))])
+
+
+def test_rows_in_a_standalone_group_are_refused() -> None:
+    tr = mariadb()
+    tr.gtid_event("0-1-11", True)
+    with pytest.raises(UnreproducibleEvent, match="single statement"):
+        ins(tr, "orders", 1)
+    tr = mysql()
+    tr.gtid_event(f"{U1}:11", True)  # no BEGIN followed
+    with pytest.raises(UnreproducibleEvent, match="single statement"):
+        ins(tr, "orders", 1)
+
+
+def test_legitimate_shapes_pass() -> None:
+    tr = mariadb()
+    # A stray commit before the first GTID (a transaction before our start position).
+    tr.xid_event()
+    # Standalone DDL groups, one after another.
+    for seq in (11, 12):
+        tr.gtid_event(f"0-1-{seq}", True)
+        tr.query_event(f"CREATE TABLE unrelated{seq} (id INT)", "app")
+    dml(tr, "0-1-13", 1)
+    # Our own cutover RENAME.
+    tr.gtid_event("0-1-14", True)
+    tr.query_event(f"/* {TAG} */ RENAME TABLE app.orders TO app._orders_old", "app")
+    # A reconnect in the middle of a transaction, then the transaction again from its GTID.
+    tr.gtid_event("0-1-15", False)
+    ins(tr, "orders", 2)
+    tr.rewind()
+    dml(tr, "0-1-15", 2)
+    assert commits(tr.items) == ["0-1-11", "0-1-12", "0-1-13", "0-1-14", "0-1-15"]
+    # MySQL: GTID + BEGIN + rows + Xid, and an empty transaction.
+    my = mysql()
+    my.gtid_event(f"{U1}:11", True)
+    my.query_event("BEGIN", "app")
+    ins(my, "orders", 1)
+    my.xid_event()
+    my.gtid_event(f"{U1}:12", True)
+    my.query_event("BEGIN", "app")
+    my.query_event("COMMIT", "app")
+    assert commits(my.items) == [f"{U1}:11", f"{U1}:12"]
