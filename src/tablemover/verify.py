@@ -47,7 +47,7 @@ from tablemover.errors import PreflightError, SafetyRefusal
 from tablemover.flavor import Flavor
 from tablemover.log import event
 from tablemover.machine import MoveMachine, State
-from tablemover.schema import TableSchema, inspect_table, table_exists
+from tablemover.schema import TableSchema, inspect_table, sql_col, table_exists
 
 if TYPE_CHECKING:
     from tablemover.apply import TargetWriter
@@ -286,7 +286,7 @@ async def _verify_table(
     key = schema.chunk_key
     if key is None:
         raise PreflightError(f"table {schema.qualified_name} has no primary or unique key to compare along.")
-    columns = [sql.Col.of(c.name, c.data_type, c.enum_values) for c in schema.columns]
+    columns = [sql_col(c) for c in schema.columns]
     key_cols = [columns[[c.name for c in columns].index(k)] for k in key]
     positions = [columns.index(k) for k in key_cols]
     report = TableReport(table, schema.name)
