@@ -113,8 +113,15 @@ def _debytes(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} {obj!r}"[:120])
 
 
+# MariaDB's fixed-size binary types: the binlog strips their trailing 0x00 bytes like BINARY(N)'s.
+_FIXED_BINARY = {"inet4": 4, "inet6": 16, "uuid": 16}
+
+
 def binary_width(column: Column) -> int | None:
-    """N of a BINARY(N) column (also ``CHAR(N) CHARACTER SET binary``), else None."""
+    """N of a BINARY(N) column (also ``CHAR(N) CHARACTER SET binary``) or the size of an INET4,
+    INET6 or UUID column, else None."""
+    if column.data_type in _FIXED_BINARY:
+        return _FIXED_BINARY[column.data_type]
     if column.data_type != "binary":
         return None
     match = _WIDTH.search(column.column_type)
@@ -126,8 +133,9 @@ _WIDTH = re.compile(r"\((\d+)\)")
 
 def _pad_binary(width: int) -> Fix:
     # The binlog stores BINARY(N) without its trailing 0x00 bytes (the pad character; MySQL and
-    # MariaDB both strip them in Field_string::pack). Stored, the value always has N bytes: a key
-    # matched without them finds nothing, and a value written without them differs.
+    # MariaDB both strip them in Field_string::pack; MariaDB's INET4/INET6/UUID too). Stored, the
+    # value always has N bytes: a key matched without them finds nothing, and a value written
+    # without them differs (or, for INET4 '0.0.0.0', is refused: '' is no INET4 value).
     def fix(v: Any) -> Any:
         return v.ljust(width, b"\0") if isinstance(v, bytes) else v
 
