@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pymysqlreplication.packet import parse_json
+from pymysqlreplication.packet import BinLogPacketWrapper, parse_json
 
 from tablemover.changes import Op
 from tablemover.decode import RowDecoder, UnreproducibleValue
@@ -264,3 +264,31 @@ def test_translator_stops_the_move_naming_table_column_and_gtid() -> None:
     assert info.value.gtid == gtid and info.value.table == "app.t"
     assert info.value.exit_code == 3
     assert not tr.items  # nothing of the transaction reaches the writer
+
+
+class _Packet:
+    """The two reads the library's JSON reader makes of a row image."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def read_uint_by_size(self, size: int) -> int:
+        self.pos += size
+        return int.from_bytes(self.data[self.pos - size : self.pos], "little")
+
+    def read(self, n: int) -> bytes:
+        self.pos += n
+        return self.data[self.pos - n : self.pos]
+
+
+def test_the_stream_hands_json_columns_over_undecoded() -> None:
+    # stream.py replaces the library's reader (whose parser raises TypeError on opaque values).
+    import tablemover.stream  # noqa: F401  (installs the reader)
+
+    doc = _opaque(246, b"\x05\x02\x81\x0d")
+    packet = _Packet(len(doc).to_bytes(4, "little") + doc + b"rest")
+    value = BinLogPacketWrapper.read_binary_json(packet, 4, False)
+    assert isinstance(value, RawJson) and value == doc and packet.pos == 4 + len(doc)
+    empty = _Packet(b"\x00\x00")
+    assert BinLogPacketWrapper.read_binary_json(empty, 2, False) == b""  # renders as null
+    assert to_text(BinLogPacketWrapper.read_binary_json(empty, 0, False)) == "null"
