@@ -103,7 +103,7 @@ def _json(column: str) -> Fix:
 
 def _debytes(obj: Any) -> Any:
     if isinstance(obj, bytes):
-        return obj.decode("utf-8", "surrogateescape")
+        return obj.decode("utf-8")  # JSON strings are UTF-8; anything else raises (refused)
     if isinstance(obj, dict):
         return {_debytes(k): _debytes(v) for k, v in obj.items()}
     if isinstance(obj, list):
