@@ -30,7 +30,7 @@ from tablemover.decode import RowDecoder
 from tablemover.errors import TargetRejectedWrite
 from tablemover.flavor import Flavor
 from tablemover.machine import State
-from tablemover.schema import TableSchema
+from tablemover.schema import TableSchema, sql_col
 
 MAX_TXN_ROWS = 5000  # rows written per target transaction before we commit at the next boundary
 MAX_TXN_AGE_S = 0.2  # ...or this old
@@ -272,7 +272,9 @@ class TargetWriter:
             self.rows_written += len(rows)
 
     async def _delete(self, table: str, keys: list[Row]) -> None:
-        key = self.schemas[table].chunk_key or ()
+        # Character key columns compare their bytes in the column's collation (sql.Col.marker).
+        names = self.schemas[table].chunk_key or ()
+        key = [sql_col(self.schemas[table].column(k)) for k in names]
         async with self.conn.cursor(WarningsCursor) as cur:
             for start in range(0, len(keys), DELETE_BATCH):
                 part = keys[start : start + DELETE_BATCH]

@@ -14,7 +14,7 @@ NULL in every row of a batch is written as a literal ``NULL`` in a statement var
 What still goes as text, counted in ``text_batches`` and logged at DEBUG:
 
 * a column whose values cannot be brought to one exact type (a value of a type the column never
-  produces, or str and bytes mixed in a character set Python has no codec for);
+  produces, or str and bytes mixed in a character set other than UTF-8);
 * values the driver cannot encode (a string that is not valid in the connection charset);
 * everything on MySQL (no bulk protocol), or once a server refused the bulk protocol.
 
@@ -46,7 +46,6 @@ from asyncmy.errors import NotSupportedError, ProgrammingError
 from tablemover import sql
 from tablemover.changes import Row
 from tablemover.db import query_one
-from tablemover.decode import python_codec
 from tablemover.log import event
 from tablemover.schema import Column
 
@@ -58,6 +57,7 @@ MAX_VARIANTS = 16  # prepared statements kept per writer, one per set of all-NUL
 MSG_TEXT_FALLBACK = "rows not bulk-compatible; writing them as text (slower, same result)"
 
 _BIT_WIDTH = re.compile(r"bit\((\d+)\)")
+_UTF8 = frozenset({None, "utf8mb4", "utf8mb3", "utf8"})
 
 # Warnings that say nothing about the stored values: deprecated syntax, a statement unsafe for a
 # STATEMENT-format binlog on the target, the range optimizer's memory limit (MySQL).
@@ -218,12 +218,13 @@ def bulk_values(column: Column, kind: ParamKind, values: Sequence[Any]) -> Seque
         if len(types) <= 1 and types <= {str, bytes}:
             return values
         if types <= {str, bytes}:
-            # Raw bytes from the binlog next to decoded text: encode the text in the column's own
-            # character set, which is what the server would store for it.
-            codec = python_codec(column.charset)
-            if codec is None:
+            # Stored bytes next to text (a MySQL JSON document, or a str a caller made): UTF-8 is
+            # exact for utf8mb4/utf8mb3 columns. For any other character set Python's codec may
+            # not be the server's (cp1252 is not MariaDB's latin1), so the batch goes as text,
+            # where the server converts the str itself.
+            if column.charset not in _UTF8:
                 return None
-            return [v.encode(codec) if type(v) is str else v for v in values]
+            return [v.encode("utf-8") if type(v) is str else v for v in values]
         return None
     if kind is ParamKind.BYTES:
         if types <= {bytes}:

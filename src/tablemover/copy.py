@@ -25,7 +25,7 @@ from tablemover.checkpoint import TableProgress
 from tablemover.db import ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT, error_code, execute, query
 from tablemover.keycodec import KeyValue
 from tablemover.log import event
-from tablemover.schema import TableSchema
+from tablemover.schema import TableSchema, sql_col
 
 MIN_CHUNK = 10  # the bounds config.py allows for chunk_size
 MAX_CHUNK = 100_000
@@ -87,7 +87,7 @@ class TableCopier:
         self.key_positions = [columns.index(k) for k in key]
         self.columns = columns
         # How each column reads exactly and each key column compares in index order (sql.py).
-        self._read = [sql.Col.of(c.name, c.data_type, c.enum_values) for c in schema.writable_columns]
+        self._read = [sql_col(c) for c in schema.writable_columns]
         self._key = [self._read[p] for p in self.key_positions]
         self._last_timing: tuple[int, float, int] | None = None  # (size, seconds, rows) of a chunk
 

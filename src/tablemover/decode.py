@@ -8,17 +8,17 @@ would not round-trip without the metadata.
 
 from __future__ import annotations
 
-import codecs
 import datetime as dt
 import enum
 import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import pymysql.charset
-
+from tablemover import mysqljson
 from tablemover.changes import Row
 from tablemover.errors import SchemaChanged
+from tablemover.mysqljson import RawJson
 from tablemover.schema import Column, TableSchema
 
 Fix = Callable[[Any], Any]
@@ -66,78 +66,105 @@ def _set(order: Sequence[str]) -> Fix:
     return fix
 
 
-def _json_value(v: Any) -> Any:
-    # Only MySQL reports DATA_TYPE 'json' (MariaDB's JSON is LONGTEXT and arrives as text); MySQL's
-    # binary JSON is decoded by the library into Python objects, which we serialise back.
-    return None if v is None else json.dumps(_debytes(v))
+class UnreproducibleValue(ValueError):
+    """A row image value that cannot be written exactly; the stream stops the move with it.
+
+    The decoder does not know the transaction; the stream's translator names it in the
+    :class:`~tablemover.errors.UnreproducibleEvent` it raises from this.
+    """
+
+    def __init__(self, column: str, reason: str) -> None:
+        super().__init__(f"column {column}: {reason}")
+        self.column = column
+        self.reason = reason
 
 
-def _debytes(obj: Any) -> Any:
-    if isinstance(obj, bytes):
-        return obj.decode("utf-8", "surrogateescape")
-    if isinstance(obj, dict):
-        return {_debytes(k): _debytes(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_debytes(v) for v in obj]
-    return obj
-
-
-def _text_key(charset: str | None) -> Fix:
-    # Binlog strings arrive as raw bytes (see stream.py). Key columns are decoded so that
-    # `WHERE key IN (...)` compares in the column's collation and can use the index; a _binary
-    # literal would force a binary comparison and a full scan.
-    encoding = python_codec(charset)
-    if encoding is None:
-        # No Python codec for this charset: keep the bytes, which still match exactly (binary
-        # comparison), only without the index.
-        return lambda v: v
-
+def _json(column: str) -> Fix:
     def fix(v: Any) -> Any:
-        return v.decode(encoding) if isinstance(v, bytes) else v
+        # Only MySQL reports DATA_TYPE 'json' (MariaDB's JSON is LONGTEXT and arrives as text).
+        # The stream hands over MySQL's binary JSON undecoded (mysqljson.RawJson); it becomes the
+        # exact JSON text, or the move stops on what text cannot carry (DECIMAL, dates, ...).
+        if v is None:
+            return None
+        if isinstance(v, RawJson):
+            try:
+                return mysqljson.to_text(v)
+            except mysqljson.UnrepresentableJson as exc:
+                raise UnreproducibleValue(column, str(exc)) from exc
+        # Python objects from the library's own parser (a caller without the stream's reader
+        # patch): exact only for what JSON has; anything else stops rather than guessing.
+        try:
+            return json.dumps(_debytes(v), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise UnreproducibleValue(column, f"a JSON value the binlog library decoded as {exc}") from exc
 
     return fix
 
 
-# MySQL charset names PyMySQL does not map, or maps wrongly for decoding column bytes.
-_CODECS = {"utf16": "utf-16-be", "utf16le": "utf-16-le", "utf32": "utf-32-be", "ucs2": "utf-16-be"}
+def _debytes(obj: Any) -> Any:
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8")  # JSON strings are UTF-8; anything else raises (refused)
+    if isinstance(obj, dict):
+        return {_debytes(k): _debytes(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_debytes(v) for v in obj]
+    if isinstance(obj, float | int | str | bool) or obj is None:
+        return obj
+    raise TypeError(f"{type(obj).__name__} {obj!r}"[:120])
 
 
-def python_codec(charset: str | None) -> str | None:
-    """The Python codec for a MySQL character set, or None when Python has none."""
-    if not charset:
-        return "utf-8"
-    if charset in _CODECS:
-        return _CODECS[charset]
-    found = pymysql.charset.charset_by_name(charset)
-    if found is None:
+# MariaDB's fixed-size binary types: the binlog strips their trailing 0x00 bytes like BINARY(N)'s.
+_FIXED_BINARY = {"inet4": 4, "inet6": 16, "uuid": 16}
+
+
+def binary_width(column: Column) -> int | None:
+    """N of a BINARY(N) column (also ``CHAR(N) CHARACTER SET binary``) or the size of an INET4,
+    INET6 or UUID column, else None."""
+    if column.data_type in _FIXED_BINARY:
+        return _FIXED_BINARY[column.data_type]
+    if column.data_type != "binary":
         return None
-    try:
-        codecs.lookup(found.encoding)
-    except LookupError:
-        return None
-    return str(found.encoding)
+    match = _WIDTH.search(column.column_type)
+    return int(match.group(1)) if match else 1  # BINARY without a width is BINARY(1)
+
+
+_WIDTH = re.compile(r"\((\d+)\)")
+
+
+def _pad_binary(width: int) -> Fix:
+    # The binlog stores BINARY(N) without its trailing 0x00 bytes (the pad character; MySQL and
+    # MariaDB both strip them in Field_string::pack; MariaDB's INET4/INET6/UUID too). Stored, the
+    # value always has N bytes: a key matched without them finds nothing, and a value written
+    # without them differs (or, for INET4 '0.0.0.0', is refused: '' is no INET4 value).
+    def fix(v: Any) -> Any:
+        return v.ljust(width, b"\0") if isinstance(v, bytes) else v
+
+    return fix
 
 
 class FixKind(enum.Enum):
     """Which fix-up a column's library value gets; the native row decoder (rowcodec) fuses some."""
 
-    TEXT_KEY = "text_key"  # bytes of a key column, decoded with the column's charset
+    PAD_BINARY = "pad_binary"  # BINARY(N) bytes, padded back to N with 0x00
     BIT = "bit"  # '0'/'1' string -> int (an int passes as is)
     SET = "set"  # Python set -> "a,b" in definition order (a str passes as is)
-    JSON = "json"  # MySQL binary JSON, decoded by the library -> JSON text
+    JSON = "json"  # MySQL binary JSON (mysqljson.RawJson) -> exact JSON text, or a refusal
     ZERO_TIMESTAMP = "zero_timestamp"  # 1970-01-01 00:00:00 (the binlog's 0) -> the zero timestamp
     ZERO_YEAR = "zero_year"  # 1900 (the binlog's 0) -> 0000
 
 
-def _fix_for(column: Column, is_key: bool) -> tuple[FixKind, Fix] | None:
-    if is_key and column.is_text:
-        return FixKind.TEXT_KEY, _text_key(column.charset)
+def _fix_for(column: Column) -> tuple[FixKind, Fix] | None:
+    # Key columns keep their bytes too (no Python codec is the server's charset); the writer
+    # compares them in the column's collation (sql.Col's placeholder), so the index is used.
+    width = binary_width(column)
+    if width is not None:
+        return FixKind.PAD_BINARY, _pad_binary(width)
     if column.data_type == "bit":
         return FixKind.BIT, _bit
     if column.data_type == "set":
         return FixKind.SET, _set(column.enum_values)
     if column.data_type == "json":
-        return FixKind.JSON, _json_value
+        return FixKind.JSON, _json(column.name)
     if column.data_type == "timestamp":
         return FixKind.ZERO_TIMESTAMP, _zero_timestamp
     if column.data_type == "year":
@@ -157,9 +184,7 @@ class RowDecoder:
         self.key_positions = tuple(names.index(k) for k in key)
         # Writable-column index -> (kind, fix): what the native decoder must reproduce.
         self.fix_plan: dict[int, tuple[FixKind, Fix]] = {
-            i: planned
-            for i, c in enumerate(schema.writable_columns)
-            if (planned := _fix_for(c, i in self.key_positions))
+            i: planned for i, c in enumerate(schema.writable_columns) if (planned := _fix_for(c))
         }
         self._fixes = [(i, fix) for i, (_kind, fix) in self.fix_plan.items()]
 

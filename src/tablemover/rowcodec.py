@@ -12,7 +12,7 @@ writable-column tuple the writer gets, built directly.
 The values must be exactly what the library path produces (``tests/unit/test_rowcodec.py`` and
 ``tests/integration/test_rowcodec_differential.py`` compare both on real binlog events), including
 its quirks: TIMESTAMP 0 reads as 1970-01-01, YEAR 0 as 1900 (decode.py turns both back into zero
-values, on either path), strings stay raw bytes. Types whose
+values, on either path), strings stay raw bytes (keys too), BINARY(N) is padded back to N bytes. Types whose
 decoding we do not reproduce (old-style TIME/DATETIME/TIMESTAMP, GEOMETRY, MySQL's binary JSON, ...)
 make :func:`compile_codec` return the reason instead of a decoder, and that table's events are left
 to the library.
@@ -34,7 +34,7 @@ from typing import Any
 from pymysqlreplication.constants import FIELD_TYPE
 
 from tablemover.changes import Op, RowChange
-from tablemover.decode import Fix, FixKind, RowDecoder, python_codec
+from tablemover.decode import Fix, FixKind, RowDecoder, binary_width
 from tablemover.schema import Column
 
 # --------------------------------------------------------------------------- value helpers
@@ -415,11 +415,10 @@ def _column_plan(i: int, col: Any, fix: tuple[FixKind, Fix] | None, ours: Column
         return plan
     if kind is FixKind.BIT and col.type == FIELD_TYPE.BIT:
         return plan  # decode._bit turns the library's '0101' into the int we already produce
-    if kind is FixKind.TEXT_KEY and plan.length_bytes:
-        encoding = python_codec(ours.charset)
-        if encoding is None:
-            return plan  # no Python codec: the fix keeps the bytes
-        return _Plan(length_bytes=plan.length_bytes, expr=f"{{r}}.decode({encoding!r})")
+    if kind is FixKind.PAD_BINARY and plan.length_bytes:
+        # decode._pad_binary, fused: the binlog strips BINARY(N)'s trailing 0x00 bytes.
+        width = binary_width(ours)
+        return _Plan(length_bytes=plan.length_bytes, expr=f"{{r}}.ljust({width}, b'\\x00')")
     if kind is FixKind.JSON:
         return "JSON"  # MySQL's binary JSON: the library's decoder, then decode._json_value
     # Any other pairing: the library's value through the same fix function RowDecoder applies.

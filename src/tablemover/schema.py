@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tablemover.db import query
-from tablemover.sql import qualified
+from tablemover.sql import Col, qualified
 
 _BINARY_TYPES = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"})
 _TEXT_TYPES = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext"})
@@ -28,6 +28,7 @@ class Column:
     nullable: bool
     generated: bool
     charset: str | None
+    collation: str | None = None  # COLLATION_NAME: how a character column's keys compare
 
     @property
     def unsigned(self) -> bool:
@@ -58,6 +59,11 @@ class Column:
             return ()
         inner = self.column_type[self.column_type.index("(") + 1 : self.column_type.rindex(")")]
         return tuple(_split_quoted_list(inner))
+
+
+def sql_col(column: Column) -> Col:
+    """How the SQL builders read and compare ``column`` (its kind, members, charset, collation)."""
+    return Col.of(column.name, column.data_type, column.enum_values, column.charset, column.collation)
 
 
 def _split_quoted_list(inner: str) -> list[str]:
@@ -166,7 +172,7 @@ async def inspect_table(conn: Any, database: str, table: str) -> TableSchema:
     col_rows = await query(
         conn,
         "SELECT COLUMN_NAME, ORDINAL_POSITION, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, EXTRA, "
-        "CHARACTER_SET_NAME FROM information_schema.COLUMNS "
+        "CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
         "WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s ORDER BY ORDINAL_POSITION",
         (database, table),
     )
@@ -181,6 +187,7 @@ async def inspect_table(conn: Any, database: str, table: str) -> TableSchema:
             # DEFAULT_GENERATED marks an ordinary column with an expression default, which we write.
             generated=any(w in str(r[5]).upper() for w in ("VIRTUAL", "STORED", "PERSISTENT")),
             charset=str(r[6]) if r[6] is not None else None,
+            collation=str(r[7]) if r[7] is not None else None,
         )
         for r in col_rows
     )

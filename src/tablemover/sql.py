@@ -40,12 +40,14 @@ described by a :class:`Col` whose ``kind`` says how to compare them. What was ch
   -9223372036854775808 a decimal one, both compared exactly (never through DOUBLE).
 * BINARY / VARBINARY / BLOB prefixes: bytes are sent as ``_binary'...'`` (the driver's escape
   always prefixes bytes), compared bytewise, as the index orders them.
-* CHAR / VARCHAR in case- or accent-insensitive collations (utf8mb4_general_ci,
-  utf8mb4_unicode_ci) and trailing spaces: the literal takes the column's collation (a column
-  outranks a literal in coercibility), so the comparison uses the index's collation: 'a' and 'A'
-  (or 'e' and 'é', 'a' and 'a ' in PAD SPACE collations) are equal in both, and a unique key
-  cannot hold both. The value compared is the one read from the row itself, so it is always
-  representable in the column's character set.
+* CHAR / VARCHAR / TEXT, any character set and collation: read as the stored bytes
+  (``CAST(c AS BINARY)``) and compared as ``c > CONVERT(_binary'...' USING cs) COLLATE coll``
+  with the column's own character set and collation (:attr:`Col.marker`), so the comparison is
+  the index's: 'a' and 'A' (or 'e' and 'é', 'a' and 'a ' in PAD SPACE collations) are equal in
+  both, a unique key cannot hold both, and the index gives a range (tests/integration/
+  test_explain.py). No value goes through a Python codec, which for some character sets is not
+  the server's (Python's cp1252 is not MariaDB's latin1: 0x81, 0x8D, 0x8F, 0x90, 0x9D). The
+  value compared is the one read from the row itself, so it is valid in the column's charset.
 """
 
 from __future__ import annotations
@@ -77,21 +79,69 @@ class Kind(enum.Enum):
     FLOAT = "float"  # read as DOUBLE, which is exact
 
 
+_TEXT_TYPES = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext"})
+_NAME = re.compile(r"[a-z0-9_]+\Z")  # a character set or collation name as the server lists it
+
+
 @dataclass(frozen=True)
 class Col:
-    """A column as the builders need it: its name, and how it reads and compares."""
+    """A column as the builders need it: its name, and how it reads and compares.
+
+    ``collation`` is set for character columns (CHAR/VARCHAR/TEXT in a character set other than
+    binary): their values are read and sent as the stored bytes (see :attr:`read` and
+    :attr:`marker`), never through a Python codec.
+    """
 
     name: str
     kind: Kind = Kind.VALUE
     members: tuple[str, ...] = ()  # ENUM/SET members in definition order
+    charset: str | None = None  # of a character column
+    collation: str | None = None  # of a character column
 
     @classmethod
-    def of(cls, name: str, data_type: str, members: Sequence[str] = ()) -> Col:
-        """Describe a column from its information_schema DATA_TYPE (and ENUM/SET members)."""
+    def of(
+        cls,
+        name: str,
+        data_type: str,
+        members: Sequence[str] = (),
+        charset: str | None = None,
+        collation: str | None = None,
+    ) -> Col:
+        """Describe a column from its information_schema DATA_TYPE (and ENUM/SET members,
+        character set and collation)."""
         kind = {"enum": Kind.ENUM, "set": Kind.SET, "bit": Kind.BIT, "float": Kind.FLOAT}.get(
             data_type.lower(), Kind.VALUE
         )
-        return cls(name, kind, tuple(members) if kind in (Kind.ENUM, Kind.SET) else ())
+        text = (
+            data_type.lower() in _TEXT_TYPES
+            and charset not in (None, "binary")
+            and collation is not None
+            and bool(_NAME.match(charset or ""))
+            and bool(_NAME.match(collation))
+        )
+        return cls(
+            name,
+            kind,
+            tuple(members) if kind in (Kind.ENUM, Kind.SET) else (),
+            charset if text else None,
+            collation if text else None,
+        )
+
+    @property
+    def marker(self) -> str:
+        """The placeholder of a value compared with this column.
+
+        A character column's value travels as its bytes (the driver sends bytes as
+        ``_binary'...'``); ``CONVERT(... USING cs) COLLATE coll`` makes them a string of the column's
+        own character set and collation again, so the comparison is the index's (case- and
+        accent-insensitive where the column is, an index range) and no byte goes through a codec
+        other than the server's. The COLLATE is needed: CONVERT's result has the character set's
+        default collation at the same coercibility as the column, an "illegal mix" otherwise. A
+        ``str`` (a key from an older checkpoint) converts from the connection's utf8mb4 the same way.
+        """
+        if self.collation is None:
+            return "%s"
+        return f"CONVERT(%s USING {self.charset}) COLLATE {self.collation}"
 
     def arg(self, value: object) -> object:
         """The argument that compares ``value`` (as read from a row) in the index's order."""
@@ -144,6 +194,11 @@ class Col:
         """The select-list expression that reads this column exactly."""
         if self.kind is Kind.FLOAT:
             return f"CAST({quote_ident(self.name)} AS DOUBLE)"
+        if self.collation is not None:
+            # The stored bytes: a utf8mb4 session would convert them, and a byte the character
+            # set maps to no Unicode character (an ascii column's 0x80, cp1250's 0x81) would come
+            # back as '?'. Bytes are written back as _binary, which the server stores unconverted.
+            return f"CAST({quote_ident(self.name)} AS BINARY)"
         return quote_ident(self.name)
 
 
@@ -190,7 +245,7 @@ def _compare(col: Col, op: str, value: object) -> tuple[str, list[object]] | Non
     arg = col.arg(value)
     domain = col.domain
     if domain is None or not isinstance(arg, int):
-        return f"{quote_ident(col.name)} {op} %s", [arg]
+        return f"{quote_ident(col.name)} {op} {col.marker}", [arg]
     # ENUM/SET: an IN list of the qualifying numbers, because only equality is an index range.
     if op == ">":
         numbers = range(arg + 1, domain)
@@ -213,7 +268,7 @@ def _keyset(key: Sequence[ColLike], values: Sequence[object], op: str, last_op: 
         compared = _compare(col, last_op if i == len(cols) - 1 else op, values[i])
         if compared is None:
             continue  # e.g. "after the last ENUM member": this term holds for no row
-        parts = [f"{quote_ident(c.name)} = %s" for c in cols[:i]]
+        parts = [f"{quote_ident(c.name)} = {c.marker}" for c in cols[:i]]
         terms.append("(" + " AND ".join([*parts, compared[0]]) + ")")
         args.extend(c.eq_arg(v) for c, v in zip(cols[:i], values[:i], strict=True))
         args.extend(compared[1])
@@ -317,19 +372,21 @@ def insert_rows(
     return text
 
 
-def delete_keys(database: str, table: str, key: Sequence[str], rows: int) -> str:
+def delete_keys(database: str, table: str, key: Sequence[ColLike], rows: int) -> str:
     """Delete ``rows`` rows by key; the arguments are the keys' values, flattened in order.
 
     A composite key is written ``(a = %s AND b = %s) OR (a = %s AND b = %s) ...``: MariaDB 10.11
     runs ``(a, b) IN ((%s, %s))`` as a full table scan, while every server we support turns the
-    OR of equalities into one index range per key.
+    OR of equalities into one index range per key. Character columns compare their values' bytes
+    in the column's collation (:attr:`Col.marker`).
     """
     if rows < 1:
         raise ValueError("delete_keys needs at least one row")
-    if len(key) == 1:
-        where = f"{quote_ident(key[0])} IN ({', '.join(['%s'] * rows)})"
+    cols = [_col(k) for k in key]
+    if len(cols) == 1:
+        where = f"{quote_ident(cols[0].name)} IN ({', '.join([cols[0].marker] * rows)})"
     else:
-        one = "(" + " AND ".join(f"{quote_ident(k)} = %s" for k in key) + ")"
+        one = "(" + " AND ".join(f"{quote_ident(k.name)} = {k.marker}" for k in cols) + ")"
         where = " OR ".join([one] * rows)
     return f"DELETE FROM {qualified(database, table)} WHERE {where}"
 

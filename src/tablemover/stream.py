@@ -64,10 +64,10 @@ from pymysqlreplication.packet import BinLogPacketWrapper
 from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsEvent, WriteRowsEvent
 from pymysqlreplication.table import Table
 
-from tablemover import events, gtid, rowcodec
+from tablemover import events, gtid, mysqljson, rowcodec
 from tablemover.changes import Commit, Op, RowChange, StreamBatch
 from tablemover.config import ServerSection
-from tablemover.decode import RowDecoder
+from tablemover.decode import RowDecoder, UnreproducibleValue
 from tablemover.errors import BinlogPurged, SchemaChanged, StreamError, UnreproducibleEvent, XAUnresolved
 from tablemover.flavor import Flavor
 from tablemover.log import event
@@ -134,6 +134,19 @@ def _table_data(self: Any) -> dict[str, Any]:
     return self.__dict__  # type: ignore[no-any-return]
 
 
+_original_read_binary_json = BinLogPacketWrapper.read_binary_json
+
+
+def _raw_json(self: Any, size: int, is_partial: bool) -> Any:
+    # MySQL's binary JSON, undecoded: decode.py renders it exactly (mysqljson) or refuses it. The
+    # library's parser raises TypeError on a DECIMAL or DATETIME inside a document (and would
+    # on every resume). A partial update (PARTIAL_JSON) keeps the library's reader.
+    if is_partial:
+        return _original_read_binary_json(self, size, is_partial)
+    return mysqljson.read_raw(self, size)
+
+
+BinLogPacketWrapper.read_binary_json = _raw_json
 Table.__init__ = _table_init
 Table.data = property(_table_data)
 RowsEvent._RowsEvent__read_string = _raw_string
@@ -795,6 +808,21 @@ class Translator:
         """Row images of one row event; ``table`` is known to be a moved table."""
         self.events += 1
         self._rows_inside(table)
+        try:
+            self._decode_rows(table, op, rows)
+        except UnreproducibleValue as exc:
+            raise UnreproducibleEvent(
+                f"transaction {self._gtid or '?'} writes a value to moved table "
+                f"{self.database}.{table} that tablemover cannot write exactly ({exc}). Nothing of "
+                "that transaction was applied. Change the application so that it does not store "
+                "such values in the moved table (or move the table another way), then start the "
+                "move over: `tablemover discard -c FILE --yes`, then `tablemover run -c FILE`.",
+                gtid=self._gtid or "",
+                table=f"{self.database}.{table}",
+                statement="",
+            ) from exc
+
+    def _decode_rows(self, table: str, op: Op, rows: list[dict[str, Any]]) -> None:
         decoder = self.decoders[table]
         if op is Op.INSERT:
             self.items.extend(

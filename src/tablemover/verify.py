@@ -47,7 +47,7 @@ from tablemover.errors import PreflightError, SafetyRefusal
 from tablemover.flavor import Flavor
 from tablemover.log import event
 from tablemover.machine import MoveMachine, State
-from tablemover.schema import TableSchema, inspect_table, table_exists
+from tablemover.schema import TableSchema, inspect_table, sql_col, table_exists
 
 if TYPE_CHECKING:
     from tablemover.apply import TargetWriter
@@ -208,6 +208,7 @@ class _Chunk:
     src_rows: sql.Statement
     dst_rows: sql.Statement
     positions: list[int]
+    key_cols: list[sql.Col]  # for showing character keys as text in the report
 
 
 @dataclass
@@ -286,7 +287,7 @@ async def _verify_table(
     key = schema.chunk_key
     if key is None:
         raise PreflightError(f"table {schema.qualified_name} has no primary or unique key to compare along.")
-    columns = [sql.Col.of(c.name, c.data_type, c.enum_values) for c in schema.columns]
+    columns = [sql_col(c) for c in schema.columns]
     key_cols = [columns[[c.name for c in columns].index(k)] for k in key]
     positions = [columns.index(k) for k in key_cols]
     report = TableReport(table, schema.name)
@@ -304,6 +305,7 @@ async def _verify_table(
             sql.select_range(schema.database, schema.name, columns, key_cols, **bounds),
             sql.select_range(tdb, table, columns, key_cols, **bounds),
             positions,
+            key_cols,
         )
         await compare.compare(chunk, report)
         if upper is None:
@@ -319,10 +321,37 @@ async def _drill_down(chunk: _Chunk, report: TableReport, *, lock: bool = False)
     dst_map = {tuple(r[p] for p in chunk.positions): r for r in dst_rows}
     for k, row in src_map.items():
         if k not in dst_map:
-            report.missing_on_target.append(list(k))
+            report.missing_on_target.append(shown_key(chunk.key_cols, k))
         elif dst_map[k] != row:
-            report.different.append(list(k))
-    report.extra_on_target.extend(list(k) for k in dst_map if k not in src_map)
+            report.different.append(shown_key(chunk.key_cols, k))
+    report.extra_on_target.extend(shown_key(chunk.key_cols, k) for k in dst_map if k not in src_map)
+
+
+# MariaDB's latin1 is Windows-1252 with the five bytes cp1252 leaves undefined mapped to the C1
+# controls of the same number (0x81 -> U+0081, ...): Python's cp1252 raises on them.
+_LATIN1_GAPS = {0x81, 0x8D, 0x8F, 0x90, 0x9D}
+
+
+def shown_key(cols: list[sql.Col], values: tuple[Any, ...]) -> list[Any]:
+    """A key as the report shows it: character columns (read as their bytes) as text.
+
+    For the operator's eyes only; comparisons use the bytes. A value no codec here reads as the
+    server would stays bytes rather than be shown wrongly.
+    """
+    return [_shown(c, v) for c, v in zip(cols, values, strict=True)]
+
+
+def _shown(col: sql.Col, value: Any) -> Any:
+    if col.charset is None or not isinstance(value, bytes):
+        return value
+    try:
+        if col.charset in ("utf8mb4", "utf8mb3", "utf8", "ascii"):
+            return value.decode("utf-8")
+        if col.charset == "latin1":
+            return "".join(chr(b) if b in _LATIN1_GAPS else bytes([b]).decode("cp1252") for b in value)
+    except UnicodeDecodeError:
+        pass
+    return value
 
 
 def print_report(report: VerifyReport, *, as_json: bool) -> None:

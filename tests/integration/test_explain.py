@@ -4,7 +4,8 @@ The statements come from the same builders the code calls (``tablemover.sql``), 
 built the same way (``Col.of`` from the inspected schema), so a builder that regresses to a shape
 the optimizer runs as a scan fails here. Tables hold a few thousand rows and are ANALYZEd, so the
 optimizer has no "the table is tiny, scan it" excuse. Keys: one column; two columns (INT, VARCHAR
-in utf8mb4_unicode_ci); three columns with the ENUM first and with it in the middle.
+in utf8mb4_unicode_ci); three columns with the ENUM first and with it in the middle; a latin1
+VARCHAR in latin1_swedish_ci holding 0x80-0xFF; utf8mb4_bin CHAR and BINARY(16).
 
 A statement fails on ``access_type`` ALL (full table scan) or ``index`` (full index scan), with one
 exception: a statement with a LIMIT and no WHERE (the first chunk read, the first verify
@@ -19,13 +20,14 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import pymysql
 import pytest
 
 from conftest import MoveEnv
 from tablemover import sql
 from tablemover.config import load_config
 from tablemover.db import close, connect
-from tablemover.schema import TableSchema, inspect_table
+from tablemover.schema import TableSchema, inspect_table, sql_col
 
 TABLES = {
     "single": (
@@ -49,6 +51,19 @@ TABLES = {
         "INSERT INTO enum_middle SELECT seq DIV 40, ELT(1 + seq % 4, 'red', 'green', 'blue', 'orange'), "
         "CONCAT('s', seq), seq FROM seq_1_to_6000",
     ),
+    # Character keys compare their bytes as CONVERT(_binary'..' USING cs) COLLATE coll (sql.Col.marker):
+    # latin1 in a case-insensitive collation, holding the bytes Python's cp1252 cannot decode.
+    "latin1_ci": (
+        "CREATE TABLE latin1_ci (k VARCHAR(8) CHARACTER SET latin1 COLLATE latin1_swedish_ci NOT NULL "
+        "PRIMARY KEY, v VARCHAR(20) CHARACTER SET latin1)",
+        "INSERT INTO latin1_ci SELECT CONCAT(CONVERT(LPAD(seq, 4, '0') USING latin1), "
+        "CHAR(128 + seq % 128 USING latin1)), CHAR(128 + seq % 128 USING latin1) FROM seq_1_to_5000",
+    ),
+    "bin_comp": (
+        "CREATE TABLE bin_comp (a CHAR(3) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, "
+        "b BINARY(16) NOT NULL, t TEXT CHARACTER SET ascii, PRIMARY KEY (a, b))",
+        "INSERT INTO bin_comp SELECT CONCAT('é', seq DIV 100), UNHEX(MD5(seq)), 'x' FROM seq_1_to_5000",
+    ),
 }
 ROW_COUNTS = (1, 2, 50)
 
@@ -69,7 +84,15 @@ class Explainer:
     """Runs EXPLAIN FORMAT=JSON for a statement and its arguments on the target, as root."""
 
     def __init__(self, move: MoveEnv) -> None:
-        self.conn = move.target.admin(move.target_database)
+        # Bytes rendered as _binary'...', as the daemon's connections do (db.connect).
+        self.conn = pymysql.connect(
+            unix_socket=move.target.socket,
+            user="root",
+            database=move.target_database,
+            charset="utf8mb4",
+            binary_prefix=True,
+            autocommit=True,
+        )
 
     def plan(self, text: str, args: list[object]) -> tuple[str, dict[str, Any]]:
         with self.conn.cursor() as cur:
@@ -122,12 +145,13 @@ async def _schema(move: MoveEnv, table: str) -> TableSchema:
 
 
 def _cols(schema: TableSchema, names: tuple[str, ...]) -> list[sql.Col]:
-    return [sql.Col.of(c.name, c.data_type, c.enum_values) for c in map(schema.column, names)]
+    return [sql_col(c) for c in map(schema.column, names)]
 
 
 def _rows(move: MoveEnv, schema: TableSchema) -> list[tuple[Any, ...]]:
-    """Every row (writable columns) in key order, as the copier reads them (names for ENUMs)."""
-    names = ", ".join(sql.quote_ident(c.name) for c in schema.writable_columns)
+    """Every row (writable columns) in key order, as the copier reads them (names for ENUMs,
+    character columns as their bytes)."""
+    names = sql.read_list(_cols(schema, tuple(c.name for c in schema.writable_columns)))
     order = sql.column_list(schema.chunk_key or ())
     return [tuple(r) for r in move.tgt(f"SELECT {names} FROM {schema.name} ORDER BY {order}")]
 
@@ -154,7 +178,7 @@ async def test_every_statement_shape_uses_the_key(move: MoveEnv, explainer: Expl
         picked = [rows[i * len(rows) // n] for i in range(n)]
         picked_keys = [tuple(r[p] for p in positions) for r in picked]
         explainer.assert_uses_key(
-            f"delete {n}", sql.delete_keys(db, table, key_names, n), [v for k in picked_keys for v in k]
+            f"delete {n}", sql.delete_keys(db, table, key, n), [v for k in picked_keys for v in k]
         )
         flat = [v for r in picked for v in r]
         explainer.assert_uses_key(

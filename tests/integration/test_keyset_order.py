@@ -35,7 +35,7 @@ from tablemover.checkpoint import TableProgress
 from tablemover.config import Config, load_config
 from tablemover.copy import TableCopier
 from tablemover.db import WRITER_SQL_MODE, close, connect, query
-from tablemover.schema import TableSchema, inspect_table
+from tablemover.schema import TableSchema, inspect_table, sql_col
 
 SEED = 20240522
 Literal = str  # an SQL literal, as inserted on the source
@@ -220,7 +220,7 @@ def create_and_fill(move: MoveEnv, table: str, *, fill_target: bool = False) -> 
 
 async def _keys_in_index_order(config: Config, schema: TableSchema) -> list[tuple[Any, ...]]:
     key = schema.chunk_key or ()
-    cols = [sql.Col.of(c.name, c.data_type, c.enum_values) for c in map(schema.column, key)]
+    cols = [sql_col(c) for c in map(schema.column, key)]  # as the copier reads them: bytes of strings
     conn = await connect(config.source, "source", temporal_as_text=True)
     try:
         table = sql.qualified(schema.database, schema.name)

@@ -90,7 +90,7 @@ def _string_spec(draw: st.DrawFn) -> Spec:
         else:
             data_type = "char" if textual else "binary"
         prefix = 2 if max_length > 255 else 1
-    # Key columns are decoded with their charset, so they get text that encodes in it.
+    # Text in the charset and any bytes (keys and values stay bytes, whatever the charset).
     codec = {"utf8mb4": "utf-8", "latin1": "cp1252", "cp1251": "cp1251"}.get(charset)
 
     def encode(raw: bytes) -> bytes:
@@ -102,7 +102,9 @@ def _string_spec(draw: st.DrawFn) -> Spec:
         text = st.text(st.characters(codec="latin-1" if codec != "utf-8" else None), max_size=limit // 4)
         encodable = text.map(lambda s, c=codec: s.encode(c, "ignore")[:limit])  # type: ignore[misc]
         values = (encodable | st.binary(max_size=limit)).map(encode)
-    return Spec(lib, data_type, data_type, None if charset == "binary" else charset, values, key_ok=True)
+    # BINARY(N) gets its width: both decoders pad a value back to N bytes (the binlog strips them).
+    column_type = f"binary({lib['max_length']})" if data_type == "binary" else data_type
+    return Spec(lib, data_type, column_type, None if charset == "binary" else charset, values, key_ok=True)
 
 
 def _temporal_spec(draw: st.DrawFn) -> Spec:
@@ -303,6 +305,7 @@ def library_changes(table: RandomTable, kind: int, body: bytes) -> list[Any]:
         _RowsEvent__enable_logging=False,
     )
     tr = Translator("app", {"t": table.decoder}, Flavor.MARIADB, "tag", MariaDBPosition())
+    tr.gtid_event("0-1-1", False)  # rows are only taken inside a transaction
     tr.rows_event("t", rowcodec.ROWS_EVENT_OPS[kind], ev.rows)
     return tr.items
 
@@ -543,3 +546,24 @@ def test_rows_layout_leaves_odd_events_to_the_library() -> None:
     wide = wide[:28] + bytes([252]) + wide[29:]  # a 2-byte column count: 251 columns or more
     assert rowcodec.rows_layout(wide, 23, 8, 4) is None
     assert rowcodec.rows_layout(_rows_packet(23, 2, b"x") + b"junk", 23, 8, 4) is None
+
+
+def test_binary_padding_is_fused_and_matches_the_library() -> None:
+    # BINARY(16) (UUID bytes) as key and value: the binlog holds them without trailing 0x00 bytes.
+    key = Column("k", 0, "binary", "binary(16)", False, False, None)
+    value = Column("v", 1, "binary", "binary(4)", True, False, None)
+    lib = [
+        LibColumn.__new__(LibColumn),
+        LibColumn.__new__(LibColumn),
+    ]
+    for c, n in zip(lib, (16, 4), strict=True):
+        c.__dict__.update(type=FIELD_TYPE.STRING, max_length=n, name=None, unsigned=False)
+    schema = TableSchema("app", "t", (key, value), (Index("PRIMARY", ("k",), True, False),), "", (), ())
+    decoder = RowDecoder(schema)
+    codec = rowcodec.compile_codec("t", lib, decoder)
+    assert not isinstance(codec, str), codec
+    assert ".ljust(16, b'\\x00')" in codec.source
+    body = b"\x00" + b"\x02\xab\xcd" + b"\x00"  # null bitmap, k = ab cd, v = '' (4 zero bytes)
+    (change,) = codec.decode(Op.INSERT, body, 0, len(body))
+    assert change.after == (b"\xab\xcd" + bytes(14), bytes(4))
+    assert decoder.row({"k": b"\xab\xcd", "v": b""}) == change.after

@@ -588,3 +588,48 @@ def test_select_range_shapes(
     stmt = sql.select_range("db", "t", ["id", "v"], ["id"], lower=lower, upper=upper)
     assert stmt == (f"SELECT `id`, `v` FROM {D}{where} ORDER BY `id`", args)
     assert "LOCK IN SHARE MODE" not in stmt.text
+
+
+# --------------------------------------------------------------------------- character columns
+
+
+LATIN1_CI = sql.Col.of("k", "varchar", (), "latin1", "latin1_swedish_ci")
+
+
+def test_character_columns_read_their_bytes_and_compare_in_their_collation() -> None:
+    # The value's bytes (sent as _binary'...') become a string of the column's charset and collation
+    # again, so the comparison is the index's and no Python codec touches the bytes.
+    assert LATIN1_CI.read == "CAST(`k` AS BINARY)"
+    assert LATIN1_CI.marker == "CONVERT(%s USING latin1) COLLATE latin1_swedish_ci"
+    after = sql.key_after([sql.Col("n"), LATIN1_CI], [1, b"\x81"])
+    assert after.text == (
+        "((`n` > %s) OR (`n` = %s AND `k` > CONVERT(%s USING latin1) COLLATE latin1_swedish_ci))"
+    )
+    assert after.args == [1, 1, b"\x81"]
+    assert sql.delete_keys("db", "t", [LATIN1_CI], 2) == (
+        "DELETE FROM `db`.`t` WHERE `k` IN (CONVERT(%s USING latin1) COLLATE latin1_swedish_ci, "
+        "CONVERT(%s USING latin1) COLLATE latin1_swedish_ci)"
+    )
+    assert sql.delete_keys("db", "t", [sql.Col("n"), LATIN1_CI], 1) == (
+        "DELETE FROM `db`.`t` WHERE (`n` = %s AND `k` = CONVERT(%s USING latin1) COLLATE latin1_swedish_ci)"
+    )
+    chunk = sql.select_chunk("db", "t", [sql.Col("n"), LATIN1_CI], [LATIN1_CI], after=None, limit=5)
+    assert chunk.text.startswith("SELECT `n`, CAST(`k` AS BINARY) FROM") and "ORDER BY `k`" in chunk.text
+
+
+@pytest.mark.parametrize(
+    ("data_type", "charset", "collation"),
+    [
+        ("varbinary", None, None),  # bytes already, compared bytewise
+        ("char", "binary", "binary"),  # CHAR CHARACTER SET binary is BINARY
+        ("blob", None, None),
+        ("int", None, None),
+        ("varchar", "utf8mb4", None),  # collation unknown (a hand-made Column): plain placeholder
+        ("varchar", "utf8mb4", "utf8mb4_general_ci; DROP"),  # not a collation name the server lists
+    ],
+)
+def test_other_columns_keep_the_plain_placeholder(
+    data_type: str, charset: str | None, collation: str | None
+) -> None:
+    col = sql.Col.of("c", data_type, (), charset, collation)
+    assert col.marker == "%s" and col.read == "`c`" and col.collation is None
