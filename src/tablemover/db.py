@@ -66,7 +66,11 @@ def error_code(exc: BaseException) -> int | None:
     return None
 
 
-class _Connection(asyncmy.connection.Connection):  # type: ignore[misc]
+# asyncmy ships no annotations for its compiled Connection; subclass it as what mypy sees: Any.
+_AsyncmyConnection: Any = asyncmy.connection.Connection
+
+
+class _Connection(_AsyncmyConnection):  # type: ignore[misc]
     """asyncmy's connection with the mysql client's answer to a server that does not offer TLS.
 
     Given an SSL context, asyncmy starts the TLS upgrade whether or not the server's handshake
@@ -76,6 +80,9 @@ class _Connection(asyncmy.connection.Connection):  # type: ignore[misc]
     """
 
     tm_tls_fallback = False  # set per connection: tls_mode = "preferred"
+    _ssl_context: Any  # asyncmy's attributes this class reads and writes
+    server_capabilities: int
+    _client_flag: int
 
     async def _request_authentication(self) -> Any:
         if self._ssl_context is not None and not self.server_capabilities & tls.CLIENT_SSL:
@@ -126,7 +133,7 @@ async def connect(
         kwargs["host"] = server.host
         kwargs["port"] = server.port
     conn = _Connection(**kwargs)
-    conn.tm_tls_fallback = server.tls_mode == tls.TlsMode.PREFERRED
+    conn.tm_tls_fallback = server.tls_mode == "preferred"
     try:
         await conn.connect()
     except (OperationalError, OSError, TimeoutError) as exc:
@@ -152,9 +159,9 @@ def _tls_login_hint(server: ServerSection, role: str) -> str:
     # TLS (require_secure_transport=ON, REQUIRE SSL) or a client certificate (REQUIRE X509/SUBJECT).
     if server.socket:
         return ""
-    if server.tls_mode == tls.TlsMode.DISABLED:
+    if server.tls_mode == "disabled":
         return (
-            f' If the server has require_secure_transport=ON or the user REQUIRE SSL, set [{role}] '
+            f" If the server has require_secure_transport=ON or the user REQUIRE SSL, set [{role}] "
             'tls_mode (e.g. "verify_identity").'
         )
     if not server.tls_cert:

@@ -290,7 +290,7 @@ def pymysql_connector(server: ServerSection, role: str, connection: str) -> Call
                 conn = pymysql.connect(**settings, ssl=ctx)
             except pymysql.err.OperationalError as exc:
                 no_tls = bool(exc.args) and exc.args[0] == CR_SSL_CONNECTION_ERROR
-                if not (no_tls and server.tls_mode == TlsMode.PREFERRED):
+                if not (no_tls and server.tls_mode == "preferred"):
                     raise
                 conn = pymysql.connect(**settings, ssl_disabled=True)
         state = pymysql_state(server, conn)
@@ -303,3 +303,20 @@ def pymysql_connector(server: ServerSection, role: str, connection: str) -> Call
         return conn
 
     return open_connection
+
+
+def status_line(fields: Mapping[str, Mapping[str, Any]]) -> str:
+    """The text `status` line for :func:`status_fields`: ``tls: source TLSv1.3 verified, target ...``."""
+    parts = []
+    for role, server in fields.items():
+        connections = list(server.get("connections", {}).values())
+        if server.get("encrypted") and connections:
+            versions = sorted({str(c.get("version", "")) for c in connections})
+            verified = all(c.get("verified") for c in connections)
+            parts.append(f"{role} {'/'.join(versions)} {'verified' if verified else 'not verified'}")
+        else:
+            plain = sorted(
+                name for name, c in server.get("connections", {}).items() if not c.get("encrypted")
+            )
+            parts.append(f"{role} NOT encrypted ({', '.join(plain)})")
+    return "tls: " + ", ".join(parts)

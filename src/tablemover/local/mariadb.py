@@ -116,7 +116,9 @@ def make_tls_files(directory: Path, server_names: Sequence[str] = ("127.0.0.1", 
     )
     aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
 
-    def leaf(subject: str, usage: x509.ObjectIdentifier, names: Sequence[str]) -> tuple[x509.Certificate, Any]:
+    def leaf(
+        subject: str, usage: x509.ObjectIdentifier, names: Sequence[str]
+    ) -> tuple[x509.Certificate, Any]:
         key = ec.generate_private_key(ec.SECP256R1())
         b = (
             builder(subject, ca_name, key)
@@ -134,7 +136,9 @@ def make_tls_files(directory: Path, server_names: Sequence[str] = ("127.0.0.1", 
             b = b.add_extension(x509.SubjectAlternativeName(alt), critical=False)
         return b.sign(ca_key, hashes.SHA256()), key
 
-    server_cert, server_key = leaf(server_names[0] if server_names else "server", ExtendedKeyUsageOID.SERVER_AUTH, server_names)
+    server_cert, server_key = leaf(
+        server_names[0] if server_names else "server", ExtendedKeyUsageOID.SERVER_AUTH, server_names
+    )
     client_cert, client_key = leaf(MOVER_USER, ExtendedKeyUsageOID.CLIENT_AUTH, ())
     return TlsFiles(
         ca=write_cert("ca.pem", ca_cert),

@@ -21,13 +21,13 @@ def plain_text_warning(server: ServerSection, role: str, state: tls.TlsState) ->
     """The warning for a TCP connection to another host that ended up unencrypted, if any."""
     if state.encrypted or state.transport != "tcp" or tls.is_loopback(server.host):
         return None
-    if server.tls_mode == tls.TlsMode.DISABLED:
+    if server.tls_mode == "disabled":
         cause = 'tls_mode = "disabled"'
     else:
         cause = f'the server does not offer TLS and tls_mode = "{server.tls_mode}" allowed plain text'
     return (
         f"{role} {server.address}: the connection is NOT encrypted ({cause}); rows, binlog events and "
-        f'the password cross the network in clear text. Enable TLS on the server and set tls_mode = '
+        f"the password cross the network in clear text. Enable TLS on the server and set tls_mode = "
         f'"verify_identity" (or at least "required") in [{role}].'
     )
 
