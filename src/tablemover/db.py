@@ -66,6 +66,9 @@ def error_code(exc: BaseException) -> int | None:
     return None
 
 
+_CLIENT_MYSQL = 1  # capability bit 0: a MySQL client; a MariaDB client clears it to send extended caps
+_MARIADB_BULK_OPERATIONS = 1 << 2  # MARIADB_CLIENT_STMT_BULK_OPERATIONS, in the extended capabilities
+
 # asyncmy ships no annotations for its compiled Connection; subclass it as what mypy sees: Any.
 _AsyncmyConnection: Any = asyncmy.connection.Connection
 
@@ -80,9 +83,13 @@ class _Connection(_AsyncmyConnection):  # type: ignore[misc]
     """
 
     tm_tls_fallback = False  # set per connection: tls_mode = "preferred"
+    tm_tls_request_patched = False  # the TLS request carried MariaDB's extended capabilities
+    _tm_tls_request_next = False  # the next packet written is the TLS request
     _ssl_context: Any  # asyncmy's attributes this class reads and writes
     server_capabilities: int
     _client_flag: int
+    _mariadb_ext_caps: int
+    _bulk_supported: bool
 
     async def _request_authentication(self) -> Any:
         if self._ssl_context is not None and not self.server_capabilities & tls.CLIENT_SSL:
@@ -90,7 +97,32 @@ class _Connection(_AsyncmyConnection):  # type: ignore[misc]
                 raise OperationalError(tls.CR_SSL_CONNECTION_ERROR, "the server does not offer TLS")
             self._ssl_context = None
             self._client_flag &= ~tls.CLIENT_SSL
+        self._tm_tls_request_next = self._ssl_context is not None and bool(
+            self._mariadb_ext_caps & _MARIADB_BULK_OPERATIONS
+        )
         return await super()._request_authentication()
+
+    def write_packet(self, payload: bytes) -> None:
+        """Send a packet; the TLS request gets MariaDB's extended capabilities.
+
+        A MariaDB server takes the client's capabilities from the first packet, which under TLS
+        is the 32-byte TLS request. asyncmy 0.2.18 writes it with the MySQL-client bit set and no
+        extended capabilities (it adds them only to the login packet that follows), so the server
+        would refuse COM_STMT_BULK_EXECUTE, the copy's fast path, on every encrypted connection.
+        This writes the request as MariaDB's protocol defines it: CLIENT_MYSQL cleared and the
+        extended capabilities in its last four bytes, the same as the login packet will say.
+        """
+        if self._tm_tls_request_next:
+            self._tm_tls_request_next = False
+            if len(payload) == 32:
+                flags = int.from_bytes(payload[:4], "little") & ~_CLIENT_MYSQL
+                payload = (
+                    flags.to_bytes(4, "little")
+                    + payload[4:28]
+                    + _MARIADB_BULK_OPERATIONS.to_bytes(4, "little")
+                )
+                self.tm_tls_request_patched = True
+        super().write_packet(payload)
 
 
 async def connect(
@@ -145,6 +177,11 @@ async def connect(
     except tls.TlsSetupError:
         conn.close()
         raise
+    if state.encrypted and conn._bulk_supported and not conn.tm_tls_request_patched:
+        # The TLS request went out without MariaDB's extended capabilities (see _Connection), so
+        # the server answers a bulk batch with error 1295. Saying so up front sends bulk.py down
+        # its text path (NotSupportedError, before any I/O): slower, same rows.
+        conn._bulk_supported = False
     tls.observe(role, connection, state)
     settings = "SET SESSION time_zone='+00:00'"
     if sql_mode is not None:

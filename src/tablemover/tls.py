@@ -196,7 +196,18 @@ def no_tls_error(server: ServerSection, role: str) -> TlsSetupError:
 
 
 def describe_tls_failure(server: ServerSection, role: str, exc: BaseException) -> str | None:
-    """A message naming the setting to fix for a TLS handshake failure; None for other errors."""
+    """A message naming the setting to fix for a TLS handshake failure; None for other errors.
+
+    The drivers wrap the ssl module's error in their own ("Can't connect ..."), so the causes
+    of ``exc`` are looked at too.
+    """
+    seen: BaseException | None = exc
+    for _depth in range(5):
+        if seen is None or isinstance(seen, ssl.SSLError):
+            break
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(seen, ssl.SSLError):
+        exc = seen
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = exc.verify_message or str(exc)
         if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():
