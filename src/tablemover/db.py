@@ -34,6 +34,8 @@ WRITER_SQL_MODE = "STRICT_ALL_TABLES,ALLOW_INVALID_DATES,NO_AUTO_VALUE_ON_ZERO,N
 ER_ACCESS_DENIED = 1045
 ER_DBACCESS_DENIED = 1044
 ER_BAD_DB = 1049
+ER_ACCOUNT_LOCKED_MARIADB = 4151
+ER_ACCOUNT_LOCKED_MYSQL = 3118
 CR_CONN_HOST_ERROR = 2003
 CR_CONNECTION_ERROR = 2002
 CR_SERVER_GONE = 2006
@@ -221,6 +223,8 @@ def _describe_connect_failure(server: ServerSection, role: str, exc: BaseExcepti
             f"Check [{role}] user/password/password_file and that the user exists for this client host."
             + _tls_login_hint(server, role)
         )
+    if code in (ER_ACCOUNT_LOCKED_MARIADB, ER_ACCOUNT_LOCKED_MYSQL):
+        return f"{where}: the account is locked. Unlock it: ALTER USER ... ACCOUNT UNLOCK."
     if code == ER_BAD_DB:
         return f"{where}: {exc.args[1]}. Create the schema or fix the database name in [move]."
     detail = exc.args[1] if code is not None and len(exc.args) > 1 else str(exc) or type(exc).__name__

@@ -142,6 +142,8 @@ def test_whole_move_over_verified_tls_under_writes_with_a_sigkill(
 
             wait_until(copying, "the copy", daemon)
             assert doc["state"] == "COPYING", doc
+            text = move.cli("status", "-c", str(cfg))
+            assert "tls: source TLSv1.3 verified, target TLSv1.3 verified" in text.stdout, text.stdout
             daemon.send_signal(signal.SIGKILL)
             daemon.wait(timeout=30)
         # The daemon's own view: every connection to each server encrypted and verified.
@@ -346,3 +348,65 @@ def test_unverified_modes_encrypt_without_checking(tls_move: MoveEnv, tls_pair: 
     result = move.cli("check", "-c", str(cfg))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "certificate not verified" in result.stderr, result.stderr[-3000:]
+
+
+def test_a_source_restart_with_refused_logins_is_ridden_through_over_tls(
+    tls_move: MoveEnv, tls_pair: TlsPair
+) -> None:
+    """The nearest MariaDB has to MySQL's caching_sha2 full authentication after a restart: the
+    source restarts mid-copy and, for a while, refuses the mover's login (the account is locked).
+    Every reconnect is a fresh TLS handshake plus a login; the refused logins are transient, and
+    the move goes on once they succeed, ending equal."""
+    move = tls_move
+    seed(move, ["a"], 20_000)
+    cfg = tls_config(move, tls_pair, ["a"], move={"chunk_size": 50, "adaptive_chunk_size": False})
+    daemon = move.popen("run", "--stop-before-cutover", "-c", str(cfg))
+    try:
+        wait_until(
+            lambda: (
+                status_json(move, cfg).get("rows_copied", 0) > 1000
+                and status_json(move, cfg).get("origin") == "daemon"
+            ),
+            "the copy",
+            daemon,
+        )
+        move.source.execute("ALTER USER 'mover'@'%' ACCOUNT LOCK")
+        move.source.restart()
+
+        # A retry that met the refused login (error 4151 "this account is locked"), not only the
+        # connections the restart cut.
+        def login_refused() -> bool:
+            log = (move.workdir / "daemon.log").read_text()
+            return any("transient error" in line and "locked" in line for line in log.splitlines())
+
+        wait_until(login_refused, "a retry after a refused login", daemon)
+    finally:
+        move.source.execute("ALTER USER 'mover'@'%' ACCOUNT UNLOCK")
+    assert daemon.wait(timeout=300) == 0, (move.workdir / "daemon.log").read_text()[-3000:]
+    move.src("INSERT INTO a VALUES (900001, 1, 'after-restart', x'00ff')")
+    again = move.cli("run", "--stop-before-cutover", "-c", str(cfg))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert_hex_equal(move, {"a": "a"})
+
+
+async def test_bulk_writes_over_tls(tls_move: MoveEnv, tls_pair: TlsPair) -> None:
+    """The writer's fast path, MariaDB's COM_STMT_BULK_EXECUTE, works on an encrypted connection
+    (asyncmy's TLS request alone would not announce it; db._Connection does)."""
+    from tablemover import db
+    from tablemover.config import ServerSection
+
+    move = tls_move
+    move.src("CREATE TABLE a (id INT PRIMARY KEY, v VARCHAR(8))")
+    server = ServerSection.model_validate(
+        {"host": "127.0.0.1", "port": move.source.port, "user": "mover", "password": "mover-pass"}
+        | tls_pair.server_keys()
+    )
+    conn = await db.connect(server, "source", database=move.database)
+    try:
+        assert conn._bulk_supported and conn.tm_tls_request_patched
+        stmt = await conn.prepare("INSERT INTO a (id, v) VALUES (?, ?)")
+        result = await stmt.execute_bulk([(1, "x"), (2, "y"), (3, None)])
+        assert result.affected_rows == 3
+    finally:
+        await db.close(conn)
+    assert move.src("SELECT id, v FROM a ORDER BY id") == [(1, "x"), (2, "y"), (3, None)]

@@ -202,3 +202,17 @@ def test_the_drivers_have_what_the_login_methods_need() -> None:
         b"s3cret", scramble
     )
     assert len(pymysql_auth.ed25519_password(b"s3cret", scramble)) == 64
+
+
+def test_metrics_show_each_connections_tls() -> None:
+    from prometheus_client import generate_latest
+
+    from tablemover.http import MetricsSnapshot, build_registry
+
+    snap = MetricsSnapshot(
+        "m", "COPYING", {}, {}, 0, 0.0, False, "", 1000, None, {}, "",
+        tls_encrypted={("source", "binlog"): True, ("target", "sql"): False},
+    )  # fmt: skip
+    text = generate_latest(build_registry(lambda: snap)).decode()
+    assert 'tablemover_tls_encrypted{connection="binlog",move="m",server="source"} 1.0' in text
+    assert 'tablemover_tls_encrypted{connection="sql",move="m",server="target"} 0.0' in text
