@@ -8,11 +8,14 @@ at each connection from the server's side (performance_schema's per-thread ``Ssl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ import pytest
 
 from conftest import MoveEnv, TlsPair
 from support import WriteLoad, transitions, wait_for_log
-from tablemover.local.mariadb import LocalMariaDB, make_tls_files
+from tablemover.local.mariadb import LocalMariaDB, TlsFiles, make_tls_files
 
 TABLE = "CREATE TABLE {name} (id INT PRIMARY KEY, k INT NOT NULL, v VARCHAR(64), b VARBINARY(20), KEY (k))"
 
@@ -204,43 +207,64 @@ def test_plain_connection_to_the_tls_only_server_is_refused(tls_move: MoveEnv, t
     assert "Traceback" not in result.stderr
 
 
+@contextlib.contextmanager
+def target_serving(tls_pair: TlsPair, files: TlsFiles, tmp_path: Path) -> Iterator[None]:
+    """The target serves ``files``' server certificate (FLUSH SSL reloads it), then its own again."""
+    own = tls_pair.files
+    backup = tmp_path / "backup"
+    backup.mkdir(exist_ok=True)
+    for f in (own.server_cert, own.server_key):
+        shutil.copy2(f, backup / f.name)
+    try:
+        shutil.copyfile(files.server_cert, own.server_cert)
+        shutil.copyfile(files.server_key, own.server_key)
+        tls_pair.pair.target.execute("FLUSH SSL")
+        yield
+    finally:
+        for f in (own.server_cert, own.server_key):
+            shutil.copyfile(backup / f.name, f)
+        tls_pair.pair.target.execute("FLUSH SSL")
+
+
+def check_target(move: MoveEnv, tls_pair: TlsPair, **target: str) -> subprocess.CompletedProcess[str]:
+    cfg = move.config(["a"], source=tls_pair.server_keys(), target={**tls_pair.server_keys(), **target})
+    result = move.cli("check", "-c", str(cfg))
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return result
+
+
 def test_verify_identity_against_a_certificate_for_another_host_is_refused(
     tls_move: MoveEnv, tls_pair: TlsPair, tmp_path: Path
 ) -> None:
-    """The target serves, for this test, a certificate from the same CA naming another host."""
+    """The target serves, for this test, a certificate naming another host (from a CA of its own,
+    which tls_ca names: the chain verifies, only the name is wrong)."""
     move = tls_move
     seed(move, ["a"], 10)
-    files = tls_pair.files
     elsewhere = make_tls_files(tmp_path / "elsewhere", server_names=("db.elsewhere.example",))
-    # A PKI of its own: tls_ca names its CA, so the chain verifies and only the name is wrong.
-    backup = tmp_path / "backup"
-    backup.mkdir()
-    for f in (files.server_cert, files.server_key):
-        shutil.copy2(f, backup / f.name)
-    try:
-        shutil.copyfile(elsewhere.server_cert, files.server_cert)
-        shutil.copyfile(elsewhere.server_key, files.server_key)
-        move.target.execute("FLUSH SSL")
-        keys = {**tls_pair.server_keys("verify_identity"), "tls_ca": str(elsewhere.ca)}
-        cfg = move.config(["a"], source=tls_pair.server_keys(), target=keys)
-        result = move.cli("check", "-c", str(cfg))
+    with target_serving(tls_pair, elsewhere, tmp_path):
+        result = check_target(move, tls_pair, tls_ca=str(elsewhere.ca))
         assert result.returncode == 2, result.stderr[-3000:]
-        assert "does not name '127.0.0.1'" in result.stderr and "verify_ca" in result.stderr, result.stderr[
-            -3000:
-        ]
-        assert "Traceback" not in result.stderr
+        assert "does not name '127.0.0.1'" in result.stderr, result.stderr[-3000:]
+        assert "verify_ca" in result.stderr, result.stderr[-3000:]
         # The same certificate passes verify_ca: it is the name, not the chain, that failed.
-        cfg = move.config(["a"], source=tls_pair.server_keys(), target={**keys, "tls_mode": "verify_ca"})
-        relaxed = move.cli("check", "-c", str(cfg))
+        relaxed = check_target(move, tls_pair, tls_ca=str(elsewhere.ca), tls_mode="verify_ca")
         assert relaxed.returncode == 0, relaxed.stderr[-3000:]
-        # And a CA that did not sign it is refused, naming tls_ca.
-        cfg = move.config(["a"], source=tls_pair.server_keys(), target={**keys, "tls_ca": str(files.ca)})
-        untrusted = move.cli("check", "-c", str(cfg))
-        assert untrusted.returncode == 2 and "tls_ca" in untrusted.stderr, untrusted.stderr[-3000:]
-    finally:
-        for f in (files.server_cert, files.server_key):
-            shutil.copyfile(backup / f.name, f)
-        move.target.execute("FLUSH SSL")
+        # A CA that did not sign it is refused, naming tls_ca.
+        untrusted = check_target(move, tls_pair)
+        assert untrusted.returncode == 2, untrusted.stderr[-3000:]
+        assert f"does not chain to tls_ca '{tls_pair.files.ca}'" in untrusted.stderr, untrusted.stderr[-3000:]
+
+
+def test_an_expired_server_certificate_is_refused(
+    tls_move: MoveEnv, tls_pair: TlsPair, tmp_path: Path
+) -> None:
+    move = tls_move
+    seed(move, ["a"], 10)
+    expired = make_tls_files(tmp_path / "expired", server_expired=True)
+    with target_serving(tls_pair, expired, tmp_path):
+        result = check_target(move, tls_pair, tls_ca=str(expired.ca))
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert "expired" in result.stderr and "renew it" in result.stderr, result.stderr[-3000:]
 
 
 def test_required_against_a_server_without_tls_is_refused(move: MoveEnv) -> None:

@@ -57,12 +57,15 @@ class TlsFiles:
         return (*args, "--require-secure-transport=ON") if require_secure_transport else args
 
 
-def make_tls_files(directory: Path, server_names: Sequence[str] = ("127.0.0.1", "localhost")) -> TlsFiles:
+def make_tls_files(
+    directory: Path, server_names: Sequence[str] = ("127.0.0.1", "localhost"), *, server_expired: bool = False
+) -> TlsFiles:
     """Generate a CA and a server and a client certificate signed by it, under ``directory``.
 
     ``server_names`` go into the server certificate's subjectAltName (IP addresses as IP entries),
     which is what ``tls_mode = "verify_identity"`` checks the connected host against. Keys are EC
-    P-256 (fast to make), certificates valid from an hour ago for a day, keys mode 0600.
+    P-256 (fast to make), certificates valid from an hour ago for a day (``server_expired``: the
+    server certificate expired a minute ago), keys mode 0600.
     """
     import datetime as dt
     import ipaddress
@@ -92,7 +95,9 @@ def make_tls_files(directory: Path, server_names: Sequence[str] = ("127.0.0.1", 
         path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return path
 
-    def builder(subject: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
+    def builder(
+        subject: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, *, expired: bool = False
+    ) -> x509.CertificateBuilder:
         return (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
@@ -100,7 +105,7 @@ def make_tls_files(directory: Path, server_names: Sequence[str] = ("127.0.0.1", 
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=1))
+            .not_valid_after(now - dt.timedelta(minutes=1) if expired else now + dt.timedelta(days=1))
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         )
 
@@ -121,7 +126,9 @@ def make_tls_files(directory: Path, server_names: Sequence[str] = ("127.0.0.1", 
     ) -> tuple[x509.Certificate, Any]:
         key = ec.generate_private_key(ec.SECP256R1())
         b = (
-            builder(subject, ca_name, key)
+            builder(
+                subject, ca_name, key, expired=server_expired and usage == ExtendedKeyUsageOID.SERVER_AUTH
+            )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(aki, critical=False)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
