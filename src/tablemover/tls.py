@@ -3,7 +3,7 @@
 Every connection tablemover opens goes through here: :func:`tablemover.db.connect` (asyncmy: the
 copy, the writer, the lag monitor, the lock connection, the checksum gate and every one-shot
 command) and :func:`pymysql_connector` (the binlog streams, forward and reverse, which connect
-through PyMySQL under mysql-replication). ``tests/unit/test_tls.py`` enumerates the connection
+through PyMySQL under mysql-replication). ``tests/unit/test_tls_settings.py`` enumerates the connection
 calls in ``src/`` so that no new one bypasses this module.
 
 The modes mean what the mysql client's ``--ssl-mode`` means:
