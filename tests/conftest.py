@@ -20,10 +20,13 @@ from typing import Any
 import pytest
 
 from tablemover.local.mariadb import (
+    MOVER_USER,
     LocalMariaDB,
     LocalPair,
+    TlsFiles,
     find_mariadbd,
     grant_mover,
+    make_tls_files,
     pair_config,
     start_pair,
 )
@@ -90,6 +93,50 @@ def window_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPair]
     p = _start("FULL", tmp_path_factory, name="window", window=True)
     yield p
     p.stop()
+
+
+@dataclass
+class TlsPair:
+    """A pair serving TLS only (require_secure_transport=ON), its test PKI, and the client keys."""
+
+    pair: LocalPair
+    files: TlsFiles
+
+    def server_keys(self, mode: str = "verify_identity") -> dict[str, str]:
+        """The [source]/[target] TLS keys of a move that presents the client certificate."""
+        return {
+            "tls_mode": mode,
+            "tls_ca": str(self.files.ca),
+            "tls_cert": str(self.files.client_cert),
+            "tls_key": str(self.files.client_key),
+        }
+
+
+@pytest.fixture(scope="session")
+def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsPair]:
+    """Source + target with TLS (a private CA), require_secure_transport=ON, the performance schema
+    on (per-connection Ssl_cipher), and the mover user REQUIRE X509 with the grants a rollback
+    window needs."""
+    files = make_tls_files(tmp_path_factory.mktemp("pki"))
+    args = (*files.server_args(), "--performance-schema=ON")
+    p = _start("FULL", tmp_path_factory, name="tls", extra_args=args, window=True)
+    for server in (p.source, p.target):
+        server.execute(f"ALTER USER '{MOVER_USER}'@'%' REQUIRE X509")
+    yield TlsPair(p, files)
+    p.stop()
+
+
+@pytest.fixture
+def tls_move(tls_pair: TlsPair, tmp_path: Path) -> Iterator[MoveEnv]:
+    """A fresh move on the TLS pair; a daemon a failed test left running is killed."""
+    moves = _new_move(tls_pair.pair, tmp_path)
+    env = next(moves)
+    yield env
+    for proc in env.procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    next(moves, None)
 
 
 @pytest.fixture(params=["FULL", "MINIMAL"])

@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from tablemover import __version__, log
+from tablemover import __version__, log, tls
 from tablemover import checkpoint as cpstore
 from tablemover.config import Config, example_config, load_config
 from tablemover.db import close, connect
@@ -146,6 +146,8 @@ def status_text(status: dict[str, Any], name: str) -> list[str]:
         lines.append(f"  waiting: {waiting}")
     for blocker in status.get("cutover_blocked_by") or []:
         lines.append(f"  blocked by: {blocker}")
+    if status.get("tls"):
+        lines.append("  " + tls.status_line(status["tls"]))
     if "window_closes_in_s" in status:
         asked = "; rollback requested" if status.get("rollback_requested") else ""
         lines.append(

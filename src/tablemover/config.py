@@ -15,7 +15,7 @@ import tomllib
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -173,11 +173,32 @@ class ServerSection(_Section):
     password_file: str = ""
     socket: str = Field(default="", description="unix socket path; overrides host/port when set")
     connect_timeout_s: float = Field(default=5.0, gt=0)
+    # TLS, with the mysql client's --ssl-mode meanings (tablemover/tls.py). preferred: TLS when the
+    # server offers it, unverified; required: TLS, unverified; verify_ca: the certificate must chain
+    # to tls_ca; verify_identity: and name the host.
+    tls_mode: Literal["disabled", "preferred", "required", "verify_ca", "verify_identity"] = "preferred"
+    tls_ca: str = Field(default="", description="PEM file of the CA the server certificate must chain to")
+    tls_cert: str = Field(default="", description="PEM client certificate (for REQUIRE X509 users)")
+    tls_key: str = Field(default="", description="PEM private key of tls_cert, unencrypted")
+    tls_min_version: Literal["", "TLSv1.2", "TLSv1.3"] = Field(
+        default="", description='lowest TLS version accepted; "" = TLSv1.2 (the ssl module default)'
+    )
 
     @model_validator(mode="after")
     def _one_password_source(self) -> ServerSection:
         if self.password.get_secret_value() and self.password_file:
             raise ValueError("set either password or password_file, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _tls_consistent(self) -> ServerSection:
+        if self.tls_key and not self.tls_cert:
+            raise ValueError("tls_key is set without tls_cert: set both (the client certificate and its key)")
+        if self.socket and self.tls_mode in ("verify_ca", "verify_identity"):
+            raise ValueError(
+                f'tls_mode = "{self.tls_mode}" needs host/port: a unix socket connection is local and '
+                'not encrypted, so there is no certificate to verify (use "preferred" or "required")'
+            )
         return self
 
     def resolved_password(self) -> str:
@@ -373,6 +394,9 @@ host = "127.0.0.1"
 port = 3306
 user = "mover"
 password_file = "/etc/tablemover/source.pass"   # or password = "..."
+
+tls_mode = "preferred"          # disabled | preferred | required | verify_ca | verify_identity
+tls_ca = ""                     # CA file for verify_ca/verify_identity; tls_cert/tls_key: client certificate
 
 [target]                        # same keys as [source]
 host = "10.0.0.2"

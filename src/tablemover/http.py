@@ -21,7 +21,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -118,6 +118,8 @@ class MetricsSnapshot:
     cutover_lock_wait_ms: float | None = None  # the part of the outage the RENAME waited for locks
     reverse_lag_seconds: float | None = None  # the rollback window's reverse feed; None while closed
     rollback_outage_ms: float | None = None  # None until a rollback has measured it
+    # 1 encrypted / 0 plain, per (server role, connection), e.g. ("source", "binlog"); see tls.py.
+    tls_encrypted: dict[tuple[str, str], bool] = field(default_factory=dict)
 
 
 class _MoveCollector:
@@ -193,6 +195,11 @@ def _families(snap: MetricsSnapshot | None) -> list[Metric]:
     # InfoMetricFamily appends "_info": this becomes tablemover_info. The applied GTID is NOT a
     # label (a new value per scrape would make a new series each time): it is a gauge per stream.
     info = InfoMetricFamily("tablemover", "The tablemover version running the move.", labels=move)
+    tls_encrypted = GaugeMetricFamily(
+        "tablemover_tls_encrypted",
+        "1 when the connection of this role to this server is encrypted (TLS), 0 when it is plain.",
+        labels=[*move, "server", "connection"],
+    )
     applied = GaugeMetricFamily(
         "tablemover_applied_gtid_sequence",
         "Newest applied source transaction: seq per MariaDB domain, or highest GTID number per MySQL source.",
@@ -229,6 +236,8 @@ def _families(snap: MetricsSnapshot | None) -> list[Metric]:
         info.add_metric([m], {"version": __version__})
         for stream, seq in applied_sequences(snap.applied_gtid).items():
             applied.add_metric([m, stream], seq)
+        for (server, connection), encrypted in sorted(snap.tls_encrypted.items()):
+            tls_encrypted.add_metric([m, server, connection], 1.0 if encrypted else 0.0)
 
     families: list[Metric] = [rows_copied, rows_total, events, lag, state, throttled, chunk]
     if snap is None or snap.cutover_outage_ms is not None:
@@ -237,7 +246,7 @@ def _families(snap: MetricsSnapshot | None) -> list[Metric]:
         families.append(reverse_lag)
     if snap is None or snap.rollback_outage_ms is not None:
         families.append(rollback_outage)
-    families += [hooks, applied, info]
+    families += [hooks, applied, tls_encrypted, info]
     return families
 
 

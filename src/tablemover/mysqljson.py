@@ -99,10 +99,10 @@ def to_text(data: bytes) -> str:
     """The JSON text of one binary JSON value; raises :class:`UnrepresentableJson`."""
     if not data:
         return "null"
-    return _Reader(bytes(data)).value(data[0], 1, len(data), "$", 0)
+    return _JsonReader(bytes(data)).value(data[0], 1, len(data), "$", 0)
 
 
-class _Reader:
+class _JsonReader:
     def __init__(self, data: bytes) -> None:
         self.data = data
 

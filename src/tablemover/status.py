@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tablemover import hooks
+from tablemover import hooks, tls
 from tablemover.checkpoint import Checkpoint, TableProgress
 from tablemover.config import Config
 from tablemover.http import MetricsSnapshot
@@ -176,6 +176,9 @@ def status_document(config: Config, board: Board, controls: Controls) -> dict[st
         "cutover_blocked_by": list(board.cutover_blockers),
         **copy_figures(cp, board.rows_estimate, board.copy_rate, waiting=bool(board.throttle_reason)),
         "backlog": board.backlog,
+        # Per server: whether every connection this daemon opened is encrypted, and each one's
+        # TLS version, cipher and whether the certificate was verified.
+        "tls": tls.status_fields(tls.observed()),
         **window_figures(board, controls),
     }
 
@@ -211,4 +214,5 @@ def metrics_snapshot(config: Config, board: Board, controls: Controls) -> Metric
         applied_gtid=cp.applied_gtid if cp else "",
         reverse_lag_seconds=board.reverse_lag_s if board.window_closes_at is not None else None,
         rollback_outage_ms=board.rollback_outage_ms,
+        tls_encrypted={key: state.encrypted for key, state in tls.observed().items()},
     )

@@ -64,7 +64,7 @@ from pymysqlreplication.packet import BinLogPacketWrapper
 from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsEvent, WriteRowsEvent
 from pymysqlreplication.table import Table
 
-from tablemover import events, gtid, mysqljson, rowcodec
+from tablemover import events, gtid, mysqljson, rowcodec, tls
 from tablemover.changes import Commit, Op, RowChange, StreamBatch
 from tablemover.config import ServerSection
 from tablemover.decode import RowDecoder, UnreproducibleValue
@@ -1079,6 +1079,7 @@ class StreamSettings:
     database: str
     own_rename_tag: str
     report_host: str = ""  # shown in SHOW REPLICA HOSTS, so an id clash names the move
+    role: str = "source"  # which server section this is, for messages and the TLS state in `status`
     heartbeat_s: float = 0.05
     max_reconnects: int = 10
     batch_items: int = 2000
@@ -1169,6 +1170,9 @@ class BinlogStream:
         is_mariadb = s.flavor is Flavor.MARIADB
         reader = _Reader(
             connection_settings=conn,
+            # Both of the library's connections (the dump and its control connection) are opened
+            # through tablemover.tls, with the server section's TLS settings.
+            pymysql_wrapper=tls.pymysql_connector(s.server, s.role, "binlog"),
             server_id=s.server_id,
             blocking=True,
             resume_stream=True,

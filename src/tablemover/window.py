@@ -51,6 +51,7 @@ def reverse_feed(config: Config, target_flavor: Flavor) -> Feed:
         database=move.effective_target_database,
         own_rename_tag=rollback_comment(move.name, nonce=""),
         report_host=f"{move.replica_host_tag}:reverse",
+        role="target",  # the reverse stream reads the target's binlog, with [target]'s TLS settings
     )
     return Feed(settings, move.database, {t: move.renamed(t) for t in move.tables}, forward=False)
 

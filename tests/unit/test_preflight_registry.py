@@ -63,6 +63,7 @@ def test_registry_holds_every_check_in_phase_order() -> None:
     names = [c.name for c in REGISTRY]
     assert names == [
         "versions",
+        "tls",
         "same_server",
         "binlog",
         "binlog_events",

@@ -41,6 +41,121 @@ WINDOW_TARGET_GRANTS = (
 )
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of a throwaway test PKI: a CA, a server certificate and a client certificate."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def server_args(self, *, require_secure_transport: bool = True) -> tuple[str, ...]:
+        """``mariadbd`` options serving TLS with these files (and refusing plain TCP logins)."""
+        args = (f"--ssl-ca={self.ca}", f"--ssl-cert={self.server_cert}", f"--ssl-key={self.server_key}")
+        return (*args, "--require-secure-transport=ON") if require_secure_transport else args
+
+
+def make_tls_files(
+    directory: Path, server_names: Sequence[str] = ("127.0.0.1", "localhost"), *, server_expired: bool = False
+) -> TlsFiles:
+    """Generate a CA and a server and a client certificate signed by it, under ``directory``.
+
+    ``server_names`` go into the server certificate's subjectAltName (IP addresses as IP entries),
+    which is what ``tls_mode = "verify_identity"`` checks the connected host against. Keys are EC
+    P-256 (fast to make), certificates valid from an hour ago for a day (``server_expired``: the
+    server certificate expired a minute ago), keys mode 0600.
+    """
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+
+    def write_key(name: str, key: ec.EllipticCurvePrivateKey) -> Path:
+        path = directory / name
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
+        path.chmod(0o600)
+        return path
+
+    def write_cert(name: str, cert: x509.Certificate) -> Path:
+        path = directory / name
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return path
+
+    def builder(
+        subject: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, *, expired: bool = False
+    ) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now - dt.timedelta(minutes=1) if expired else now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tablemover test CA")])
+    ca_cert = (
+        builder("tablemover test CA", ca_name, ca_key)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+
+    def leaf(
+        subject: str, usage: x509.ObjectIdentifier, names: Sequence[str]
+    ) -> tuple[x509.Certificate, Any]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        b = (
+            builder(
+                subject, ca_name, key, expired=server_expired and usage == ExtendedKeyUsageOID.SERVER_AUTH
+            )
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(aki, critical=False)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if names:
+            alt: list[x509.GeneralName] = []
+            for n in names:
+                try:
+                    alt.append(x509.IPAddress(ipaddress.ip_address(n)))
+                except ValueError:
+                    alt.append(x509.DNSName(n))
+            b = b.add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        return b.sign(ca_key, hashes.SHA256()), key
+
+    server_cert, server_key = leaf(
+        server_names[0] if server_names else "server", ExtendedKeyUsageOID.SERVER_AUTH, server_names
+    )
+    client_cert, client_key = leaf(MOVER_USER, ExtendedKeyUsageOID.CLIENT_AUTH, ())
+    return TlsFiles(
+        ca=write_cert("ca.pem", ca_cert),
+        server_cert=write_cert("server-cert.pem", server_cert),
+        server_key=write_key("server-key.pem", server_key),
+        client_cert=write_cert("client-cert.pem", client_cert),
+        client_key=write_key("client-key.pem", client_key),
+    )
+
+
 class LocalServerError(RuntimeError):
     """A local server could not be installed or started."""
 

@@ -28,6 +28,7 @@ from tablemover.errors import PreflightError, SafetyRefusal
 from tablemover.log import event
 from tablemover.machine import PAST_POINT_OF_NO_RETURN, State
 from tablemover.schema import TableSchema
+from tablemover.tls import TlsSetupError
 
 __all__ = [
     "CHECK_MODULES",
@@ -178,11 +179,11 @@ async def preflight(config: Config) -> PreflightReport:
         failures: list[str] = []
         try:
             source = await connect(config.source, "source")
-        except ConnectError as exc:
+        except (ConnectError, TlsSetupError) as exc:
             failures.append(str(exc))
         try:
             target = await connect(config.target, "target")
-        except ConnectError as exc:
+        except (ConnectError, TlsSetupError) as exc:
             failures.append(str(exc))
         if failures:
             # Both servers are tried first, so one run tells the operator about both.
@@ -227,6 +228,7 @@ async def _read_info(conn: Any, config: Config, role: str) -> ServerInfo:
 # the later table checks read the schemas that `source_tables` inspected.
 CHECK_MODULES = (
     "versions",
+    "tls_state",
     "same_server",
     "binlog",
     "binlog_events",
