@@ -822,13 +822,21 @@ def changed_tables(query: str, default_schema: str) -> list[TableChange]:
 
 
 def changes_any(
-    query: str, default_schema: str, database: str, tables: Collection[str]
+    query: str, default_schema: str, database: str, tables: Collection[str], *, fold_case: bool = False
 ) -> TableChange | None:
     """The first change that hits `database`.`t` for a t in `tables` (or the whole database), else None.
 
-    Names compare exactly, as the server compares them with lower_case_table_names=0.
+    Names compare as the server compares them: exactly with lower_case_table_names=0 (``fold_case``
+    False: ``TRUNCATE ORDERS`` is another table than ``orders``), case-insensitively with 1
+    (``fold_case`` True: the statement may spell a moved table in any case and still changes it).
     """
+    if fold_case:
+        database = database.lower()
+        tables = {t.lower() for t in tables}
     for change in changed_tables(query, default_schema):
-        if change.schema == database and (change.table is None or change.table in tables):
+        schema, table = change.schema, change.table
+        if fold_case:
+            schema, table = schema.lower(), table.lower() if table is not None else None
+        if schema == database and (table is None or table in tables):
             return change
     return None

@@ -51,6 +51,7 @@ def reverse_feed(config: Config, target_flavor: Flavor) -> Feed:
         database=move.effective_target_database,
         own_rename_tag=rollback_comment(move.name, nonce=""),
         report_host=f"{move.replica_host_tag}:reverse",
+        fold_names=move.target_folds_names,
     )
     return Feed(settings, move.database, {t: move.renamed(t) for t in move.tables}, forward=False)
 

@@ -64,6 +64,7 @@ def test_registry_holds_every_check_in_phase_order() -> None:
     assert names == [
         "versions",
         "same_server",
+        "names",
         "binlog",
         "target_binlog",
         "privileges",

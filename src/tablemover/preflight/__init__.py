@@ -228,6 +228,7 @@ async def _read_info(conn: Any, config: Config, role: str) -> ServerInfo:
 CHECK_MODULES = (
     "versions",
     "same_server",
+    "names",
     "binlog",
     "target_binlog",
     "privileges",
