@@ -145,7 +145,8 @@ async def _carry(
                         "AUTO_INCREMENT not carried over: a table is missing",
                         logging.WARNING,
                         table=table,
-                        looked_for=f"{o_role} {o_db}.{'/'.join(o_names)} -> {d_role} {d_db}.{'/'.join(d_names)}",
+                        origin=f"{o_role} {o_db}.{'/'.join(o_names)}",
+                        destination=f"{d_role} {d_db}.{'/'.join(d_names)}",
                     )
                     continue
                 carry = Carry(

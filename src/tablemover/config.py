@@ -270,7 +270,7 @@ class Config(_Section):
     control: ControlSection = ControlSection()
 
     def with_name_rules(self, source_lctn: int, target_lctn: int) -> Config:
-        """This config with the move's names spelt as the servers store them (``MoveSection.with_name_rules``)."""
+        """This config with the move's names spelt as the servers store them (see ``MoveSection``)."""
         return self.model_copy(update={"move": self.move.with_name_rules(source_lctn, target_lctn)})
 
     @property

@@ -828,15 +828,22 @@ def changes_any(
 
     Names compare as the server compares them: exactly with lower_case_table_names=0 (``fold_case``
     False: ``TRUNCATE ORDERS`` is another table than ``orders``), case-insensitively with 1
-    (``fold_case`` True: the statement may spell a moved table in any case and still changes it).
+    (``fold_case`` True: the statement may spell a moved table in any case and still changes it; the
+    change returned then names `database` and the table as given in `tables`).
     """
-    if fold_case:
-        database = database.lower()
-        tables = {t.lower() for t in tables}
+    if not fold_case:
+        for change in changed_tables(query, default_schema):
+            if change.schema == database and (change.table is None or change.table in tables):
+                return change
+        return None
+    # Folded: the change names the moved table as the caller knows it (the stored name), so the
+    # refusal's message names the table the operator configured, whatever the statement's spelling.
+    moved = {t.lower(): t for t in tables}
     for change in changed_tables(query, default_schema):
-        schema, table = change.schema, change.table
-        if fold_case:
-            schema, table = schema.lower(), table.lower() if table is not None else None
-        if schema == database and (table is None or table in tables):
-            return change
+        if change.schema.lower() != database.lower():
+            continue
+        if change.table is None:
+            return TableChange(database, None, change.kind)
+        if change.table.lower() in moved:
+            return TableChange(database, moved[change.table.lower()], change.kind)
     return None

@@ -30,7 +30,10 @@ def counter(server: LocalMariaDB, database: str, table: str) -> int | None:
 
 def hex_rows(server: LocalMariaDB, database: str, table: str) -> list[tuple[str, str]]:
     """Every row, byte for byte."""
-    return [(str(r[0]), str(r[1])) for r in server.execute(f"SELECT HEX(id), HEX(v) FROM `{database}`.`{table}` ORDER BY id")]
+    return [
+        (str(r[0]), str(r[1]))
+        for r in server.execute(f"SELECT HEX(id), HEX(v) FROM `{database}`.`{table}` ORDER BY id")
+    ]
 
 
 def seed(move: MoveEnv) -> None:
@@ -73,7 +76,9 @@ def test_the_cutover_carries_the_counter_over(move: MoveEnv) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     assert transitions(move)[-3:] == ["DRAINED", "HOOK_FIRED", "DONE"]
     assert log.read_text().split() == ["101"], "the on-success hook saw the counter already carried"
-    assert hex_rows(move.source, move.database, "_a_moved") == hex_rows(move.target, move.target_database, "a")
+    assert hex_rows(move.source, move.database, "_a_moved") == hex_rows(
+        move.target, move.target_database, "a"
+    )
     assert counter(move.target, move.target_database, "p") is None
     assert insert_id(move.target, move.target_database, "a") == 101
     # DONE does nothing again; the counter only ever rises.

@@ -29,7 +29,8 @@ def test_raise_to_never_lowers(origin: int | None, destination: int | None, expe
 def test_alter_statement_is_tagged_and_quoted() -> None:
     statement = alter_statement("app", "or`ders", 101, forward_tag("m1"))
     assert statement == (
-        "ALTER /* tablemover rollback move=m1 nonce=auto-increment */ TABLE `app`.`or``ders` AUTO_INCREMENT = 101"
+        "ALTER /* tablemover rollback move=m1 nonce=auto-increment */ "
+        "TABLE `app`.`or``ders` AUTO_INCREMENT = 101"
     )
     assert "*/ TABLE" in alter_statement("app", "t", 5, "evil */ DROP TABLE x /*")
     assert alter_statement("app", "t", 5, "evil */ DROP").count("*/") == 1

@@ -387,7 +387,15 @@ def test_source_requirements_mysql_locking_read(version: str, needs_lock: bool) 
 
 def test_target_requirements() -> None:
     reqs = target_requirements("app")
-    assert {r.privileges[0] for r in reqs} == {"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER"}
+    assert {r.privileges[0] for r in reqs} == {
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "CREATE",
+        "DROP",
+        "ALTER",
+    }
     assert all(r.object_name == "app.*" for r in reqs)
     assert (
         missing(
@@ -397,10 +405,13 @@ def test_target_requirements() -> None:
         == []
     )
     # ALTER: the cutover carries the AUTO_INCREMENT counter over (autoinc.py)
-    assert [r.privileges for r in missing(
-        account("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP ON `tm\\_%`.* TO `m`@`%`"),
-        target_requirements("tm_x"),
-    )] == [("ALTER",)]
+    assert [
+        r.privileges
+        for r in missing(
+            account("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP ON `tm\\_%`.* TO `m`@`%`"),
+            target_requirements("tm_x"),
+        )
+    ] == [("ALTER",)]
     # table grants cannot create the schema or the checkpoint table
     assert len(missing(account("GRANT ALL ON `app`.`t` TO `m`@`%`"), reqs)) == 7
 

@@ -16,7 +16,9 @@ this check refuses what that cannot make safe:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from tablemover.db import query
 from tablemover.preflight import Phase, PreflightContext, check
 from tablemover.schema import lower_case_table_names
 
@@ -60,6 +62,45 @@ def name_rule_problems(
     ]
 
 
+async def same_but_case(conn: Any, database: str, table: str | None = None) -> str | None:
+    """The stored name that differs from ``database`` (or ``database``.``table``) only in case, if any;
+    None also when the name itself is stored.
+
+    For the message when a configured name is not found on a server that compares names exactly
+    (lower_case_table_names=0): ``Orders`` is not ``orders`` there.
+    """
+    if table is None:
+        rows = await query(
+            conn,
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE LOWER(SCHEMA_NAME)=LOWER(%s)",
+            (database,),
+        )
+    else:
+        rows = await query(
+            conn,
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
+            "AND LOWER(TABLE_NAME)=LOWER(%s)",
+            (database, table),
+        )
+    # information_schema may compare case-insensitively (its collation) or not (a lookup by name
+    # on a case-sensitive file system): compare in Python, exactly.
+    names = [str(r[0]) for r in rows]
+    wanted = database if table is None else table
+    if wanted in names:
+        return None
+    return names[0] if names else None
+
+
+def case_hint(found: str | None) -> str:
+    """The sentence naming the stored name that differs only in case ("" when there is none)."""
+    if found is None:
+        return ""
+    return (
+        f" The server has {found}, which differs only in case: this server compares names as spelt "
+        f"(lower_case_table_names=0), so write {found} as the server stores it."
+    )
+
+
 @check(Phase.SERVERS, "names")
 async def names(ctx: PreflightContext) -> list[str]:
     """Refuse servers that resolve table names differently, or the unsupported setting 2."""
@@ -83,4 +124,9 @@ async def names(ctx: PreflightContext) -> list[str]:
             f"(source {source_lctn}, target {target_lctn}); this is a bug of the caller: resolve them "
             "with tablemover.schema.resolve_names first."
         ]
+    if source_lctn == 0:
+        # Named here, beside the privilege check that would otherwise only say the grants miss it.
+        found = await same_but_case(ctx.source, move.database)
+        if found is not None:
+            return [f"{ctx.source_address}: database {move.database} does not exist." + case_hint(found)]
     return []

@@ -11,6 +11,7 @@ from typing import Any
 
 from tablemover.db import query
 from tablemover.preflight import Phase, PreflightContext, check
+from tablemover.preflight.names import case_hint, same_but_case
 from tablemover.schema import inspect_table
 
 BASE_TABLE = "BASE TABLE"
@@ -32,37 +33,6 @@ async def schema_exists(conn: Any, database: str) -> bool:
     return bool(rows)
 
 
-async def same_but_case(conn: Any, database: str, table: str | None = None) -> str | None:
-    """The stored name that differs from ``database`` (or ``database``.``table``) only in case, if any.
-
-    For the message when a configured name is not found on a server that compares names exactly
-    (lower_case_table_names=0): ``Orders`` is not ``orders`` there.
-    """
-    if table is None:
-        rows = await query(
-            conn,
-            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE LOWER(SCHEMA_NAME)=LOWER(%s)",
-            (database,),
-        )
-    else:
-        rows = await query(
-            conn,
-            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
-            "AND LOWER(TABLE_NAME)=LOWER(%s)",
-            (database, table),
-        )
-    return str(rows[0][0]) if rows else None
-
-
-def _case_hint(found: str | None) -> str:
-    if found is None:
-        return ""
-    return (
-        f" The server has {found}, which differs only in case: this server compares names as spelt "
-        f"(lower_case_table_names=0), so write {found} as the server stores it."
-    )
-
-
 @check(Phase.TABLES, "source_tables")
 async def source_tables(ctx: PreflightContext) -> list[str]:
     """Find and inspect each moved table; fills ``ctx.schemas``."""
@@ -71,7 +41,7 @@ async def source_tables(ctx: PreflightContext) -> list[str]:
     if not await schema_exists(ctx.source, db):
         return [
             f"{ctx.source_address}: database {db} does not exist (or the user {ctx.config.source.user!r} "
-            "has no privilege on it). Fix [move] database." + _case_hint(await same_but_case(ctx.source, db))
+            "has no privilege on it). Fix [move] database." + case_hint(await same_but_case(ctx.source, db))
         ]
     problems: list[str] = []
     for table in move.tables:
@@ -87,7 +57,7 @@ async def source_tables(ctx: PreflightContext) -> list[str]:
             problems.append(
                 f"table {db}.{table} does not exist on {ctx.source_address}. "
                 "Create it, fix its name, or remove it from [move] tables."
-                + _case_hint(await same_but_case(ctx.source, db, table))
+                + case_hint(await same_but_case(ctx.source, db, table))
             )
         elif kind != BASE_TABLE:
             problems.append(
