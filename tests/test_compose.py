@@ -31,7 +31,7 @@ COMPOSE = ROOT / "compose"
 TABLES = ["orders", "order_items"]
 DATABASE = "app"
 MOVER = "'mover'@'%'"
-TARGET_GRANTS = {"app.*": {"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP"}}
+TARGET_GRANTS = {"app.*": {"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER"}}
 
 
 @dataclass(frozen=True)

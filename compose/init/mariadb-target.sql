@@ -6,5 +6,6 @@ CREATE DATABASE IF NOT EXISTS app;
 CREATE USER 'mover'@'%' IDENTIFIED BY 'mover-pass';
 
 -- Exactly the privileges the README documents for a target: rows and checkpoint (SELECT, INSERT,
--- UPDATE, DELETE), schema, tables and checkpoint table (CREATE, DROP).
-GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP ON `app`.* TO 'mover'@'%';
+-- UPDATE, DELETE), schema, tables and checkpoint table (CREATE, DROP), the AUTO_INCREMENT
+-- counter carried over at the cutover (ALTER).
+GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER ON `app`.* TO 'mover'@'%';

@@ -23,6 +23,7 @@ from tablemover import checkpoint as cpstore
 from tablemover.config import Config, example_config, load_config
 from tablemover.db import close, connect
 from tablemover.errors import BadInput, MoveFailed, TablemoverError
+from tablemover.schema import resolve_names
 
 EXIT_DIFFERENT = 4
 
@@ -35,6 +36,11 @@ exit codes:
   3  refused for safety; the message says what was found and what an operator must decide
   4  verify: the tables differ (the differing keys are listed)
 """
+
+
+def _load_resolved(path: str) -> Config:
+    """The config with its names spelt as the servers store them (lower_case_table_names)."""
+    return anyio.run(resolve_names, load_config(path))
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -67,7 +73,8 @@ def _checked_config(path: str) -> Config:
         raise BadInput(" ".join(found.refusals) + " Nothing was changed.")
     for warning in found.warnings:
         log.event(warning, logging.WARNING)
-    return config
+    # Names as the servers store them: only now, so a refused file never reaches a server.
+    return anyio.run(resolve_names, config)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -105,7 +112,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         if not status.pop("ok", True):
             raise MoveFailed(f"the daemon could not answer `status`: {status.get('error', status)}")
     else:
-        status = anyio.run(_status_from_checkpoint, config)
+        status = anyio.run(_status_from_checkpoint, _load_resolved(args.config))
     failed = status.get("state") == "FAILED"
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True, default=str))
@@ -220,7 +227,7 @@ async def _cleaned_up(config: Config) -> bool:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from tablemover.verify import print_report, verify
 
-    config = load_config(args.config)
+    config = _load_resolved(args.config)
     report = anyio.run(verify, config, args.rechecks)
     print_report(report, as_json=args.json)
     return 0 if report.equal else EXIT_DIFFERENT
@@ -245,7 +252,7 @@ def _socket_command(cmd: str) -> Callable[[argparse.Namespace], int]:
 def _cmd_abort(args: argparse.Namespace) -> int:
     from tablemover.control import daemon_listening
 
-    config = load_config(args.config)
+    config = _load_resolved(args.config)
     if anyio.run(daemon_listening, config.socket_path):
         return _socket_command("abort")(args)
     from tablemover.maintenance import abort_offline
@@ -260,7 +267,7 @@ ROLLBACK_POLL_S = 0.5
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from tablemover.control import daemon_listening, request
 
-    config = load_config(args.config)
+    config = _load_resolved(args.config)
     if not anyio.run(daemon_listening, config.socket_path):
         state = anyio.run(_status_from_checkpoint, config).get("state")
         if state == "ROLLED_BACK":
@@ -325,7 +332,7 @@ def _wait_rolled_back(config: Config, timeout_s: float) -> int:
 def _cmd_cleanup(args: argparse.Namespace) -> int:
     from tablemover.maintenance import cleanup
 
-    config = load_config(args.config)
+    config = _load_resolved(args.config)
     if args.drop_source and not args.yes:
         question = (
             f"drop the renamed source tables {', '.join(config.move.renamed(t) for t in config.move.tables)} "
@@ -348,7 +355,7 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
 def _cmd_discard(args: argparse.Namespace) -> int:
     from tablemover.maintenance import discard
 
-    config = load_config(args.config)
+    config = _load_resolved(args.config)
     for line in anyio.run(lambda: discard(config, yes=args.yes)):
         print(line)
     return 0

@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -78,6 +79,13 @@ class MoveSection(_Section):
         default=0.0, ge=0, description="seconds the rollback window stays open; 0 = off"
     )
     rolledback_table_format: str = "_{table}_rolledback"
+    # How each server resolves table and database names (its lower_case_table_names: 0 compares
+    # them as spelt, 1 stores and compares them in lower case). Not configurable: read from the
+    # servers by :func:`tablemover.schema.resolve_names`, which also folds the names above into the
+    # spelling the server stored, so that every later comparison (the binlog's table maps, the
+    # checkpoint's table keys, information_schema) sees the same name.
+    _source_lctn: int = PrivateAttr(0)
+    _target_lctn: int = PrivateAttr(0)
 
     @field_validator("tables")
     @classmethod
@@ -115,12 +123,36 @@ class MoveSection(_Section):
         return self.target_database or self.database
 
     def renamed(self, table: str) -> str:
-        """The name a source table gets at cutover."""
-        return self.renamed_table_format.format(table=table)
+        """The name a source table gets at cutover (as the source stores it)."""
+        name = self.renamed_table_format.format(table=table)
+        return name.lower() if self._source_lctn else name
 
     def rolledback(self, table: str) -> str:
-        """The name a target table gets when the move is rolled back."""
-        return self.rolledback_table_format.format(table=table)
+        """The name a target table gets when the move is rolled back (as the target stores it)."""
+        name = self.rolledback_table_format.format(table=table)
+        return name.lower() if self._target_lctn else name
+
+    @property
+    def source_folds_names(self) -> bool:
+        """True when the source stores and compares table names in lower case (lower_case_table_names=1)."""
+        return self._source_lctn != 0
+
+    @property
+    def target_folds_names(self) -> bool:
+        """True when the target stores and compares table names in lower case (lower_case_table_names=1)."""
+        return self._target_lctn != 0
+
+    def with_name_rules(self, source_lctn: int, target_lctn: int) -> MoveSection:
+        """This section with every name spelt as the servers store it (see :func:`stored_names`)."""
+        database, target_database, tables = stored_names(
+            self.database, self.target_database, self.tables, source_lctn, target_lctn
+        )
+        resolved = self.model_copy(
+            update={"database": database, "target_database": target_database, "tables": tables}
+        )
+        resolved._source_lctn = source_lctn
+        resolved._target_lctn = target_lctn
+        return resolved
 
     @property
     def reverse_server_id(self) -> int:
@@ -161,6 +193,29 @@ def credential_path(password_file: str) -> Path:
         if credential.is_file():
             return credential
     return Path(password_file)
+
+
+def stored_names(
+    database: str, target_database: str, tables: list[str], source_lctn: int, target_lctn: int
+) -> tuple[str, str, list[str]]:
+    """``(database, target_database, tables)`` as servers with these lower_case_table_names store them.
+
+    With 1 the server folds every database and table name to lower case when it creates and when it
+    looks one up, and the binlog's table maps carry the folded name; with 0 names are taken as
+    spelt. (2, stored as spelt but compared folded, exists only on case-insensitive file systems;
+    preflight refuses it.) Two configured tables that fold to one name are a configuration error.
+    """
+
+    def fold(name: str, lctn: int) -> str:
+        return name.lower() if lctn == 1 else name
+
+    folded = [fold(t, source_lctn) for t in tables]
+    if len(set(folded)) != len(folded):
+        raise ConfigError(
+            f"[move] tables {tables} name the same table twice on the source, which compares table names "
+            "case-insensitively (lower_case_table_names=1): list each table once."
+        )
+    return fold(database, source_lctn), fold(target_database, target_lctn), folded
 
 
 class ServerSection(_Section):
@@ -249,6 +304,10 @@ class Config(_Section):
     target: ServerSection = ServerSection()
     throttle: ThrottleSection = ThrottleSection()
     control: ControlSection = ControlSection()
+
+    def with_name_rules(self, source_lctn: int, target_lctn: int) -> Config:
+        """This config with the move's names spelt as the servers store them (see ``MoveSection``)."""
+        return self.model_copy(update={"move": self.move.with_name_rules(source_lctn, target_lctn)})
 
     @property
     def socket_path(self) -> str:

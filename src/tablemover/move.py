@@ -39,6 +39,7 @@ from asyncmy.errors import MySQLError
 from tablemover import checkpoint as cpstore
 from tablemover import faults, gtid, log, maintenance
 from tablemover.apply import TargetWriter
+from tablemover.autoinc import carry_back, carry_forward
 from tablemover.checkpoint import Checkpoint
 from tablemover.claims import check_history, check_source_matches
 from tablemover.config import Config
@@ -158,6 +159,9 @@ class Move:
             if machine.current is State.COPYING:
                 return self._result(machine, "copied and caught up; stopped before the cutover as asked")
         if machine.current is State.DRAINED:
+            # Before the application hears of the switch, and before the hook's first attempt reads
+            # the target position a rollback window's reverse feed starts at (autoinc.py).
+            await carry_forward(self.config, self.flavor, self.target_flavor)
             await self._success_hook(machine)
         if machine.current is State.HOOK_FIRED:
             await self._finish_or_open_window(machine)
@@ -166,6 +170,7 @@ class Move:
             if self.controls.stop_requested:
                 return self._stopped_result()
         if machine.current is State.ROLLBACK_DRAINED:
+            await carry_back(self.config, self.flavor, self.target_flavor)
             await restore_source(self.config, self.flavor)
             await self._rollback_hook(machine)
         return self._result(machine, f"move finished in state {machine.current.value}")

@@ -71,6 +71,7 @@ def forward_feed(config: Config, flavor: Flavor) -> Feed:
         database=move.database,
         own_rename_tag=rename_comment(move.name, nonce=""),
         report_host=move.replica_host_tag,
+        fold_names=move.source_folds_names,
     )
     return Feed(settings, move.effective_target_database, {t: t for t in move.tables}, forward=True)
 

@@ -7,10 +7,15 @@ to columns by ordinal against this, never by the column names the binlog may or 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tablemover.db import query
+from asyncmy.errors import MySQLError
+
+from tablemover.db import ConnectError, close, connect, query, query_one
 from tablemover.sql import Col, qualified
+
+if TYPE_CHECKING:
+    from tablemover.config import Config
 
 _BINARY_TYPES = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"})
 _TEXT_TYPES = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext"})
@@ -243,3 +248,41 @@ async def count_rows_estimate(conn: Any, database: str, table: str) -> int:
         (database, table),
     )
     return int(rows[0][0] or 0) if rows else 0
+
+
+async def lower_case_table_names(conn: Any) -> int:
+    """The server's ``lower_case_table_names``: 0 names as spelt, 1 folded to lower case, 2 see config."""
+    row = await query_one(conn, "SELECT @@lower_case_table_names")
+    return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+async def _server_lctn(config: Config, role: str) -> int | None:
+    server = config.source if role == "source" else config.target
+    conn: Any = None
+    try:
+        conn = await connect(server, role)
+        return await lower_case_table_names(conn)
+    except (ConnectError, MySQLError, OSError):
+        return None  # the command itself reports the unreachable server, in its own words
+    finally:
+        if conn is not None:
+            await close(conn)
+
+
+async def resolve_names(config: Config) -> Config:
+    """``config`` with its database and table names spelt as the servers store them.
+
+    Called once, before anything else reads a name: under ``lower_case_table_names=1`` the server
+    stores ``Orders`` as ``orders`` and its binlog names it so, and the stream, the checkpoint's
+    table keys, the RENAME, status, verify and cleanup all compare against the stored name. A server
+    that cannot be reached lends the other's setting (both must agree, which preflight checks);
+    with neither reachable the names stay as configured and the command reports the outage.
+    """
+    source = await _server_lctn(config, "source")
+    target = await _server_lctn(config, "target")
+    if source is None and target is None:
+        return config
+    source_lctn = source if source is not None else target
+    target_lctn = target if target is not None else source
+    assert source_lctn is not None and target_lctn is not None
+    return config.with_name_rules(source_lctn, target_lctn)

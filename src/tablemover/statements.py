@@ -822,13 +822,28 @@ def changed_tables(query: str, default_schema: str) -> list[TableChange]:
 
 
 def changes_any(
-    query: str, default_schema: str, database: str, tables: Collection[str]
+    query: str, default_schema: str, database: str, tables: Collection[str], *, fold_case: bool = False
 ) -> TableChange | None:
     """The first change that hits `database`.`t` for a t in `tables` (or the whole database), else None.
 
-    Names compare exactly, as the server compares them with lower_case_table_names=0.
+    Names compare as the server compares them: exactly with lower_case_table_names=0 (``fold_case``
+    False: ``TRUNCATE ORDERS`` is another table than ``orders``), case-insensitively with 1
+    (``fold_case`` True: the statement may spell a moved table in any case and still changes it; the
+    change returned then names `database` and the table as given in `tables`).
     """
+    if not fold_case:
+        for change in changed_tables(query, default_schema):
+            if change.schema == database and (change.table is None or change.table in tables):
+                return change
+        return None
+    # Folded: the change names the moved table as the caller knows it (the stored name), so the
+    # refusal's message names the table the operator configured, whatever the statement's spelling.
+    moved = {t.lower(): t for t in tables}
     for change in changed_tables(query, default_schema):
-        if change.schema == database and (change.table is None or change.table in tables):
-            return change
+        if change.schema.lower() != database.lower():
+            continue
+        if change.table is None:
+            return TableChange(database, None, change.kind)
+        if change.table.lower() in moved:
+            return TableChange(database, moved[change.table.lower()], change.kind)
     return None

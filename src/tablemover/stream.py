@@ -613,8 +613,11 @@ class Translator:
         flavor: Flavor,
         own_rename_tag: str,
         position: gtid.GtidPosition,
+        *,
+        fold_names: bool = False,
     ) -> None:
         self.database = database
+        self.fold_names = fold_names  # the server folds table names (lower_case_table_names=1)
         self.decoders = decoders
         self.flavor = flavor
         self.own_rename_tag = own_rename_tag  # the comment our cutover RENAME carries; not a foreign DDL
@@ -955,7 +958,7 @@ class Translator:
         Decided by parsing the statement (statements.py), so a table that is only read (``CREATE
         TABLE x LIKE moved``), a name in a comment or a same-named table elsewhere passes.
         """
-        change = changes_any(query, schema, self.database, self.decoders)
+        change = changes_any(query, schema, self.database, self.decoders, fold_case=self.fold_names)
         if change is not None:
             raise _refusal_for_statement(change, self.database, self._gtid or "?", query)
 
@@ -1080,6 +1083,10 @@ class StreamSettings:
     own_rename_tag: str
     report_host: str = ""  # shown in SHOW REPLICA HOSTS, so an id clash names the move
     role: str = "source"  # which server section this is, for messages and the TLS state in `status`
+    # The server stores and compares table names in lower case (lower_case_table_names=1): its table
+    # maps carry the folded name (which `database` and the decoders' keys are), a statement may
+    # spell a moved table in any case.
+    fold_names: bool = False
     heartbeat_s: float = 0.05
     max_reconnects: int = 10
     batch_items: int = 2000
@@ -1101,7 +1108,12 @@ class BinlogStream:
     ) -> None:
         self.settings = settings
         self.translator = Translator(
-            settings.database, decoders, settings.flavor, settings.own_rename_tag, start
+            settings.database,
+            decoders,
+            settings.flavor,
+            settings.own_rename_tag,
+            start,
+            fold_names=settings.fold_names,
         )
         self._send = send
         self._stop = threading.Event()

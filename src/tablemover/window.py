@@ -52,6 +52,7 @@ def reverse_feed(config: Config, target_flavor: Flavor) -> Feed:
         own_rename_tag=rollback_comment(move.name, nonce=""),
         report_host=f"{move.replica_host_tag}:reverse",
         role="target",  # the reverse stream reads the target's binlog, with [target]'s TLS settings
+        fold_names=move.target_folds_names,
     )
     return Feed(settings, move.database, {t: move.renamed(t) for t in move.tables}, forward=False)
 

@@ -65,6 +65,7 @@ def test_registry_holds_every_check_in_phase_order() -> None:
         "versions",
         "tls",
         "same_server",
+        "names",
         "binlog",
         "binlog_events",
         "target_binlog",

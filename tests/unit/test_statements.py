@@ -468,3 +468,40 @@ def test_string_literal_content_is_never_a_table(text: str) -> None:
 def test_block_comment_content_is_never_a_table(text: str) -> None:
     # A comment that starts like an executable one ("/*!") would be code; this checks plain comments.
     assert changed_tables(f"/* {text} */ UPDATE t SET x = 1", "app") == [TableChange("app", "t", ROWS)]
+
+
+# =========================================================================== lower_case_table_names=1
+
+
+@pytest.mark.parametrize(
+    ("statement", "default_schema", "expected"),
+    [
+        ("TRUNCATE ORDERS", "app", ("orders", TRUNCATE)),
+        ("TRUNCATE TABLE App.Orders", "other", ("orders", TRUNCATE)),
+        ("ALTER TABLE `Customers` ADD c INT", "APP", ("customers", DDL)),
+        ("RENAME TABLE staging TO oRdErS", "app", ("orders", DDL)),
+        ("DROP DATABASE APP", "", (None, DDL)),
+        ("DELETE FROM ORDERS WHERE id = 1", "app", ("orders", ROWS)),
+        ("CREATE TABLE backup LIKE ORDERS", "app", None),  # only read
+        ("TRUNCATE ORDERS", "other", None),  # other.orders is another table
+        ("TRUNCATE ORDERS_OLD", "app", None),
+    ],
+)
+def test_changes_any_folds_case_when_the_server_does(
+    statement: str, default_schema: str, expected: tuple[str | None, ChangeKind] | None
+) -> None:
+    # Under lower_case_table_names=1 the server stores and finds `orders` whatever the spelling, so a
+    # statement spelling it ORDERS changes the moved table; the change names it as the caller does.
+    found = changes_any(statement, default_schema, "app", MOVED, fold_case=True)
+    assert found == (None if expected is None else TableChange("app", *expected))
+    found = changes_any(statement, default_schema, "APP", {"Orders", "CUSTOMERS"}, fold_case=True)
+    stored = {"orders": "Orders", "customers": "CUSTOMERS", None: None}
+    assert found == (None if expected is None else TableChange("APP", stored[expected[0]], expected[1]))
+
+
+@pytest.mark.parametrize(
+    "statement", ["TRUNCATE ORDERS", "ALTER TABLE App.orders ADD c INT", "DROP DATABASE APP"]
+)
+def test_changes_any_compares_exactly_by_default(statement: str) -> None:
+    # lower_case_table_names=0: ORDERS and App are other names than orders and app.
+    assert changes_any(statement, "app", "app", MOVED) is None

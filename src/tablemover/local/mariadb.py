@@ -31,7 +31,7 @@ SOURCE_GRANTS = (
     "GRANT REPLICATION SLAVE, BINLOG MONITOR, PROCESS ON *.* TO '{user}'@'%'",
     "GRANT SELECT, INSERT, CREATE, ALTER, DROP ON `{db}`.* TO '{user}'@'%'",
 )
-TARGET_GRANTS = ("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP ON `{db}`.* TO '{user}'@'%'",)
+TARGET_GRANTS = ("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER ON `{db}`.* TO '{user}'@'%'",)
 # What a rollback window adds: the reverse feed writes the renamed source tables and streams the
 # target's binlog; a rollback renames on both sides.
 WINDOW_SOURCE_GRANTS = ("GRANT UPDATE, DELETE ON `{db}`.* TO '{user}'@'%'",)
@@ -156,6 +156,10 @@ def make_tls_files(
     )
 
 
+# Server options that only take effect when the datadir is initialised: passed to install-db too.
+INSTALL_TIME_ARGS = ("--lower-case-table-names",)
+
+
 class LocalServerError(RuntimeError):
     """A local server could not be installed or started."""
 
@@ -277,6 +281,9 @@ class LocalMariaDB:
             f"--datadir={self.datadir}",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
+            # Settings fixed when the datadir is created (lower_case_table_names: the data
+            # dictionary's names are folded then) go to install-db too, not only to the server.
+            *(a for a in self.extra_args if a.startswith(INSTALL_TIME_ARGS)),
         ]
         if os.geteuid() == 0:
             cmd.append("--user=root")
@@ -419,7 +426,7 @@ def start_pair(
     """
     base = root or Path(tempfile.mkdtemp(prefix="tablemover-servers-"))
     template = base / "template"
-    seed = LocalMariaDB(base / "seed", server_id=99)
+    seed = LocalMariaDB(base / "seed", server_id=99, extra_args=extra_args)
     seed.install()
     shutil.move(str(seed.datadir), str(template))
     shutil.rmtree(seed.basedir, ignore_errors=True)

@@ -230,6 +230,7 @@ CHECK_MODULES = (
     "versions",
     "tls_state",
     "same_server",
+    "names",
     "binlog",
     "binlog_events",
     "target_binlog",

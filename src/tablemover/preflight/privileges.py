@@ -37,6 +37,7 @@ _WHY_RENAME_NEW = "the cutover's RENAME TABLE needs them on the renamed names"
 _WHY_LOCKING_READ = "locking chunk reads (SELECT ... FOR SHARE) need one of them on MySQL 8.0.22+"
 _WHY_TARGET_ROWS = "to copy and apply rows and write the checkpoint"
 _WHY_TARGET_DDL = "to create the schema, the tables and the checkpoint table, and to drop it at cleanup"
+_WHY_TARGET_COUNTER = "the cutover raises each table's AUTO_INCREMENT counter to the source's (ALTER TABLE)"
 
 
 def source_requirements(
@@ -67,8 +68,10 @@ def source_requirements(
 def target_requirements(database: str) -> list[Requirement]:
     """What the target user needs, all on the whole target schema (it creates the schema itself)."""
     rows = ("SELECT", "INSERT", "UPDATE", "DELETE")
-    return [Requirement((p,), database, None, _WHY_TARGET_ROWS) for p in rows] + [
-        Requirement((p,), database, None, _WHY_TARGET_DDL) for p in ("CREATE", "DROP")
+    return [
+        *(Requirement((p,), database, None, _WHY_TARGET_ROWS) for p in rows),
+        *(Requirement((p,), database, None, _WHY_TARGET_DDL) for p in ("CREATE", "DROP")),
+        Requirement(("ALTER",), database, None, _WHY_TARGET_COUNTER),
     ]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from tablemover.db import query
 from tablemover.preflight import Phase, PreflightContext, check
+from tablemover.preflight.names import case_hint, same_but_case
 from tablemover.schema import inspect_table
 
 BASE_TABLE = "BASE TABLE"
@@ -40,7 +41,7 @@ async def source_tables(ctx: PreflightContext) -> list[str]:
     if not await schema_exists(ctx.source, db):
         return [
             f"{ctx.source_address}: database {db} does not exist (or the user {ctx.config.source.user!r} "
-            "has no privilege on it). Fix [move] database."
+            "has no privilege on it). Fix [move] database." + case_hint(await same_but_case(ctx.source, db))
         ]
     problems: list[str] = []
     for table in move.tables:
@@ -54,8 +55,9 @@ async def source_tables(ctx: PreflightContext) -> list[str]:
                 continue
         if kind is None:
             problems.append(
-                f"table {db}.{table} does not exist on {ctx.source_address} (names are case-sensitive). "
+                f"table {db}.{table} does not exist on {ctx.source_address}. "
                 "Create it, fix its name, or remove it from [move] tables."
+                + case_hint(await same_but_case(ctx.source, db, table))
             )
         elif kind != BASE_TABLE:
             problems.append(
