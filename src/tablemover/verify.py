@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from asyncmy.errors import MySQLError
 
-from tablemover import gtid, sql
+from tablemover import faults, gtid, sql
 from tablemover.config import Config
 from tablemover.db import (
     ER_LOCK_DEADLOCK,
@@ -257,6 +257,7 @@ class _Live:
                 src = await query_one(
                     conn, chunk.src_sum.text + " LOCK IN SHARE MODE", chunk.src_sum.args or None
                 )
+                await faults.delay("verify.after_source_sum")  # tests widen the window an append needs
                 await self.settle(conn)
                 dst = await query_one(chunk.target, chunk.dst_sum.text, chunk.dst_sum.args or None)
                 _count(report, src, dst)
