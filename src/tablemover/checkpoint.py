@@ -248,8 +248,11 @@ _SELECT = (
     "SELECT id, move_name, state, kind, applied_gtid, drain_gtid, progress, events_applied, "
     "hook_attempts, detail, created_at, writer, {seq} FROM {table} WHERE move_name=%s"
 )
-# Newest first: the highest seq; rows of the earlier layout (seq NULL) after those, newest id first.
-NEWEST_FIRST = " ORDER BY seq DESC, id DESC"
+# Newest first: the highest seq, read backwards on the (move_name, seq) key without a sort. NULL
+# sorts lowest, so rows of the earlier layout come last; only when they are all a move has does
+# :func:`latest` ask again by id (EARLIER_NEWEST_FIRST), their order before the upgrade.
+NEWEST_FIRST = " ORDER BY seq DESC"
+EARLIER_NEWEST_FIRST = " ORDER BY id DESC"
 OLDEST_FIRST = " ORDER BY seq, id"
 
 
@@ -261,7 +264,7 @@ def _select(database: str, has_seq: bool) -> str:
 
 def _order(has_seq: bool, newest_first: bool) -> str:
     if not has_seq:
-        return " ORDER BY id DESC" if newest_first else " ORDER BY id"
+        return EARLIER_NEWEST_FIRST if newest_first else " ORDER BY id"
     return NEWEST_FIRST if newest_first else OLDEST_FIRST
 
 
@@ -289,8 +292,10 @@ async def latest(conn: Any, database: str, move_name: str) -> Checkpoint | None:
     present, has_seq = await layout(conn, database)
     if not present:
         return None
-    sql = _select(database, has_seq) + f" AND kind <> '{KIND_OWNER}'" + _order(has_seq, True) + " LIMIT 1"
-    rows = await query(conn, sql, (move_name,))
+    select = _select(database, has_seq) + f" AND kind <> '{KIND_OWNER}'"
+    rows = await query(conn, select + _order(has_seq, True) + " LIMIT 1", (move_name,))
+    if rows and has_seq and rows[0][12] is None:  # only rows of the earlier layout: newest by id
+        rows = await query(conn, select + EARLIER_NEWEST_FIRST + " LIMIT 1", (move_name,))
     return _from_row(rows[0]) if rows else None
 
 

@@ -35,9 +35,10 @@ def test_insert_stores_the_chosen_seq_first() -> None:
 
 
 def test_the_newest_row_is_the_highest_seq_and_earlier_layout_rows_come_last() -> None:
-    # MariaDB and MySQL sort NULL lowest: DESC puts rows without a seq after every row with one,
-    # and among themselves newest id first (the order the earlier version used).
-    assert cpstore.NEWEST_FIRST == " ORDER BY seq DESC, id DESC"
+    # MariaDB and MySQL sort NULL lowest: DESC puts rows without a seq after every row with one;
+    # a move with only those is read newest id first (the order the earlier version used).
+    assert cpstore.NEWEST_FIRST == " ORDER BY seq DESC"
+    assert cpstore.EARLIER_NEWEST_FIRST == " ORDER BY id DESC"
     assert cpstore.OLDEST_FIRST == " ORDER BY seq, id"
     ddl = cpstore.create_table_sql("db")
     assert "seq BIGINT UNSIGNED NULL" in ddl and "UNIQUE KEY move_seq (move_name, seq)" in ddl
