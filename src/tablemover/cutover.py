@@ -289,19 +289,23 @@ class Cutover:
         """Wait until the cutover may go, then run the checksum gate as the last step before it.
 
         The gate's verdict is meant to cover the data as it is at the RENAME, so it runs after
-        every wait that can last (a postponement held for days, blockers), never at the start of
+        the waits that can last (a postponement held for days, blockers), never at the start of
         one. It runs once per cutover; a later attempt (after a failed hook or a lock timeout)
         runs it again only when that attempt was held by a postponement or a blocker. After the
-        gate the waits are checked once more, without running it again unless one held: the gate
-        itself can take minutes, and a postponement set meanwhile must still hold the cutover.
+        gate the waits are checked once more: the gate itself can take minutes, and a
+        postponement set meanwhile must still hold the cutover (and the gate runs again after
+        it). A blocker found again then does not re-run it: its wait is bounded
+        (cutover_blocker_wait_s), and a blocker that stays would otherwise loop gate after gate.
         """
+        gated_now = False
         while True:
             postponed = await self._may_go()
             blocked = await self.blockers.wait(self.source)
-            if self.gate is None or (self._gated and not (postponed or blocked)):
+            held = postponed or (blocked and not gated_now)
+            if self.gate is None or (self._gated and not held):
                 return
             await self.gate()
-            self._gated = True
+            self._gated = gated_now = True
 
     async def _rename(self, nonce: str, attempt: int) -> bool:
         """T2: one RENAME round trip; True in RENAMED, False back in COPYING to try again."""
