@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from faultkit import (
     ReconnectingWriteLoad,
     daemon_connections,
@@ -28,6 +29,11 @@ from faultkit import (
 
 from conftest import MoveEnv
 from support import assert_tables_equal, transitions
+from tablemover.config import load_config
+from tablemover.db import close, connect
+from tablemover.errors import MoveTakenOver
+from tablemover.ownership import LockLost, MoveLock, lock_name
+from tablemover.retry import is_transient
 
 BLIND_KEEPER = {"TABLEMOVER_DELAYS": "lock.keep:3600"}
 
@@ -57,6 +63,12 @@ def wait_text(move: MoveEnv, log: str, what: str, timeout: float = 120) -> None:
         wait_until(f"{what!r} in {log}", lambda: what in text(move, log), timeout)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{text(move, log)[-4000:]}") from None
+
+
+def lock_free(move: MoveEnv) -> bool:
+    """Whether the move's lock is free (a KILL returns before the killed session lets it go)."""
+    name = lock_name(move.target_database, move.name)
+    return bool(move.target.execute(f"SELECT IS_USED_LOCK('{name}') IS NULL")[0][0])
 
 
 def rows_after(move: MoveEnv, seq: int) -> list[tuple[int, str, str]]:
@@ -95,6 +107,7 @@ def test_a_daemon_whose_lock_connection_was_killed_stops_when_another_takes_the_
         move.src("UPDATE a SET v = 'marker' WHERE id = 1")
         wait_until("A applied the marker", lambda: move.tgt("SELECT v FROM a WHERE id = 1") == [("marker",)])
         assert kill_connection(move.target, locks[0].id)
+        wait_until("A's lock freed", lambda: lock_free(move))
         before = int(
             str(move.tgt(f"SELECT MAX(seq) FROM _tablemover_checkpoint WHERE move_name='{move.name}'")[0][0])
         )
@@ -146,3 +159,31 @@ def test_a_daemon_whose_lock_connection_was_killed_stops_when_another_takes_the_
     ]
     assert len(done) == 1
     assert_tables_equal(move.source, move.database, move.target, move.target_database, renamed())
+
+
+async def test_prove_tells_a_dropped_lock_from_a_taken_one(fault_move: MoveEnv) -> None:
+    # What the writer's check answers on its own connection: ours; free (our lock connection
+    # dropped: LockLost, transient, the retry loop takes the lock again); another connection's
+    # (MoveTakenOver, exit 2).
+    move = fault_move
+    config = load_config(str(move.config(["a"])))
+    ours, other = MoveLock(config), MoveLock(config)
+    writer = await connect(config.target, "target", autocommit=False)
+    try:
+        await ours.acquire(record=False)
+        await ours.prove(writer)
+        assert kill_connection(move.target, ours.connection_id)
+        # KILL returns before the killed session has let its locks go.
+        wait_until("the lock freed", lambda: lock_free(move))
+        with pytest.raises(LockLost) as lost:
+            await ours.prove(writer)
+        assert is_transient(lost.value)
+        await other.acquire(record=False)
+        with pytest.raises(MoveTakenOver, match=f"held by target connection {other.connection_id}") as taken:
+            await ours.prove(writer)
+        assert taken.value.exit_code == 2 and not is_transient(taken.value)
+        await other.prove(writer)
+    finally:
+        await other.release()
+        ours.conn = None  # killed above
+        await close(writer)
