@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -27,7 +27,7 @@ from tablemover.changes import Commit, CopyChunk, Op, Row, RowChange, StreamBatc
 from tablemover.checkpoint import Checkpoint, TableProgress
 from tablemover.db import error_code, execute, query_one
 from tablemover.decode import RowDecoder
-from tablemover.errors import TargetRejectedWrite
+from tablemover.errors import TablemoverError, TargetRejectedWrite
 from tablemover.flavor import Flavor
 from tablemover.machine import State
 from tablemover.schema import TableSchema, sql_col
@@ -42,6 +42,13 @@ DELETE_BATCH = 500
 # lacks or one without a default that the source lacks, a CHECK or foreign key it added. The
 # source stored these rows, so the target table's definition differs from the source's.
 REJECTED_WRITE_ERRORS = frozenset({1048, 1054, 1264, 1265, 1292, 1364, 1366, 1406, 1452, 4025})
+
+
+class Fence(Protocol):
+    """Proof, inside a writer transaction, that this daemon still owns the move (the move lock)."""
+
+    async def prove(self, conn: Any) -> None:
+        """Raise (a :class:`TablemoverError`) unless the move is still ours; ``conn`` is the writer's."""
 
 
 @dataclass
@@ -132,8 +139,12 @@ class TargetWriter:
         resume_from: Checkpoint,
         flavor: Flavor,
         table_names: dict[str, str] | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.conn = conn
+        # Checked before every COMMIT (the forward writer, whose connection is on the lock's
+        # server); the checkpoint row's seq is the compare-and-set for every writer.
+        self.fence = fence
         self.target_db = target_db
         self.schemas = schemas
         # Where each moved table's rows go: the same name forward; the source's renamed table for
@@ -347,12 +358,23 @@ class TargetWriter:
             rows.append(base)
         if transitions:
             rows = rows[1:]  # the transition row carries the same progress; no need for both
-        for row in rows:
-            await cpstore.write(self.conn, self.target_db, row)
-        if time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
-            await cpstore.prune_progress(self.conn, self.target_db, base.move_name)
-            self._last_prune = time.monotonic()
-        faults.hit("writer.before_commit")
+        try:
+            # Each row continues the one before it (seq + 1), the first the last committed one:
+            # a seq another daemon stored meanwhile fails the insert (MoveTakenOver).
+            seq = self.checkpoint.seq
+            for row in rows:
+                base = await cpstore.write(self.conn, self.target_db, row.evolve(seq=seq))
+                seq = base.seq
+            if time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
+                await cpstore.prune_progress(self.conn, self.target_db, base.move_name, base.seq)
+                self._last_prune = time.monotonic()
+            faults.hit("writer.before_commit")
+            if self.fence is not None:
+                await self.fence.prove(self.conn)
+        except TablemoverError:
+            # Not ours any more (or the lock dropped): nothing of this transaction may commit.
+            await self._rollback_refused()
+            raise
         await self.conn.commit()
         faults.hit("writer.after_commit")
         self.checkpoint = base

@@ -172,10 +172,13 @@ class BlockerWatch:
         self.board = board
         self.method = ""
 
-    async def wait(self, conn: Any) -> None:
-        """Return once no old enough transaction holds a moved table, or the wait is used up."""
+    async def wait(self, conn: Any) -> bool:
+        """Return once no old enough transaction holds a moved table, or the wait is used up.
+
+        True when it had to wait (a blocker was found), for the checksum gate to run after it.
+        """
         if self.method == METHOD_NONE:
-            return
+            return False
         if not self.method:
             self.method = await detection_method(conn, self.flavor)
             event("cutover blocker check", method=self.method)
@@ -185,10 +188,10 @@ class BlockerWatch:
             while True:
                 found = await self._find(conn)
                 if found is None:
-                    return
+                    return bool(announced)
                 self.board.cutover_blockers = [b.describe() for b in found]
                 if not found:
-                    return
+                    return bool(announced)
                 self.board.cutover_wait = f"cutover waits for {len(found)} source transaction(s) to end"
                 if {b.thread_id for b in found} - announced:
                     announced |= {b.thread_id for b in found}
@@ -205,7 +208,7 @@ class BlockerWatch:
                         logging.WARNING,
                         blockers=self.board.cutover_blockers,
                     )
-                    return
+                    return True
                 await anyio.sleep(POLL_S)
         finally:
             self.board.cutover_blockers = []

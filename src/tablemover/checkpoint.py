@@ -3,6 +3,18 @@
 Rows are appended, never updated: a transition row is the audit trail of the move, a progress row
 says how far copying and applying got. Progress rows are written inside the same target transaction
 as the data they describe (the caller owns the transaction), so data and checkpoint cannot disagree.
+
+Which row is the newest. Each row of a move carries ``seq``, a number its writer chooses: the seq
+of the row it continues (the one it read or last wrote) plus one, under a unique key
+``(move_name, seq)``. The newest row is the one with the highest seq. Not the AUTO_INCREMENT
+``id``: that is handed out when a row is inserted, not when it commits, so of two transactions the
+one that commits last can hold the lower id. The unique key also makes every write a
+compare-and-set: a writer whose view of the move is stale (another daemon wrote a row since it
+read its own) inserts a seq that exists, and its whole transaction fails (:class:`MoveTakenOver`)
+instead of committing data after the other daemon's. Rows of the earlier layout (no ``seq``
+column) are kept with seq NULL, ordered by id among themselves and before every row with a seq;
+:func:`upgrade_table` adds the column to such a table, so a move started by an older version
+resumes.
 """
 
 from __future__ import annotations
@@ -15,7 +27,8 @@ from datetime import datetime
 from typing import Any
 
 from tablemover import __version__
-from tablemover.db import execute, query
+from tablemover.db import error_code, execute, query
+from tablemover.errors import MoveTakenOver, PreflightError
 from tablemover.keycodec import KeyValue, decode_key, encode_key
 from tablemover.machine import State
 from tablemover.sql import qualified
@@ -24,12 +37,14 @@ TABLE = "_tablemover_checkpoint"
 KIND_TRANSITION = "transition"
 KIND_PROGRESS = "progress"
 KIND_OWNER = "owner"  # which daemon took the move's lock, and when; not a state of the move
+ER_DUP_ENTRY = 1062
 
 
 def create_table_sql(database: str) -> str:
     """DDL of the checkpoint table."""
     return f"""CREATE TABLE IF NOT EXISTS {qualified(database, TABLE)} (
   id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  seq BIGINT UNSIGNED NULL,
   move_name VARCHAR(64) NOT NULL,
   state VARCHAR(32) NOT NULL,
   kind VARCHAR(16) NOT NULL,
@@ -42,7 +57,8 @@ def create_table_sql(database: str) -> str:
   detail JSON NULL,
   created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   writer VARCHAR(255) NOT NULL,
-  KEY move_id (move_name, id)
+  KEY move_id (move_name, id),
+  UNIQUE KEY move_seq (move_name, seq)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"""
 
 
@@ -83,6 +99,7 @@ class Checkpoint:
     detail: dict[str, Any] = field(default_factory=dict)
     kind: str = KIND_PROGRESS
     id: int = 0
+    seq: int = 0  # this row's place in the move's order (0: not written yet, or an earlier layout)
     created_at: datetime | None = None
     writer: str = ""
 
@@ -112,32 +129,84 @@ def failed_message(cp: Checkpoint) -> str:
 
 
 async def ensure_table(conn: Any, database: str) -> None:
-    """Create the target schema's checkpoint table if it is missing."""
+    """Create the target schema's checkpoint table if it is missing; upgrade an earlier layout."""
     await execute(conn, create_table_sql(database))
+    await upgrade_table(conn, database)
+
+
+async def layout(conn: Any, database: str) -> tuple[bool, bool]:
+    """(the checkpoint table exists, it has the ``seq`` column), in one look."""
+    rows = await query(
+        conn,
+        "SELECT COUNT(*), COALESCE(SUM(COLUMN_NAME = 'seq'), 0) FROM information_schema.COLUMNS "
+        "WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s",
+        (database, TABLE),
+    )
+    return bool(rows and int(rows[0][0])), bool(rows and int(rows[0][1]))
 
 
 async def table_present(conn: Any, database: str) -> bool:
     """Whether the checkpoint table exists."""
-    rows = await query(
-        conn,
-        "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s",
-        (database, TABLE),
+    return (await layout(conn, database))[0]
+
+
+def upgrade_sql(database: str) -> str:
+    """The ALTER that gives a checkpoint table of the earlier layout its ``seq`` column."""
+    return (
+        f"ALTER TABLE {qualified(database, TABLE)} ADD COLUMN seq BIGINT UNSIGNED NULL AFTER id, "
+        "ADD UNIQUE KEY move_seq (move_name, seq)"
     )
-    return bool(rows)
+
+
+async def upgrade_table(conn: Any, database: str) -> bool:
+    """Add ``seq`` to a checkpoint table written by an earlier version; True when it did.
+
+    Called by whoever holds a move's lock before it writes (the daemon after preflight, an
+    offline abort), so two upgrades do not race for one move; an upgrade by another move's daemon
+    in between is harmless (the second ALTER finds the column and is not sent). Existing rows keep
+    seq NULL: they stay readable and order before every new row.
+    """
+    present, has_seq = await layout(conn, database)
+    if not present or has_seq:
+        return False
+    try:
+        await execute(conn, upgrade_sql(database))
+    except Exception as exc:
+        code = error_code(exc)
+        if code == 1142:  # ALTER denied: the daemon's target user needs none for anything else
+            raise PreflightError(
+                f"{database}.{TABLE} was created by an earlier tablemover version and needs a column "
+                f"to order its rows (seq); the target user may not ALTER it. Run as an administrator: "
+                f"`{upgrade_sql(database)}`, then run again. Nothing was changed."
+            ) from exc
+        if code != 1060:  # duplicate column: another move's daemon upgraded it just now
+            raise
+    return True
 
 
 def insert_sql(database: str) -> str:
     """The INSERT of one checkpoint row (values from :func:`insert_args`)."""
     return (
-        f"INSERT INTO {qualified(database, TABLE)} (move_name, state, kind, applied_gtid, drain_gtid, "
-        "progress, rows_copied, events_applied, hook_attempts, detail, writer) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        f"INSERT INTO {qualified(database, TABLE)} (seq, move_name, state, kind, applied_gtid, "
+        "drain_gtid, progress, rows_copied, events_applied, hook_attempts, detail, writer) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
     )
 
 
+def next_row(cp: Checkpoint) -> Checkpoint:
+    """The row that continues ``cp``: the same content one seq further (owner rows take none).
+
+    Pure: the seq rule of the module docstring, unit-tested.
+    """
+    if cp.kind == KIND_OWNER:
+        return cp.evolve(seq=0)
+    return cp.evolve(seq=cp.seq + 1)
+
+
 def insert_args(cp: Checkpoint) -> tuple[Any, ...]:
-    """Arguments for :func:`insert_sql`."""
+    """Arguments for :func:`insert_sql`; ``cp`` as stored (its seq already chosen, 0 for NULL)."""
     return (
+        cp.seq or None,
         cp.move_name,
         cp.state.value,
         cp.kind,
@@ -152,15 +221,51 @@ def insert_args(cp: Checkpoint) -> tuple[Any, ...]:
     )
 
 
-async def write(conn: Any, database: str, cp: Checkpoint) -> None:
-    """Insert a checkpoint row on ``conn``; the caller decides when the transaction commits."""
-    await execute(conn, insert_sql(database), insert_args(cp))
+async def write(conn: Any, database: str, cp: Checkpoint) -> Checkpoint:
+    """Insert the row that continues ``cp`` (:func:`next_row`) and return it as stored.
+
+    The caller decides when the transaction commits, and keeps the returned row as the base of its
+    next write. ``cp`` must be the newest row this writer knows of (read, or returned here): when
+    another writer has stored a row since, the insert hits the unique (move_name, seq) and this
+    raises :class:`MoveTakenOver`; the caller rolls its transaction back.
+    """
+    row = next_row(cp)
+    try:
+        await execute(conn, insert_sql(database), insert_args(row))
+    except Exception as exc:
+        if error_code(exc) != ER_DUP_ENTRY:
+            raise
+        raise MoveTakenOver(
+            f"another daemon wrote checkpoint row {row.seq} of move {cp.move_name!r} after this daemon "
+            "read the move's state: it runs the move now. This daemon rolled back its open "
+            "transaction (nothing of it was committed) and stopped. Only one daemon may run a move; "
+            "see `tablemover status -c FILE` for the one that does."
+        ) from exc
+    return row
 
 
 _SELECT = (
     "SELECT id, move_name, state, kind, applied_gtid, drain_gtid, progress, events_applied, "
-    "hook_attempts, detail, created_at, writer FROM {table} WHERE move_name=%s"
+    "hook_attempts, detail, created_at, writer, {seq} FROM {table} WHERE move_name=%s"
 )
+# Newest first: the highest seq, read backwards on the (move_name, seq) key without a sort. NULL
+# sorts lowest, so rows of the earlier layout come last; only when they are all a move has does
+# :func:`latest` ask again by id (EARLIER_NEWEST_FIRST), their order before the upgrade.
+NEWEST_FIRST = " ORDER BY seq DESC"
+EARLIER_NEWEST_FIRST = " ORDER BY id DESC"
+OLDEST_FIRST = " ORDER BY seq, id"
+
+
+def _select(database: str, has_seq: bool) -> str:
+    # A table of the earlier layout is read as it is (seq NULL): `status` or `check` by a newer
+    # version must not need the ALTER that only the move's owner runs.
+    return _SELECT.format(table=qualified(database, TABLE), seq="seq" if has_seq else "NULL AS seq")
+
+
+def _order(has_seq: bool, newest_first: bool) -> str:
+    if not has_seq:
+        return EARLIER_NEWEST_FIRST if newest_first else " ORDER BY id"
+    return NEWEST_FIRST if newest_first else OLDEST_FIRST
 
 
 def _from_row(r: tuple[Any, ...]) -> Checkpoint:
@@ -178,47 +283,54 @@ def _from_row(r: tuple[Any, ...]) -> Checkpoint:
         detail=json.loads(r[9]) if r[9] else {},
         created_at=r[10],
         writer=str(r[11]),
+        seq=int(r[12]) if r[12] is not None else 0,
     )
 
 
 async def latest(conn: Any, database: str, move_name: str) -> Checkpoint | None:
-    """The newest checkpoint row of a move, or None when the move never started here."""
-    if not await table_present(conn, database):
+    """The newest checkpoint row of a move (highest seq), or None when the move never started here."""
+    present, has_seq = await layout(conn, database)
+    if not present:
         return None
-    sql = (
-        _SELECT.format(table=qualified(database, TABLE))
-        + f" AND kind <> '{KIND_OWNER}' ORDER BY id DESC LIMIT 1"
-    )
-    rows = await query(conn, sql, (move_name,))
+    select = _select(database, has_seq) + f" AND kind <> '{KIND_OWNER}'"
+    rows = await query(conn, select + _order(has_seq, True) + " LIMIT 1", (move_name,))
+    if rows and has_seq and rows[0][12] is None:  # only rows of the earlier layout: newest by id
+        rows = await query(conn, select + EARLIER_NEWEST_FIRST + " LIMIT 1", (move_name,))
     return _from_row(rows[0]) if rows else None
 
 
 async def latest_owner(conn: Any, database: str, move_name: str) -> Checkpoint | None:
-    """The newest owner row of a move (written by each daemon that took the move's lock)."""
-    if not await table_present(conn, database):
+    """The newest owner row of a move (written by each daemon that took the move's lock).
+
+    Ordered by id: owner rows take no seq (they are not states of the move), and callers only use
+    the row when its connection id is the lock holder's, so the order is a courtesy.
+    """
+    present, has_seq = await layout(conn, database)
+    if not present:
         return None
-    sql = (
-        _SELECT.format(table=qualified(database, TABLE))
-        + f" AND kind = '{KIND_OWNER}' ORDER BY id DESC LIMIT 1"
-    )
+    sql = _select(database, has_seq) + f" AND kind = '{KIND_OWNER}' ORDER BY id DESC LIMIT 1"
     rows = await query(conn, sql, (move_name,))
     return _from_row(rows[0]) if rows else None
 
 
 async def history(conn: Any, database: str, move_name: str) -> list[Checkpoint]:
     """Every remaining row of a move, oldest first (transitions plus unpruned progress)."""
-    if not await table_present(conn, database):
+    present, has_seq = await layout(conn, database)
+    if not present:
         return []
-    sql = _SELECT.format(table=qualified(database, TABLE)) + f" AND kind <> '{KIND_OWNER}' ORDER BY id"
+    sql = _select(database, has_seq) + f" AND kind <> '{KIND_OWNER}'" + _order(has_seq, False)
     return [_from_row(r) for r in await query(conn, sql, (move_name,))]
 
 
-async def prune_progress(conn: Any, database: str, move_name: str) -> int:
-    """Delete progress rows older than the newest row; transition rows stay as the audit trail."""
-    table = qualified(database, TABLE)
-    # The derived table is needed because MySQL refuses a subquery on the table being deleted from.
-    sql = (
-        f"DELETE FROM {table} WHERE move_name=%s AND kind=%s AND id < "
-        f"(SELECT m FROM (SELECT MAX(id) AS m FROM {table} WHERE move_name=%s) AS newest)"
+def prune_sql(database: str) -> str:
+    """The DELETE of :func:`prune_progress`."""
+    return (
+        f"DELETE FROM {qualified(database, TABLE)} WHERE move_name=%s AND kind=%s "
+        "AND (seq < %s OR seq IS NULL)"
     )
-    return await execute(conn, sql, (move_name, KIND_PROGRESS, move_name))
+
+
+async def prune_progress(conn: Any, database: str, move_name: str, newest_seq: int) -> int:
+    """Delete progress rows older than ``newest_seq`` (the caller's newest row, written in the same
+    transaction); transition rows stay as the audit trail, rows of the earlier layout go too."""
+    return await execute(conn, prune_sql(database), (move_name, KIND_PROGRESS, newest_seq))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -238,8 +238,11 @@ class Cutover:
         board: Board,
         timings: CutoverTimings,
         hook_env: Callable[[], dict[str, str]],
+        gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
+        self.gate = gate  # the checksum before the cutover (verify_before_cutover), or None
+        self._gated = False  # the gate passed in this run, and nothing held the cutover since
         self.flavor = lag.flavor
         self.machine = machine
         self.writer = writer
@@ -259,9 +262,9 @@ class Cutover:
         """
         move = self.config.move
         for attempt in range(1, move.cutover_max_attempts + 1):
-            await self._may_go()
-            # Wait for blockers while still in COPYING (abortable, nothing intended yet) ...
-            await self.blockers.wait(self.source)
+            # Postponed, lagging or blocked waits (while still in COPYING: abortable, nothing
+            # intended yet), then the checksum gate, last, right before the intent.
+            await self._ready()
             if self.machine.current is State.COPYING:
                 nonce = new_nonce()
                 await self.machine.fire(
@@ -292,6 +295,28 @@ class Cutover:
             f"the cutover did not succeed in {move.cutover_max_attempts} attempts (see the log for each "
             "reason); nothing is renamed and the move is resumable: fix the cause and run again."
         )
+
+    async def _ready(self) -> None:
+        """Wait until the cutover may go, then run the checksum gate as the last step before it.
+
+        The gate's verdict is meant to cover the data as it is at the RENAME, so it runs after
+        the waits that can last (a postponement held for days, blockers), never at the start of
+        one. It runs once per cutover; a later attempt (after a failed hook or a lock timeout)
+        runs it again only when that attempt was held by a postponement or a blocker. After the
+        gate the waits are checked once more: the gate itself can take minutes, and a
+        postponement set meanwhile must still hold the cutover (and the gate runs again after
+        it). A blocker found again then does not re-run it: its wait is bounded
+        (cutover_blocker_wait_s), and a blocker that stays would otherwise loop gate after gate.
+        """
+        gated_now = False
+        while True:
+            postponed = await self._may_go()
+            blocked = await self.blockers.wait(self.source)
+            held = postponed or (blocked and not gated_now)
+            if self.gate is None or (self._gated and not held):
+                return
+            await self.gate()
+            self._gated = gated_now = True
 
     async def _rename(self, nonce: str, attempt: int) -> bool:
         """T2: one RENAME round trip; True in RENAMED, False back in COPYING to try again."""
@@ -325,8 +350,11 @@ class Cutover:
         event("source tables renamed", drain_gtid=drain, renamed=",".join(map(move.renamed, move.tables)))
         return True
 
-    async def _may_go(self) -> None:
-        """Wait while the cutover is postponed (by command or flag file) or the apply lags."""
+    async def _may_go(self) -> bool:
+        """Wait while the cutover is postponed (by command or flag file) or the apply lags.
+
+        True when a postponement held it (the checksum gate then runs again after it).
+        """
         move = self.config.move
         flag = move.postpone_flag_file
         announced = False
@@ -349,7 +377,7 @@ class Cutover:
                 continue
             self.board.cutover_wait = ""
             if self.board.lag_s < move.drain_timeout_s:
-                return
+                return announced
 
     async def _renamed_on_source(self) -> bool:
         """After an unanswered RENAME: True if it happened, False if not (back to COPYING)."""

@@ -86,6 +86,16 @@ class MoveOwned(TablemoverError):
     exit_code = 2
 
 
+class MoveTakenOver(MoveOwned):
+    """Another daemon (or an offline command) took this move while this daemon ran it.
+
+    Raised by a target transaction that could not prove it still owns the move (the lock is held
+    by another connection, or the checkpoint row it would write exists already): the transaction
+    was rolled back, nothing of it was committed, and this daemon stops. A re-run of it is refused
+    while the other one runs, hence exit 2 like :class:`MoveOwned`.
+    """
+
+
 class TargetRejectedWrite(SafetyRefusal):
     """The target refused to store a row exactly as the source has it (an error, or a conversion
     it reported as a warning): the target table's definition no longer matches the source's.

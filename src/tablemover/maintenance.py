@@ -124,8 +124,9 @@ async def record_abort(config: Config) -> tuple[Checkpoint | None, State]:
                 "on the source tables may already be renamed, so the move can only go forward "
                 "(`tablemover run`)."
             )
+        await cpstore.upgrade_table(target, db)  # a move started by an earlier version
         aborted = cp.evolve(state=State.ABORTED, kind=cpstore.KIND_TRANSITION, detail={})
-        await cpstore.write(target, db, aborted)
+        aborted = await cpstore.write(target, db, aborted)
         await target.commit()
         return aborted, cp.state
     finally:

@@ -189,9 +189,7 @@ class Move:
             await run_hooks(self.config, "row-copy-complete", machine.current.value, hook_env(self.board))
             if self.stop_before_cutover:
                 return
-            if move.verify_before_cutover:
-                await checksum_gate(self.config, self.flavor, machine, writer)
-            await self._cutover(machine, writer).run()
+            await self._cutover(machine, writer).run()  # the checksum gate runs in it, last
         drain_position = gtid.parse_position(self.flavor, writer.checkpoint.drain_gtid or "")
         await drain(machine, writer, drain_position, move.drain_timeout_s)
 
@@ -224,6 +222,7 @@ class Move:
             controls=self.controls,
             board=self.board,
             lag=self.lag,
+            fence=self.lock,
         )
         try:
             await self._pipeline.run(self.checkpoint, lambda writer: self._live_phases(machine, writer))
@@ -248,7 +247,13 @@ class Move:
             board=self.board,
             timings=self.timings,
             hook_env=lambda: hook_env(self.board),
+            gate=self._gate(machine, writer),
         )
+
+    def _gate(self, machine: MoveMachine, writer: TargetWriter) -> Callable[[], Awaitable[None]] | None:
+        if not self.config.move.verify_before_cutover:
+            return None
+        return lambda: checksum_gate(self.config, self.flavor, machine, writer)
 
     async def _success_hook(self, machine: MoveMachine) -> None:
         cp = self.checkpoint
@@ -417,9 +422,17 @@ class Move:
         faults.hit(f"state.{state.value}")
 
     async def _write(self, cp: Checkpoint) -> None:
-        await cpstore.write(self.target, self.target_db, cp)
+        # Fenced like the writer's commits: the row continues the newest one we know (seq), and
+        # the lock must still be ours on the connection that commits it.
+        try:
+            written = await cpstore.write(self.target, self.target_db, cp)
+            await self.lock.prove(self.target)
+        except TablemoverError:
+            with anyio.CancelScope(shield=True), contextlib.suppress(MySQLError, OSError):
+                await self.target.rollback()
+            raise
         await self.target.commit()
-        self.board.committed.store(cp)
+        self.board.committed.store(written)
 
     def _cancel_for_stop(self) -> None:
         # A running driver is stopped and the writer commits; otherwise everything is cancelled.
@@ -625,7 +638,8 @@ class Move:
 
                 async def persist(previous: State, state: State, kwargs: dict[str, Any]) -> None:
                     failed = cp.evolve(state=state, kind=cpstore.KIND_TRANSITION, **kwargs)
-                    await cpstore.write(conn, self.target_db, failed)
+                    await self.lock.prove(conn)  # autocommit: proved before, the seq fences after
+                    failed = await cpstore.write(conn, self.target_db, failed)
                     self.board.committed.store(failed)
                     _state_changed(previous, state, logging.ERROR)
 

@@ -18,6 +18,17 @@ Failure cases and what happens:
   one owns the move now and this one exits 2.
 * A half-dead owner that cannot reach the target keeps no lock (the server dropped it), but it
   cannot write to the target either: every write goes through a target connection.
+* The lock's connection drops but the writer's survives (a proxy, a half-open socket, a ``KILL``
+  of the lock connection only), and a second daemon takes the lock before the keeper notices:
+  the writer itself is fenced. Every target transaction that writes a checkpoint row proves, on
+  its own connection and right before its COMMIT, that the lock is held by this daemon's lock
+  connection (:meth:`MoveLock.prove`, one ``IS_USED_LOCK`` round trip); and its checkpoint row is
+  a compare-and-set (the unique ``(move_name, seq)`` of :mod:`tablemover.checkpoint`), which
+  closes the moment between that check and the COMMIT: of two daemons that both continue from
+  row N, only one commits row N+1. The other rolls back its transaction and stops,
+  :class:`MoveTakenOver` (exit 2). A lock that is merely free (our lock connection dropped and
+  nobody took it) is :class:`LockLost`: the transaction is rolled back and the retry loop takes
+  the lock again before it writes.
 
 The owner row is a checkpoint-table row of kind ``owner`` (not a state: readers of the move's
 state skip it) carrying the lock connection's id, so a reader can tell the live owner's row from a
@@ -34,9 +45,10 @@ import anyio
 from asyncmy.errors import MySQLError
 
 from tablemover import checkpoint as cpstore
+from tablemover import faults
 from tablemover.config import Config
 from tablemover.db import close, connect, query, query_one
-from tablemover.errors import MoveOwned, TablemoverError
+from tablemover.errors import MoveOwned, MoveTakenOver, TablemoverError
 from tablemover.log import event
 
 KEEP_EVERY_S = 2.0
@@ -132,6 +144,10 @@ class MoveLock:
         db = self.config.move.effective_target_database
         if self.conn is None or not await cpstore.table_present(self.conn, db):
             return
+        # A move started by an earlier version: its table gets the seq column now, under the lock
+        # and before this daemon writes anything.
+        if await cpstore.upgrade_table(self.conn, db):
+            event("checkpoint table upgraded: rows are now ordered by their seq column", table=cpstore.TABLE)
         latest = await cpstore.latest(self.conn, db, self.config.move.name)
         if latest is None:
             return
@@ -145,6 +161,9 @@ class MoveLock:
         """Check the lock is still ours every few seconds; raise :class:`LockLost` when it is not."""
         while True:
             await anyio.sleep(KEEP_EVERY_S)
+            # Tests blind the keeper (a half-open lock connection whose check never returns) to
+            # show that the writer's own fence (prove) stops a second writer without it.
+            await faults.delay("lock.keep")
             if not await self.still_held():
                 raise LockLost(
                     "the move lock's connection to the target was lost, or the lock is no longer ours"
@@ -165,6 +184,32 @@ class MoveLock:
         except (MySQLError, OSError, EOFError, TimeoutError):
             return False
         return row is not None and row[0] is not None and int(row[0]) == self.connection_id
+
+    async def prove(self, conn: Any) -> None:
+        """Inside a target transaction on ``conn``, before its COMMIT: raise unless we hold the lock.
+
+        Asked on the writing connection, not the lock's: whatever happened to the lock connection,
+        the server that is about to commit says who holds the lock now. Held by another
+        connection: :class:`MoveTakenOver` (another daemon, or an offline command, owns the move;
+        exit 2). Free: :class:`LockLost` (our lock connection dropped; the retry loop takes it
+        again, or is refused if someone else did meanwhile). The caller rolls back.
+        """
+        row = await query_one(conn, "SELECT IS_USED_LOCK(%s)", (self.name,))
+        holder = int(row[0]) if row is not None and row[0] is not None else 0
+        if self.connection_id and holder == self.connection_id:
+            return
+        if not holder:
+            raise LockLost(
+                "the move lock is free on the target: this daemon's lock connection "
+                f"({self.connection_id}) dropped; the open transaction was rolled back"
+            )
+        raise MoveTakenOver(
+            f"move {self.config.move.name!r} was taken over: its lock is held by target connection "
+            f"{holder}, no longer by this daemon's lock connection ({self.connection_id}), which "
+            "dropped. This daemon rolled back its open transaction (nothing of it was committed) and "
+            "stopped so that two daemons never write the target at once. Only one daemon may run a "
+            "move; see `tablemover status -c FILE` for the one that does."
+        )
 
     @property
     def held(self) -> bool:

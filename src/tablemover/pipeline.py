@@ -22,7 +22,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from asyncmy.errors import MySQLError
 
 from tablemover import gtid, progress
-from tablemover.apply import TargetWriter, Transition
+from tablemover.apply import Fence, TargetWriter, Transition
 from tablemover.changes import WorkItem
 from tablemover.checkpoint import Checkpoint, TableProgress
 from tablemover.config import Config
@@ -90,8 +90,10 @@ class Pipeline:
         controls: Controls,
         board: Board,
         lag: LagMonitor,
+        fence: Fence | None = None,
     ) -> None:
         self.config = config
+        self.fence = fence  # the writer proves ownership with it before each commit
         self.flavor = feed.stream.flavor
         self.schemas = schemas
         self.feed = feed
@@ -146,6 +148,7 @@ class Pipeline:
             checkpoint,
             self.flavor,
             feed.table_names,
+            fence=self.fence,
         )
         self.writer = writer
         self._inbox = send

@@ -40,7 +40,7 @@ async def prepare(
         # `discard` drops the tables the move created and only empties those it found.
         detail={"flavor": flavor.value, "created_tables": created},
     )
-    await cpstore.write(target, target_db, cp)
+    cp = await cpstore.write(target, target_db, cp)
     await target.commit()
     event("prepared move", start_gtid=start, tables=",".join(config.move.tables))
     return cp

@@ -16,6 +16,11 @@ Two ways to look at a moving source:
   that changed it before is inside the position, so source and target must agree exactly: any
   difference is real, none is in flight. The lock is held for the apply's catch-up (milliseconds
   when caught up), the same price the copy's locking reads pay.
+
+Both ways run their connections at REPEATABLE READ, whatever the server's default: at READ
+COMMITTED a locking read takes no gap locks, so an insert into the chunk's range (an append into
+the last, open-ended chunk) commits between the source's sum and the position read after it, and
+the gate reports a difference that is not there, telling the operator to start over.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from asyncmy.errors import MySQLError
 
-from tablemover import gtid, sql
+from tablemover import faults, gtid, sql
 from tablemover.config import Config
 from tablemover.db import (
     ER_LOCK_DEADLOCK,
@@ -55,6 +60,7 @@ if TYPE_CHECKING:
 VERIFY_CHUNK = 2000
 LIVE_LOCK_WAIT_S = 5  # the gate's locking read gives way to the application quickly, then retries
 LIVE_CHUNK_ATTEMPTS = 20
+ISOLATION = "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"
 
 # The live gate's hook: read the source position on the locking connection, then return once the
 # target has applied through it.
@@ -95,9 +101,10 @@ class VerifyReport:
 async def checksum_gate(config: Config, flavor: Flavor, machine: MoveMachine, writer: TargetWriter) -> None:
     """The correctness gate before the point of no return: every table, source vs target.
 
-    Runs while the apply goes on, before the intent is written, so it adds nothing to the write
-    outage. A difference is real (:func:`verify_live` compares exactly), so nothing is renamed:
-    back to COPYING, the keys in the log, exit 3 for an operator to look.
+    Runs while the apply goes on, as the cutover's last step before the intent is written (after
+    any postponed or blocked wait), so it adds nothing to the write outage. A difference is real
+    (:func:`verify_live` compares exactly), so nothing is renamed: back to COPYING, the keys in
+    the log, exit 3 for an operator to look.
     """
     started = time.monotonic()
     event("checksumming every moved table before the cutover (the apply goes on)")
@@ -144,6 +151,7 @@ async def verify(config: Config, rechecks: int = 2, recheck_delay_s: float = 0.5
     source = await connect(config.source, "source", temporal_as_text=True)
     target = await connect(config.target, "target", temporal_as_text=True)
     try:
+        await _repeatable_read(source, target)
         reports = []
         for table in config.move.tables:
             schema, tdb = await _resolve_tables(source, target, config, table)
@@ -170,6 +178,7 @@ async def verify_live(
         await wait_applied(gtid.parse_position(flavor, await current_position(conn, flavor)))
 
     try:
+        await _repeatable_read(source, target)
         await execute(source, f"SET SESSION innodb_lock_wait_timeout = {LIVE_LOCK_WAIT_S}")
         reports = []
         for table in config.move.tables:
@@ -180,6 +189,12 @@ async def verify_live(
     finally:
         await close(source)
         await close(target)
+
+
+async def _repeatable_read(*conns: Any) -> None:
+    # Explicit, whatever transaction_isolation the servers default to (module docstring).
+    for conn in conns:
+        await execute(conn, ISOLATION)
 
 
 async def _resolve_tables(source: Any, target: Any, config: Config, table: str) -> tuple[TableSchema, str]:
@@ -243,6 +258,7 @@ class _Live:
                 src = await query_one(
                     conn, chunk.src_sum.text + " LOCK IN SHARE MODE", chunk.src_sum.args or None
                 )
+                await faults.delay("verify.after_source_sum")  # tests widen the window an append needs
                 await self.settle(conn)
                 dst = await query_one(chunk.target, chunk.dst_sum.text, chunk.dst_sum.args or None)
                 _count(report, src, dst)

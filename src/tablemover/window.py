@@ -117,7 +117,7 @@ async def reverse_checkpoint(config: Config, source: Any, window: Window) -> Che
             progress={t: TableProgress(done=True) for t in config.move.tables},
             detail=window.detail(),
         )
-        await cpstore.write(source, database, cp)
+        cp = await cpstore.write(source, database, cp)
         event("reverse feed checkpoint created on the source", table=f"{database}.{cpstore.TABLE}")
     await source.commit()
     return cp

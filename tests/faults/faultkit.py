@@ -89,7 +89,7 @@ def latest_checkpoint(move: MoveEnv) -> tuple[str, int] | None:
     try:
         rows = move.target.execute(
             f"SELECT state, progress FROM `{move.target_database}`._tablemover_checkpoint "
-            f"WHERE move_name = '{move.name}' AND kind <> 'owner' ORDER BY id DESC LIMIT 1"
+            f"WHERE move_name = '{move.name}' AND kind <> 'owner' ORDER BY seq DESC, id DESC LIMIT 1"
         )
     except pymysql.err.MySQLError:  # not created yet, or the target is restarting
         return None
@@ -189,6 +189,9 @@ class Conn:
 
 
 ROLE_PATTERNS = (  # first match wins, over the connection's recent statements
+    # The writer proves it holds the move lock (IS_USED_LOCK) before each COMMIT; the lock's own
+    # connection is autocommit and never sends COMMIT.
+    ("writer", re.compile(r"\A(?=[\s\S]*IS_USED_LOCK)(?=[\s\S]*^\s*COMMIT\b)", re.I | re.M)),
     ("lock", re.compile(r"GET_LOCK|IS_USED_LOCK|RELEASE_LOCK", re.I)),
     ("copier", re.compile(r"LOCK IN SHARE MODE", re.I)),
     ("sampler", re.compile(r"Threads_running", re.I)),

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+
+import pymysql
 
 from conftest import MoveEnv
 from support import WriteLoad, assert_tables_equal, renames_in_binlog, transitions, wait_for_log
@@ -60,3 +64,112 @@ def test_gate_catches_a_row_planted_on_the_target_and_renames_nothing(move: Move
     assert renames_in_binlog(move, "a") == 0 and renames_in_binlog(move, "b") == 0
     assert sorted(r[0] for r in move.src("SHOW TABLES")) == ["a", "b"]
     assert transitions(move)[-1] == "COPYING", "nothing past COPYING: no intent was written"
+
+
+class Appender:
+    """Appends rows past the source's highest id (into the last, open-ended verify chunk), in a thread."""
+
+    def __init__(self, move: MoveEnv, table: str, start: int) -> None:
+        self.move, self.table, self.next_id = move, table, start
+        self.done = threading.Event()
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Appender:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(timeout=30)
+
+    def _run(self) -> None:
+        conn = pymysql.connect(
+            unix_socket=self.move.source.socket, user="root", database=self.move.database, autocommit=True
+        )
+        try:
+            with conn.cursor() as cur:
+                while not self.done.is_set():
+                    try:
+                        cur.execute(f"INSERT INTO {self.table} VALUES (%s, 1, 'appended')", (self.next_id,))
+                        self.next_id += 1
+                    except pymysql.err.MySQLError as exc:
+                        if exc.args and exc.args[0] == 1146:  # renamed away by the cutover
+                            return
+                        if exc.args and exc.args[0] not in (1205, 1213):
+                            self.errors.append(str(exc))
+                    time.sleep(0.005)
+        finally:
+            conn.close()
+
+
+def test_gate_is_exact_on_a_read_committed_source_with_appends_into_the_last_chunk(move: MoveEnv) -> None:
+    # At READ COMMITTED a locking read takes no gap locks: an append into the last chunk commits
+    # between the source's sum and the position read after it (widened here to 0.3 s), and the
+    # target, caught up to that position, holds one row more: a false difference, exit 3. The
+    # gate sets REPEATABLE READ on its own connections, whatever the server default.
+    seed(move, 3000)
+    cfg = move.config(["a", "b"], move={"chunk_size": 500})
+    default = move.source.execute("SELECT @@GLOBAL.tx_isolation")[0][0]
+    move.source.execute("SET GLOBAL tx_isolation = 'READ-COMMITTED'")
+    try:
+        with Appender(move, "a", 100_001) as appends:
+            proc = move.popen("run", "-c", str(cfg), env={"TABLEMOVER_DELAYS": "verify.after_source_sum:0.3"})
+            code = proc.wait(timeout=300)
+        log = (move.workdir / "daemon.log").read_text()
+        assert code == 0, log[-3000:]
+    finally:
+        move.source.execute(f"SET GLOBAL tx_isolation = '{default}'")
+    assert not appends.errors, appends.errors[:3]
+    assert not log_events(move, "checksum before cutover found differences")
+    assert len(log_events(move, "checksum before cutover: source and target equal")) == 1
+    # Appends went on during the gate (some into its last chunk, while its lock was held).
+    gate_at = log.index("checksumming every moved table")
+    assert appends.next_id > 100_001 and "appended" in str(
+        move.src("SELECT v FROM _a_moved ORDER BY id DESC LIMIT 1")
+    )
+    assert gate_at < log.index("checksum before cutover: source and target equal")
+    assert transitions(move)[-1] == "DONE"
+    assert_tables_equal(
+        move.source, move.database, move.target, move.target_database, {"_a_moved": "a", "_b_moved": "b"}
+    )
+
+
+def test_gate_runs_after_a_postponed_cutover_is_released(move: MoveEnv) -> None:
+    # Its verdict must cover the data at the RENAME: not at the start of a wait that may last days.
+    seed(move, 2000)
+    cfg = move.config(["a", "b"], move={"postpone_cutover": True})
+    load = WriteLoad(move.source, move.database, ["a", "b"], key_space=2000, pause_s=0.002).start()
+    try:
+        proc = move.popen("run", "-c", str(cfg))
+        wait_for_log(move, "cutover postponed", proc)
+        # The wait is reached and held while writes go on: the gate has not run.
+        wait_for_log(move, '"state": "COPYING"', proc)
+        assert not log_events(move, "checksumming every moved table"), "the gate ran before the wait"
+        released = move.cli("cutover", "-c", str(cfg))
+        assert released.returncode == 0, released.stdout + released.stderr
+        assert proc.wait(timeout=300) == 0, (move.workdir / "daemon.log").read_text()[-3000:]
+    finally:
+        load.stop()
+    events = log_events(move, "")
+
+    def first(msg: str, **fields: str) -> int:
+        return next(
+            i
+            for i, e in enumerate(events)
+            if e["msg"] == msg and all(e.get(k) == v for k, v in fields.items())
+        )
+
+    order = [
+        first("cutover postponed: release it with `tablemover cutover`"),
+        first("cutover released by the operator"),
+        first("checksumming every moved table before the cutover (the apply goes on)"),
+        first("checksum before cutover: source and target equal"),
+        first("state changed", to="CUTOVER_STARTED"),  # the intent: the gate is the last step before it
+    ]
+    assert order == sorted(order), [events[i]["msg"] for i in order]
+    assert len(log_events(move, "checksumming every moved table")) == 1
+    assert transitions(move)[-1] == "DONE"
+    assert_tables_equal(
+        move.source, move.database, move.target, move.target_database, {"_a_moved": "a", "_b_moved": "b"}
+    )

@@ -24,6 +24,7 @@ import pymysql
 import pytest
 
 from conftest import MoveEnv
+from tablemover import checkpoint as cpstore
 from tablemover import sql
 from tablemover.config import load_config
 from tablemover.db import close, connect
@@ -220,3 +221,27 @@ def test_the_old_composite_delete_shape_was_a_full_scan(move: MoveEnv, explainer
     for value in ("'green'", "2"):
         _, plan = explainer.plan(f"SELECT v FROM enum_first WHERE e > {value}", [])
         assert [a["access_type"] for a in _accesses(plan)] in (["ALL"], ["index"])
+
+
+def test_checkpoint_statements_use_the_move_seq_key(move: MoveEnv, explainer: Explainer) -> None:
+    """The newest row (ORDER BY seq DESC LIMIT 1; by id for rows of the earlier layout), the
+    history and the prune of progress rows read the move's rows by key; the newest without a sort."""
+    db = move.target_database
+    move.tgt(cpstore.create_table_sql(db))
+    # Many moves' rows (a move keeps few: progress rows are pruned), with rows of the earlier
+    # layout (seq NULL) and owner rows among them.
+    move.tgt(
+        "INSERT INTO _tablemover_checkpoint (seq, move_name, state, kind, applied_gtid, progress, writer) "
+        "SELECT IF(seq % 50 = 0, NULL, seq), IF(seq % 200 = 0, 'm', CONCAT('n', seq % 20)), 'COPYING', "
+        "IF(seq % 7 = 0, 'owner', 'progress'), '0-1-1', '{}', 'w' FROM seq_1_to_6000",
+        "ANALYZE TABLE _tablemover_checkpoint",
+    )
+    select = cpstore._select(db, True) + " AND kind <> 'owner'"
+    explainer.assert_uses_key("newest", select + cpstore.NEWEST_FIRST + " LIMIT 1", ["m"])
+    explainer.assert_uses_key(
+        "newest, earlier layout", select + cpstore.EARLIER_NEWEST_FIRST + " LIMIT 1", ["m"]
+    )
+    _, plan = explainer.plan(select + cpstore.OLDEST_FIRST, ["m"])
+    assert all(a["access_type"] not in ("ALL", "index") for a in _accesses(plan)), plan
+    _, plan = explainer.plan(cpstore.prune_sql(db), ["m", cpstore.KIND_PROGRESS, 5000])
+    assert all(a["access_type"] not in ("ALL", "index") for a in _accesses(plan)), plan
