@@ -71,6 +71,7 @@ from tablemover.decode import RowDecoder, UnreproducibleValue
 from tablemover.errors import BinlogPurged, SchemaChanged, StreamError, UnreproducibleEvent, XAUnresolved
 from tablemover.flavor import Flavor
 from tablemover.log import event
+from tablemover.redact import digest
 from tablemover.statements import ChangeKind, TableChange, changes_any
 
 MARIADB_GTID_FL_STANDALONE = 0x01
@@ -1578,8 +1579,9 @@ def _refusal_for_statement(
 ) -> UnreproducibleEvent:
     """The exit-3 refusal for a statement that changes a moved table, worded for its kind."""
     table = f"{database}.{change.table}" if change.table else f"every table of {database}"
-    shown = " ".join(query.split())
-    shown = shown if len(shown) <= 200 else shown[:197] + "..."
+    # The message reaches the log, status, the checkpoint and TABLEMOVER_ERROR: a session's
+    # statement may carry secrets in its literals, so only its shape is shown.
+    shown = digest(query)
     start_over = (
         "Nothing of that transaction was applied; the move must start over: "
         "`tablemover discard -c FILE --yes`, then `tablemover run -c FILE`."
