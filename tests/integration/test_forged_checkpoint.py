@@ -17,14 +17,18 @@ COLUMNS = (
 
 
 def forge(move: MoveEnv, state: str, drain: str = "drain_gtid") -> None:
-    """Append a copy of the newest row with another state, as an account with DML on the schema could."""
+    """Append a copy of the newest row with another state and the next ``seq``, as an account with
+    DML on the schema could (the newest row is the one with the highest seq)."""
     table = f"`{move.target_database}`._tablemover_checkpoint"
     select = (
         COLUMNS.replace("state,", f"'{state}',")
         .replace("kind,", "'transition',")
         .replace("drain_gtid,", f"{drain},")
     )
-    move.tgt(f"INSERT INTO {table} ({COLUMNS}) SELECT {select} FROM {table} ORDER BY id DESC LIMIT 1")
+    move.tgt(
+        f"INSERT INTO {table} ({COLUMNS}, seq) SELECT {select}, seq + 1 FROM {table} "
+        "WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
+    )
 
 
 def test_a_forged_renamed_row_fires_nothing(move: MoveEnv) -> None:
