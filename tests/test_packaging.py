@@ -68,7 +68,7 @@ def test_wheel_installs_as_documented_and_the_unit_verifies(tmp_path: Path) -> N
     assert config.source.password_file == "/etc/tablemover/orders.source.pass"
     for side in ("source", "target"):
         password = etc / f"orders.{side}.pass"
-        assert password.is_file() and password.read_text() == "" and mode(password) == 0o640
+        assert password.is_file() and password.read_text() == "" and mode(password) == 0o600
     assert mode(etc / "orders.toml") == 0o640 and mode(etc / "hooks/orders") == 0o755
 
     # systemd accepts the installed unit with the real program at its ExecStart.
