@@ -79,6 +79,13 @@ class MoveSection(_Section):
         default=0.0, ge=0, description="seconds the rollback window stays open; 0 = off"
     )
     rolledback_table_format: str = "_{table}_rolledback"
+    # The schema that holds the move's own state (the checkpoint on the target, the rollback
+    # window's feed checkpoint on the source), created by the daemon. A schema of its own, so that
+    # the application's accounts, which have DML on the application schema, cannot write a row the
+    # daemon would read as the move's state; grant them nothing on it.
+    state_database: str = Field(
+        default="_tablemover", pattern=f"^{_IDENT}$", description="schema of the move's own state"
+    )
     # How each server resolves table and database names (its lower_case_table_names: 0 compares
     # them as spelt, 1 stores and compares them in lower case). Not configurable: read from the
     # servers by :func:`tablemover.schema.resolve_names`, which also folds the names above into the
@@ -147,8 +154,15 @@ class MoveSection(_Section):
         database, target_database, tables = stored_names(
             self.database, self.target_database, self.tables, source_lctn, target_lctn
         )
+        # One name for both servers: fold it when either folds (a folded name is valid on both).
+        state = self.state_database.lower() if source_lctn or target_lctn else self.state_database
         resolved = self.model_copy(
-            update={"database": database, "target_database": target_database, "tables": tables}
+            update={
+                "database": database,
+                "target_database": target_database,
+                "tables": tables,
+                "state_database": state,
+            }
         )
         resolved._source_lctn = source_lctn
         resolved._target_lctn = target_lctn
