@@ -154,6 +154,7 @@ def write_config(
         "name": name,
         "database": database,
         "target_database": f"{database}_dst",
+        "state_database": f"{database}_state",  # dropped with the part's schemas
         "tables": tables,
         **move_extra,
     }

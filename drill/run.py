@@ -403,12 +403,21 @@ def pt_table_sync(binary: str, pair: LocalPair, src: tuple[str, str], dst: tuple
     return f"exit {proc.returncode}: {(proc.stdout + proc.stderr).strip()[:1500]}"
 
 
+# Every round's move keeps its checkpoint in the default state schema, under its own name.
+STATE_DB = "_tablemover"
+
+
+def move_name(dst_db: str) -> str:
+    """A round's move name (its source schema) from its target schema ``<db>_dst``."""
+    return dst_db.removesuffix("_dst")
+
+
 def transitions(pair: LocalPair, dst_db: str) -> list[tuple[str, int]]:
     """(state, hook_attempts) of the checkpoint's transition rows, in order."""
     rows = query(
         pair.target.socket,
-        f"SELECT state, hook_attempts FROM `{dst_db}`._tablemover_checkpoint "
-        "WHERE kind='transition' ORDER BY id",
+        f"SELECT state, hook_attempts FROM `{STATE_DB}`._tablemover_checkpoint "
+        f"WHERE move_name='{move_name(dst_db)}' AND kind='transition' ORDER BY id",
     )
     return [(str(r[0]), int(r[1])) for r in rows]
 
@@ -1132,8 +1141,8 @@ def move_state(pair: LocalPair, dst_db: str) -> str:
     """The move's last committed state (its newest transition row on the target)."""
     rows = query(
         pair.target.socket,
-        f"SELECT state FROM `{dst_db}`._tablemover_checkpoint "
-        "WHERE kind='transition' ORDER BY id DESC LIMIT 1",
+        f"SELECT state FROM `{STATE_DB}`._tablemover_checkpoint "
+        f"WHERE move_name='{move_name(dst_db)}' AND kind='transition' ORDER BY id DESC LIMIT 1",
     )
     return str(rows[0][0]) if rows else ""
 

@@ -155,6 +155,9 @@ class MoveEnv:
     database: str
     target_database: str
     workdir: Path
+    # The move's state schema (config default `_tablemover`): one per test, since the session's
+    # servers are shared and every test's move has the same name.
+    state_database: str = "_tablemover"
     name: str = "t"
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: list[subprocess.Popen[str]] = field(default_factory=list)  # what popen started
@@ -168,6 +171,11 @@ class MoveEnv:
     def target(self) -> LocalMariaDB:
         """The target server."""
         return self.pair.target
+
+    @property
+    def checkpoint_table(self) -> str:
+        """The move's checkpoint table, qualified (in its state schema)."""
+        return f"`{self.state_database}`._tablemover_checkpoint"
 
     def src(self, *statements: str) -> list[tuple[Any, ...]]:
         """Run statements as root in the source schema."""
@@ -183,6 +191,7 @@ class MoveEnv:
             "name": self.name,
             "database": self.database,
             "target_database": self.target_database,
+            "state_database": self.state_database,
             "tables": tables,
             **sections.get("move", {}),
         }
@@ -224,13 +233,26 @@ class MoveEnv:
         return proc
 
 
-def _new_move(pair: LocalPair, tmp_path: Path) -> Iterator[MoveEnv]:
+def make_move_env(pair: LocalPair, workdir: Path) -> MoveEnv:
+    """A move with schemas of its own (source created; target and state made by the daemon)."""
     suffix = uuid.uuid4().hex[:10]
-    env = MoveEnv(pair, f"tm_{suffix}", f"tm_{suffix}_dst", tmp_path)
+    env = MoveEnv(pair, f"tm_{suffix}", f"tm_{suffix}_dst", workdir, state_database=f"tm_{suffix}_state")
     pair.source.execute(f"CREATE DATABASE `{env.database}`")
+    return env
+
+
+def drop_move_schemas(env: MoveEnv) -> None:
+    """Drop every schema of ``env`` on both servers."""
+    env.source.execute(f"DROP DATABASE IF EXISTS `{env.database}`")
+    env.target.execute(f"DROP DATABASE IF EXISTS `{env.target_database}`")
+    for server in (env.source, env.target):
+        server.execute(f"DROP DATABASE IF EXISTS `{env.state_database}`")
+
+
+def _new_move(pair: LocalPair, tmp_path: Path) -> Iterator[MoveEnv]:
+    env = make_move_env(pair, tmp_path)
     yield env
-    pair.source.execute(f"DROP DATABASE IF EXISTS `{env.database}`")
-    pair.target.execute(f"DROP DATABASE IF EXISTS `{env.target_database}`")
+    drop_move_schemas(env)
 
 
 @pytest.fixture

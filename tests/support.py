@@ -122,7 +122,7 @@ class WriteLoad:
 def transitions(move: Any) -> list[str]:
     """The states of a move's transition rows on the target, in order."""
     rows = move.target.execute(
-        f"SELECT state FROM `{move.target_database}`._tablemover_checkpoint "
+        f"SELECT state FROM `{move.state_database}`._tablemover_checkpoint "
         "WHERE kind='transition' ORDER BY id"
     )
     return [r[0] for r in rows]

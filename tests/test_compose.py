@@ -31,7 +31,10 @@ COMPOSE = ROOT / "compose"
 TABLES = ["orders", "order_items"]
 DATABASE = "app"
 MOVER = "'mover'@'%'"
-TARGET_GRANTS = {"app.*": {"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER"}}
+TARGET_GRANTS = {
+    "app.*": {"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER"},
+    "_tablemover.*": {"SELECT", "INSERT", "DELETE", "CREATE", "DROP"},  # the move's state schema
+}
 
 
 @dataclass(frozen=True)

@@ -10,3 +10,5 @@ CREATE USER 'mover'@'%' IDENTIFIED WITH mysql_native_password BY 'mover-pass';
 -- UPDATE, DELETE), schema, tables and checkpoint table (CREATE, DROP), the AUTO_INCREMENT
 -- counter carried over at the cutover (ALTER).
 GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER ON `app`.* TO 'mover'@'%';
+-- The move's own state schema (its checkpoint), created by the daemon; the application gets nothing on it.
+GRANT SELECT, INSERT, DELETE, CREATE, DROP ON `_tablemover`.* TO 'mover'@'%';

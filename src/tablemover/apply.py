@@ -134,6 +134,7 @@ class TargetWriter:
         self,
         conn: Any,
         target_db: str,
+        state_db: str,
         schemas: dict[str, TableSchema],
         decoders: dict[str, RowDecoder],
         resume_from: Checkpoint,
@@ -146,6 +147,7 @@ class TargetWriter:
         # server); the checkpoint row's seq is the compare-and-set for every writer.
         self.fence = fence
         self.target_db = target_db
+        self.state_db = state_db  # the checkpoint's schema, on the same server: one transaction
         self.schemas = schemas
         # Where each moved table's rows go: the same name forward; the source's renamed table for
         # the rollback window's reverse feed.
@@ -363,10 +365,10 @@ class TargetWriter:
             # a seq another daemon stored meanwhile fails the insert (MoveTakenOver).
             seq = self.checkpoint.seq
             for row in rows:
-                base = await cpstore.write(self.conn, self.target_db, row.evolve(seq=seq))
+                base = await cpstore.write(self.conn, self.state_db, row.evolve(seq=seq))
                 seq = base.seq
             if time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
-                await cpstore.prune_progress(self.conn, self.target_db, base.move_name, base.seq)
+                await cpstore.prune_progress(self.conn, self.state_db, base.move_name, base.seq)
                 self._last_prune = time.monotonic()
             faults.hit("writer.before_commit")
             if self.fence is not None:

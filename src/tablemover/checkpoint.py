@@ -15,6 +15,13 @@ instead of committing data after the other daemon's. Rows of the earlier layout 
 column) are kept with seq NULL, ordered by id among themselves and before every row with a seq;
 :func:`upgrade_table` adds the column to such a table, so a move started by an older version
 resumes.
+
+Where the table lives. In the move's own schema (``[move] state_database``, default
+``_tablemover``), not beside the application's tables: the application's accounts have DML on the
+application schema, and a row they insert there would be read as the move's state. The data and
+its checkpoint are still written in one transaction (two schemas, one server). A move started by
+an earlier version, which kept the table in the target schema, is found there by :func:`locate` and
+finishes there.
 """
 
 from __future__ import annotations
@@ -24,14 +31,17 @@ import os
 import socket
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tablemover import __version__
 from tablemover.db import error_code, execute, query
 from tablemover.errors import MoveTakenOver, PreflightError
 from tablemover.keycodec import KeyValue, decode_key, encode_key
 from tablemover.machine import State
-from tablemover.sql import qualified
+from tablemover.sql import qualified, quote_ident
+
+if TYPE_CHECKING:
+    from tablemover.config import MoveSection
 
 TABLE = "_tablemover_checkpoint"
 KIND_TRANSITION = "transition"
@@ -129,7 +139,8 @@ def failed_message(cp: Checkpoint) -> str:
 
 
 async def ensure_table(conn: Any, database: str) -> None:
-    """Create the target schema's checkpoint table if it is missing; upgrade an earlier layout."""
+    """Create the state schema and its checkpoint table if missing; upgrade an earlier layout."""
+    await execute(conn, f"CREATE DATABASE IF NOT EXISTS {quote_ident(database)}")
     await execute(conn, create_table_sql(database))
     await upgrade_table(conn, database)
 
@@ -148,6 +159,55 @@ async def layout(conn: Any, database: str) -> tuple[bool, bool]:
 async def table_present(conn: Any, database: str) -> bool:
     """Whether the checkpoint table exists."""
     return (await layout(conn, database))[0]
+
+
+async def has_rows(conn: Any, database: str, move_name: str) -> bool:
+    """Whether ``database`` holds a checkpoint table with a row of this move."""
+    if not await table_present(conn, database):
+        return False
+    return bool(await query(conn, has_rows_sql(database), (move_name,)))
+
+
+def has_rows_sql(database: str) -> str:
+    """The look of :func:`has_rows` (on the move_id key)."""
+    return f"SELECT 1 FROM {qualified(database, TABLE)} WHERE move_name=%s LIMIT 1"
+
+
+def choose_location(state_db: str, legacy_db: str, in_state: bool, in_legacy: bool) -> str:
+    """Which schema holds a move's checkpoint: pure, the rule of :func:`locate`.
+
+    The state schema whenever it has a row of the move (or neither has one: a new move starts
+    there); the earlier layout's schema only for a move that has rows there and none in the
+    state schema, so that a move begun by an earlier version resumes where its rows are.
+    """
+    if in_legacy and not in_state:
+        return legacy_db
+    return state_db
+
+
+async def locate(conn: Any, state_db: str, legacy_db: str, move_name: str) -> str:
+    """The schema holding a move's checkpoint rows on this server (see :func:`choose_location`).
+
+    ``legacy_db`` is where earlier versions kept the table: the target schema (the move's
+    checkpoint) or the source schema (the rollback window's feed). A row forged there for a move
+    that has none is not trusted for being found: every state it claims is checked against the
+    servers and its own history before the daemon acts on it (:mod:`tablemover.claims`).
+    """
+    if state_db == legacy_db:
+        return state_db
+    in_state = await has_rows(conn, state_db, move_name)
+    in_legacy = not in_state and await has_rows(conn, legacy_db, move_name)
+    return choose_location(state_db, legacy_db, in_state, in_legacy)
+
+
+async def locate_move(conn: Any, move: MoveSection) -> str:
+    """:func:`locate` for a move's own checkpoint on the target (the earlier layout: the target schema)."""
+    return await locate(conn, move.state_database, move.effective_target_database, move.name)
+
+
+def grant_hint(database: str) -> str:
+    """What the move's user needs on the state schema (for refusals that name it)."""
+    return f"SELECT, INSERT, DELETE, CREATE and DROP on {quote_ident(database)}.*"
 
 
 def upgrade_sql(database: str) -> str:

@@ -181,7 +181,7 @@ def _duration(seconds: int) -> str:
 async def _status_from_checkpoint(config: Config) -> dict[str, Any]:
     conn = await connect(config.target, "target")
     try:
-        cp = await cpstore.latest(conn, config.move.effective_target_database, config.move.name)
+        cp = await cpstore.latest(conn, await cpstore.locate_move(conn, config.move), config.move.name)
     finally:
         await close(conn)
     if cp is None:
@@ -465,10 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
         "cleanup",
         _cmd_cleanup,
         "after DONE or ROLLED_BACK: drop the checkpoint rows; --drop-source drops the renamed source tables",
-        "After the move is DONE (or ROLLED_BACK), drop its rows from the target's _tablemover_checkpoint "
-        "table (and the table itself when no other move uses it), and a rollback window's checkpoint rows "
-        "on the source. The renamed source tables (renamed_table_format, by default _<table>_moved) are "
-        "kept unless --drop-source is given (asks to confirm on a terminal; pass --yes otherwise; refused "
+        "After the move is DONE (or ROLLED_BACK), drop its rows from the target's checkpoint table "
+        "(<state_database>._tablemover_checkpoint; the table itself when no other move uses it), and a "
+        "rollback window's checkpoint rows on the source. The renamed source tables "
+        "(renamed_table_format, by default _<table>_moved) are kept unless --drop-source is given "
+        "(asks to confirm on a terminal; pass --yes otherwise; refused "
         "after a rollback, when the source tables are live again). --drop-source also works after an "
         "earlier plain cleanup. A rollback's target tables (_<table>_rolledback) are always kept.",
     )
@@ -479,8 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
         _cmd_discard,
         "throw an unfinished move away (before the cutover), to start over",
         f"Drop the target tables this move created (tables that existed before the move are emptied) "
-        f"and delete its rows from the target's {cpstore.TABLE} table, so that `tablemover run` starts "
-        "the move from scratch. For a move that is PREPARED, COPYING, ABORTED or FAILED (or "
+        f"and delete its rows from the target's checkpoint table (<state_database>.{cpstore.TABLE}), "
+        "so that `tablemover run` starts the move from scratch. For a move that is PREPARED, COPYING, "
+        "ABORTED or FAILED (or "
         "CUTOVER_STARTED while the source still has all its original tables). Refused while a daemon "
         "runs the move and from RENAMED on. Without --yes it only prints what it would drop.",
     )

@@ -114,7 +114,7 @@ async def record_abort(config: Config) -> tuple[Checkpoint | None, State]:
     """
     target = await connect(config.target, "target", autocommit=False)
     try:
-        db = config.move.effective_target_database
+        db = await cpstore.locate_move(target, config.move)
         cp = await cpstore.latest(target, db, config.move.name)
         if cp is None or cp.state is State.ABORTED:
             return cp, cp.state if cp is not None else State.PREPARED
@@ -143,7 +143,8 @@ async def cleanup(config: Config, *, drop_source: bool) -> list[str]:
     # checkpoint rows an earlier plain cleanup removed (then the source inspection vouches for it).
     to_drop = (config.move.database, {t: config.move.renamed(t) for t in config.move.tables})
     try:
-        cp = await cpstore.latest(target, db, config.move.name)
+        state_db = await cpstore.locate_move(target, config.move)
+        cp = await cpstore.latest(target, state_db, config.move.name)
         if cp is not None and cp.state is State.ROLLED_BACK and drop_source:
             raise BadInput(
                 f"move {config.move.name!r} was rolled back: the source tables are the live ones again, so "
@@ -169,7 +170,7 @@ async def cleanup(config: Config, *, drop_source: bool) -> list[str]:
                 "`tablemover discard -c FILE --yes`."
             )
         else:
-            rows = await cpstore.history(target, db, config.move.name)
+            rows = await cpstore.history(target, state_db, config.move.name)
             renames = recorded_renames(rows)
             differences = config_differences(config, recorded_tables(rows) or config.move.tables, renames)
             if differences:
@@ -177,7 +178,7 @@ async def cleanup(config: Config, *, drop_source: bool) -> list[str]:
             if renames is not None:
                 to_drop = renames
             feeds = {str(r.detail["feed"]) for r in rows if isinstance(r.detail.get("feed"), str)}
-            done.extend(await _drop_checkpoint_rows(target, db, config.move.name))
+            done.extend(await _drop_checkpoint_rows(target, state_db, config.move.name))
             if feeds:
                 done.extend(await _drop_reverse_checkpoints(config, feeds))
             if cp.state is State.ROLLED_BACK:
@@ -219,7 +220,8 @@ async def _discard(config: Config, *, yes: bool) -> list[str]:
     db = config.move.effective_target_database
     target = await connect(config.target, "target")
     try:
-        rows = await cpstore.history(target, db, config.move.name)
+        state_db = await cpstore.locate_move(target, config.move)
+        rows = await cpstore.history(target, state_db, config.move.name)
         if not rows:
             return [f"move {config.move.name} has no checkpoint on the target: nothing to discard"]
         state = rows[-1].state
@@ -242,7 +244,8 @@ async def _discard(config: Config, *, yes: bool) -> list[str]:
             raise SafetyRefusal(
                 f"refusing to discard move {config.move.name!r}: its checkpoint rows do not record which "
                 "tables it took on (no PREPARED row), so there is no plan that is known to be safe. "
-                f"Drop the target tables it created yourself and delete its rows from {db}.{cpstore.TABLE}."
+                f"Drop the target tables it created yourself and delete its rows from "
+                f"{state_db}.{cpstore.TABLE}."
             )
         differences = config_differences(config, tables)
         if differences:
@@ -257,7 +260,7 @@ async def _discard(config: Config, *, yes: bool) -> list[str]:
                 verb = "drop" if table in created else "empty (it existed before the move)"
                 plan.append((table, verb))
         lines = [f"{verb} target table {db}.{table}" for table, verb in plan]
-        lines.append(f"delete the checkpoint rows of move {config.move.name} from {db}.{cpstore.TABLE}")
+        lines.append(f"delete the checkpoint rows of move {config.move.name} from {state_db}.{cpstore.TABLE}")
         if not yes:
             return [
                 f"move {config.move.name} is {state.value}; `tablemover discard --yes` would:",
@@ -272,7 +275,7 @@ async def _discard(config: Config, *, yes: bool) -> list[str]:
             else:
                 await execute(target, f"TRUNCATE TABLE {qualified(db, table)}")
                 done.append(f"emptied target table {db}.{table} (it existed before the move)")
-        done.extend(await _drop_checkpoint_rows(target, db, config.move.name))
+        done.extend(await _drop_checkpoint_rows(target, state_db, config.move.name))
         done.append(f"move {config.move.name} discarded; `tablemover run -c FILE` starts it from scratch")
         return done
     finally:
@@ -292,14 +295,13 @@ async def _drop_checkpoint_rows(conn: object, db: str, move_name: str, what: str
 async def _drop_reverse_checkpoints(config: Config, feeds: set[str]) -> list[str]:
     """The rollback window's checkpoint rows on the source (one feed name per window)."""
     source = await connect(config.source, "source")
+    move = config.move
     try:
-        if not await cpstore.table_present(source, config.move.database):
-            return []
         done: list[str] = []
         for feed in sorted(feeds):
-            done.extend(
-                await _drop_checkpoint_rows(source, config.move.database, feed, "rollback window feed")
-            )
+            db = await cpstore.locate(source, move.state_database, move.database, feed)
+            if await cpstore.has_rows(source, db, feed):
+                done.extend(await _drop_checkpoint_rows(source, db, feed, "rollback window feed"))
         return done
     finally:
         await close(source)

@@ -62,7 +62,7 @@ from tablemover.rollback import Rollback, resolve_rollback_started, restore_sour
 from tablemover.schema import TableSchema, count_rows_estimate
 from tablemover.status import Board, hook_env
 from tablemover.verify import checksum_gate
-from tablemover.window import Window, hold_open, reverse_checkpoint, reverse_feed
+from tablemover.window import Window, feed_state_database, hold_open, reverse_checkpoint, reverse_feed
 
 T = TypeVar("T")
 
@@ -100,6 +100,9 @@ class Move:
         self.board = board or Board()
         self.stop_before_cutover = stop_before_cutover
         self.target_db = config.move.effective_target_database
+        # Where the move's checkpoint is: the state schema, or the target schema for a move an
+        # earlier version started there; located on the target before the first read of a row.
+        self.state_db = config.move.state_database
         self.flavor = Flavor.MARIADB
         self.schemas: dict[str, TableSchema] = {}
         self.lock = MoveLock(config)
@@ -125,12 +128,14 @@ class Move:
     async def _walk(self, cp: Checkpoint | None) -> MoveResult:
         """The phases in order, entered at the persisted state (which is all "resume" means)."""
         if cp is None:
-            cp = await prepare(self.config, self.flavor, self.schemas, self.source, self.target)
+            cp = await prepare(
+                self.config, self.flavor, self.schemas, self.source, self.target, self.state_db
+            )
             await self.lock.record_owner()
         else:
             # The row is a claim: checked against its history and the source before acting on it.
             check_history(
-                self.config, await cpstore.history(self.target, self.target_db, self.config.move.name)
+                self.config, await cpstore.history(self.target, self.state_db, self.config.move.name)
             )
             await check_source_matches(self.config, cp.state)
             event(
@@ -216,7 +221,7 @@ class Move:
         self._pipeline = Pipeline(
             self.config,
             self.schemas,
-            forward_feed(self.config, self.flavor),
+            forward_feed(self.config, self.flavor, self.state_db),
             source_monitor=self.source_monitor,
             writer_conn=self.target,
             controls=self.controls,
@@ -298,7 +303,12 @@ class Move:
             await machine.fire("finish")
             return
         window = Window.open(self.config.move.name, reverse_from, length)
-        await self._with_reverse_writer(lambda source: reverse_checkpoint(self.config, source, window))
+
+        async def create(source: Any) -> None:
+            database = await feed_state_database(self.config, source, window)
+            await reverse_checkpoint(self.config, source, window, database)
+
+        await self._with_reverse_writer(create)
         await machine.fire("open_window", detail=window.detail())
         event("rollback window open", closes_in_s=length, reverse_from=reverse_from)
 
@@ -321,11 +331,12 @@ class Move:
         )
 
         async def feed(source: Any) -> None:
-            checkpoint = await reverse_checkpoint(self.config, source, window)
+            database = await feed_state_database(self.config, source, window)
+            checkpoint = await reverse_checkpoint(self.config, source, window, database)
             self._pipeline = Pipeline(
                 self.config,
                 self.schemas,
-                reverse_feed(self.config, self.target_flavor),
+                reverse_feed(self.config, self.target_flavor, database),
                 source_monitor=None,
                 writer_conn=source,
                 controls=self.controls,
@@ -425,7 +436,7 @@ class Move:
         # Fenced like the writer's commits: the row continues the newest one we know (seq), and
         # the lock must still be ours on the connection that commits it.
         try:
-            written = await cpstore.write(self.target, self.target_db, cp)
+            written = await cpstore.write(self.target, self.state_db, cp)
             await self.lock.prove(self.target)
         except TablemoverError:
             with anyio.CancelScope(shield=True), contextlib.suppress(MySQLError, OSError):
@@ -462,6 +473,7 @@ class Move:
         self.target_flavor = report.target_info.flavor
         self.lag.flavor = self.flavor
         self.schemas = report.schemas
+        self.state_db = report.state_database
         if report.checkpoint is not None:
             # Known from here on (status, abort, hooks), not only once the first attempt reads it.
             self.board.committed.store(report.checkpoint)
@@ -581,7 +593,8 @@ class Move:
         conn: Any = None
         try:
             conn = await connect(self.config.target, "target")
-            return await cpstore.latest(conn, self.target_db, self.config.move.name)
+            self.state_db = await cpstore.locate_move(conn, self.config.move)
+            return await cpstore.latest(conn, self.state_db, self.config.move.name)
         finally:
             if conn is not None:
                 await close(conn)
@@ -639,7 +652,7 @@ class Move:
                 async def persist(previous: State, state: State, kwargs: dict[str, Any]) -> None:
                     failed = cp.evolve(state=state, kind=cpstore.KIND_TRANSITION, **kwargs)
                     await self.lock.prove(conn)  # autocommit: proved before, the seq fences after
-                    failed = await cpstore.write(conn, self.target_db, failed)
+                    failed = await cpstore.write(conn, self.state_db, failed)
                     self.board.committed.store(failed)
                     _state_changed(previous, state, logging.ERROR)
 

@@ -123,9 +123,8 @@ class MoveLock:
         holder = int(row[0]) if row and row[0] is not None else 0
         if holder != self.connection_id:
             return False
-        owner = await cpstore.latest_owner(
-            self.conn, self.config.move.effective_target_database, self.config.move.name
-        )
+        db = await cpstore.locate_move(self.conn, self.config.move)
+        owner = await cpstore.latest_owner(self.conn, db, self.config.move.name)
         if (
             owner is None
             or owner.detail.get("connection_id") != holder
@@ -141,8 +140,10 @@ class MoveLock:
 
     async def record_owner(self) -> None:
         """Write the owner row (when the checkpoint table exists yet) for a refused daemon to read."""
-        db = self.config.move.effective_target_database
-        if self.conn is None or not await cpstore.table_present(self.conn, db):
+        if self.conn is None:
+            return
+        db = await cpstore.locate_move(self.conn, self.config.move)
+        if not await cpstore.table_present(self.conn, db):
             return
         # A move started by an earlier version: its table gets the seq column now, under the lock
         # and before this daemon writes anything.
@@ -252,7 +253,7 @@ async def describe_owner(conn: Any, config: Config, name: str) -> str:
     holder = int(row[0]) if row and row[0] is not None else 0
     if not holder:
         return "it released the lock just now"
-    db = config.move.effective_target_database
+    db = await cpstore.locate_move(conn, config.move)
     owner = await cpstore.latest_owner(conn, db, config.move.name)
     if owner is not None and owner.detail.get("connection_id") == holder:
         return f"{owner.writer}, owner since {owner.created_at}"

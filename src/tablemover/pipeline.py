@@ -59,10 +59,15 @@ class Feed:
     # writer with the data, and its checkpoint is the move's. Reverse (the rollback window): the
     # stream alone, into the source's renamed tables, with a checkpoint of its own.
     forward: bool
+    # The schema of the writer's checkpoint on the same server (committed with the rows).
+    state_database: str
 
 
-def forward_feed(config: Config, flavor: Flavor) -> Feed:
-    """Source binlog -> target tables of the same names, with the chunk copy."""
+def forward_feed(config: Config, flavor: Flavor, state_database: str) -> Feed:
+    """Source binlog -> target tables of the same names, with the chunk copy.
+
+    ``state_database`` is where the move's checkpoint is (:func:`tablemover.checkpoint.locate`).
+    """
     move = config.move
     settings = StreamSettings(
         server=config.source,
@@ -73,7 +78,8 @@ def forward_feed(config: Config, flavor: Flavor) -> Feed:
         report_host=move.replica_host_tag,
         fold_names=move.source_folds_names,
     )
-    return Feed(settings, move.effective_target_database, {t: t for t in move.tables}, forward=True)
+    tables = {t: t for t in move.tables}
+    return Feed(settings, move.effective_target_database, tables, forward=True, state_database=state_database)
 
 
 class Pipeline:
@@ -143,6 +149,7 @@ class Pipeline:
         writer = TargetWriter(
             self.writer_conn,
             feed.writer_database,
+            feed.state_database,
             self.schemas,
             decoders,
             checkpoint,

@@ -17,12 +17,18 @@ from tablemover.sql import quote_ident, target_create_statement
 
 
 async def prepare(
-    config: Config, flavor: Flavor, schemas: dict[str, TableSchema], source: Any, target: Any
+    config: Config,
+    flavor: Flavor,
+    schemas: dict[str, TableSchema],
+    source: Any,
+    target: Any,
+    state_db: str,
 ) -> Checkpoint:
-    """Create what the move needs on the target and commit its first checkpoint (PREPARED)."""
+    """Create what the move needs on the target and commit its first checkpoint (PREPARED) in
+    ``state_db``."""
     target_db = config.move.effective_target_database
     await execute(target, f"CREATE DATABASE IF NOT EXISTS {quote_ident(target_db)}")
-    await cpstore.ensure_table(target, target_db)
+    await cpstore.ensure_table(target, state_db)
     created = []
     for table, schema in schemas.items():
         if not await table_exists(target, target_db, table):
@@ -40,7 +46,7 @@ async def prepare(
         # `discard` drops the tables the move created and only empties those it found.
         detail={"flavor": flavor.value, "created_tables": created},
     )
-    cp = await cpstore.write(target, target_db, cp)
+    cp = await cpstore.write(target, state_db, cp)
     await target.commit()
     event("prepared move", start_gtid=start, tables=",".join(config.move.tables))
     return cp

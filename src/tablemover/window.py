@@ -41,8 +41,8 @@ def rollback_comment(move_name: str, nonce: str) -> str:
     return f"tablemover rollback move={move_name} nonce={nonce}"
 
 
-def reverse_feed(config: Config, target_flavor: Flavor) -> Feed:
-    """Target binlog -> the source's renamed tables, no copy."""
+def reverse_feed(config: Config, target_flavor: Flavor, state_database: str) -> Feed:
+    """Target binlog -> the source's renamed tables, no copy; the feed's checkpoint in ``state_database``."""
     move = config.move
     settings = StreamSettings(
         server=config.target,
@@ -54,7 +54,8 @@ def reverse_feed(config: Config, target_flavor: Flavor) -> Feed:
         role="target",  # the reverse stream reads the target's binlog, with [target]'s TLS settings
         fold_names=move.target_folds_names,
     )
-    return Feed(settings, move.database, {t: move.renamed(t) for t in move.tables}, forward=False)
+    tables = {t: move.renamed(t) for t in move.tables}
+    return Feed(settings, move.database, tables, forward=False, state_database=state_database)
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,21 @@ class Window:
         return self.closes_at - time.time()
 
 
-async def reverse_checkpoint(config: Config, source: Any, window: Window) -> Checkpoint:
-    """The reverse feed's checkpoint on the source: created when the window opens, read on resume.
+async def feed_state_database(config: Config, source: Any, window: Window) -> str:
+    """The schema of the window's feed checkpoint on the source (see :func:`tablemover.checkpoint.locate`).
+
+    The move's state schema, or the source schema for a window an earlier version opened there.
+    """
+    move = config.move
+    return await cpstore.locate(source, move.state_database, move.database, window.feed_name)
+
+
+async def reverse_checkpoint(config: Config, source: Any, window: Window, database: str) -> Checkpoint:
+    """The reverse feed's checkpoint on the source, in ``database``: created when the window opens,
+    read on resume.
 
     ``source`` is the reverse writer's connection (not autocommit); the row is committed here.
     """
-    database = config.move.database
     await cpstore.ensure_table(source, database)
     cp = await cpstore.latest(source, database, window.feed_name)
     if cp is None:

@@ -46,7 +46,7 @@ def applied_seq(move: MoveEnv, state: str | None = None) -> int:
     """Sequence number in the newest checkpoint's applied position (or the first row in ``state``)."""
     where, order = (f"WHERE state='{state}'", "ASC") if state else ("", "DESC")
     rows = move.target.execute(
-        f"SELECT applied_gtid FROM `{move.target_database}`._tablemover_checkpoint {where} "
+        f"SELECT applied_gtid FROM `{move.state_database}`._tablemover_checkpoint {where} "
         f"ORDER BY id {order} LIMIT 1"
     )
     position = str(rows[0][0]) if rows else ""

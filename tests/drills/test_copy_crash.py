@@ -17,7 +17,7 @@ CHUNK = 100
 
 def latest_checkpoint(move: MoveEnv) -> dict[str, object] | None:
     rows = move.target.execute(
-        f"SELECT state, applied_gtid, progress FROM `{move.target_database}`._tablemover_checkpoint "
+        f"SELECT state, applied_gtid, progress FROM `{move.state_database}`._tablemover_checkpoint "
         "ORDER BY id DESC LIMIT 1"
     )
     if not rows:
@@ -29,7 +29,7 @@ def latest_checkpoint(move: MoveEnv) -> dict[str, object] | None:
 def target_has_checkpoint_table(move: MoveEnv) -> bool:
     sql = (
         "SELECT 1 FROM information_schema.TABLES "
-        f"WHERE TABLE_SCHEMA='{move.target_database}' AND TABLE_NAME='_tablemover_checkpoint'"
+        f"WHERE TABLE_SCHEMA='{move.state_database}' AND TABLE_NAME='_tablemover_checkpoint'"
     )
     return bool(move.target.execute(sql))
 

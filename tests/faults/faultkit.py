@@ -88,7 +88,7 @@ def latest_checkpoint(move: MoveEnv) -> tuple[str, int] | None:
     """(state, rows copied) of the newest committed checkpoint row, read as root on the target."""
     try:
         rows = move.target.execute(
-            f"SELECT state, progress FROM `{move.target_database}`._tablemover_checkpoint "
+            f"SELECT state, progress FROM `{move.state_database}`._tablemover_checkpoint "
             f"WHERE move_name = '{move.name}' AND kind <> 'owner' ORDER BY seq DESC, id DESC LIMIT 1"
         )
     except pymysql.err.MySQLError:  # not created yet, or the target is restarting
@@ -102,7 +102,7 @@ def latest_checkpoint(move: MoveEnv) -> tuple[str, int] | None:
 def states(move: MoveEnv) -> list[str]:
     """The states of this move's transition rows, in order (other moves may share the table)."""
     rows = move.target.execute(
-        f"SELECT state FROM `{move.target_database}`._tablemover_checkpoint "
+        f"SELECT state FROM `{move.state_database}`._tablemover_checkpoint "
         f"WHERE kind = 'transition' AND move_name = '{move.name}' ORDER BY id"
     )
     return [str(r[0]) for r in rows]

@@ -65,6 +65,13 @@ def wait_text(move: MoveEnv, log: str, what: str, timeout: float = 120) -> None:
         raise AssertionError(f"{exc}\n{text(move, log)[-4000:]}") from None
 
 
+def lock_holder(move: MoveEnv) -> int:
+    """The connection id holding the move's lock on the target (0 when free)."""
+    name = lock_name(move.target_database, move.name)
+    holder = move.target.execute(f"SELECT IS_USED_LOCK('{name}')")[0][0]
+    return int(str(holder)) if holder is not None else 0
+
+
 def lock_free(move: MoveEnv) -> bool:
     """Whether the move's lock is free (a KILL returns before the killed session lets it go)."""
     name = lock_name(move.target_database, move.name)
@@ -74,7 +81,7 @@ def lock_free(move: MoveEnv) -> bool:
 def rows_after(move: MoveEnv, seq: int) -> list[tuple[int, str, str]]:
     """(seq, writer, kind) of the move's checkpoint rows past ``seq``, in seq order."""
     found = move.tgt(
-        f"SELECT seq, writer, kind FROM _tablemover_checkpoint WHERE move_name = '{move.name}' "
+        f"SELECT seq, writer, kind FROM {move.checkpoint_table} WHERE move_name = '{move.name}' "
         f"AND seq > {seq} ORDER BY seq"
     )
     return [(int(str(r[0])), str(r[1]), str(r[2])) for r in found]
@@ -93,11 +100,13 @@ def test_a_daemon_whose_lock_connection_was_killed_stops_when_another_takes_the_
         wait_text(move, "a.log", "cutover postponed")
         assert first.poll() is None, text(move, "a.log")[-3000:]
         # Only A's lock connection goes; its writer's connection stays.
-        locks = wait_until(
-            "A's lock connection",
-            lambda: [c for c in daemon_connections(move.target, "target", first.pid) if c.role == "lock"],
-        )
-        writers = [c for c in daemon_connections(move.target, "target", first.pid) if c.role == "writer"]
+        # The lock's connection is the one the server names as the lock's holder (one of A's);
+        # the writer is told apart by its statements (it proves the lock before each COMMIT).
+        holder = wait_until("A's lock connection", lambda: lock_holder(move))
+        own = daemon_connections(move.target, "target", first.pid)
+        locks = [c for c in own if c.id == holder]
+        assert locks, f"the lock's holder {holder} is not one of A's connections: {own}"
+        writers = [c for c in own if c.role == "writer" and c.id != holder]
         assert writers, "A's writer connection is there"
         # Writes pause while B starts, so that B takes the free lock before A's writer next commits
         # (A would otherwise find the lock free, take it back and refuse B: the plain refusal).
@@ -109,7 +118,7 @@ def test_a_daemon_whose_lock_connection_was_killed_stops_when_another_takes_the_
         assert kill_connection(move.target, locks[0].id)
         wait_until("A's lock freed", lambda: lock_free(move))
         before = int(
-            str(move.tgt(f"SELECT MAX(seq) FROM _tablemover_checkpoint WHERE move_name='{move.name}'")[0][0])
+            str(move.tgt(f"SELECT MAX(seq) FROM {move.checkpoint_table} WHERE move_name='{move.name}'")[0][0])
         )
         # B is the same move run from elsewhere (another host, say): its own control socket.
         cfg_b = move.workdir / "b.toml"

@@ -43,7 +43,7 @@ def test_second_daemon_of_a_move_is_refused_and_the_first_finishes(fault_move: M
     try:
         first = move.popen("run", "-c", str(cfg))
         wait_logged(move, "copy complete and caught up")
-        before = move.tgt("SELECT COUNT(*) FROM _tablemover_checkpoint WHERE kind = 'transition'")
+        before = move.tgt(f"SELECT COUNT(*) FROM {move.checkpoint_table} WHERE kind = 'transition'")
         started = time.monotonic()
         second = move.cli("run", "-c", str(cfg), timeout=60)
         took = time.monotonic() - started
@@ -54,7 +54,7 @@ def test_second_daemon_of_a_move_is_refused_and_the_first_finishes(fault_move: M
         assert f"{socket.gethostname()} pid={first.pid}" in second.stderr, second.stderr
         assert "since" in second.stderr, second.stderr
         assert "nothing was changed" in second.stderr
-        assert move.tgt("SELECT COUNT(*) FROM _tablemover_checkpoint WHERE kind = 'transition'") == before
+        assert move.tgt(f"SELECT COUNT(*) FROM {move.checkpoint_table} WHERE kind = 'transition'") == before
         # The first daemon still owns its control socket and answers on it.
         assert os.path.exists(move.workdir / "t.sock")
         shown = status(move, cfg)

@@ -1,13 +1,14 @@
 """The checkpoint's order on a real server: the newest row is the highest seq its writer chose (not
 the AUTO_INCREMENT id), a stale writer's row is refused (compare-and-set), and a move started
-under the earlier layout (no seq column) resumes and finishes after the upgrade."""
+under the earlier layout (no seq column, the table in the target schema) resumes and finishes
+after the upgrade, where its rows are."""
 
 from __future__ import annotations
 
 import pytest
 
 from conftest import MoveEnv
-from support import WriteLoad, assert_tables_equal, transitions
+from support import WriteLoad, assert_tables_equal
 from tablemover import checkpoint as cpstore
 from tablemover.config import load_config
 from tablemover.db import close, connect
@@ -91,8 +92,15 @@ def test_a_move_started_under_the_earlier_layout_resumes_and_finishes(move: Move
     cfg = move.config(["a"])
     first = move.cli("run", "--stop-before-cutover", "-c", str(cfg))
     assert first.returncode == 0, first.stderr[-3000:]
-    # Make the table what an earlier version left: no seq column; its rows ordered by id only.
-    move.tgt("ALTER TABLE _tablemover_checkpoint DROP INDEX move_seq, DROP COLUMN seq")
+    # Make the table what an earlier version left: in the target schema beside the moved tables,
+    # no seq column, its rows ordered by id only.
+    columns = "id, move_name, state, kind, applied_gtid, drain_gtid, progress, rows_copied, "
+    columns += "events_applied, hook_attempts, detail, created_at, writer"
+    move.tgt(
+        EARLIER_LAYOUT,
+        f"INSERT INTO _tablemover_checkpoint ({columns}) SELECT {columns} FROM {move.checkpoint_table}",
+        f"DROP TABLE {move.checkpoint_table}",
+    )
     status = move.cli("status", "--json", "-c", str(cfg))
     assert status.returncode == 0 and '"COPYING"' in status.stdout, status.stdout + status.stderr
     # The next daemon adds the column itself (its user holds ALTER on the target) and resumes.
@@ -103,7 +111,13 @@ def test_a_move_started_under_the_earlier_layout_resumes_and_finishes(move: Move
     finally:
         load.stop()
     assert run.returncode == 0, run.stderr[-3000:]
-    assert transitions(move)[-1] == "DONE"
+    newest = move.tgt(
+        "SELECT state FROM _tablemover_checkpoint WHERE kind='transition' ORDER BY seq DESC LIMIT 1"
+    )
+    assert newest == [("DONE",)], newest
     seqs = move.tgt("SELECT MIN(seq), COUNT(*) FROM _tablemover_checkpoint WHERE seq IS NOT NULL")
     assert seqs[0][0] == 1 and seqs[0][1] >= 4, seqs  # continued from the old rows at 1
+    # The move finished where its rows were: nothing of it in the state schema.
+    in_state_schema = f"SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{move.state_database}'"
+    assert not move.tgt(in_state_schema)
     assert_tables_equal(move.source, move.database, move.target, move.target_database, {"_a_moved": "a"})

@@ -243,5 +243,6 @@ def test_checkpoint_statements_use_the_move_seq_key(move: MoveEnv, explainer: Ex
     )
     _, plan = explainer.plan(select + cpstore.OLDEST_FIRST, ["m"])
     assert all(a["access_type"] not in ("ALL", "index") for a in _accesses(plan)), plan
+    explainer.assert_uses_key("a move's rows here", cpstore.has_rows_sql(db), ["m"])
     _, plan = explainer.plan(cpstore.prune_sql(db), ["m", cpstore.KIND_PROGRESS, 5000])
     assert all(a["access_type"] not in ("ALL", "index") for a in _accesses(plan)), plan

@@ -19,7 +19,7 @@ COLUMNS = (
 def forge(move: MoveEnv, state: str, drain: str = "drain_gtid") -> None:
     """Append a copy of the newest row with another state and the next ``seq``, as an account with
     DML on the schema could (the newest row is the one with the highest seq)."""
-    table = f"`{move.target_database}`._tablemover_checkpoint"
+    table = f"`{move.state_database}`._tablemover_checkpoint"
     select = (
         COLUMNS.replace("state,", f"'{state}',")
         .replace("kind,", "'transition',")
@@ -38,7 +38,7 @@ def test_a_forged_renamed_row_fires_nothing(move: MoveEnv) -> None:
     write_hook(hooks, "on-success", f"touch {marker}\n")
     cfg = str(move.config(["a"], move={"hooks_dir": str(hooks)}))
     assert move.cli("run", "--stop-before-cutover", "-c", cfg).returncode == 0
-    table = f"`{move.target_database}`._tablemover_checkpoint"
+    table = f"`{move.state_database}`._tablemover_checkpoint"
     genuine = move.tgt(f"SELECT MAX(id) FROM {table}")[0][0]
     forge(move, "RENAMED", drain="applied_gtid")
 
@@ -63,7 +63,7 @@ def test_a_forged_copying_row_after_done_restarts_nothing(move: MoveEnv) -> None
     move.src("CREATE TABLE a (id INT PRIMARY KEY, v INT)", "INSERT INTO a SELECT seq, seq FROM seq_1_to_400")
     cfg = str(move.config(["a"]))
     assert move.cli("run", "-c", cfg).returncode == 0
-    table = f"`{move.target_database}`._tablemover_checkpoint"
+    table = f"`{move.state_database}`._tablemover_checkpoint"
     rows_before = move.tgt(f"SELECT COUNT(*) FROM {table}")[0][0]
     forge(move, "COPYING")
 

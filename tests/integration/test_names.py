@@ -10,14 +10,13 @@ the target; a TRUNCATE spelling the table in capitals is recognised and refused.
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pymysql
 import pytest
 
-from conftest import TEST_SCHEMA_GRANT, MoveEnv
+from conftest import TEST_SCHEMA_GRANT, MoveEnv, drop_move_schemas, make_move_env
 from support import WriteLoad, transitions, wait_for_log
 from tablemover.local.mariadb import LocalMariaDB, LocalPair, find_mariadbd, grant_mover, start_pair
 
@@ -44,16 +43,13 @@ def lctn_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPair]:
 @pytest.fixture
 def lctn_move(lctn_pair: LocalPair, tmp_path: Path) -> Iterator[MoveEnv]:
     """A fresh move on the lower_case_table_names=1 pair; a daemon a failed test left is killed."""
-    suffix = uuid.uuid4().hex[:10]
-    env = MoveEnv(lctn_pair, f"tm_{suffix}", f"tm_{suffix}_dst", tmp_path)
-    lctn_pair.source.execute(f"CREATE DATABASE `{env.database}`")
+    env = make_move_env(lctn_pair, tmp_path)
     yield env
     for proc in env.procs:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
-    lctn_pair.source.execute(f"DROP DATABASE IF EXISTS `{env.database}`")
-    lctn_pair.target.execute(f"DROP DATABASE IF EXISTS `{env.target_database}`")
+    drop_move_schemas(env)
 
 
 def hex_rows(server: LocalMariaDB, database: str, table: str) -> list[tuple[str, ...]]:
@@ -136,7 +132,7 @@ def test_mixed_case_names_move_every_write(lctn_move: MoveEnv) -> None:
     assert {900001, 900002} <= ids and 18 not in ids and not ids & set(range(20, 41))
     # The checkpoint names the table as stored; verify and status find it under the config's spelling.
     keys = move.target.execute(
-        f"SELECT progress FROM `{move.target_database}`._tablemover_checkpoint WHERE kind='transition' "
+        f"SELECT progress FROM `{move.state_database}`._tablemover_checkpoint WHERE kind='transition' "
         "ORDER BY id DESC LIMIT 1"
     )
     assert '"orders"' in str(keys[0][0]) and "Orders" not in str(keys[0][0])

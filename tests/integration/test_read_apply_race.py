@@ -26,7 +26,7 @@ def chase(move: MoveEnv, stop: threading.Event, counter: list[int]) -> None:
         while not stop.is_set():
             try:
                 tcur.execute(
-                    f"SELECT progress FROM `{move.target_database}`._tablemover_checkpoint "
+                    f"SELECT progress FROM `{move.state_database}`._tablemover_checkpoint "
                     "ORDER BY id DESC LIMIT 1"
                 )
                 row = tcur.fetchone()

@@ -31,7 +31,7 @@ def test_cleanup_refuses_a_changed_renamed_table_format(move: MoveEnv) -> None:
     )
     assert move.src("SELECT COUNT(*) FROM a_live") == [(10,)]
     assert move.src("SELECT COUNT(*) FROM _a_moved") == [(300,)]
-    assert move.tgt(f"SELECT COUNT(*) FROM `{move.target_database}`._tablemover_checkpoint")[0][0] > 0
+    assert move.tgt(f"SELECT COUNT(*) FROM `{move.state_database}`._tablemover_checkpoint")[0][0] > 0
 
     cleaned = move.cli("cleanup", "--drop-source", "--yes", "-c", cfg)
     assert cleaned.returncode == 0, cleaned.stderr

@@ -36,7 +36,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from conftest import MoveEnv
+from conftest import MoveEnv, drop_move_schemas, make_move_env
 from support import wait_for_log
 from tablemover.local.mariadb import LocalMariaDB, LocalPair
 
@@ -392,11 +392,9 @@ def fresh_moves(window_pair: LocalPair, tmp_path: Path) -> Iterator[Callable[[],
     made: list[MoveEnv] = []
 
     def make() -> MoveEnv:
-        suffix = uuid.uuid4().hex[:10]
-        workdir = tmp_path / suffix
+        workdir = tmp_path / uuid.uuid4().hex[:10]
         workdir.mkdir()
-        env = MoveEnv(window_pair, f"tm_{suffix}", f"tm_{suffix}_dst", workdir)
-        window_pair.source.execute(f"CREATE DATABASE `{env.database}`")
+        env = make_move_env(window_pair, workdir)
         made.append(env)
         return env
 
@@ -405,8 +403,7 @@ def fresh_moves(window_pair: LocalPair, tmp_path: Path) -> Iterator[Callable[[],
         for proc in env.procs:
             if proc.poll() is None:
                 proc.kill()
-        window_pair.source.execute(f"DROP DATABASE IF EXISTS `{env.database}`")
-        window_pair.target.execute(f"DROP DATABASE IF EXISTS `{env.target_database}`")
+        drop_move_schemas(env)
 
 
 SESSION = ("SET time_zone = '+00:00'", "SET sql_mode = 'NO_ENGINE_SUBSTITUTION'")

@@ -65,7 +65,7 @@ def session(move: MoveEnv, *statements: str) -> None:
 
 def applied_gtid(move: MoveEnv) -> str:
     found = move.target.execute(
-        f"SELECT applied_gtid FROM `{move.target_database}`._tablemover_checkpoint "
+        f"SELECT applied_gtid FROM `{move.state_database}`._tablemover_checkpoint "
         "WHERE kind <> 'owner' ORDER BY id DESC LIMIT 1"
     )
     return str(found[0][0])
@@ -83,7 +83,7 @@ def assert_stopped_for_operator(move: MoveEnv, cfg: Path, proc: subprocess.Popen
     for word in words:
         assert word in log, f"{word!r} missing from:\n{log[-3000:]}"
     state = move.target.execute(
-        f"SELECT state, detail FROM `{move.target_database}`._tablemover_checkpoint "
+        f"SELECT state, detail FROM `{move.state_database}`._tablemover_checkpoint "
         "WHERE kind='transition' ORDER BY id DESC LIMIT 1"
     )[0]
     assert state[0] == "FAILED", state

@@ -3,6 +3,8 @@ AUTO_INCREMENT id; owner rows take none; the statements that read and prune by i
 
 from __future__ import annotations
 
+import pytest
+
 from tablemover import checkpoint as cpstore
 from tablemover.checkpoint import Checkpoint
 from tablemover.machine import State
@@ -49,3 +51,28 @@ def test_the_newest_row_is_the_highest_seq_and_earlier_layout_rows_come_last() -
 def test_prune_keeps_the_newest_row_by_seq() -> None:
     sql = cpstore.prune_sql("db")
     assert "(seq < %s OR seq IS NULL)" in sql and "MAX(id)" not in sql
+
+
+def test_the_checkpoint_is_found_where_the_move_has_rows() -> None:
+    """A new move starts in the state schema; a move an earlier version began in the target
+    schema is resumed there; once the state schema has a row of the move, it wins."""
+    choose = cpstore.choose_location
+    assert choose("_tablemover", "app", in_state=False, in_legacy=False) == "_tablemover"
+    assert choose("_tablemover", "app", in_state=False, in_legacy=True) == "app"
+    assert choose("_tablemover", "app", in_state=True, in_legacy=True) == "_tablemover"
+    assert choose("_tablemover", "app", in_state=True, in_legacy=False) == "_tablemover"
+
+
+def test_the_state_schema_is_a_plain_identifier_folded_with_the_names() -> None:
+    from tablemover.config import MoveSection
+
+    move = MoveSection(name="m", database="app", tables=["t"])
+    assert move.state_database == "_tablemover"
+    assert (
+        MoveSection(name="m", database="app", tables=["t"], state_database="Ops_State")
+        .with_name_rules(1, 1)
+        .state_database
+        == "ops_state"
+    )
+    with pytest.raises(ValueError):
+        MoveSection(name="m", database="app", tables=["t"], state_database="bad name")

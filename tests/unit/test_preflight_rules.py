@@ -397,11 +397,20 @@ def test_target_requirements() -> None:
         "DROP",
         "ALTER",
     }
-    assert all(r.object_name == "app.*" for r in reqs)
+    # the target schema, and the state schema of the checkpoint (default `_tablemover`)
+    assert {r.object_name for r in reqs} == {"app.*", "_tablemover.*"}
+    assert [r.privileges[0] for r in reqs if r.object_name == "_tablemover.*"] == [
+        "SELECT",
+        "INSERT",
+        "DELETE",
+        "CREATE",
+        "DROP",
+    ]
+    assert all(r.object_name == "app.*" for r in target_requirements("app", "app"))
     assert (
         missing(
             account("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER ON `tm\\_%`.* TO `m`@`%`"),
-            target_requirements("tm_x"),
+            target_requirements("tm_x", "tm_x_state"),
         )
         == []
     )
@@ -410,11 +419,11 @@ def test_target_requirements() -> None:
         r.privileges
         for r in missing(
             account("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP ON `tm\\_%`.* TO `m`@`%`"),
-            target_requirements("tm_x"),
+            target_requirements("tm_x", "tm_x_state"),
         )
     ] == [("ALTER",)]
     # table grants cannot create the schema or the checkpoint table
-    assert len(missing(account("GRANT ALL ON `app`.`t` TO `m`@`%`"), reqs)) == 7
+    assert len(missing(account("GRANT ALL ON `app`.`t` TO `m`@`%`"), reqs)) == 7 + 5
 
 
 def _statements(plan: FixPlan, flavor: Flavor = Flavor.MARIADB, rules: NameRules | None = None) -> list[str]:
@@ -664,10 +673,19 @@ def test_window_requirements_are_what_the_local_window_grants_give() -> None:
     # The harness's grants are the documented ones, and they cover the window's needs...
     assert missing(held(SOURCE_GRANTS + WINDOW_SOURCE_GRANTS), source_reqs) == []
     assert missing(held(TARGET_GRANTS + WINDOW_TARGET_GRANTS), target_reqs) == []
-    # ... which the plain move's grants do not: writing the renamed tables, streaming the target.
-    assert {p for r in missing(held(SOURCE_GRANTS), source_reqs) for p in r.privileges} == {
+    # ... which the plain move's grants do not: writing the renamed tables, streaming the target,
+    # the feed's checkpoint in the source's state schema.
+    lacking_source = missing(held(SOURCE_GRANTS), source_reqs)
+    assert {p for r in lacking_source if r.database != "_tablemover" for p in r.privileges} == {
         "UPDATE",
         "DELETE",
+    }
+    assert {p for r in lacking_source if r.database == "_tablemover" for p in r.privileges} == {
+        "SELECT",
+        "INSERT",
+        "DELETE",
+        "CREATE",
+        "DROP",
     }
     lacking = {p for r in missing(held(TARGET_GRANTS), target_reqs) for p in r.privileges}
     # (ALTER, which the rollback's RENAME needs, is in every move's target grants since the cutover

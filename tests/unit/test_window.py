@@ -124,14 +124,21 @@ def test_the_rollbacks_two_renames() -> None:
     assert back.role == "source"
     assert back.statement().endswith("TABLE `app`.`_a_moved` TO `app`.`a`, `app`.`_b_moved` TO `app`.`b`")
     # The reverse feed skips the rollback's own RENAME by its tag, and only that one.
-    tag = reverse_feed(CONFIG, Flavor.MARIADB).stream.own_rename_tag
-    assert tag in away.statement() and tag not in forward_feed(CONFIG, Flavor.MARIADB).stream.own_rename_tag
+    tag = reverse_feed(CONFIG, Flavor.MARIADB, "_tablemover").stream.own_rename_tag
+    assert (
+        tag in away.statement()
+        and tag not in forward_feed(CONFIG, Flavor.MARIADB, "_tablemover").stream.own_rename_tag
+    )
 
 
 def test_the_reverse_feed_reads_the_target_and_writes_the_renamed_source_tables() -> None:
-    forward, reverse = forward_feed(CONFIG, Flavor.MARIADB), reverse_feed(CONFIG, Flavor.MARIADB)
+    forward, reverse = (
+        forward_feed(CONFIG, Flavor.MARIADB, "_tablemover"),
+        reverse_feed(CONFIG, Flavor.MARIADB, "_tablemover"),
+    )
     assert reverse.stream.server.port == 3307 and reverse.stream.database == "app2"
     assert reverse.writer_database == "app" and reverse.table_names == {"a": "_a_moved", "b": "_b_moved"}
+    assert reverse.state_database == forward.state_database == "_tablemover"
     assert reverse.stream.server_id != forward.stream.server_id
     assert forward.forward and not reverse.forward
 

@@ -31,10 +31,15 @@ SOURCE_GRANTS = (
     "GRANT REPLICATION SLAVE, BINLOG MONITOR, PROCESS ON *.* TO '{user}'@'%'",
     "GRANT SELECT, INSERT, CREATE, ALTER, DROP ON `{db}`.* TO '{user}'@'%'",
 )
-TARGET_GRANTS = ("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER ON `{db}`.* TO '{user}'@'%'",)
+# The move's state schema (its checkpoint; config default `_tablemover`), created by the daemon.
+STATE_GRANTS = ("GRANT SELECT, INSERT, DELETE, CREATE, DROP ON `_tablemover`.* TO '{user}'@'%'",)
+TARGET_GRANTS = (
+    "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER ON `{db}`.* TO '{user}'@'%'",
+    *STATE_GRANTS,
+)
 # What a rollback window adds: the reverse feed writes the renamed source tables and streams the
 # target's binlog; a rollback renames on both sides.
-WINDOW_SOURCE_GRANTS = ("GRANT UPDATE, DELETE ON `{db}`.* TO '{user}'@'%'",)
+WINDOW_SOURCE_GRANTS = ("GRANT UPDATE, DELETE ON `{db}`.* TO '{user}'@'%'", *STATE_GRANTS)
 WINDOW_TARGET_GRANTS = (
     "GRANT REPLICATION SLAVE, BINLOG MONITOR, PROCESS ON *.* TO '{user}'@'%'",
     "GRANT ALTER ON `{db}`.* TO '{user}'@'%'",

@@ -69,6 +69,14 @@ class PreflightContext:
     target_info: ServerInfo
     checkpoint: Checkpoint | None  # newest checkpoint row of this move on the target
     schemas: dict[str, TableSchema] = field(default_factory=dict)  # keyed by the configured table name
+    # The schema of the move's checkpoint on the target (checkpoint.locate_move); the state schema
+    # unless a move an earlier version started keeps its rows in the target schema.
+    state_database: str = ""
+
+    @property
+    def checkpoint_database(self) -> str:
+        """Where this move's checkpoint rows are (the configured state schema when unknown)."""
+        return self.state_database or self.config.move.state_database
 
     @property
     def source_address(self) -> str:
@@ -165,6 +173,7 @@ class PreflightReport:
     target_info: ServerInfo
     checkpoint: Checkpoint | None
     schemas: dict[str, TableSchema]
+    state_database: str  # where the move's checkpoint rows are (see PreflightContext)
 
 
 async def preflight(config: Config) -> PreflightReport:
@@ -190,23 +199,23 @@ async def preflight(config: Config) -> PreflightReport:
             raise PreflightError(failures[0] if len(failures) == 1 else format_problems(failures))
         source_info = await _read_info(source, config, "source")
         target_info = await _read_info(target, config, "target")
-        target_db = config.move.effective_target_database
+        state_db = config.move.state_database
         try:
-            cp = await checkpoints.latest(target, target_db, config.move.name)
+            state_db = await checkpoints.locate_move(target, config.move)
+            cp = await checkpoints.latest(target, state_db, config.move.name)
         except MySQLError as exc:
             raise PreflightError(
                 f"target {config.target.address}: cannot read the checkpoint table "
-                f"{target_db}.{checkpoints.TABLE} ({_mysql_error_text(exc)}). The user "
-                f"{config.target.user!r} needs SELECT, INSERT, UPDATE, DELETE, CREATE and DROP "
-                f"on {target_db}.*."
+                f"{state_db}.{checkpoints.TABLE} ({_mysql_error_text(exc)}). The user "
+                f"{config.target.user!r} needs {checkpoints.grant_hint(state_db)}."
             ) from exc
         if cp is not None and cp.state is State.FAILED:
             # Persisted by the daemon that stopped on it; every later command repeats the reason.
             raise SafetyRefusal(checkpoints.failed_message(cp))
-        ctx = PreflightContext(config, source, target, source_info, target_info, cp)
+        ctx = PreflightContext(config, source, target, source_info, target_info, cp, state_database=state_db)
         await run_checks(ctx)
         event("preflight passed", checks=len(REGISTRY), resuming=cp.state.value if cp else None)
-        return PreflightReport(source_info, target_info, cp, dict(ctx.schemas))
+        return PreflightReport(source_info, target_info, cp, dict(ctx.schemas), state_db)
     finally:
         for conn in (source, target):
             if conn is not None:

@@ -19,6 +19,6 @@ async def checkpoint_claims(ctx: PreflightContext) -> list[str]:
     if ctx.checkpoint is None:
         return []
     move = ctx.config.move
-    check_history(ctx.config, await cpstore.history(ctx.target, move.effective_target_database, move.name))
+    check_history(ctx.config, await cpstore.history(ctx.target, ctx.checkpoint_database, move.name))
     await check_source_matches(ctx.config, ctx.checkpoint.state)
     return []

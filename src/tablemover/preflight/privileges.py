@@ -65,14 +65,27 @@ def source_requirements(
     return reqs
 
 
-def target_requirements(database: str) -> list[Requirement]:
-    """What the target user needs, all on the whole target schema (it creates the schema itself)."""
+def target_requirements(database: str, state_database: str = "_tablemover") -> list[Requirement]:
+    """What the target user needs: the target schema (it creates the schema itself) and the
+    move's state schema (the checkpoint)."""
     rows = ("SELECT", "INSERT", "UPDATE", "DELETE")
-    return [
+    reqs = [
         *(Requirement((p,), database, None, _WHY_TARGET_ROWS) for p in rows),
         *(Requirement((p,), database, None, _WHY_TARGET_DDL) for p in ("CREATE", "DROP")),
         Requirement(("ALTER",), database, None, _WHY_TARGET_COUNTER),
     ]
+    if state_database != database:
+        reqs += state_requirements(state_database, _WHY_CHECKPOINT)
+    return reqs
+
+
+_WHY_CHECKPOINT = "the move's checkpoint lives in its state schema, created by the daemon"
+
+
+def state_requirements(state_database: str, reason: str) -> list[Requirement]:
+    """The state schema: created by the daemon, rows appended and pruned, dropped at cleanup."""
+    privileges = ("SELECT", "INSERT", "DELETE", "CREATE", "DROP")
+    return [Requirement((p,), state_database, None, reason) for p in privileges]
 
 
 _WHY_WINDOW_STREAM = "the rollback window streams the target's binlog back"
@@ -83,7 +96,11 @@ _WHY_ROLLBACK_SOURCE = "a rollback's RENAME TABLE gives the source tables their 
 
 
 def window_requirements(
-    database: str, target_database: str, tables: Sequence[str], renamed: Mapping[str, str]
+    database: str,
+    target_database: str,
+    tables: Sequence[str],
+    renamed: Mapping[str, str],
+    state_database: str = "_tablemover",
 ) -> tuple[list[Requirement], list[Requirement]]:
     """What the rollback window adds: ``(on the source, on the target)``."""
     source: list[Requirement] = []
@@ -94,8 +111,11 @@ def window_requirements(
             source.append(Requirement((privilege,), database, renamed[table], _WHY_ROLLBACK_SOURCE))
         for privilege in ("CREATE", "INSERT"):
             source.append(Requirement((privilege,), database, table, _WHY_ROLLBACK_SOURCE))
-    for privilege in ("CREATE", "SELECT", "INSERT", "DELETE"):
-        source.append(Requirement((privilege,), database, CHECKPOINT_TABLE, _WHY_WINDOW_CHECKPOINT))
+    if state_database == database:  # the feed's checkpoint table beside the renamed tables
+        for privilege in ("CREATE", "SELECT", "INSERT", "DELETE"):
+            source.append(Requirement((privilege,), database, CHECKPOINT_TABLE, _WHY_WINDOW_CHECKPOINT))
+    else:
+        source += state_requirements(state_database, _WHY_WINDOW_CHECKPOINT)
     target = [
         Requirement(("REPLICATION SLAVE",), reason=_WHY_WINDOW_STREAM),
         Requirement(("REPLICATION CLIENT",), reason=_WHY_WINDOW_STREAM),
@@ -229,10 +249,10 @@ async def required_privileges(ctx: PreflightContext) -> list[str]:
     move = ctx.config.move
     renamed = {t: move.renamed(t) for t in move.tables}
     source_reqs = source_requirements(ctx.source_info.version, move.database, move.tables, renamed)
-    target_reqs = target_requirements(move.effective_target_database)
+    target_reqs = target_requirements(move.effective_target_database, ctx.checkpoint_database)
     if move.rollback_window_s > 0:
         more_source, more_target = window_requirements(
-            move.database, move.effective_target_database, move.tables, renamed
+            move.database, move.effective_target_database, move.tables, renamed, move.state_database
         )
         source_reqs += more_source
         target_reqs += more_target

@@ -35,8 +35,9 @@ async def target_tables_unused(ctx: PreflightContext) -> list[str]:
         if await query(ctx.target, f"SELECT 1 FROM {qualified(db, table)} LIMIT 1"):
             problems.append(
                 f"table {db}.{table} already exists on {ctx.target_address} and has rows, and move "
-                f"{move.name!r} has no checkpoint in {db}.{CHECKPOINT_TABLE}; tablemover will not copy into "
-                "a table it did not fill. If it is left over from an earlier attempt, drop or empty it; "
+                f"{move.name!r} has no checkpoint in {ctx.checkpoint_database}.{CHECKPOINT_TABLE}; "
+                "tablemover will not copy into a table it did not fill. If it is left over from an "
+                "earlier attempt, drop or empty it; "
                 "otherwise choose another [move] target_database (or check [move] name, if this move "
                 "started under another name)."
             )
