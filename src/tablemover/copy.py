@@ -23,6 +23,7 @@ from tablemover import faults, sql
 from tablemover.changes import CopyChunk, WorkItem
 from tablemover.checkpoint import TableProgress
 from tablemover.db import ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT, error_code, execute, query
+from tablemover.errors import UnreproducibleRow
 from tablemover.keycodec import KeyValue
 from tablemover.log import event
 from tablemover.schema import TableSchema, sql_col
@@ -89,6 +90,10 @@ class TableCopier:
         # How each column reads exactly and each key column compares in index order (sql.py).
         self._read = [sql_col(c) for c in schema.writable_columns]
         self._key = [self._read[p] for p in self.key_positions]
+        # MySQL JSON columns: the chunk's read also asks the server which of them hold a value JSON
+        # text cannot carry (sql.json_non_text_types). Only MySQL reports DATA_TYPE 'json'; MariaDB's
+        # JSON is LONGTEXT, read and written as text exactly, so nothing is checked there.
+        self.json_checks = [c.name for c in schema.writable_columns if c.data_type == "json"]
         self._last_timing: tuple[int, float, int] | None = None  # (size, seconds, rows) of a chunk
 
     async def run(self) -> None:
@@ -176,8 +181,11 @@ class TableCopier:
                 after=plan.after,
                 limit=plan.size,
                 lock=True,  # spec rule 3: never copy without the shared lock
+                json_checks=self.json_checks,
             )
             rows = await query(conn, statement.text, statement.args or None)
+            if self.json_checks:
+                rows = self.checked_rows(rows)  # before the writer sees any row of the chunk
             last = tuple(rows[-1][p] for p in self.key_positions) if rows else plan.after
             chunk = CopyChunk(self.schema.name, rows, last, done=len(rows) < plan.size)
             await faults.delay("copy.after_read")
@@ -187,6 +195,37 @@ class TableCopier:
                 await conn.rollback()
             raise
         return _InFlight(conn, chunk, started, plan.size)
+
+    def checked_rows(self, rows: list[Any]) -> list[Any]:
+        """The chunk's rows without the trailing JSON checks, or :class:`UnreproducibleRow` for the
+        first row whose JSON document holds a value JSON text cannot carry.
+
+        The copy reads a MySQL JSON column as text and the writer stores that text: a DATETIME
+        inside a document would arrive as a string, a DECIMAL as a DOUBLE, silently different.
+        """
+        width = len(self.columns)
+        for row in rows:
+            for name, found in zip(self.json_checks, row[width:], strict=True):
+                if found is None:
+                    continue
+                types = found.decode() if isinstance(found, bytes | bytearray) else str(found)
+                key = ", ".join(f"{k}={row[p]!r}" for k, p in zip(self.key, self.key_positions, strict=True))
+                table = self.schema.qualified_name
+                raise UnreproducibleRow(
+                    f"the row of {table} with key ({key}) holds, inside its JSON document in column "
+                    f"{name}, a value of JSON type {types} that tablemover cannot write exactly: "
+                    "JSON text has no such type, so the target would store it as a string or a "
+                    "DOUBLE. Nothing of the chunk holding that row was written to the target. Store "
+                    "such values in the documents as JSON strings or numbers instead (for example "
+                    f"UPDATE ... SET {name} = CAST(CAST({name} AS CHAR) AS JSON), which turns every "
+                    "such value into the string or number it prints as; check the application reads "
+                    "them back as it expects), or move the table another way; then start the move "
+                    "over: `tablemover discard -c FILE --yes`, then `tablemover run -c FILE`.",
+                    table=table,
+                    column=name,
+                    key=key,
+                )
+        return [tuple(row[:width]) for row in rows]
 
 
 @dataclass

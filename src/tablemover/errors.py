@@ -76,6 +76,24 @@ class SchemaChanged(UnreproducibleEvent):
     """A moved table's definition changed under us (DDL or TRUNCATE during the move)."""
 
 
+class UnreproducibleRow(SafetyRefusal):
+    """A source row holds a value the move cannot write to the target exactly (today: a MySQL JSON
+    document with a DECIMAL, date/time or other opaque value inside).
+
+    Raised by the copy before the chunk holding the row is handed to the writer, so nothing of that
+    chunk is on the target. It dooms the move: changing the value on the source writes a binlog
+    event whose before-image holds the value again, which the stream refuses in turn.
+    """
+
+    dooms_move = True
+
+    def __init__(self, message: str, *, table: str, column: str, key: str) -> None:
+        super().__init__(message)
+        self.table = table
+        self.column = column
+        self.key = key
+
+
 class BinlogPurged(SafetyRefusal):
     """The source no longer has the binlogs the move must resume from."""
 

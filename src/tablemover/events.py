@@ -181,8 +181,11 @@ _KNOWN: tuple[EventRule, ...] = (
         42,
         "GTID_TAGGED_LOG_EVENT",
         _X,
-        "a MySQL 8.4 tagged GTID (gtid_next='AUTOMATIC:<tag>' or '<uuid>:<tag>:<n>')",
-        "do not use tagged GTIDs on the source during the move, " + _START_OVER,
+        "a MySQL 8.3+ tagged GTID: a session ran SET gtid_next='AUTOMATIC:<tag>' or "
+        "'<uuid>:<tag>:<n>' (tags already in gtid_executed from before the move are fine; a new "
+        "tagged transaction is not reproduced)",
+        "stop the sessions or tools that set a tagged gtid_next on the source while the move runs "
+        "(they need TRANSACTION_GTID_TAG), " + _START_OVER,
     ),
     EventRule(
         160,
@@ -301,6 +304,94 @@ _U32 = struct.Struct("<I")
 def rule(code: int) -> EventRule:
     """The rule of an event type number."""
     return RULES[code]
+
+
+# --------------------------------------------------------------------------- MySQL tagged GTIDs
+
+GTID_TAGGED_TYPE = 42
+_TAGGED_UUID, _TAGGED_GNO, _TAGGED_TAG = 1, 2, 3  # field ids of Gtid_event (control_events.h)
+
+
+def tagged_gtid(body: bytes) -> str:
+    """``uuid:tag:gno`` of a GTID_TAGGED_LOG_EVENT's body (the bytes after the common header).
+
+    MySQL 8.3+ writes this event with its serialization library (libs/mysql/serialization/
+    readme.md, "Message format specification")::
+
+        message ::= serialization_version  size  last_non_ignorable_field_id  { field_id field_data }
+
+    the version one byte, every other number a variable-length integer (:func:`_varlen`), fields in
+    ascending id order, a field left out when it has its default. Gtid_event's fields
+    (libs/mysql/binlog/event/control_events.h, ``define_fields``) are 0 gtid_flags, 1 the source
+    UUID (16 bytes, each a varlen integer), 2 gno (signed varlen), 3 tag (string: varlen length,
+    bytes), then 4 last_committed, 5 sequence_number, 6 immediate and 7 original commit timestamp,
+    8 transaction length, 9 immediate and 10 original server version, 11 commit group ticket, which
+    the refusal does not need: reading stops after the tag. Raises ValueError on bytes that do not
+    follow the format (the caller refuses the event all the same, naming what it knows).
+    """
+    reader = _VarlenReader(body)
+    reader.pos = 1  # the serialization version
+    size = reader.unsigned()
+    if not reader.pos < size <= len(body):  # the size counts the whole message, from the version byte
+        raise ValueError(f"a message of {size} bytes in an event body of {len(body)}")
+    reader.end = size
+    reader.unsigned()  # last_non_ignorable_field_id
+    uuid = b""
+    gno: int | None = None
+    tag = ""
+    while reader.pos < reader.end:
+        field = reader.unsigned()
+        if field == 0:
+            reader.unsigned()  # gtid_flags
+        elif field == _TAGGED_UUID:
+            uuid = bytes(reader.unsigned() & 0xFF for _ in range(16))
+        elif field == _TAGGED_GNO:
+            gno = reader.signed()
+        elif field == _TAGGED_TAG:
+            length = reader.unsigned()
+            if length > 32 or reader.pos + length > reader.end:
+                raise ValueError(f"a tag of {length} bytes")
+            tag = body[reader.pos : reader.pos + length].decode("ascii")
+            reader.pos += length
+            break
+        else:
+            break
+    if len(uuid) != 16 or gno is None or not tag:
+        raise ValueError("no source UUID, gno and tag in the event")
+    h = uuid.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}:{tag}:{gno}"
+
+
+class _VarlenReader:
+    """Variable-length integers of MySQL's serialization library, read from ``data``.
+
+    1 to 9 bytes, little-endian; the number of trailing one bits of the first byte, plus one, is
+    the number of bytes; after them a zero bit, then the value (with 9 bytes the whole 64 bits
+    follow the first byte). A signed value is stored as ``x << 1`` (``x >= 0``) or
+    ``(-(x + 1) << 1) | 1``.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+        self.end = len(data)
+
+    def unsigned(self) -> int:
+        if self.pos >= self.end:
+            raise ValueError("the message ends inside a number")
+        first = self.data[self.pos]
+        count = 1
+        while count < 9 and first >> (count - 1) & 1:
+            count += 1
+        if self.pos + count > self.end:
+            raise ValueError("the message ends inside a number")
+        raw = int.from_bytes(self.data[self.pos : self.pos + count], "little")
+        self.pos += count
+        return raw >> 8 if count == 9 else raw >> count
+
+    def signed(self) -> int:
+        raw = self.unsigned()
+        return -(raw >> 1) - 1 if raw & 1 else raw >> 1
 
 
 def refusal(code: int, gtid: str, position: str, *, table: str = "", detail: str = "") -> UnreproducibleEvent:

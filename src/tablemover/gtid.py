@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -316,6 +317,35 @@ class MySQLGtidSet:
     def is_empty(self) -> bool:
         """True when the set holds no transaction."""
         return not self.entries
+
+    @property
+    def tagged(self) -> bool:
+        """True when a source id carries a tag (MySQL 8.3+ ``uuid:tag``)."""
+        return any(":" in source for source, _ in self.entries)
+
+    def encode(self) -> bytes:
+        """The set as the binlog dump (COM_BINLOG_DUMP_GTID) and Previous_gtids carry it.
+
+        MySQL's ``Gtid_set::encode`` (sql/rpl_gtid_set.cc): a u64 header, then per source its
+        16 UUID bytes, its tag (tagged format only), a u64 count of intervals and each interval
+        as u64 start and u64 end *exclusive*, all little-endian. Without any tag this is the
+        format every MySQL version reads (header = number of sources). With a tag, the tagged
+        format of MySQL 8.3+ (``encode_nsids_format``): header = ``1 << 56 | n << 8 | 1``, and
+        every source, untagged ones too, carries its tag as a length (a serialization-library
+        varlen integer: ``length << 1`` in one byte, tags being at most 32 characters) and the
+        lowercase tag bytes. Servers before 8.3 have no tags, so they are never sent this.
+        """
+        tagged = self.tagged
+        n = len(self.entries)
+        out = [struct.pack("<Q", (1 << 56 | n << 8 | 1) if tagged else n)]
+        for source, intervals in self.entries:
+            uuid, _, tag = source.partition(":")
+            out.append(bytes.fromhex(uuid.replace("-", "")))
+            if tagged:
+                out.append(bytes([len(tag) << 1]) + tag.encode("ascii"))
+            out.append(struct.pack("<Q", len(intervals)))
+            out.extend(struct.pack("<QQ", start, end + 1) for start, end in intervals)
+        return b"".join(out)
 
     @property
     def sources(self) -> tuple[str, ...]:

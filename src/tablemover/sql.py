@@ -308,6 +308,47 @@ def _range_where(
     return Statement(f" WHERE {' AND '.join(conds)}" if conds else "", args)
 
 
+# --------------------------------------------------------------------------- MySQL JSON
+
+# The JSON_TYPE() names of the values JSON text carries exactly: read back as text and parsed again
+# (by the target, or by the copy's writer) each comes back as the same JSON type and value. The
+# names are MySQL's own (sql/item_json_func.cc, ``json_type_string_map``, the same list in 8.0 and
+# 8.4; the reference manual's JSON_TYPE() entry lists them by group). Every other name is a value
+# that only the binary JSON of a MySQL column can hold: DECIMAL (text reads back as a DOUBLE),
+# DATE, TIME, DATETIME, TIMESTAMP (text reads back as a STRING), OPAQUE, BLOB, BIT, GEOMETRY, and
+# whatever a later version adds; an allow-list, so an unknown name is flagged, never passed.
+JSON_TEXT_TYPES = ("ARRAY", "BOOLEAN", "DOUBLE", "INTEGER", "NULL", "OBJECT", "STRING", "UNSIGNED INTEGER")
+
+# Every value of a document, the document itself first. MySQL's path syntax: ``.*`` is every member
+# of an object, ``[*]`` every element of an array, ``prefix**suffix`` every path that begins with
+# the prefix and ends with the suffix (a path may not end in ``**``). Any value below the top is a
+# member of an object or an element of an array, so '$**.*' and '$**[*]' reach all of them, at any
+# depth; '$' is the top-level value (a document may be a lone scalar). JSON_EXTRACT() with several
+# paths, wildcards among them, returns every match wrapped in one array, in path order, and keeps
+# each value's JSON type (the manual's JSON_EXTRACT() and "Searching and Modifying JSON Values").
+_ALL_VALUES = "'$', '$**.*', '$**[*]'"
+
+
+def json_non_text_types(database: str, table: str, column: str) -> str:
+    """A select-list expression: the JSON_TYPE() names in the row's document ``column`` that JSON
+    text cannot carry (comma-separated), or NULL when it holds none (or is NULL). MySQL only.
+
+    A correlated subquery over JSON_TABLE(), which turns the array of every value in the document
+    (see :data:`_ALL_VALUES`) into rows; a ``JSON`` column of JSON_TABLE() holds each value with its
+    JSON type (the manual's JSON_TABLE() entry: "expr ... can be a column ... or a function call").
+    It reads only the row already selected: an extra expression of the chunk's own read, no scan of
+    its own, so the chunk's key range and index stay as they are. MariaDB has nothing to check: its
+    JSON is LONGTEXT, text in and text out, and its information_schema never reports the type 'json'.
+    """
+    allowed = ", ".join(f"'{name}'" for name in JSON_TEXT_TYPES)
+    doc = f"{qualified(database, table)}.{quote_ident(column)}"
+    return (
+        "(SELECT GROUP_CONCAT(DISTINCT JSON_TYPE(`_tm_jt`.`v`) ORDER BY JSON_TYPE(`_tm_jt`.`v`)) "
+        f"FROM JSON_TABLE(JSON_EXTRACT({doc}, {_ALL_VALUES}), '$[*]' COLUMNS (`v` JSON PATH '$')) "
+        f"AS `_tm_jt` WHERE JSON_TYPE(`_tm_jt`.`v`) NOT IN ({allowed}))"
+    )
+
+
 # --------------------------------------------------------------------------- copy
 
 
@@ -320,15 +361,19 @@ def select_chunk(
     after: Sequence[object] | None,
     limit: int,
     lock: bool = True,
+    json_checks: Sequence[str] = (),
 ) -> Statement:
     """Read the next chunk in key order after the key ``after`` (None: from the start), locked.
 
     ``LOCK IN SHARE MODE`` is spelled the old way because MariaDB does not accept ``FOR SHARE``.
+    Each name in ``json_checks`` (a MySQL JSON column) adds one last select-list expression,
+    :func:`json_non_text_types` of that column, in that order, after the columns.
     """
     where = _range_where(key, after, None)
     suffix = " LOCK IN SHARE MODE" if lock else ""
+    checks = "".join(f", {json_non_text_types(database, table, c)}" for c in json_checks)
     return Statement(
-        f"SELECT {read_list(columns)} FROM {qualified(database, table)}{where.text} "
+        f"SELECT {read_list(columns)}{checks} FROM {qualified(database, table)}{where.text} "
         f"ORDER BY {column_list(key)} LIMIT {int(limit)}{suffix}",
         where.args,
     )
@@ -435,15 +480,25 @@ def checksum_range(
     *,
     lower: Sequence[object] | None,
     upper: Sequence[object] | None,
+    json_checks: Sequence[str] = (),
 ) -> Statement:
-    """Row count and a 128-bit order-independent checksum of the rows in (lower, upper]."""
+    """Row count and a 128-bit order-independent checksum of the rows in (lower, upper].
+
+    With ``json_checks`` (MySQL JSON columns) a fourth value counts the rows whose document in
+    any of them holds a value JSON text cannot carry (:func:`json_non_text_types`): the digest
+    hashes the documents' text, which prints a DATETIME like the string of the same digits.
+    """
     digest = row_digest(columns)
     where = _range_where(key, lower, upper)
+    flagged = ""
+    if json_checks:
+        any_flag = ", ".join(json_non_text_types(database, table, c) for c in json_checks)
+        flagged = f", COUNT(COALESCE({any_flag}, NULL))"
     return Statement(
         f"SELECT COUNT(*), "
         f"COALESCE(BIT_XOR(CAST(CONV(LEFT({digest}, 16), 16, 10) AS UNSIGNED)), 0), "
-        f"COALESCE(BIT_XOR(CAST(CONV(RIGHT({digest}, 16), 16, 10) AS UNSIGNED)), 0) "
-        f"FROM {qualified(database, table)}{where.text}",
+        f"COALESCE(BIT_XOR(CAST(CONV(RIGHT({digest}, 16), 16, 10) AS UNSIGNED)), 0)"
+        f"{flagged} FROM {qualified(database, table)}{where.text}",
         where.args,
     )
 

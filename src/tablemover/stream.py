@@ -51,6 +51,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from pymysql.constants.CR import CR_SERVER_LOST
 from pymysql.protocol import MysqlPacket
 from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication import binlogstream as _binlogstream
 from pymysqlreplication.event import (
     GtidEvent,
     HeartbeatLogEvent,
@@ -155,6 +156,31 @@ RowsEvent._RowsEvent__read_time2 = _time2
 RowsEvent._RowsEvent__read_date = _date
 RowsEvent._RowsEvent__read_datetime2 = _datetime2
 
+
+class _DumpGtidSet:
+    """Stands in for the library's ``GtidSet`` where its MySQL dump request encodes the position.
+
+    The library builds ``GtidSet(auto_position)`` there only to send ``encoded()`` with the
+    COM_BINLOG_DUMP_GTID request, and its parser rejects MySQL 8.3+ tagged GTIDs
+    (``uuid:tag:1-5``): a source whose gtid_executed holds one would kill the stream thread with a
+    ValueError, on every resume. Our own GtidSet parses and encodes tags as the server does
+    (:meth:`gtid.MySQLGtidSet.encode`); an untagged set encodes byte for byte as the library's.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._encoded = gtid.MySQLGtidSet.parse(text).encode()
+
+    @property
+    def encoded_length(self) -> int:
+        """Bytes of the encoded set (the library sends it as the payload's length)."""
+        return len(self._encoded)
+
+    def encoded(self) -> bytes:
+        """The encoded set."""
+        return self._encoded
+
+
+_binlogstream.GtidSet = _DumpGtidSet  # the only use of GtidSet in binlogstream is the dump request
 _original_connect = BinLogStreamReader._BinLogStreamReader__connect_to_stream
 
 
@@ -1469,7 +1495,7 @@ class BinlogStream:
         if action == _LOAD:
             self._screen_load(data, framing.post_header(kind), framing.checksum_len)
             return True
-        raise self._refused(kind)
+        raise self._refused(kind, data=data)
 
     def _screen_packet(self, reader: Any, data: bytes) -> bytes:
         """The library path's screen (``_Reader._tm_watch``): the packet the library is to parse.
@@ -1502,12 +1528,20 @@ class BinlogStream:
             return data  # the library drops it (never asked for)
         if action == _PASS:
             return data
-        raise self._refused(kind)
+        raise self._refused(kind, data=data)
 
-    def _refused(self, kind: int, table: str = "", detail: str = "") -> UnreproducibleEvent:
+    def _refused(
+        self, kind: int, table: str = "", detail: str = "", data: bytes = b""
+    ) -> UnreproducibleEvent:
         tr = self.translator
         shown = f"{self.settings.database}.{table}" if table else ""
-        return events.refusal(kind, tr.current_gtid, str(tr.position), table=shown, detail=detail)
+        gtid_text = tr.current_gtid
+        if kind == events.GTID_TAGGED_TYPE and data:
+            # The event is the GTID of the transaction it refuses: name that one (uuid:tag:gno).
+            # Bytes that do not decode are refused all the same, under the transaction before.
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                gtid_text = events.tagged_gtid(data[20:])
+        return events.refusal(kind, gtid_text, str(tr.position), table=shown, detail=detail)
 
     def _inflate(self, data: bytes, post_header_len: int, checksum_len: int) -> bytes:
         try:

@@ -27,7 +27,7 @@ from tablemover.changes import Commit, Op, RowChange
 from tablemover.decode import RowDecoder
 from tablemover.errors import SchemaChanged, UnreproducibleEvent
 from tablemover.flavor import Flavor
-from tablemover.gtid import MariaDBPosition
+from tablemover.gtid import MariaDBPosition, MySQLGtidSet
 from tablemover.schema import Column, Index, TableSchema
 
 MOVED_ID, OTHER_ID, NEW_ID = 7, 8, 9
@@ -185,31 +185,40 @@ class _Ctl:
         pass
 
 
-def run(wire_events: list[bytes], *, native: bool) -> Run:
-    """Feed packets through the stream (native framing or library path) as the dump sends them."""
+class _MySQLCtl(_Ctl):
+    def _get_dbms(self) -> str:
+        return "mysql"
+
+
+def run(wire_events: list[bytes], *, native: bool, mysql: bool = False) -> Run:
+    """Feed packets through the stream (native framing or library path) as the dump sends them.
+
+    ``mysql``: a MySQL source (its GTID sets), else MariaDB.
+    """
     table, decoder = moved_table()
     settings = stream.StreamSettings(
         server=None,  # type: ignore[arg-type]  # never connects
-        flavor=Flavor.MARIADB,
+        flavor=Flavor.MYSQL if mysql else Flavor.MARIADB,
         server_id=1,
         database="app",
         own_rename_tag="tm-rename",
         native_decode=native,
     )
-    s = stream.BinlogStream(settings, {"t": decoder}, MariaDBPosition.parse("0-1-1"), None)  # type: ignore[arg-type]
+    start = MySQLGtidSet.parse(f"{SID_TEXT}:1-76") if mysql else MariaDBPosition.parse("0-1-1")
+    s = stream.BinlogStream(settings, {"t": decoder}, start, None)  # type: ignore[arg-type]
     s._handover = queue.Queue()
     reader = stream._Reader(
         connection_settings={},
         server_id=1,
         blocking=False,
-        is_mariadb=True,
+        is_mariadb=not mysql,
         only_events=list(stream.READER_EVENTS),
         freeze_schema=True,
     )
     conn = connection(frame([*wire_events, EOF]))
     conn.close = lambda: None
     reader._stream_connection = conn
-    reader._ctl_connection = _Ctl()
+    reader._ctl_connection = _MySQLCtl() if mysql else _Ctl()
     reader._BinLogStreamReader__connected_stream = True
     reader._BinLogStreamReader__connected_ctl = True
     reader._BinLogStreamReader__use_checksum = True

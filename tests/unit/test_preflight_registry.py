@@ -68,6 +68,7 @@ def test_registry_holds_every_check_in_phase_order() -> None:
         "names",
         "binlog",
         "binlog_events",
+        "gtid_tags",
         "target_binlog",
         "privileges",
         "binlog_retained",

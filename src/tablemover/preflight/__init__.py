@@ -242,6 +242,7 @@ CHECK_MODULES = (
     "names",
     "binlog",
     "binlog_events",
+    "gtid_tags",
     "target_binlog",
     "privileges",
     "binlog_retained",
