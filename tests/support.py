@@ -127,6 +127,32 @@ def checkpoint_table(move: Any, *, feed: bool = False) -> str:
     return str(move.checkpoint_table)
 
 
+CHECKPOINT_COLUMNS = (
+    "move_name",
+    "state",
+    "kind",
+    "applied_gtid",
+    "drain_gtid",
+    "progress",
+    "rows_copied",
+    "events_applied",
+    "hook_attempts",
+    "detail",
+    "writer",
+)
+
+
+def forge_row(server: LocalMariaDB, table: str, where: str = "TRUE", **values: str) -> None:
+    """Append to checkpoint ``table`` a copy of its newest row (highest seq, among rows ``where``)
+    with the next seq and the columns in ``values`` replaced by SQL expressions, as an account
+    with DML on the table could."""
+    select = ", ".join(values.get(c, c) for c in CHECKPOINT_COLUMNS)
+    server.execute(
+        f"INSERT INTO {table} ({', '.join(CHECKPOINT_COLUMNS)}, seq) SELECT {select}, seq + 1 FROM {table} "
+        f"WHERE seq IS NOT NULL AND ({where}) ORDER BY seq DESC LIMIT 1"
+    )
+
+
 def transitions(move: Any) -> list[str]:
     """The states of a move's transition rows on the target, in order."""
     rows = move.target.execute(

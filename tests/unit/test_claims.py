@@ -9,10 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tablemover.checkpoint import KIND_OWNER, KIND_TRANSITION, Checkpoint
-from tablemover.claims import EDGES, check_history, foreign_row, impossible_step
+from tablemover.claims import EDGES, check_history, feed_problem, foreign_row, impossible_step
 from tablemover.config import parse_config
 from tablemover.errors import SafetyRefusal
+from tablemover.flavor import Flavor
 from tablemover.machine import TRANSITIONS, State
+from tablemover.window import Window
 
 
 def rows(*states: State) -> list[Checkpoint]:
@@ -105,3 +107,32 @@ def test_check_history_refuses_a_foreign_writer_with_exit_3() -> None:
     for part in ("row 3", "'mallory@app'", "'d1'", "owner row 2", "remove the rows", "Nothing was done"):
         assert part in message, (part, message)
     check_history(config, history[:1], owners)  # the genuine part passes
+
+
+def feed_rows(*rows: tuple[int, str, str, str]) -> list[Checkpoint]:
+    """Feed checkpoint rows from (seq, state, applied position, writer)."""
+    return [Checkpoint("m~rev1", State(st), pos, id=seq, seq=seq, writer=w) for seq, st, pos, w in rows]
+
+
+WINDOW = Window("0-1-100", 0.0, "m~rev1")
+
+
+def test_a_feed_the_daemons_wrote_passes() -> None:
+    rows = feed_rows((1, "WINDOW_OPEN", "0-1-100", "d1"), (2, "WINDOW_OPEN", "0-1-140", "d2"))
+    assert feed_problem(rows, WINDOW, {"d1", "d2"}, "0-1-150", Flavor.MARIADB) == ""
+    assert feed_problem(rows, WINDOW, {"d1", "d2"}, "0-1-140", Flavor.MARIADB) == "", "caught up exactly"
+
+
+def test_forged_feed_rows_are_named() -> None:
+    ok = (1, "WINDOW_OPEN", "0-1-100", "d1")
+    cases = {
+        "has no rows": [],
+        "row 2 in state ROLLBACK_RENAMED": [ok, (2, "ROLLBACK_RENAMED", "0-1-120", "d1")],
+        "row 2 written by 'app'": [ok, (2, "WINDOW_OPEN", "0-1-120", "app")],
+        "before the window's start": [ok, (2, "WINDOW_OPEN", "0-1-90", "d1")],
+        "beyond what the target has written": [ok, (2, "WINDOW_OPEN", "0-1-9000", "d1")],
+        "cannot be read": [ok, (2, "WINDOW_OPEN", "not a position", "d1")],
+    }
+    for expected, rows in cases.items():
+        problem = feed_problem(feed_rows(*rows), WINDOW, {"d1"}, "0-1-150", Flavor.MARIADB)
+        assert expected in problem, (expected, problem)
