@@ -1,6 +1,7 @@
 """A checkpoint row is a claim; the servers are the truth.
 
-The checkpoint table sits where other accounts may be able to write (the target schema), so a
+The checkpoint table may sit where other accounts can write (a move an earlier version started
+keeps it in the target schema; an operator may grant more than asked on the state schema), so a
 resume does not believe its newest row on its own word:
 
 - the rows must tell a history the state machine could have written: every change of state between
@@ -50,7 +51,7 @@ from tablemover.flavor import Flavor
 from tablemover.gtid import covers, parse_position
 from tablemover.machine import REVERSE_FEED, TRANSITIONS, State
 from tablemover.rollback import rollback_renaming
-from tablemover.window import Window
+from tablemover.window import Window, feed_state_database
 
 # Every (from, to) the machine can persist; a row repeating its predecessor's state (progress) is
 # always fine.
@@ -231,12 +232,14 @@ async def check_feed(config: Config, cp: Checkpoint, target: Any, target_flavor:
     window = Window.from_checkpoint(cp)
     if window is None:
         return  # the daemon refuses a window state without its facts itself (move.py)
-    database, name = config.move.effective_target_database, config.move.name
+    name = config.move.name
+    database = await cpstore.locate_move(target, config.move)
     own = [*await cpstore.history(target, database, name), *await cpstore.owners(target, database, name)]
     position = await current_position(target, target_flavor)
     source = await connect(config.source, "source")
     try:
-        rows = await cpstore.history(source, config.move.database, window.feed_name)
+        feed_db = await feed_state_database(config, source, window)
+        rows = await cpstore.history(source, feed_db, window.feed_name)
     finally:
         await close(source)
     problem = feed_problem(rows, window, {r.writer for r in own}, position, target_flavor)
@@ -244,7 +247,7 @@ async def check_feed(config: Config, cp: Checkpoint, target: Any, target_flavor:
         return
     raise SafetyRefusal(
         f"refusing to resume move {name!r} in {cp.state.value}: the rollback window's feed checkpoint "
-        f"on the source ({config.move.database}.{cpstore.TABLE}, rows of {window.feed_name!r}) "
+        f"on the source ({feed_db}.{cpstore.TABLE}, rows of {window.feed_name!r}) "
         f"{problem}. The reverse feed resumes from it, so acting on it could lose or replay the "
         "application's writes on the way back. Someone else wrote to the source's checkpoint table: "
         "find out who (the server's general or audit log), remove the rows that are not the move's, "
