@@ -119,11 +119,44 @@ class WriteLoad:
         self.ops += 1
 
 
+def checkpoint_table(move: Any, *, feed: bool = False) -> str:
+    """The qualified name of a move's checkpoint table on the target, or with ``feed`` of the
+    rollback window's feed checkpoint on the source: the one place tests name it, so that moving
+    the checkpoint into a schema of its own is a change here only."""
+    # Both live in the move's state schema (config state_database), on the target and on the source.
+    return str(move.checkpoint_table)
+
+
+CHECKPOINT_COLUMNS = (
+    "move_name",
+    "state",
+    "kind",
+    "applied_gtid",
+    "drain_gtid",
+    "progress",
+    "rows_copied",
+    "events_applied",
+    "hook_attempts",
+    "detail",
+    "writer",
+)
+
+
+def forge_row(server: LocalMariaDB, table: str, where: str = "TRUE", **values: str) -> None:
+    """Append to checkpoint ``table`` a copy of its newest row (highest seq, among rows ``where``)
+    with the next seq and the columns in ``values`` replaced by SQL expressions, as an account
+    with DML on the table could."""
+    select = ", ".join(values.get(c, c) for c in CHECKPOINT_COLUMNS)
+    server.execute(
+        f"INSERT INTO {table} ({', '.join(CHECKPOINT_COLUMNS)}, seq) SELECT {select}, seq + 1 FROM {table} "
+        f"WHERE seq IS NOT NULL AND ({where}) ORDER BY seq DESC LIMIT 1"
+    )
+
+
 def transitions(move: Any) -> list[str]:
     """The states of a move's transition rows on the target, in order."""
     rows = move.target.execute(
-        f"SELECT state FROM `{move.state_database}`._tablemover_checkpoint "
-        "WHERE kind='transition' ORDER BY id"
+        f"SELECT state FROM {checkpoint_table(move)} WHERE kind='transition' ORDER BY id"
     )
     return [r[0] for r in rows]
 

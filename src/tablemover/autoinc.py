@@ -12,6 +12,10 @@ switch (the on-success hook), each target table's counter is raised to at least 
 table's; in the rollback direction, after ROLLBACK_DRAINED and before the source tables get their
 names back, each source table's counter is raised to at least the rolled-back target table's.
 
+A moved table found under none of its names at that point (on either server) is refused, exit 3,
+before any hook: the move's own RENAMEs put each table where it looks, so a missing one was renamed
+or dropped by someone else, and the operator must decide before the application is switched.
+
 Crash safety comes from reading, not from recording: both counters are read every time, and the
 ``ALTER TABLE ... AUTO_INCREMENT`` is issued only where the counter is lower, because on InnoDB it
 sets the counter to the given value (or the column's maximum plus one), which may *lower* it. A
@@ -25,7 +29,6 @@ feed's own-statement tag, so even a re-issued one (after an upgrade mid-move) is
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +36,7 @@ from typing import Any
 from tablemover import faults
 from tablemover.config import Config, ServerSection
 from tablemover.db import close, connect, execute, query
+from tablemover.errors import SafetyRefusal
 from tablemover.flavor import Flavor
 from tablemover.log import event
 from tablemover.schema import table_exists
@@ -119,14 +123,40 @@ async def _first_present(conn: Any, database: str, names: Sequence[str]) -> str 
     return None
 
 
+Side = tuple[str, str, Sequence[str], str | None]  # role, schema, names looked for, name found
+
+
+def missing_message(config: Config, when: str, table: str, origin: Side, destination: Side) -> str:
+    """The refusal when a moved table is under none of its names at the carry-over (pure)."""
+    missing = [
+        f"the {role} has none of {', '.join(f'{db}.{n}' for n in names)}"
+        for role, db, names, found in (origin, destination)
+        if found is None
+    ]
+    return (
+        f"refusing to go on with move {config.move.name!r} in {when}: the AUTO_INCREMENT counter of "
+        f"{table} cannot be carried over because {' and '.join(missing)}. The move renamed nothing "
+        "there since; someone renamed or dropped the table. Check the tables on both servers (SHOW "
+        "TABLES, the server's general or audit log for a RENAME or DROP), put the table back under "
+        "the name the move gave it, and run again. Nothing was switched."
+    )
+
+
 async def _carry(
     config: Config,
     origin: tuple[ServerSection, str, Flavor, str],
     destination: tuple[ServerSection, str, Flavor, str],
     pairs: Sequence[tuple[str, Sequence[str], Sequence[str]]],
     tag: str,
+    when: str,
 ) -> list[Carry]:
-    """For each (table, origin names, destination names): raise the destination's counter."""
+    """For each (table, origin names, destination names): raise the destination's counter.
+
+    A table found under none of its names on either side is refused (exit 3) before any hook:
+    the move's own RENAMEs put every one of them there, so a missing one was renamed or dropped
+    by someone else, and switching the application over regardless would hand out ids the
+    other side already used, or point it at a table that is not there.
+    """
     lock_timeout_s = config.move.cutover_lock_timeout_s
     o_server, o_role, o_flavor, o_db = origin
     d_server, d_role, d_flavor, d_db = destination
@@ -139,16 +169,15 @@ async def _carry(
                 o_name = await _first_present(o_conn, o_db, o_names)
                 d_name = await _first_present(d_conn, d_db, d_names)
                 if o_name is None or d_name is None:
-                    # Not ours to stop on: the data is complete and the switch is the operator's
-                    # next step; say loudly which counter could not be carried.
-                    event(
-                        "AUTO_INCREMENT not carried over: a table is missing",
-                        logging.WARNING,
-                        table=table,
-                        origin=f"{o_role} {o_db}.{'/'.join(o_names)}",
-                        destination=f"{d_role} {d_db}.{'/'.join(d_names)}",
+                    raise SafetyRefusal(
+                        missing_message(
+                            config,
+                            when,
+                            table,
+                            (o_role, o_db, o_names, o_name),
+                            (d_role, d_db, d_names, d_name),
+                        )
                     )
-                    continue
                 carry = Carry(
                     table,
                     await read_counter(o_conn, o_flavor, o_db, o_name),
@@ -182,6 +211,7 @@ async def carry_forward(config: Config, source_flavor: Flavor, target_flavor: Fl
         # The source table is renamed by now; its original name only if a resume finds it so.
         [(t, (move.renamed(t), t), (t,)) for t in move.tables],
         forward_tag(move.name),
+        "DRAINED, before the on-success hook (the application has not been switched to the target)",
     )
 
 
@@ -195,4 +225,6 @@ async def carry_back(config: Config, source_flavor: Flavor, target_flavor: Flavo
         (config.source, "source", source_flavor, move.database),
         [(t, (move.rolledback(t),), (move.renamed(t), t)) for t in move.tables],
         back_tag(move.name),
+        "ROLLBACK_DRAINED, before the source tables get their names back (the application has not "
+        "been switched back to the source)",
     )

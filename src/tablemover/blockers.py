@@ -13,9 +13,20 @@ Where the answer comes from, by flavour:
   ``INNODB_TRX``.
 * MySQL 8: ``performance_schema.metadata_locks`` (instrumented by default), joined with
   ``performance_schema.threads`` and ``information_schema.INNODB_TRX``.
-* Neither available: every InnoDB transaction older than ``min_age_s`` counts, because we cannot
-  see which tables it touched. Conservative: an old transaction on another table delays the
-  cutover too (bounded by ``cutover_blocker_wait_s``), and the log says how to get exact answers.
+* Neither available (MariaDB without the plugin, its default; MySQL with the MDL instrument
+  off): ``INNODB_TRX`` with ``PROCESSLIST``. Neither says which tables a transaction holds:
+  MariaDB 10.11's ``INNODB_LOCKS`` lists only locks someone waits for, ``trx_tables_locked`` is a
+  count, and ``SHOW ENGINE INNODB STATUS`` names tables only with the lock monitor on (a global
+  setting we do not change). What the server does say is the statement a transaction runs now,
+  so a long transaction is *attributed* to a moved table when that statement names one (a
+  qualified ``db.t``, or a bare ``t`` in a session whose default schema is the move's), and is
+  then reported like an exact answer. Every other long transaction (idle in transaction, or
+  running a statement on other tables) may still hold a moved table from an earlier statement,
+  so the cutover still waits for it, but it is published only as a count and its age: no thread,
+  user, host, statement or table of a session that may have nothing to do with the move leaves
+  the daemon. Approximate both ways: a transaction that read a moved table and went idle is not
+  attributed (it is counted), and one that ran on other tables only delays the cutover too
+  (bounded by ``cutover_blocker_wait_s``). The log says how to get exact answers.
 
 All of these need the PROCESS privilege. Without it the check is skipped with a warning and the
 RENAME relies on its own bounded lock wait (``cutover_lock_timeout_s``), as before.
@@ -24,6 +35,7 @@ RENAME relies on its own bounded lock wait (``cutover_lock_timeout_s``), as befo
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +58,9 @@ POLL_S = 0.2
 
 METHOD_MDL_PLUGIN = "metadata_lock_info"
 METHOD_PERFORMANCE_SCHEMA = "performance_schema.metadata_locks"
-METHOD_INNODB_TRX = "innodb_trx (any long transaction; install metadata_lock_info for exact answers)"
+METHOD_INNODB_TRX = (
+    "innodb_trx (attributed by the running statement; install metadata_lock_info for exact answers)"
+)
 METHOD_NONE = "none (the source user lacks the PROCESS privilege)"
 ACCESS_DENIED = frozenset({1142, 1143, 1227})  # table/column access denied, missing privilege
 
@@ -103,11 +117,50 @@ def performance_schema_sql(tables: int) -> str:
 
 INNODB_TRX_SQL = (
     "SELECT t.trx_mysql_thread_id, COALESCE(p.USER, ''), COALESCE(p.HOST, ''), "
-    "TIMESTAMPDIFF(SECOND, t.trx_started, NOW()), COALESCE(p.INFO, t.trx_query, ''), '' "
+    "TIMESTAMPDIFF(SECOND, t.trx_started, NOW()), COALESCE(p.INFO, t.trx_query, ''), "
+    "COALESCE(p.DB, '') "
     "FROM information_schema.INNODB_TRX t "
     "LEFT JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
     "WHERE t.trx_mysql_thread_id <> CONNECTION_ID()"
 )
+
+# An identifier, `quoted` or bare, and the dotted chains they form (db.t, t.col, db.t.col). Run
+# on a statement's digest, where no literal or comment is left to look like a name.
+_NAME = r"(?:`(?:[^`]|``)*`|[A-Za-z_$][\w$]*)"
+_CHAIN = re.compile(rf"{_NAME}(?:\s*\.\s*{_NAME})*")
+_PART = re.compile(_NAME)
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1].replace("``", "`") if name.startswith("`") else name
+
+
+def named_table(statement: str, session_db: str, database: str, tables: Sequence[str]) -> str:
+    """The first moved table ``statement`` names, or "" when it names none.
+
+    ``db.t`` counts when db is the move's schema; a bare ``t`` (or ``t.col``) when the session's
+    default schema is. Names compare case-insensitively, keywords are not told from names: both
+    only ever count a statement in, never out, which is the safe side for a lock check.
+    """
+    wanted = {t.casefold(): t for t in tables}
+    db = database.casefold()
+    bare_counts = session_db.casefold() == db
+    for chain in _CHAIN.finditer(digest(statement, limit=len(statement) + 1)):
+        parts = [_unquote(p).casefold() for p in _PART.findall(chain.group(0))]
+        if len(parts) >= 2 and parts[0] == db and parts[1] in wanted:
+            return wanted[parts[1]]
+        if bare_counts and parts[0] in wanted:
+            return wanted[parts[0]]
+    return ""
+
+
+def attribute(rows: Sequence[Sequence[Any]], database: str, tables: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Fallback rows (thread, user, host, age, statement, session db) as blocker rows whose table
+    is the moved table the running statement names, "" when it names none (see the docstring)."""
+    return [
+        (thread, user, host, age, stmt, named_table(str(stmt or ""), str(db or ""), database, tables))
+        for thread, user, host, age, stmt, db in rows
+    ]
 
 
 def old_enough(rows: Sequence[Sequence[Any]], min_age_s: float, database: str) -> list[Blocker]:
@@ -153,8 +206,26 @@ async def find_blockers(
     elif method == METHOD_PERFORMANCE_SCHEMA:
         rows = await query(conn, performance_schema_sql(len(tables)), (database, *tables))
     else:
-        rows = await query(conn, INNODB_TRX_SQL)
+        rows = attribute(await query(conn, INNODB_TRX_SQL), database, tables)
     return old_enough(rows, min_age_s, database)
+
+
+def published(found: Sequence[Blocker]) -> list[str]:
+    """What `status`, ``/status`` and the log may show of ``found``.
+
+    A blocker known to hold a moved table is described in full (its statement as a digest); the
+    fallback's unattributed ones (``table == ""``) only as a count and the oldest age: they may be
+    any session on the server.
+    """
+    lines = [b.describe() for b in found if b.table]
+    others = [b for b in found if not b.table]
+    if others:
+        lines.append(
+            f"{len(others)} other transaction(s), the oldest open {max(b.age_s for b in others)} s, "
+            "that may hold a moved table (the server does not say which tables they hold; "
+            "install metadata_lock_info for exact answers)"
+        )
+    return lines
 
 
 class BlockerWatch:
@@ -189,7 +260,7 @@ class BlockerWatch:
                 found = await self._find(conn)
                 if found is None:
                     return bool(announced)
-                self.board.cutover_blockers = [b.describe() for b in found]
+                self.board.cutover_blockers = published(found)
                 if not found:
                     return bool(announced)
                 self.board.cutover_wait = f"cutover waits for {len(found)} source transaction(s) to end"

@@ -382,6 +382,16 @@ async def history(conn: Any, database: str, move_name: str) -> list[Checkpoint]:
     return [_from_row(r) for r in await query(conn, sql, (move_name,))]
 
 
+async def owners(conn: Any, database: str, move_name: str) -> list[Checkpoint]:
+    """Every owner row of a move, oldest first (by id: they take no seq), for the writer rule of
+    :mod:`tablemover.claims`."""
+    present, has_seq = await layout(conn, database)
+    if not present:
+        return []
+    sql = _select(database, has_seq) + f" AND kind = '{KIND_OWNER}' ORDER BY id"
+    return [_from_row(r) for r in await query(conn, sql, (move_name,))]
+
+
 def prune_sql(database: str) -> str:
     """The DELETE of :func:`prune_progress`."""
     return (

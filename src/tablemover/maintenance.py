@@ -70,16 +70,18 @@ def _refuse_changed_config(config: Config, command: str, differences: list[str])
 
 
 @asynccontextmanager
-async def _owning(config: Config, refusal: str) -> AsyncIterator[None]:
+async def _owning(config: Config, refusal: str, *, record: bool = False) -> AsyncIterator[None]:
     """Hold the move's lock while an offline command changes the move.
 
     Checking that no daemon runs it is not enough: one could start between the check and the
     change. Holding the lock, a daemon starting meanwhile is the one refused (exit 2).
     ``refusal`` is the message when a daemon holds it, with ``{owner}`` for who that is.
+    ``record`` writes this process's owner row first, as a command that writes checkpoint rows
+    must: a row whose writer is not the newest owner's is refused as forged (claims.py).
     """
     lock = MoveLock(config)
     try:
-        await lock.acquire(record=False, announce=False)
+        await lock.acquire(record=record, announce=False)
     except MoveOwned:
         owner = await is_owned(config) or "it stopped just now"
         raise MoveOwned(refusal.format(owner=owner)) from None
@@ -95,7 +97,7 @@ async def abort_offline(config: Config) -> str:
         f"move {config.move.name!r} is run by a daemon whose control socket is not here ({{owner}}): "
         "abort it on its host (`tablemover abort -c FILE` there); nothing was changed."
     )
-    async with _owning(config, refusal):
+    async with _owning(config, refusal, record=True):
         cp, previous = await record_abort(config)
     if cp is None:
         raise MoveFailed(f"move {config.move.name!r} has no checkpoint on the target: nothing to abort")

@@ -41,7 +41,7 @@ from tablemover import faults, gtid, log, maintenance
 from tablemover.apply import TargetWriter
 from tablemover.autoinc import carry_back, carry_forward
 from tablemover.checkpoint import Checkpoint
-from tablemover.claims import check_history, check_source_matches
+from tablemover.claims import check_feed, check_recorded, check_source_matches, check_target_matches
 from tablemover.config import Config
 from tablemover.controls import ABORTABLE, Controls
 from tablemover.cutover import Cutover, CutoverTimings, resolve_cutover_started
@@ -134,10 +134,10 @@ class Move:
             await self.lock.record_owner()
         else:
             # The row is a claim: checked against its history and the source before acting on it.
-            check_history(
-                self.config, await cpstore.history(self.target, self.state_db, self.config.move.name)
-            )
+            await check_recorded(self.config, self.target, self.state_db)
             await check_source_matches(self.config, cp.state)
+            await check_target_matches(self.config, cp.state)
+            await check_feed(self.config, cp, self.target, self.target_flavor)
             event(
                 "resuming move from checkpoint",
                 state=cp.state.value,

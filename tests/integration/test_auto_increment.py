@@ -135,3 +135,33 @@ def test_the_rollback_carries_the_counter_back(window_move: MoveEnv) -> None:
     )
     assert counter(move.source, move.database, "a") == 9001
     assert insert_id(move.source, move.database, "a") == 9001
+
+
+def test_a_moved_table_missing_at_drained_is_refused_before_the_hook(move: MoveEnv) -> None:
+    seed(move)
+    hooks = move.workdir / "hooks"
+    marker = move.workdir / "on-success-ran"
+    write_hook(hooks, "on-success", f"touch {marker}\n")
+    cfg = move.config(["a", "p"], move={"chunk_size": 30, "hooks_dir": str(hooks)})
+    killed = move.cli("run", "-c", str(cfg), env={"TABLEMOVER_FAULTS": "state.DRAINED"})
+    assert killed.returncode != 0
+    assert transitions(move)[-1] == "DRAINED"
+    # Someone renames a moved table away on the target before the move resumes.
+    move.tgt("RENAME TABLE a TO a_elsewhere")
+
+    run = move.cli("run", "-c", str(cfg))
+    assert run.returncode == 3, run.stdout + run.stderr[-3000:]
+    assert "AUTO_INCREMENT counter of a cannot be carried over" in run.stderr, run.stderr[-3000:]
+    assert f"the target has none of {move.target_database}.a" in run.stderr, run.stderr[-3000:]
+    assert "put the table back" in run.stderr and "Nothing was switched" in run.stderr
+    assert not marker.exists(), "on-success fired with a moved table missing"
+    assert transitions(move)[-1] == "DRAINED"
+    assert counter(move.target, move.target_database, "a_elsewhere") == 91, "nothing altered"
+
+    # Put back, the move resumes: the counter is carried before the hook, and it finishes.
+    move.tgt("RENAME TABLE a_elsewhere TO a")
+    done = move.cli("run", "-c", str(cfg))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert transitions(move)[-3:] == ["DRAINED", "HOOK_FIRED", "DONE"]
+    assert marker.exists()
+    assert insert_id(move.target, move.target_database, "a") == 101

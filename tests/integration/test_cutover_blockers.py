@@ -1,7 +1,8 @@
 """Look before you lock: a long transaction on a moved table holds the cutover, not the application.
 
 Before each RENAME the daemon asks the source who holds a moved table (the METADATA_LOCK_INFO
-plugin when installed, else any long InnoDB transaction) and does not issue the RENAME while such
+plugin when installed, else any long InnoDB transaction, published only when its running
+statement names a moved table) and does not issue the RENAME while such
 a transaction is open. The application's queries on the moved tables therefore never queue behind
 a waiting RENAME, and the outage figures report the lock wait apart.
 """
@@ -86,8 +87,13 @@ def test_a_long_transaction_holds_the_rename_not_the_application(move: MoveEnv, 
         assert status["waiting_kind"] == "cutover_blocked", status
         assert status["waiting_for"].startswith("cutover waits for 1 source transaction"), status
         blocker = status["cutover_blocked_by"][0]
-        assert f"{move.database}.a" in blocker or method == "innodb_trx", blocker
-        assert "idle in transaction" in blocker and "root@localhost" in blocker, blocker
+        if method == "metadata_lock_info":
+            assert f"{move.database}.a" in blocker, blocker
+            assert "idle in transaction" in blocker and "root@localhost" in blocker, blocker
+        else:
+            # Idle in transaction: the fallback cannot tell which tables it holds, so it waits
+            # for it but publishes it only as a count (blockers.py).
+            assert blocker.startswith("1 other transaction(s)") and "root" not in blocker, blocker
         assert move.src("SHOW TABLES LIKE '_a_moved'") == [], "no RENAME while the transaction is open"
         time.sleep(max(0.0, HOLD_S - (time.monotonic() - released_at)))
         holder.commit()

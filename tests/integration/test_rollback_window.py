@@ -5,6 +5,7 @@ move at DONE; a declined rollback leaves the move on the target with the window 
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from pathlib import Path
@@ -13,7 +14,16 @@ from typing import Any
 import pymysql
 
 from conftest import MoveEnv
-from support import WriteLoad, assert_tables_equal, rows, transitions, wait_for_log, write_hook
+from support import (
+    WriteLoad,
+    assert_tables_equal,
+    checkpoint_table,
+    forge_row,
+    rows,
+    transitions,
+    wait_for_log,
+    write_hook,
+)
 
 SIMPLE = "CREATE TABLE a (id INT PRIMARY KEY, k INT NOT NULL, v VARCHAR(64), KEY (k))"
 # A table as users have them: a composite key of ENUM, DATE, DECIMAL and a case-insensitive utf8mb4
@@ -273,3 +283,80 @@ def test_a_window_that_cannot_continue_closes_forward_loudly(window_move: MoveEn
     assert move.src("SELECT COUNT(*) FROM _a_moved WHERE id = 900001") == [(1,)]
     assert move.src("SELECT COUNT(*) FROM _a_moved WHERE id = 900002") == [(0,)]
     assert {"a", "c"} <= {r[0] for r in move.tgt("SHOW TABLES")}
+
+
+def test_a_forged_window_checkpoint_is_refused_and_nothing_moves(window_move: MoveEnv) -> None:
+    """The window's feed checkpoint lives on the source, the move's state on the target: a row
+    forged on either is refused (exit 3) before anything fires or is renamed; once the forged rows
+    are gone the window resumes and a rollback loses nothing."""
+    move = window_move
+    cfg = setup(move, window_s=600)
+    daemon = move.popen("run", "-c", str(cfg))
+    wait_for_log(move, "rollback window open", daemon)
+    move.tgt("INSERT INTO a VALUES (900001, 1, 'in the window')")
+    wait_until(lambda: source_holds_target(move), "the reverse feed catching up", proc=daemon)
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=30) == 0, (move.workdir / "daemon.log").read_text()[-3000:]
+
+    feed, state = checkpoint_table(move, feed=True), checkpoint_table(move)
+    history = transitions(move)
+    assert history[-1] == "WINDOW_OPEN", history
+
+    def tables() -> tuple[set[str], set[str]]:
+        return {r[0] for r in move.src("SHOW TABLES")}, {r[0] for r in move.tgt("SHOW TABLES")}
+
+    intact = tables()
+    assert {"_a_moved", "_c_moved"} <= intact[0] and {"a", "c"} <= intact[1], intact
+
+    def refused(*expected: str) -> None:
+        run = move.cli("run", "-c", str(cfg))
+        assert run.returncode == 3, run.stdout + run.stderr[-3000:]
+        for text in expected:
+            assert text in run.stderr, (text, run.stderr[-3000:])
+        assert hook_lines(move) == ["success DRAINED"], "a hook fired on a forged row"
+        assert tables() == intact, "a table was renamed or dropped on a forged row"
+
+    # 1. A feed row that claims a state: the feed's rows are only ever WINDOW_OPEN.
+    genuine_feed = move.source.execute(f"SELECT MAX(id) FROM {feed}")[0][0]
+    forge_row(move.source, feed, state="'ROLLBACK_RENAMED'")
+    refused("feed checkpoint on the source", "in state ROLLBACK_RENAMED", "Nothing was done")
+    move.source.execute(f"DELETE FROM {feed} WHERE id > {genuine_feed}")
+
+    # 2. A feed row that would make the reverse feed skip the application's writes: a position
+    # beyond anything the target has written.
+    domain, server_id, seq_no = move.target.execute("SELECT @@global.gtid_binlog_pos")[0][0].split("-")
+    forge_row(move.source, feed, applied_gtid=f"'{domain}-{server_id}-{int(seq_no) + 1000}'")
+    refused("feed checkpoint on the source", "beyond what the target has written")
+    move.source.execute(f"DELETE FROM {feed} WHERE id > {genuine_feed}")
+
+    # 3. The move's own rows, a history the machine could write (WINDOW_OPEN -> ROLLBACK_STARTED ->
+    # ROLLBACK_RENAMED), while the target was never renamed: giving the source its tables back on
+    # that word would leave both sides writable.
+    genuine_state = move.tgt(f"SELECT MAX(id) FROM {state}")[0][0]
+    forge_row(move.target, state, "kind <> 'owner'", state="'ROLLBACK_STARTED'", kind="'transition'")
+    forge_row(
+        move.target,
+        state,
+        "kind <> 'owner'",
+        state="'ROLLBACK_RENAMED'",
+        drain_gtid="applied_gtid",
+        kind="'transition'",
+    )
+    refused("in ROLLBACK_RENAMED", "the target shows otherwise")
+    move.tgt(f"DELETE FROM {state} WHERE id > {genuine_state}")
+    assert transitions(move) == history
+
+    # The genuine checkpoint resumes: the window is open again and a rollback returns everything.
+    daemon = move.popen("run", "-c", str(cfg))
+    wait_for_log(move, "resuming move from checkpoint", daemon)
+    move.tgt("INSERT INTO a VALUES (900002, 1, 'after the resume')")
+    rollback = move.cli("rollback", "-c", str(cfg), timeout=300)
+    while rollback.returncode == 2 and "no daemon" in rollback.stderr:  # its control socket not up yet
+        assert daemon.poll() is None, (move.workdir / "daemon.log").read_text()[-3000:]
+        time.sleep(0.2)
+        rollback = move.cli("rollback", "-c", str(cfg), timeout=300)
+    assert rollback.returncode == 0, rollback.stdout + rollback.stderr[-3000:]
+    assert daemon.wait(timeout=120) == 0, (move.workdir / "daemon.log").read_text()[-3000:]
+    assert transitions(move)[-1] == "ROLLED_BACK"
+    assert_rolled_back(move)
+    assert move.src("SELECT COUNT(*) FROM a WHERE id IN (900001, 900002)") == [(2,)]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tablemover.autoinc import Carry, alter_statement, back_tag, forward_tag, raise_to
+from tablemover.autoinc import Carry, alter_statement, back_tag, forward_tag, missing_message, raise_to
+from tablemover.config import parse_config
 from tablemover.statements import changes_any
 from tablemover.window import rollback_comment
 
@@ -45,3 +46,28 @@ def test_the_target_alter_is_recognised_by_the_reverse_feed() -> None:
     assert changes_any(statement, "app", "app", {"orders"}) is not None  # it IS a change: the tag matters
     assert rollback_comment("m2", nonce="") not in statement  # another move's feed does not skip it
     assert "move=m1" in back_tag("m1")
+
+
+def test_the_missing_table_refusal_names_what_is_missing_where() -> None:
+    config = parse_config('[move]\nname = "m"\ndatabase = "app"\ntables = ["orders"]\n', env={})
+    message = missing_message(
+        config,
+        "DRAINED, before the on-success hook",
+        "orders",
+        ("source", "app", ("_orders_moved", "orders"), "_orders_moved"),
+        ("target", "app2", ("orders",), None),
+    )
+    assert "in DRAINED, before the on-success hook" in message
+    assert (
+        "AUTO_INCREMENT counter of orders cannot be carried over because the target has none of app2.orders"
+        in message
+    )
+    assert "the source" not in message.split("because")[1].split(".")[0], "the source's table is there"
+    both = missing_message(
+        config,
+        "x",
+        "orders",
+        ("source", "app", ("_orders_moved",), None),
+        ("target", "app2", ("orders",), None),
+    )
+    assert "the source has none of app._orders_moved and the target has none of app2.orders" in both

@@ -11,7 +11,7 @@ import logging
 
 from asyncmy.errors import MySQLError
 
-from tablemover.blockers import ACCESS_DENIED, detection_method, find_blockers
+from tablemover.blockers import ACCESS_DENIED, detection_method, find_blockers, published
 from tablemover.db import error_code
 from tablemover.log import event
 from tablemover.preflight import Phase, PreflightContext, check
@@ -39,11 +39,11 @@ async def long_transactions(ctx: PreflightContext) -> list[str]:
             logging.WARNING,
         )
         return []
-    for blocker in found:
+    for blocker in published(found):  # another session's identity only when it holds a moved table
         event(
-            "a long source transaction holds a moved table; the cutover will wait for it to end",
+            "a long source transaction may hold a moved table; the cutover will wait for it to end",
             logging.WARNING,
-            blocker=blocker.describe(),
+            blocker=blocker,
             method=method,
         )
     return []
