@@ -92,8 +92,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from tablemover.preflight import preflight
+    from tablemover.preflight.privileges import minimal_grant_script
 
     config = _checked_config(args.config)
+    # First, so it is printed whatever the checks find: a missing privilege is the usual failure.
+    print(anyio.run(minimal_grant_script, config), flush=True)
     report = anyio.run(preflight, config)
     state = report.checkpoint.state.value if report.checkpoint else "new move"
     print(
