@@ -78,8 +78,9 @@ def show_grants(server: LocalMariaDB, account: Account) -> set[str]:
     return {line for line in lines if not line.startswith("GRANT USAGE ON *.*")}
 
 
-def state_rows(move: MoveEnv, server: LocalMariaDB, database: str = "_tablemover") -> list[str]:
-    """The transition states of this move's checkpoint rows in ``database`` on ``server``."""
+def state_rows(move: MoveEnv, server: LocalMariaDB) -> list[str]:
+    """The transition states of this move's checkpoint rows in its state schema on ``server``."""
+    database = move.state_database
     found = server.execute(
         f"SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='{database}' "
         "AND TABLE_NAME='_tablemover_checkpoint'"
@@ -91,6 +92,11 @@ def state_rows(move: MoveEnv, server: LocalMariaDB, database: str = "_tablemover
         "AND kind='transition' ORDER BY id"
     )
     return [str(r[0]) for r in result]
+
+
+def escaped(database: str) -> str:
+    """A schema name as a database-level grant names exactly it (``_`` is a wildcard there)."""
+    return database.replace("_", "\\_")
 
 
 def seed(move: MoveEnv, tables: tuple[str, ...], count: int) -> None:
@@ -137,10 +143,10 @@ def test_a_move_with_only_the_printed_grants_runs_to_done(move: MoveEnv, least: 
     ]
     assert grants["target"] == [
         # the target schema does not exist yet: the daemon creates it
-        f"GRANT CREATE ON `{dst.replace('_', chr(92) + '_')}`.* TO <account>;",
+        f"GRANT CREATE ON `{escaped(dst)}`.* TO <account>;",
         f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER ON `{dst}`.`a` TO <account>;",
         f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER ON `{dst}`.`b` TO <account>;",
-        "GRANT SELECT, INSERT, DELETE, CREATE, DROP ON `\\_tablemover`.* TO <account>;",
+        f"GRANT SELECT, INSERT, DELETE, CREATE, DROP ON `{escaped(move.state_database)}`.* TO <account>;",
     ]
     # The servers hold exactly those grants for the user, nothing else.
     assert len(show_grants(move.source, least)) == len(grants["source"])
@@ -202,7 +208,7 @@ def test_rollback_window_with_only_the_printed_grants(move: MoveEnv, least: Acco
     assert grants["source"][1:] == [
         f"GRANT SELECT, INSERT, CREATE, DROP, ALTER ON `{db}`.`a` TO <account>;",
         f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER ON `{db}`.`_a_moved` TO <account>;",
-        "GRANT SELECT, INSERT, DELETE, CREATE, DROP ON `\\_tablemover`.* TO <account>;",
+        f"GRANT SELECT, INSERT, DELETE, CREATE, DROP ON `{escaped(move.state_database)}`.* TO <account>;",
     ]
     assert grants["target"][0] == "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO <account>;"
     assert f"GRANT INSERT, CREATE ON `{dst}`.`_a_rolledback` TO <account>;" in grants["target"]
@@ -267,8 +273,10 @@ def test_check_prints_the_grants_when_a_server_is_unreachable(move: MoveEnv, lea
     assert result.returncode == 2, result.stderr[-2000:]
     grants = printed_grants(result.stdout)
     assert grants["source"] and grants["target"], result.stdout
-    # without the target's version the flavour-neutral name is printed (MariaDB accepts it too)
-    assert (
-        grants["target"][-1]
-        == "GRANT SELECT, INSERT, DELETE, CREATE, DROP ON `\\_tablemover`.* TO <account>;"
+    # the source was read (its flavour's names); the target, unreachable, is assumed not to hold
+    # the target schema yet
+    assert grants["source"][0] == "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO <account>;"
+    assert grants["target"][0] == f"GRANT CREATE ON `{escaped(move.target_database)}`.* TO <account>;"
+    assert grants["target"][-1] == (
+        f"GRANT SELECT, INSERT, DELETE, CREATE, DROP ON `{escaped(move.state_database)}`.* TO <account>;"
     )
