@@ -261,3 +261,13 @@ def test_a_move_begun_by_an_earlier_version_needs_its_checkpoint_table_in_the_ta
     # the state schema's own is not repeated as a legacy need
     same = minimal_needs(move, MARIADB, target_schema_exists=True, checkpoint_database="_tablemover")
     assert same == minimal_needs(move, MARIADB, target_schema_exists=True)
+
+
+def test_without_wildcards_the_state_schema_is_named_literally() -> None:
+    # MySQL with partial_revokes=ON reads `_` in a database grant literally: no escape there.
+    needs = minimal_needs(section(tables=["t"]), MYSQL, target_schema_exists=True)
+    literal = NameRules(wildcards=False, ordering=Flavor.MYSQL)
+    script = grant_script(needs, Flavor.MYSQL, Flavor.MYSQL, source_rules=literal, target_rules=literal)
+    target = statements_of(script, Side.TARGET)
+    assert target[-1] == "GRANT SELECT, INSERT, DELETE, CREATE, DROP ON `_tablemover`.* TO `m`@`%`"
+    assert missing([parse_show_grants(target)], requirements(needs, Side.TARGET), literal) == []

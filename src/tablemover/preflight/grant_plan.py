@@ -271,19 +271,25 @@ def grant_script(
     source_address: str = "",
     target_address: str = "",
     account: str = ACCOUNT_PLACEHOLDER,
+    source_rules: NameRules = DEFAULT_NAME_RULES,
+    target_rules: NameRules = DEFAULT_NAME_RULES,
 ) -> str:
-    """The minimal grants as a ready-to-run SQL script per server; optional grants commented out."""
+    """The minimal grants as a ready-to-run SQL script per server; optional grants commented out.
+
+    The rules say how each server reads a database grant's name (MySQL with partial_revokes=ON
+    reads ``_`` literally, so it is not escaped there).
+    """
     lines = ["-- The least privileges this move needs, per server (table-level where the server allows)."]
     if account == ACCOUNT_PLACEHOLDER:
         lines.append(f"-- Replace {account} with the move user, e.g. 'mover'@'%'.")
-    for side, flavor, address in (
-        (Side.SOURCE, source_flavor, source_address),
-        (Side.TARGET, target_flavor, target_address),
+    for side, flavor, address, rules in (
+        (Side.SOURCE, source_flavor, source_address, source_rules),
+        (Side.TARGET, target_flavor, target_address, target_rules),
     ):
         lines.append(f"-- on the {side.value}{' ' + address if address else ''}:")
         side_needs = [n for n in needs if n.side is side]
         for statement in group_statements(side_needs):
-            text = statement.sql(account, flavor)
+            text = statement.sql(account, flavor, rules)
             if statement.optional:
                 why = "; ".join(dict.fromkeys(n.reason for n in side_needs if n.optional))
                 text = f"-- {text}  -- {why}"

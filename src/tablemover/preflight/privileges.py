@@ -216,18 +216,19 @@ async def required_privileges(ctx: PreflightContext) -> list[str]:
     return source + target
 
 
-async def _peek(config: Config, role: str) -> tuple[ServerVersion | None, bool]:
-    """``(version, target schema visible)`` of one server, ``(None, False)`` when it cannot be read."""
+async def _peek(config: Config, role: str) -> tuple[ServerVersion | None, bool, NameRules]:
+    """``(version, target schema visible, name rules)`` of one server; ``(None, False, default)``
+    when it cannot be read."""
     server = config.source if role == "source" else config.target
     conn: Any = None
     try:
         conn = await connect(server, role)
-        version = (await server_info(conn)).version
+        info = await server_info(conn)
         visible = role == "target" and await schema_visible(conn, config.move.effective_target_database)
-        return version, visible
+        return info.version, visible, await name_rules(conn, info)
     except (ConnectError, TlsSetupError, MySQLError, ValueError, OSError):
         # The grants are printed whatever the servers say; preflight reports why they cannot be reached.
-        return None, False
+        return None, False, DEFAULT_NAME_RULES
     finally:
         if conn is not None:
             await close(conn)
@@ -236,12 +237,12 @@ async def _peek(config: Config, role: str) -> tuple[ServerVersion | None, bool]:
 async def minimal_grant_script(config: Config) -> str:
     """The least grants of the move, both servers, as the SQL `tablemover check` prints.
 
-    Reads each server's version (for the privilege names its flavour prints and MySQL's LOCK TABLES)
-    and whether the target schema already exists; without a server, prints the form that works on
-    both flavours.
+    Reads each server's version (for the privilege names its flavour prints and MySQL's LOCK TABLES),
+    how it reads database grant names, and whether the target schema already exists; without a
+    server, prints the form that works on both flavours.
     """
-    source_version, _ = await _peek(config, "source")
-    target_version, target_exists = await _peek(config, "target")
+    source_version, _, source_rules = await _peek(config, "source")
+    target_version, target_exists, target_rules = await _peek(config, "target")
     needs = minimal_needs(config.move, source_version, target_schema_exists=target_exists)
     return grant_script(
         needs,
@@ -249,4 +250,6 @@ async def minimal_grant_script(config: Config) -> str:
         target_version.flavor if target_version else None,
         source_address=config.source.address,
         target_address=config.target.address,
+        source_rules=source_rules,
+        target_rules=target_rules,
     )
