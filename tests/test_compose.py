@@ -23,6 +23,7 @@ import pytest
 
 from tablemover.config import load_config
 from tablemover.flavor import Flavor, parse_version
+from tablemover.preflight.grant_plan import grant_script, minimal_needs
 from tablemover.preflight.grants import NameRules, parse_show_grants, plan_fix
 from tablemover.preflight.privileges import source_requirements, target_requirements
 
@@ -31,10 +32,6 @@ COMPOSE = ROOT / "compose"
 TABLES = ["orders", "order_items"]
 DATABASE = "app"
 MOVER = "'mover'@'%'"
-TARGET_GRANTS = {
-    "app.*": {"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER"},
-    "_tablemover.*": {"SELECT", "INSERT", "DELETE", "CREATE", "DROP"},  # the move's state schema
-}
 
 
 @dataclass(frozen=True)
@@ -49,7 +46,6 @@ class Stack:
     gtid_flags: tuple[str, ...]
     root_password_var: str  # the image's variable for the root password
     healthcheck: str  # a word the healthcheck command must contain
-    source_grants: dict[str, set[str]]  # object -> privileges, exactly as the README documents them
 
     @property
     def compose_file(self) -> Path:
@@ -77,11 +73,6 @@ STACKS = [
         gtid_flags=("--gtid-mode=ON", "--enforce-gtid-consistency=ON"),
         root_password_var="MYSQL_ROOT_PASSWORD",
         healthcheck="mysqladmin ping",
-        source_grants={
-            "*.*": {"REPLICATION SLAVE", "REPLICATION CLIENT"},
-            # LOCK TABLES: MySQL 8.0.22+ locking reads need one of UPDATE, DELETE, LOCK TABLES.
-            "app.*": {"SELECT", "INSERT", "CREATE", "ALTER", "DROP", "LOCK TABLES"},
-        },
     ),
     Stack(
         flavor="mariadb",
@@ -92,10 +83,6 @@ STACKS = [
         gtid_flags=("--gtid-strict-mode=ON", "--log-slave-updates=ON"),
         root_password_var="MARIADB_ROOT_PASSWORD",
         healthcheck="healthcheck.sh",
-        source_grants={
-            "*.*": {"REPLICATION SLAVE", "BINLOG MONITOR"},
-            "app.*": {"SELECT", "INSERT", "CREATE", "ALTER", "DROP"},
-        },
     ),
 ]
 BY_FLAVOR = pytest.mark.parametrize("stack", STACKS, ids=[s.flavor for s in STACKS])
@@ -164,10 +151,11 @@ def grant_statements(path: Path) -> list[str]:
     return [s for s in sql_statements(path) if s.upper().startswith("GRANT ")]
 
 
-def grants_by_object(path: Path) -> dict[str, set[str]]:
-    """``{"*.*": {...}, "app.*": {...}}`` from the file's GRANT statements, all to the mover user."""
+def grants_by_object(path: Path | list[str]) -> dict[str, set[str]]:
+    """``{"*.*": {...}, "app.orders": {...}}`` from GRANT statements (a file's, or given), all to the
+    mover user."""
     found: dict[str, set[str]] = {}
-    for statement in grant_statements(path):
+    for statement in grant_statements(path) if isinstance(path, Path) else path:
         match = _GRANT.match(statement)
         assert match, f"{path}: cannot read {statement!r}"
         assert match["who"] == MOVER, f"{path}: grant to someone other than {MOVER}: {statement!r}"
@@ -322,14 +310,31 @@ def test_traffic_script_compiles_and_treats_1146_as_cutover() -> None:
 # --- init SQL ------------------------------------------------------------------------------------
 
 
+def printed_grants(stack: Stack, role: str) -> list[str]:
+    """What `tablemover check` prints for the compose move config (target schema created by init)."""
+    config = load_config(stack.move_config)
+    version = parse_version(stack.version)
+    script = grant_script(
+        minimal_needs(config.move, version, target_schema_exists=True),
+        version.flavor,
+        version.flavor,
+        account=MOVER,
+    )
+    part = script.split("-- on the target")[role == "target"]
+    return [line.rstrip(";") for line in part.splitlines() if line.startswith("GRANT")]
+
+
 @BY_FLAVOR
-def test_init_sql_grants_exactly_the_documented_privileges(stack: Stack) -> None:
-    assert grants_by_object(stack.init_sql("source")) == stack.source_grants
-    assert grants_by_object(stack.init_sql("target")) == TARGET_GRANTS
+def test_init_sql_grants_exactly_what_check_prints(stack: Stack) -> None:
     for role in ("source", "target"):
+        assert grants_by_object(stack.init_sql(role)) == grants_by_object(printed_grants(stack, role))
         statements = sql_statements(stack.init_sql(role))
         assert not [s for s in statements if s.upper().startswith("REVOKE")]
         assert any(re.fullmatch(r"CREATE DATABASE (IF NOT EXISTS )?`?app`?", s, re.I) for s in statements)
+    # table-level: nothing on the whole application schema but MySQL's LOCK TABLES
+    source = grants_by_object(stack.init_sql("source"))
+    assert source.get("app.*", {"LOCK TABLES"}) == {"LOCK TABLES"}
+    assert "app.*" not in grants_by_object(stack.init_sql("target"))
 
 
 @BY_FLAVOR
@@ -337,20 +342,18 @@ def test_init_sql_grants_satisfy_tablemover_preflight(stack: Stack) -> None:
     """The grants pass tablemover's own privilege model (what `tablemover check` decides)."""
     version = parse_version(stack.version)
     rules = NameRules(ordering=version.flavor)
-    renamed = {t: f"_{t}_moved" for t in TABLES}
+    move = load_config(stack.move_config).move
     source = parse_show_grants(grant_statements(stack.init_sql("source")))
     target = parse_show_grants(grant_statements(stack.init_sql("target")))
     assert not source.unparsed and not target.unparsed
-    source_plan = plan_fix([source], source_requirements(version, DATABASE, TABLES, renamed), rules)
+    source_plan = plan_fix([source], source_requirements(move, version), rules)
     assert not source_plan.missing, source_plan
-    target_plan = plan_fix([target], target_requirements(DATABASE), rules)
+    target_plan = plan_fix([target], target_requirements(move), rules)
     assert not target_plan.missing, target_plan
     if version.flavor is Flavor.MYSQL:
         # LOCK TABLES is there for a reason: without it MySQL 8.0.22+ refuses the locking reads.
-        lines = [s.replace(", LOCK TABLES", "") for s in grant_statements(stack.init_sql("source"))]
-        without = plan_fix(
-            [parse_show_grants(lines)], source_requirements(version, DATABASE, TABLES, renamed), rules
-        )
+        lines = [s for s in grant_statements(stack.init_sql("source")) if "LOCK TABLES" not in s]
+        without = plan_fix([parse_show_grants(lines)], source_requirements(move, version), rules)
         assert without.missing
 
 

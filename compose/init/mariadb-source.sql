@@ -7,12 +7,17 @@ CREATE DATABASE IF NOT EXISTS app;
 
 CREATE USER 'mover'@'%' IDENTIFIED BY 'mover-pass';
 
--- Exactly the privileges the README documents for a MariaDB source:
--- REPLICATION SLAVE streams the binlog, BINLOG MONITOR (MariaDB's REPLICATION CLIENT) reads binlog
--- positions; SELECT copies the rows; ALTER, DROP, CREATE and INSERT are what the cutover's RENAME
--- TABLE needs. MariaDB's locking reads need nothing beyond SELECT.
+-- Exactly what `tablemover check -c compose/move.mariadb.toml` prints for the source (the README's
+-- "Privileges"): REPLICATION SLAVE streams the binlog, BINLOG MONITOR (MariaDB's REPLICATION CLIENT)
+-- reads binlog positions; SELECT copies the rows; ALTER and DROP on each table and CREATE and
+-- INSERT on its renamed name are what the cutover's RENAME TABLE needs (granted before that name
+-- exists, which CREATE allows); SELECT on the renamed name is for `verify` after the cutover, DROP
+-- for `cleanup --drop-source`. MariaDB's locking reads need nothing beyond SELECT.
 GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'mover'@'%';
-GRANT SELECT, INSERT, CREATE, ALTER, DROP ON `app`.* TO 'mover'@'%';
+GRANT SELECT, DROP, ALTER ON `app`.`orders` TO 'mover'@'%';
+GRANT SELECT, INSERT, CREATE, DROP ON `app`.`_orders_moved` TO 'mover'@'%';
+GRANT SELECT, DROP, ALTER ON `app`.`order_items` TO 'mover'@'%';
+GRANT SELECT, INSERT, CREATE, DROP ON `app`.`_order_items_moved` TO 'mover'@'%';
 
 -- Demo tables: InnoDB, primary keys, no foreign keys, no triggers (what tablemover can move).
 CREATE TABLE app.orders (

@@ -11,12 +11,19 @@ CREATE DATABASE IF NOT EXISTS app;
 -- `pip install cryptography` next to tablemover, drop the `WITH mysql_native_password` part.
 CREATE USER 'mover'@'%' IDENTIFIED WITH mysql_native_password BY 'mover-pass';
 
--- Exactly the privileges the README documents for a MySQL source:
--- REPLICATION SLAVE streams the binlog, REPLICATION CLIENT reads binlog positions;
--- SELECT copies the rows, ALTER, DROP, CREATE and INSERT are what the cutover's RENAME TABLE needs;
--- LOCK TABLES: MySQL 8.0.22+ needs one of UPDATE, DELETE or LOCK TABLES for locking (FOR SHARE) reads.
+-- Exactly what `tablemover check -c compose/move.mysql.toml` prints for the source (the README's
+-- "Privileges"): REPLICATION SLAVE streams the binlog, REPLICATION CLIENT reads binlog positions;
+-- SELECT copies the rows; ALTER and DROP on each table and CREATE and INSERT on its renamed name are
+-- what the cutover's RENAME TABLE needs (granted before that name exists, which CREATE allows);
+-- SELECT on the renamed name is for `verify` after the cutover, DROP for `cleanup --drop-source`;
+-- LOCK TABLES (per database only): MySQL 8.0.22+ needs one of UPDATE, DELETE or LOCK TABLES for
+-- locking (FOR SHARE) reads.
 GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'mover'@'%';
-GRANT SELECT, INSERT, CREATE, ALTER, DROP, LOCK TABLES ON `app`.* TO 'mover'@'%';
+GRANT SELECT, DROP, ALTER ON `app`.`orders` TO 'mover'@'%';
+GRANT LOCK TABLES ON `app`.* TO 'mover'@'%';
+GRANT SELECT, INSERT, CREATE, DROP ON `app`.`_orders_moved` TO 'mover'@'%';
+GRANT SELECT, DROP, ALTER ON `app`.`order_items` TO 'mover'@'%';
+GRANT SELECT, INSERT, CREATE, DROP ON `app`.`_order_items_moved` TO 'mover'@'%';
 
 -- Demo tables: InnoDB, primary keys, no foreign keys, no triggers (what tablemover can move).
 CREATE TABLE app.orders (

@@ -92,8 +92,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from tablemover.preflight import preflight
+    from tablemover.preflight.privileges import minimal_grant_script
 
     config = _checked_config(args.config)
+    # First, so it is printed whatever the checks find: a missing privilege is the usual failure.
+    print(anyio.run(minimal_grant_script, config), flush=True)
     report = anyio.run(preflight, config)
     state = report.checkpoint.state.value if report.checkpoint else "new move"
     print(
@@ -433,9 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         _cmd_check,
         "run the preflight checks only; changes nothing",
-        "Connect to both servers and run every preflight check (privileges, binlog settings, keys, "
-        "foreign keys, triggers, target tables) without changing anything. Exit 0 when the move "
-        "could start, 2 with the list of problems otherwise.",
+        "Print the least grants the move needs on each server, as GRANT statements for <account> "
+        "(table-level where the server allows), then connect to both servers and run every preflight "
+        "check (privileges, binlog settings, keys, foreign keys, triggers, target tables) without "
+        "changing anything. Exit 0 when the move could start, 2 with the list of problems otherwise; "
+        "the grants are printed either way.",
     )
     add(
         "pause",

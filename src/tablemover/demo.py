@@ -41,7 +41,7 @@ from rich.text import Text
 
 from tablemover.config import load_config
 from tablemover.errors import MoveFailed
-from tablemover.local.mariadb import LocalMariaDB, grant_mover, pair_config, start_pair
+from tablemover.local.mariadb import LocalMariaDB, grant_least, pair_config, start_pair
 from tablemover.verify import verify
 
 TABLES = ("customers", "orders", "order_items")
@@ -554,7 +554,6 @@ def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False) ->
     pair = start_pair(root=workdir / "servers")
     servers_s = time.monotonic() - started
     try:
-        grant_mover(pair, "shop")
         pair.source.execute("CREATE DATABASE shop", "USE shop", *SCHEMA.values())
         pair.source.execute(
             "USE shop",
@@ -579,7 +578,6 @@ def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False) ->
             back = hooks / "on-rollback"
             back.write_text('#!/bin/sh\necho "point the application back at the source now"\n')
             back.chmod(0o755)
-            grant_mover(pair, "shop", window=True)
         cfg = workdir / "demo.toml"
         move = {
             "name": "demo",
@@ -591,6 +589,8 @@ def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False) ->
         }
         cfg.write_text(pair_config(pair, workdir, move))
         config = load_config(cfg)
+        # Exactly what `tablemover check` prints for this config: the demo runs with least privilege.
+        grant_least(pair, config.move)
         traffic = _Traffic(pair.source, "shop", customers, orders + 1)
         traffic.start()
         screen.say("application traffic running: new orders, payments, balance updates, deletes")

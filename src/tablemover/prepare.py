@@ -8,7 +8,7 @@ from typing import Any
 from tablemover import checkpoint as cpstore
 from tablemover.checkpoint import Checkpoint, TableProgress
 from tablemover.config import Config
-from tablemover.db import current_position, execute
+from tablemover.db import current_position, execute, query
 from tablemover.flavor import Flavor
 from tablemover.log import event
 from tablemover.machine import State
@@ -27,7 +27,11 @@ async def prepare(
     """Create what the move needs on the target and commit its first checkpoint (PREPARED) in
     ``state_db``."""
     target_db = config.move.effective_target_database
-    await execute(target, f"CREATE DATABASE IF NOT EXISTS {quote_ident(target_db)}")
+    # Only when it is missing: CREATE DATABASE needs CREATE on the whole schema even with IF NOT
+    # EXISTS, and a user with only the table-level grants of an existing schema does not hold it.
+    schemata = "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s"
+    if not await query(target, schemata, (target_db,)):
+        await execute(target, f"CREATE DATABASE IF NOT EXISTS {quote_ident(target_db)}")
     await cpstore.ensure_table(target, state_db)
     created = []
     for table, schema in schemas.items():

@@ -310,7 +310,8 @@ async def test_binlog_row_image_minimal(move: MoveEnv, refused: Refusal) -> None
 
 @pytest.fixture
 def weak_user(move: MoveEnv) -> Iterator[str]:
-    """A user missing BINLOG MONITOR, ALTER and DROP on the source and UPDATE, DELETE, DROP on the target."""
+    """A user missing BINLOG MONITOR, ALTER and DROP on the source and UPDATE, DELETE, DROP, ALTER on
+    the target (and DELETE, DROP on the state schema)."""
     for server in (move.source, move.target):
         server.execute(
             "DROP USER IF EXISTS 'weak'@'%'",
@@ -331,14 +332,19 @@ async def test_missing_privileges(move: MoveEnv, refused: Refusal, weak_user: st
     text = await refused(
         cfg,
         f"source 127.0.0.1:{move.source.port}: user 'weak'@'%' lacks privileges tablemover needs",
-        "BINLOG MONITOR on *.* (to read binlog positions)",
-        f"ALTER, DROP on {db}.orders (the cutover's RENAME TABLE needs them on the moved tables)",
+        "BINLOG MONITOR on *.* (binlog positions, SHOW BINARY LOGS and SHOW BINLOG EVENTS)",
+        f"ALTER, DROP on {db}.orders (the cutover's RENAME TABLE moves the table away)",
+        f"DROP on {db}._orders_moved (`cleanup --drop-source` drops the renamed source table)",
         f"target 127.0.0.1:{move.target.port}: user 'weak'@'%' lacks privileges",
-        f"UPDATE, DELETE on {tdb}.*",
+        f"UPDATE, DELETE on {tdb}.orders",
+        f"DELETE, DROP on {move.state_database}.*",
         "GRANT BINLOG MONITOR ON *.* TO 'weak'@'%';",
-        # granting on the exact schema hides the `tm\\_%` grant, so the fix repeats what that gave
-        f"GRANT ALTER, DROP, SELECT, CREATE, INSERT ON {grant_name(db)}.* TO 'weak'@'%';",
-        f"GRANT UPDATE, DELETE, DROP, ALTER, SELECT, INSERT, CREATE ON {grant_name(tdb)}.* TO 'weak'@'%';",
+        # table-level, quoted literally; CREATE rides along where the table may not exist yet
+        f"GRANT ALTER, DROP ON `{db}`.`orders` TO 'weak'@'%';",
+        f"GRANT DROP, CREATE ON `{db}`.`_orders_moved` TO 'weak'@'%';",
+        f"GRANT UPDATE, DELETE, DROP, ALTER, CREATE ON `{tdb}`.`orders` TO 'weak'@'%';",
+        # granting on the exact state schema hides the `tm\\_%` grant, so the fix repeats what that gave
+        f"GRANT DELETE, DROP, SELECT, INSERT, CREATE ON {grant_name(move.state_database)}.* TO 'weak'@'%';",
         "which the user has from a wildcard database grant",
     )
     if refused.via == "direct":

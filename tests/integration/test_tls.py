@@ -321,7 +321,14 @@ def test_ed25519_login_over_tls(tls_move: MoveEnv, tls_pair: TlsPair) -> None:
     user = f"ed_{move.database[-6:]}"
     for server, grants in (
         (move.source, ("REPLICATION SLAVE, BINLOG MONITOR, PROCESS ON *.*", f"ALL ON `{move.database}`.*")),
-        (move.target, (f"ALL ON `{move.target_database}`.*",)),
+        (
+            move.target,
+            (
+                f"ALL ON `{move.target_database}`.*",
+                # the move's state schema (its checkpoint), which every move user needs
+                f"SELECT, INSERT, DELETE, CREATE, DROP ON `{move.state_database}`.*",
+            ),
+        ),
     ):
         try:
             server.execute("INSTALL SONAME 'auth_ed25519'")

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tablemover.config import MoveSection
 from tablemover.db import ServerInfo
 from tablemover.flavor import Flavor, parse_version
 from tablemover.preflight.binlog import binlog_problems
@@ -354,8 +355,15 @@ def test_roles_add_up() -> None:
 # =========================================================================== requirements
 
 
+def move_section(
+    database: str = "app", tables: tuple[str, ...] = ("orders",), **changes: object
+) -> MoveSection:
+    """A [move] section; the requirements are derived from it (grant_plan.minimal_needs)."""
+    return MoveSection.model_validate({"name": "m", "database": database, "tables": list(tables), **changes})
+
+
 def test_source_requirements_mariadb() -> None:
-    reqs = source_requirements(parse_version(MARIADB), "app", ["orders"], {"orders": "_orders_moved"})
+    reqs = source_requirements(move_section(), parse_version(MARIADB))
     found = {(r.privileges, r.object_name) for r in reqs}
     assert found == {
         (("REPLICATION SLAVE",), "*.*"),
@@ -365,6 +373,8 @@ def test_source_requirements_mariadb() -> None:
         (("DROP",), "app.orders"),
         (("CREATE",), "app._orders_moved"),
         (("INSERT",), "app._orders_moved"),
+        (("SELECT",), "app._orders_moved"),  # verify after the cutover
+        (("DROP",), "app._orders_moved"),  # cleanup --drop-source
     }
     assert missing(account(*MARIADB_MOVER), reqs) != []
     granted = account(*(line.replace("tm\\_%", "app") for line in MARIADB_MOVER))
@@ -373,7 +383,7 @@ def test_source_requirements_mariadb() -> None:
 
 @pytest.mark.parametrize(("version", "needs_lock"), [("8.0.21", False), ("8.0.22", True), ("8.4.3", True)])
 def test_source_requirements_mysql_locking_read(version: str, needs_lock: bool) -> None:
-    reqs = source_requirements(parse_version(version), "app", ["t"], {"t": "_t_moved"})
+    reqs = source_requirements(move_section(tables=("t",)), parse_version(version))
     lock = [r for r in reqs if r.privileges == ("LOCK TABLES", "UPDATE", "DELETE")]
     assert bool(lock) is needs_lock
     base = [
@@ -386,72 +396,60 @@ def test_source_requirements_mysql_locking_read(version: str, needs_lock: bool) 
     assert missing(account(*base, "GRANT UPDATE ON `app`.`other` TO `mover`@`%`"), reqs) == lock
 
 
+STATE_GRANT = "GRANT SELECT, INSERT, DELETE, CREATE, DROP ON `\\_tablemover`.* TO `m`@`%`"
+
+
 def test_target_requirements() -> None:
-    reqs = target_requirements("app")
-    assert {r.privileges[0] for r in reqs} == {
-        "SELECT",
-        "INSERT",
-        "UPDATE",
-        "DELETE",
-        "CREATE",
-        "DROP",
-        "ALTER",
+    reqs = target_requirements(move_section(target_database="dst"))
+    assert {(r.privileges[0], r.object_name) for r in reqs} == {
+        *((p, "dst.orders") for p in ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER")),
+        *((p, "_tablemover.*") for p in ("SELECT", "INSERT", "DELETE", "CREATE", "DROP")),
     }
-    # the target schema, and the state schema of the checkpoint (default `_tablemover`)
-    assert {r.object_name for r in reqs} == {"app.*", "_tablemover.*"}
-    assert [r.privileges[0] for r in reqs if r.object_name == "_tablemover.*"] == [
-        "SELECT",
-        "INSERT",
-        "DELETE",
-        "CREATE",
-        "DROP",
-    ]
-    assert all(r.object_name == "app.*" for r in target_requirements("app", "app"))
-    assert (
-        missing(
-            account("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER ON `tm\\_%`.* TO `m`@`%`"),
-            target_requirements("tm_x", "tm_x_state"),
-        )
-        == []
-    )
+    table_level = "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER ON `dst`.`orders` TO `m`@`%`"
+    assert missing(account(table_level, STATE_GRANT), reqs) == []
     # ALTER: the cutover carries the AUTO_INCREMENT counter over (autoinc.py)
-    assert [
-        r.privileges
-        for r in missing(
-            account("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP ON `tm\\_%`.* TO `m`@`%`"),
-            target_requirements("tm_x", "tm_x_state"),
-        )
-    ] == [("ALTER",)]
-    # table grants cannot create the schema or the checkpoint table
-    assert len(missing(account("GRANT ALL ON `app`.`t` TO `m`@`%`"), reqs)) == 7 + 5
+    no_alter = table_level.replace(", ALTER", "")
+    assert [r.privileges for r in missing(account(no_alter, STATE_GRANT), reqs)] == [("ALTER",)]
+    # the checkpoint lives in the state schema: grants on the application schema do not reach it
+    assert len(missing(account("GRANT ALL ON `dst`.* TO `m`@`%`"), reqs)) == 5
+    # a target schema that does not exist yet needs CREATE on all of it (CREATE DATABASE)
+    absent = target_requirements(move_section(target_database="dst"), target_schema_exists=False)
+    assert [r.object_name for r in missing(account(table_level, STATE_GRANT), absent)] == ["dst.*"]
 
 
 def _statements(plan: FixPlan, flavor: Flavor = Flavor.MARIADB, rules: NameRules | None = None) -> list[str]:
     return grant_statements(plan, "mover@%", flavor, rules or NameRules())
 
 
-def test_fix_grants_the_missing_privileges_on_the_database() -> None:
+def test_fix_grants_the_missing_privileges_on_the_table() -> None:
     reqs = [
         Requirement(("REPLICATION CLIENT",)),
         Requirement(("ALTER",), "tm_x", "orders"),
         Requirement(("DROP",), "tm_x", "orders"),
         Requirement(("CREATE",), "tm_x", "_orders_moved"),
+        Requirement(("INSERT",), "tm_x", "_orders_moved"),
         Requirement(("ALTER",), "tm_x", "items"),
         Requirement(("LOCK TABLES", "UPDATE", "DELETE"), "tm_x", "items"),
+        Requirement(("DROP",), "_tablemover"),
     ]
     plan = plan_fix(account("GRANT USAGE ON *.* TO `mover`@`%`"), reqs)
     assert plan.missing == tuple(reqs)
     assert plan.repeated == ()
+    # Table-level, quoted literally; LOCK TABLES and whole-schema needs per database, escaped.
     assert _statements(plan) == [
         "GRANT BINLOG MONITOR ON *.* TO 'mover'@'%';",
-        "GRANT ALTER, DROP, CREATE, LOCK TABLES ON `tm\\_x`.* TO 'mover'@'%';",
+        "GRANT ALTER, DROP ON `tm_x`.`orders` TO 'mover'@'%';",
+        "GRANT CREATE, INSERT ON `tm_x`.`_orders_moved` TO 'mover'@'%';",
+        "GRANT ALTER ON `tm_x`.`items` TO 'mover'@'%';",
+        "GRANT LOCK TABLES ON `tm\\_x`.* TO 'mover'@'%';",
+        "GRANT DROP ON `\\_tablemover`.* TO 'mover'@'%';",
     ]
     assert grant_statements(plan_fix([], reqs[:1]), "mover@10.0.0.%", Flavor.MYSQL) == [
         "GRANT REPLICATION CLIENT ON *.* TO 'mover'@'10.0.0.%';"
     ]
     literal = NameRules(wildcards=False, ordering=Flavor.MYSQL)
-    assert _statements(plan_fix([], reqs[1:2], literal), Flavor.MYSQL, literal) == [
-        "GRANT ALTER ON `tm_x`.* TO 'mover'@'%';"
+    assert _statements(plan_fix([], reqs[6:7], literal), Flavor.MYSQL, literal) == [
+        "GRANT LOCK TABLES ON `tm_x`.* TO 'mover'@'%';"
     ]
     assert plan_fix(account("GRANT ALL ON *.* TO `mover`@`%`"), reqs) == FixPlan((), (), ())
 
@@ -460,39 +458,63 @@ PATTERN_USER = (
     "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO `m`@`%`",
     "GRANT SELECT, INSERT, CREATE ON `tm\\_%`.* TO `m`@`%`",
 )
-OBJECTS = ["*.*", "`tm\\_%`.*", "`tm_x`.*", "`tm\\_x`.*", "`%`.*", "`tm\\_x`.`a`", "`t%`.*"]
+OBJECTS = [
+    "*.*",
+    "`tm\\_%`.*",
+    "`tm_x`.*",
+    "`tm\\_x`.*",
+    "`%`.*",
+    "`tm\\_x`.`a`",
+    "`t%`.*",
+    "`\\_tablemover`.*",
+]
 
 
 def test_fix_repeats_what_a_new_exact_grant_would_hide() -> None:
-    # The user has SELECT, INSERT, CREATE through `tm\\_%`; a grant on `tm\\_x` takes precedence
-    # for tm_x, so granting only ALTER, DROP there would take SELECT, INSERT and CREATE away.
-    acc = account(*PATTERN_USER)
-    reqs = source_requirements(parse_version(MARIADB), "tm_x", ["orders"], {"orders": "_orders_moved"})
+    # The user has the state schema's SELECT, INSERT, DELETE, CREATE through `%`; a grant on
+    # `\_tablemover` takes precedence for it, so granting only DROP there would take the rest away.
+    acc = account("GRANT SELECT, INSERT, DELETE, CREATE ON `%`.* TO `m`@`%`")
+    reqs = [Requirement((p,), "_tablemover") for p in ("SELECT", "INSERT", "DELETE", "CREATE", "DROP")]
     plan = plan_fix(acc, reqs)
-    assert {r.privileges[0] for r in plan.missing} == {"ALTER", "DROP"}
-    assert plan.grants == (("tm_x", ("ALTER", "DROP", "SELECT", "CREATE", "INSERT")),)
-    assert set(plan.repeated) == {"SELECT", "CREATE", "INSERT"}
-    fixed = account(*PATTERN_USER, *(s.rstrip(";") for s in _statements(plan)))
+    assert [r.privileges[0] for r in plan.missing] == ["DROP"]
+    assert plan.grants == (("_tablemover", None, ("DROP", "SELECT", "INSERT", "DELETE", "CREATE")),)
+    assert set(plan.repeated) == {"SELECT", "INSERT", "DELETE", "CREATE"}
+    fixed = account(
+        "GRANT SELECT, INSERT, DELETE, CREATE ON `%`.* TO `m`@`%`",
+        *(s.rstrip(";") for s in _statements(plan)),
+    )
     assert missing(fixed, reqs) == []
+    # A table grant hides nothing: the server adds it to the database's.
+    table_reqs = source_requirements(move_section("tm_x"), parse_version(MARIADB))
+    table_plan = plan_fix(account(*PATTERN_USER), table_reqs)
+    assert table_plan.repeated == ()
+    assert ("tm_x", "orders", ("ALTER", "DROP")) in table_plan.grants
 
 
 @given(
     held=st.lists(
         st.tuples(
-            st.sampled_from(["SELECT", "INSERT", "CREATE", "ALTER", "DROP", "ALL", "UPDATE", "LOCK TABLES"]),
+            st.sampled_from(
+                ["SELECT", "INSERT", "CREATE", "ALTER", "DROP", "ALL", "UPDATE", "LOCK TABLES", "DELETE"]
+            ),
             st.sampled_from(OBJECTS),
         ),
         max_size=6,
     ),
     flavor=st.sampled_from([Flavor.MARIADB, Flavor.MYSQL]),
+    window=st.booleans(),
+    exists=st.booleans(),
 )
 @settings(max_examples=300, deadline=None)
-def test_the_fix_always_fixes(held: list[tuple[str, str]], flavor: Flavor) -> None:
+def test_the_fix_always_fixes(
+    held: list[tuple[str, str]], flavor: Flavor, window: bool, exists: bool
+) -> None:
     rules = NameRules(ordering=flavor)
     version = parse_version(MARIADB if flavor is Flavor.MARIADB else MYSQL)
     lines = [f"GRANT {priv} ON {obj} TO `m`@`%`" for priv, obj in held]
-    reqs = source_requirements(version, "tm_x", ["a", "b"], {"a": "_a_moved", "b": "_b_moved"})
-    reqs += target_requirements("tm_x")
+    move = move_section("tm_x", ("a", "b"), rollback_window_s=30 if window else 0)
+    reqs = source_requirements(move, version, target_schema_exists=exists)
+    reqs += target_requirements(move, target_schema_exists=exists)
     plan = plan_fix(account(*lines), reqs, rules)
     assert list(plan.missing) == missing(account(*lines), reqs, rules)
     fixed = account(*lines, *(s.rstrip(";") for s in grant_statements(plan, "m@%", flavor, rules)))
@@ -506,7 +528,7 @@ def test_quote_account() -> None:
 
 
 def test_privilege_message_names_everything() -> None:
-    reqs = source_requirements(parse_version(MARIADB), "tm_x", ["orders"], {"orders": "_orders_moved"})
+    reqs = source_requirements(move_section("tm_x"), parse_version(MARIADB))
     plan = plan_fix(
         account("GRANT REPLICATION SLAVE ON *.* TO `weak`@`%`", "GRANT SELECT ON `tm\\_%`.* TO `weak`@`%`"),
         reqs,
@@ -517,8 +539,12 @@ def test_privilege_message_names_everything() -> None:
     assert "ALTER, DROP on tm_x.orders" in text
     assert "CREATE, INSERT on tm_x._orders_moved" in text
     assert "GRANT BINLOG MONITOR ON *.* TO 'weak'@'%';" in text
-    assert "GRANT ALTER, DROP, CREATE, INSERT, SELECT ON `tm\\_x`.* TO 'weak'@'%';" in text
-    assert "(this repeats SELECT, which the user has from a wildcard database grant" in text
+    assert (
+        "Fix: GRANT BINLOG MONITOR ON *.* TO 'weak'@'%'; GRANT ALTER, DROP ON `tm_x`.`orders` TO 'weak'@'%'; "
+        in text
+    )
+    assert "GRANT CREATE, INSERT, DROP ON `tm_x`.`_orders_moved` TO 'weak'@'%';" in text
+    assert "`tm\\_x`.*" not in text and "wildcard" not in text
     assert text.endswith("(a note)")
     assert privilege_problem("x", "u@%", Flavor.MARIADB, FixPlan((), (), ())) == []
 
@@ -656,41 +682,30 @@ def test_engine_rule() -> None:
     assert "ALTER TABLE `app`.`t` ENGINE=InnoDB" in msg
 
 
-def test_window_requirements_are_what_the_local_window_grants_give() -> None:
-    from tablemover.local.mariadb import (
-        SOURCE_GRANTS,
-        TARGET_GRANTS,
-        WINDOW_SOURCE_GRANTS,
-        WINDOW_TARGET_GRANTS,
-    )
-    from tablemover.preflight.privileges import window_requirements
+def test_window_requirements_add_the_reverse_feed_and_the_renames_back() -> None:
+    plain = move_section("tm_x", ("a",), target_database="tm_x_dst")
+    window = move_section("tm_x", ("a",), target_database="tm_x_dst", rollback_window_s=60)
 
-    source_reqs, target_reqs = window_requirements("tm_x", "tm_x_dst", ["a"], {"a": "_a_moved"})
+    def added(side: str) -> set[tuple[str, str]]:
+        pick = source_requirements if side == "source" else target_requirements
+        before = {(r.privileges[0], r.object_name) for r in pick(plain)}
+        return {(r.privileges[0], r.object_name) for r in pick(window)} - before
 
-    def held(lines: tuple[str, ...]) -> list[AccountGrants]:
-        return account(*(line.replace("'{user}'@'%'", "`m`@`%`").format(db="tm\\_%") for line in lines))
-
-    # The harness's grants are the documented ones, and they cover the window's needs...
-    assert missing(held(SOURCE_GRANTS + WINDOW_SOURCE_GRANTS), source_reqs) == []
-    assert missing(held(TARGET_GRANTS + WINDOW_TARGET_GRANTS), target_reqs) == []
-    # ... which the plain move's grants do not: writing the renamed tables, streaming the target,
-    # the feed's checkpoint in the source's state schema.
-    lacking_source = missing(held(SOURCE_GRANTS), source_reqs)
-    assert {p for r in lacking_source if r.database != "_tablemover" for p in r.privileges} == {
-        "UPDATE",
-        "DELETE",
+    assert added("source") == {
+        ("UPDATE", "tm_x._a_moved"),
+        ("DELETE", "tm_x._a_moved"),
+        ("ALTER", "tm_x._a_moved"),
+        ("CREATE", "tm_x.a"),
+        ("INSERT", "tm_x.a"),
+        *((p, "_tablemover.*") for p in ("SELECT", "INSERT", "DELETE", "CREATE", "DROP")),
     }
-    assert {p for r in lacking_source if r.database == "_tablemover" for p in r.privileges} == {
-        "SELECT",
-        "INSERT",
-        "DELETE",
-        "CREATE",
-        "DROP",
+    # (ALTER and DROP on the target table, which the rollback's RENAME needs, every move has.)
+    assert added("target") == {
+        ("REPLICATION SLAVE", "*.*"),
+        ("REPLICATION CLIENT", "*.*"),
+        ("CREATE", "tm_x_dst._a_rolledback"),
+        ("INSERT", "tm_x_dst._a_rolledback"),
     }
-    lacking = {p for r in missing(held(TARGET_GRANTS), target_reqs) for p in r.privileges}
-    # (ALTER, which the rollback's RENAME needs, is in every move's target grants since the cutover
-    # carries the AUTO_INCREMENT counter over.)
-    assert lacking == {"REPLICATION SLAVE", "REPLICATION CLIENT"}
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pymysql
+
+if TYPE_CHECKING:
+    from tablemover.config import MoveSection
 
 MOVER_USER = "mover"
 MOVER_PASSWORD = "mover-pass"
@@ -470,6 +473,19 @@ def grant_mover(pair: LocalPair, db_pattern: str, *, window: bool = False) -> No
         source, target = source + WINDOW_SOURCE_GRANTS, target + WINDOW_TARGET_GRANTS
     for server, grants in ((pair.source, source), (pair.target, target)):
         server.execute(*(g.format(user=MOVER_USER, db=db_pattern) for g in grants))
+
+
+def grant_least(pair: LocalPair, move: MoveSection) -> None:
+    """Grant the mover user exactly what `tablemover check` prints for ``move``, PROCESS included
+    (optional: the cutover's blocker check), before the target schema exists."""
+    from tablemover.flavor import Flavor
+    from tablemover.preflight.grant_plan import Side, group_statements, minimal_needs
+
+    needs = minimal_needs(move, target_schema_exists=False)
+    account = f"'{MOVER_USER}'@'%'"
+    for side, server in ((Side.SOURCE, pair.source), (Side.TARGET, pair.target)):
+        statements = group_statements([n for n in needs if n.side is side])
+        server.execute(*(g.sql(account, Flavor.MARIADB).rstrip(";") for g in statements))
 
 
 def pair_config(pair: LocalPair, workdir: Path, move: dict[str, Any], **sections: dict[str, Any]) -> str:

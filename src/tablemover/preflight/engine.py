@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tablemover.db import query
 from tablemover.preflight import Phase, PreflightContext, check
+from tablemover.sql import qualified
 
 TRANSACTIONAL_ENGINES = frozenset({"INNODB"})
 
@@ -20,7 +21,8 @@ def engine_problems(database: str, table: str, engine: str | None, where: str) -
     return [
         f"table {database}.{table} on {where} uses the {engine or 'unknown'} engine; tablemover needs "
         "InnoDB, because its locking chunk reads and its checkpoints rely on transactions and row locks. "
-        f"Convert it (ALTER TABLE `{database}`.`{table}` ENGINE=InnoDB) or remove it from [move] tables."
+        f"Convert it (ALTER TABLE {qualified(database, table)} ENGINE=InnoDB) or remove it from "
+        "[move] tables."
     ]
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from tablemover.db import query
 from tablemover.preflight import Phase, PreflightContext, check
+from tablemover.sql import qualified, quote_ident
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,9 @@ class ForeignKey:
 
     def drop_sql(self) -> str:
         """The statement that removes it."""
-        return f"ALTER TABLE `{self.database}`.`{self.table}` DROP FOREIGN KEY `{self.name}`;"
+        # Quoted with escaping: a crafted constraint name must not turn this into another statement.
+        table = qualified(self.database, self.table)
+        return f"ALTER TABLE {table} DROP FOREIGN KEY {quote_ident(self.name)};"
 
 
 def foreign_key_problems(database: str, table: str, keys: list[ForeignKey]) -> list[str]:

@@ -3,8 +3,9 @@
 Pure functions on values, no I/O. :func:`plan_fix` works out the grants that make every
 :class:`~tablemover.preflight.grant_match.Requirement` hold and re-checks them with
 :mod:`~tablemover.preflight.grant_match` (a new grant on an exact database name hides the account's
-wildcard grants for it); :func:`grant_statements` writes them for the server's flavour, with the
-database name escaped so that a grant means exactly that database.
+wildcard grants for it); :func:`grant_statements` writes them for the server's flavour: table-level
+where the privilege exists per table, identifiers quoted with the project's quoting, and a
+database-level grant's name escaped so that it means exactly that database.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from tablemover.flavor import Flavor
-from tablemover.preflight.grant_lines import AccountGrants, Grant, display_privilege
+from tablemover.preflight.grant_lines import TABLE_PRIVILEGES, AccountGrants, Grant, display_privilege
 from tablemover.preflight.grant_match import DEFAULT_NAME_RULES, NameRules, Requirement, missing
+from tablemover.sql import qualified
 
 
 def quote_account(account: str) -> str:
@@ -47,11 +49,19 @@ class FixPlan:
     """What is missing and the grants that supply it."""
 
     missing: tuple[Requirement, ...]
-    # (database, privileges): None means ON *.*; privileges in the order they are granted
-    grants: tuple[tuple[str | None, tuple[str, ...]], ...]
+    # (database, table, privileges): database None means ON *.*, table None ON db.*; privileges in
+    # the order they are granted
+    grants: tuple[tuple[str | None, str | None, tuple[str, ...]], ...]
     # privileges the account already has but the fix must repeat, because a grant on the exact
     # database name takes precedence over the wildcard grant they come from
     repeated: tuple[str, ...]
+
+
+def _grant_object(req: Requirement) -> tuple[str | None, str | None]:
+    """Where a fix grants ``req``: on the table where the privilege exists per table, else the database."""
+    if req.table is not None and req.privileges[0] in TABLE_PRIVILEGES:
+        return req.database, req.table
+    return req.database, None
 
 
 def plan_fix(
@@ -61,34 +71,50 @@ def plan_fix(
 ) -> FixPlan:
     """Work out the grants that make every requirement hold, checked against the same model.
 
-    Table requirements are fixed with a database-level grant: the cutover renames tables to names
-    that do not exist yet, which table-level grants cannot name in advance. Because that new grant
-    on the exact database name hides the account's wildcard database grants for it, the plan is
-    re-checked with the grants applied and whatever they hid is added, until nothing is missing.
+    A table requirement is fixed with a table-level grant (accepted for a table that does not exist
+    yet, like the cutover's renamed name, when it includes CREATE, which the plan's requirements on
+    such names do); only privileges that exist per database alone (LOCK TABLES) and requirements on
+    a whole database get a database-level grant. Such a grant on the exact database name hides the
+    account's wildcard database grants for it, so the plan is re-checked with the grants applied and
+    whatever they hid is added, until nothing is missing. Table grants hide nothing: the server adds
+    them to the database's.
     """
     first_gaps = missing(accounts, requirements, rules)
-    plan: dict[str | None, list[str]] = {}
+    plan: dict[tuple[str | None, str | None], list[str]] = {}
     repeated: list[str] = []
     gaps = first_gaps
     for round_number in range(4):  # converges in two rounds; the bound only guards against a bug
         if not gaps:
             break
         for req in gaps:
-            privileges = plan.setdefault(req.database, [])
+            privileges = plan.setdefault(_grant_object(req), [])
             if req.privileges[0] not in privileges:
                 privileges.append(req.privileges[0])
                 if round_number > 0 and req.privileges[0] not in repeated:
                     repeated.append(req.privileges[0])
         granted = tuple(
-            Grant(frozenset(privs), None if db is None else grant_database_pattern(db, rules))
-            for db, privs in plan.items()
+            Grant(
+                frozenset(privs),
+                None if db is None else (db if table is not None else grant_database_pattern(db, rules)),
+                table,
+            )
+            for (db, table), privs in plan.items()
         )
         user = accounts[0] if accounts else AccountGrants()
         simulated = [replace(user, grants=user.grants + granted), *accounts[1:]]
         gaps = missing(simulated, requirements, rules)
+    # The server refuses a table grant on a table that does not exist unless it includes CREATE. A
+    # table the requirements want CREATE on is one the move creates (a renamed name, a target
+    # table), so its grant carries CREATE even when the account already holds it.
+    creates = {
+        (r.database, r.table) for r in requirements if r.table is not None and r.privileges[0] == "CREATE"
+    }
+    for (db, table), privs in plan.items():
+        if table is not None and (db, table) in creates and "CREATE" not in privs:
+            privs.append("CREATE")
     return FixPlan(
         tuple(first_gaps),
-        tuple((db, tuple(privs)) for db, privs in plan.items()),
+        tuple((db, table, tuple(privs)) for (db, table), privs in plan.items()),
         tuple(repeated),
     )
 
@@ -98,8 +124,14 @@ def grant_statements(
 ) -> list[str]:
     """The plan as GRANT statements for ``account`` (``user@host``)."""
     statements = []
-    for database, privileges in plan.grants:
-        target = "*.*" if database is None else f"{grant_database_name(database, rules)}.*"
+    for database, table, privileges in plan.grants:
+        if database is None:
+            target = "*.*"
+        elif table is None:
+            target = f"{grant_database_name(database, rules)}.*"
+        else:
+            # A table-level grant names its schema literally: no wildcard to escape.
+            target = qualified(database, table)
         names = ", ".join(display_privilege(p, flavor) for p in privileges)
         statements.append(f"GRANT {names} ON {target} TO {quote_account(account)};")
     return statements

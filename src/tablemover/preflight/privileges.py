@@ -7,15 +7,26 @@ Both are pure; this module only adds the queries and the message.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Sequence
 from typing import Any
 
 from asyncmy.errors import MySQLError
 
-from tablemover.checkpoint import TABLE as CHECKPOINT_TABLE
-from tablemover.db import ServerInfo, query, query_one
+from tablemover.config import Config, MoveSection
+from tablemover.db import ConnectError, ServerInfo, close, connect, query, query_one, server_info
 from tablemover.flavor import Flavor, ServerVersion
+from tablemover.log import event
 from tablemover.preflight import Phase, PreflightContext, check
+from tablemover.preflight.grant_excess import excess_grants, excess_warning
+from tablemover.preflight.grant_plan import (
+    Need,
+    Side,
+    grant_script,
+    group_statements,
+    minimal_needs,
+    requirements,
+)
 from tablemover.preflight.grants import (
     DEFAULT_NAME_RULES,
     AccountGrants,
@@ -28,100 +39,20 @@ from tablemover.preflight.grants import (
     plan_fix,
     quote_account,
 )
-
-_WHY_STREAM = "to stream the binlog"
-_WHY_POSITION = "to read binlog positions"
-_WHY_COPY = "to copy the rows"
-_WHY_RENAME_OLD = "the cutover's RENAME TABLE needs them on the moved tables"
-_WHY_RENAME_NEW = "the cutover's RENAME TABLE needs them on the renamed names"
-_WHY_LOCKING_READ = "locking chunk reads (SELECT ... FOR SHARE) need one of them on MySQL 8.0.22+"
-_WHY_TARGET_ROWS = "to copy and apply rows and write the checkpoint"
-_WHY_TARGET_DDL = "to create the schema, the tables and the checkpoint table, and to drop it at cleanup"
-_WHY_TARGET_COUNTER = "the cutover raises each table's AUTO_INCREMENT counter to the source's (ALTER TABLE)"
+from tablemover.tls import TlsSetupError
 
 
 def source_requirements(
-    version: ServerVersion, database: str, tables: Sequence[str], renamed: Mapping[str, str]
+    move: MoveSection, version: ServerVersion | None = None, *, target_schema_exists: bool = True
 ) -> list[Requirement]:
-    """What the source user needs; ``renamed`` maps each table to its cutover name."""
-    reqs = [
-        Requirement(("REPLICATION SLAVE",), reason=_WHY_STREAM),
-        Requirement(("REPLICATION CLIENT",), reason=_WHY_POSITION),
-    ]
-    # MySQL 8.0.22 started to require more than SELECT for FOR SHARE; MariaDB never did.
-    locking_read_needs_more = version.flavor is Flavor.MYSQL and (
-        version.major,
-        version.minor,
-        version.patch,
-    ) >= (8, 0, 22)
-    for table in tables:
-        reqs.append(Requirement(("SELECT",), database, table, _WHY_COPY))
-        if locking_read_needs_more:
-            reqs.append(Requirement(("LOCK TABLES", "UPDATE", "DELETE"), database, table, _WHY_LOCKING_READ))
-        reqs.append(Requirement(("ALTER",), database, table, _WHY_RENAME_OLD))
-        reqs.append(Requirement(("DROP",), database, table, _WHY_RENAME_OLD))
-        reqs.append(Requirement(("CREATE",), database, renamed[table], _WHY_RENAME_NEW))
-        reqs.append(Requirement(("INSERT",), database, renamed[table], _WHY_RENAME_NEW))
-    return reqs
+    """What the source user needs for ``move`` (see :mod:`tablemover.preflight.grant_plan`)."""
+    needs = minimal_needs(move, version, target_schema_exists=target_schema_exists)
+    return requirements(needs, Side.SOURCE)
 
 
-def target_requirements(database: str, state_database: str = "_tablemover") -> list[Requirement]:
-    """What the target user needs: the target schema (it creates the schema itself) and the
-    move's state schema (the checkpoint)."""
-    rows = ("SELECT", "INSERT", "UPDATE", "DELETE")
-    reqs = [
-        *(Requirement((p,), database, None, _WHY_TARGET_ROWS) for p in rows),
-        *(Requirement((p,), database, None, _WHY_TARGET_DDL) for p in ("CREATE", "DROP")),
-        Requirement(("ALTER",), database, None, _WHY_TARGET_COUNTER),
-    ]
-    if state_database != database:
-        reqs += state_requirements(state_database, _WHY_CHECKPOINT)
-    return reqs
-
-
-_WHY_CHECKPOINT = "the move's checkpoint lives in its state schema, created by the daemon"
-
-
-def state_requirements(state_database: str, reason: str) -> list[Requirement]:
-    """The state schema: created by the daemon, rows appended and pruned, dropped at cleanup."""
-    privileges = ("SELECT", "INSERT", "DELETE", "CREATE", "DROP")
-    return [Requirement((p,), state_database, None, reason) for p in privileges]
-
-
-_WHY_WINDOW_STREAM = "the rollback window streams the target's binlog back"
-_WHY_WINDOW_ROWS = "the rollback window writes the target's changes into the renamed source tables"
-_WHY_WINDOW_CHECKPOINT = "the rollback window keeps its checkpoint on the source"
-_WHY_ROLLBACK_TARGET = "a rollback's RENAME TABLE moves the target tables away"
-_WHY_ROLLBACK_SOURCE = "a rollback's RENAME TABLE gives the source tables their names back"
-
-
-def window_requirements(
-    database: str,
-    target_database: str,
-    tables: Sequence[str],
-    renamed: Mapping[str, str],
-    state_database: str = "_tablemover",
-) -> tuple[list[Requirement], list[Requirement]]:
-    """What the rollback window adds: ``(on the source, on the target)``."""
-    source: list[Requirement] = []
-    for table in tables:
-        for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE"):
-            source.append(Requirement((privilege,), database, renamed[table], _WHY_WINDOW_ROWS))
-        for privilege in ("ALTER", "DROP"):
-            source.append(Requirement((privilege,), database, renamed[table], _WHY_ROLLBACK_SOURCE))
-        for privilege in ("CREATE", "INSERT"):
-            source.append(Requirement((privilege,), database, table, _WHY_ROLLBACK_SOURCE))
-    if state_database == database:  # the feed's checkpoint table beside the renamed tables
-        for privilege in ("CREATE", "SELECT", "INSERT", "DELETE"):
-            source.append(Requirement((privilege,), database, CHECKPOINT_TABLE, _WHY_WINDOW_CHECKPOINT))
-    else:
-        source += state_requirements(state_database, _WHY_WINDOW_CHECKPOINT)
-    target = [
-        Requirement(("REPLICATION SLAVE",), reason=_WHY_WINDOW_STREAM),
-        Requirement(("REPLICATION CLIENT",), reason=_WHY_WINDOW_STREAM),
-        Requirement(("ALTER",), target_database, None, _WHY_ROLLBACK_TARGET),
-    ]
-    return source, target
+def target_requirements(move: MoveSection, *, target_schema_exists: bool = True) -> list[Requirement]:
+    """What the target user needs for ``move`` (see :mod:`tablemover.preflight.grant_plan`)."""
+    return requirements(minimal_needs(move, target_schema_exists=target_schema_exists), Side.TARGET)
 
 
 def privilege_problem(
@@ -234,28 +165,91 @@ async def name_rules(conn: Any, info: ServerInfo) -> NameRules:
     return NameRules(wildcards=wildcards, case_sensitive=case_sensitive, ordering=info.flavor)
 
 
+async def schema_visible(conn: Any, database: str) -> bool:
+    """Whether ``database`` exists as this connection's user sees it (any privilege in it shows it)."""
+    rows = await query(conn, "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s", (database,))
+    return bool(rows)
+
+
 async def _server_problems(
-    conn: Any, info: ServerInfo, where: str, requirements: Sequence[Requirement]
+    conn: Any,
+    info: ServerInfo,
+    where: str,
+    needs: Sequence[Need],
+    side: Side,
+    databases: Sequence[str],
 ) -> list[str]:
     account, accounts, notes = await account_grants(conn, info.version)
     rules = await name_rules(conn, info)
-    plan = plan_fix(accounts, requirements, rules)
+    plan = plan_fix(accounts, requirements(needs, side), rules)
+    found = excess_grants(accounts, databases, rules)
+    if found:
+        needed = [
+            g.sql(quote_account(account), info.flavor, rules)
+            for g in group_statements([n for n in needs if n.side is side and not n.optional])
+        ]
+        # A warning, not a refusal: the move works, but with far more at stake than it needs.
+        event(excess_warning(where, quote_account(account), found, needed), logging.WARNING)
     return privilege_problem(where, account, info.flavor, plan, rules, notes)
 
 
 @check(Phase.SERVERS, "privileges")
 async def required_privileges(ctx: PreflightContext) -> list[str]:
-    """Report every privilege the source or target user lacks, with the GRANTs that fix it."""
+    """Report every privilege the source or target user lacks, with the GRANTs that fix it; warn
+    about far more than needed."""
     move = ctx.config.move
-    renamed = {t: move.renamed(t) for t in move.tables}
-    source_reqs = source_requirements(ctx.source_info.version, move.database, move.tables, renamed)
-    target_reqs = target_requirements(move.effective_target_database, ctx.checkpoint_database)
-    if move.rollback_window_s > 0:
-        more_source, more_target = window_requirements(
-            move.database, move.effective_target_database, move.tables, renamed, move.state_database
-        )
-        source_reqs += more_source
-        target_reqs += more_target
-    source = await _server_problems(ctx.source, ctx.source_info, ctx.source_address, source_reqs)
-    target = await _server_problems(ctx.target, ctx.target_info, ctx.target_address, target_reqs)
+    target_db = move.effective_target_database
+    # Once the target schema exists the daemon does not create it, and needs no CREATE on all of it.
+    exists = await schema_visible(ctx.target, target_db)
+    needs = minimal_needs(
+        move,
+        ctx.source_info.version,
+        target_schema_exists=exists,
+        checkpoint_database=ctx.checkpoint_database,
+    )
+    source = await _server_problems(
+        ctx.source, ctx.source_info, ctx.source_address, needs, Side.SOURCE, [move.database]
+    )
+    target = await _server_problems(
+        ctx.target, ctx.target_info, ctx.target_address, needs, Side.TARGET, [target_db]
+    )
     return source + target
+
+
+async def _peek(config: Config, role: str) -> tuple[ServerVersion | None, bool, NameRules]:
+    """``(version, target schema visible, name rules)`` of one server; ``(None, False, default)``
+    when it cannot be read."""
+    server = config.source if role == "source" else config.target
+    conn: Any = None
+    try:
+        conn = await connect(server, role)
+        info = await server_info(conn)
+        visible = role == "target" and await schema_visible(conn, config.move.effective_target_database)
+        return info.version, visible, await name_rules(conn, info)
+    except (ConnectError, TlsSetupError, MySQLError, ValueError, OSError):
+        # The grants are printed whatever the servers say; preflight reports why they cannot be reached.
+        return None, False, DEFAULT_NAME_RULES
+    finally:
+        if conn is not None:
+            await close(conn)
+
+
+async def minimal_grant_script(config: Config) -> str:
+    """The least grants of the move, both servers, as the SQL `tablemover check` prints.
+
+    Reads each server's version (for the privilege names its flavour prints and MySQL's LOCK TABLES),
+    how it reads database grant names, and whether the target schema already exists; without a
+    server, prints the form that works on both flavours.
+    """
+    source_version, _, source_rules = await _peek(config, "source")
+    target_version, target_exists, target_rules = await _peek(config, "target")
+    needs = minimal_needs(config.move, source_version, target_schema_exists=target_exists)
+    return grant_script(
+        needs,
+        source_version.flavor if source_version else None,
+        target_version.flavor if target_version else None,
+        source_address=config.source.address,
+        target_address=config.target.address,
+        source_rules=source_rules,
+        target_rules=target_rules,
+    )

@@ -8,13 +8,15 @@ they maintain would silently diverge.
 from __future__ import annotations
 
 from tablemover.preflight import Phase, PreflightContext, check
+from tablemover.sql import qualified
 
 
 def trigger_problems(database: str, table: str, triggers: tuple[str, ...]) -> list[str]:
     """A problem naming the triggers of ``database.table`` and how to drop them."""
     if not triggers:
         return []
-    drops = " ".join(f"DROP TRIGGER `{database}`.`{t}`;" for t in triggers)
+    # Quoted with escaping: a crafted trigger name must not turn the suggested statement into another.
+    drops = " ".join(f"DROP TRIGGER {qualified(database, t)};" for t in triggers)
     return [
         f"table {database}.{table} has triggers ({', '.join(triggers)}); tablemover refuses tables with "
         "triggers: they are not created on the target and would not fire there, neither for the rows the "
