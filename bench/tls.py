@@ -59,6 +59,7 @@ from tablemover.local.mariadb import (
     TlsFiles,
     grant_mover,
     make_tls_files,
+    require_x509,
     start_pair,
 )
 
@@ -77,12 +78,7 @@ def mode_keys(mode: str, files: TlsFiles) -> ServerKeys:
     """The server-section keys of a sample of ``mode`` (both servers get the same)."""
     if mode == "plain":
         return {"user": PLAIN_USER, "tls_mode": "disabled"}
-    return {
-        "tls_mode": "verify_identity",
-        "tls_ca": str(files.ca),
-        "tls_cert": str(files.client_cert),
-        "tls_key": str(files.client_key),
-    }
+    return files.client_keys("verify_identity")
 
 
 def start_tls_pair(root: Path, schema_grant: str) -> tuple[LocalPair, TlsFiles]:
@@ -96,9 +92,9 @@ def start_tls_pair(root: Path, schema_grant: str) -> tuple[LocalPair, TlsFiles]:
     )
     try:
         grant_mover(pair, schema_grant)
+        require_x509(pair)
         for server, grants in ((pair.source, SOURCE_GRANTS), (pair.target, TARGET_GRANTS)):
             server.execute(
-                f"ALTER USER '{MOVER_USER}'@'%' REQUIRE X509",
                 f"CREATE USER '{PLAIN_USER}'@'%' IDENTIFIED BY '{MOVER_PASSWORD}'",
                 *(g.format(user=PLAIN_USER, db=schema_grant) for g in grants),
             )
