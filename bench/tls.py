@@ -65,11 +65,11 @@ from tablemover.local.mariadb import (
 
 MODES = ("plain", "tls")
 PLAIN_USER = "mover_plain"
-DEFAULT_ROUNDS = 3  # copy and binlog: 3 samples of each mode
-DEFAULT_KEEPUP_ROUNDS = 2
+DEFAULT_ROUNDS = 5  # copy and binlog: 5 samples of each mode
+DEFAULT_KEEPUP_ROUNDS = 3
 DEFAULT_COPY_ROWS = 200_000
 DEFAULT_BINLOG_ROWS = 20_000
-DEFAULT_TRANSACTIONS = 20_000
+DEFAULT_TRANSACTIONS = 40_000  # about 1.5 s of apply: 20,000 was too short against the noise
 DEFAULT_KEEPUP_SECONDS = 10
 DEFAULT_KEEPUP_ROWS = 50_000
 
