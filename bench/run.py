@@ -466,7 +466,8 @@ def _tls_rows(part: dict[str, Any] | None, missing: Callable[[str, Any], bool]) 
             (
                 label,
                 f"{got['tls_median']:,.0f} {unit}",
-                f"plain {got['plain_median']:,.0f}, medians of {n} + {n} alternated",
+                f"plain {got['plain_median']:,.0f}, medians of {n} + {n} alternated; "
+                f"round ratios' median {got['round_ratio_median']:.3f}",
                 f"{got['ratio_tls_plain']:.3f}",
                 "TLS / plain",
             )

@@ -137,14 +137,22 @@ def drop_schemas(pair: LocalPair, *names: str) -> None:
 
 
 def summary(samples: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
-    """Per figure: the median of each mode and the ratio TLS / plain of the medians."""
+    """Per figure: the median of each mode, the ratio TLS / plain of the medians, and the median of
+    each round's own ratio (its TLS sample over the plain one just before it: the two closest in
+    time, so a check of the first against the machine's drift)."""
     out: dict[str, Any] = {}
     for key in keys:
         medians = {m: median([float(s[key]) for s in samples if s["mode"] == m]) for m in MODES}
+        by_round: dict[int, dict[str, float]] = {}
+        for s in samples:
+            by_round.setdefault(int(s["round"]), {})[s["mode"]] = float(s[key])
+        pairs = [rate(r["tls"], r["plain"]) for r in by_round.values() if len(r) == 2]
         out[key] = {
             "plain_median": round(medians["plain"], 3),
             "tls_median": round(medians["tls"], 3),
             "ratio_tls_plain": round(rate(medians["tls"], medians["plain"]), 3),
+            "round_ratios": [round(r, 3) for r in pairs],
+            "round_ratio_median": round(median(pairs), 3),
         }
     return out
 
