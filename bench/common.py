@@ -141,15 +141,23 @@ def total_seq(pos: Position) -> int:
     return sum(pos.values())
 
 
+# Extra keys for both server sections of a move's config: the ``tls`` part's TLS settings.
+ServerKeys = dict[str, str]
+
+
 def write_config(
     pair: LocalPair,
     workdir: Path,
     name: str,
     database: str,
     tables: list[str],
+    *,
+    server_keys: ServerKeys | None = None,
     **move_extra: Any,
 ) -> Path:
-    """A move config for ``database.tables`` into ``<database>_dst``; returns its path."""
+    """A move config for ``database.tables`` into ``<database>_dst``; returns its path.
+
+    ``server_keys`` (e.g. ``tls_mode``, ``tls_ca``) go into both ``[source]`` and ``[target]``."""
     move = {
         "name": name,
         "database": database,
@@ -158,7 +166,10 @@ def write_config(
         "tables": tables,
         **move_extra,
     }
-    text = pair_config(pair, workdir, move, control={"socket": socket_path(workdir, name)})
+    keys = dict(server_keys or {})
+    text = pair_config(
+        pair, workdir, move, control={"socket": socket_path(workdir, name)}, source=keys, target=keys
+    )
     path = workdir / f"{name}.toml"
     path.write_text(text)
     return path
@@ -352,6 +363,17 @@ def run_tablemover(
     if rc != 0:
         raise BenchError(f"tablemover run ({label}) exited {rc}:\n{daemon.tail()}")
     return daemon
+
+
+def preflight_tls(daemon: Daemon) -> dict[str, dict[str, Any]]:
+    """Per server, how the daemon's preflight says its connection is protected (its ``preflight:
+    <role> connection`` lines): ``encrypted``, ``verified``, ``tls_version``, ``tls_mode``."""
+    out: dict[str, dict[str, Any]] = {}
+    for role in ("source", "target"):
+        line = daemon.find(f"preflight: {role} connection", prefix=True)
+        if line is not None:
+            out[role] = {k: line.get(k) for k in ("tls_mode", "encrypted", "verified", "tls_version")}
+    return out
 
 
 def wall_s(daemon: Daemon) -> float:

@@ -31,6 +31,7 @@ import os
 import resource
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,6 +46,7 @@ from bench.common import (
     BenchError,
     Daemon,
     Position,
+    ServerKeys,
     check_equal,
     control,
     covers,
@@ -474,19 +476,27 @@ def sysbench_move(
     *,
     threads: int = 1,
     seed: int = 0,
+    server_keys: ServerKeys | None = None,
+    on_caught_up: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Move a fresh ``rows``-row sysbench table of schema ``db`` and measure its apply under
     ``seconds`` of unthrottled ``oltp_write_only`` from ``threads`` connections; then release the
-    cutover and check that the target equals the renamed source table."""
+    cutover and check that the target equals the renamed source table.
+
+    ``server_keys`` go into both server sections of the move's config (the ``tls`` part's TLS keys);
+    ``on_caught_up`` is given the daemon's ``status`` once it holds the cutover, before the load
+    (the ``tls`` part checks each connection's TLS state there)."""
     source = pair.source
     source.execute(f"CREATE DATABASE `{db}`")
     cmd = sysbench_cmd(sysbench, source.socket, db, rows, seconds, threads=threads, seed=seed)
     sysbench_prepare(cmd, db)
-    config = write_config(pair, workdir, db, db, [TABLE], postpone_cutover=True)
+    config = write_config(pair, workdir, db, db, [TABLE], server_keys=server_keys, postpone_cutover=True)
     sock = socket_path(workdir, db)
     daemon = Daemon(config, workdir / f"{db}.log").start()
     try:
         wait_postponed(daemon, SETTLE_TIMEOUT_S, db)
+        if on_caught_up is not None:
+            on_caught_up(daemon_status(daemon, sock))
         copying = daemon.first(MSG_STATE_CHANGED, state="COPYING")
         caught_up = daemon.first(MSG_CAUGHT_UP)
         load = SysbenchLoad(cmd, workdir / f"sysbench-{db}.log")

@@ -41,7 +41,6 @@ import datetime as dt
 import json
 import os
 import platform
-import random
 import shutil
 import signal
 import subprocess
@@ -56,21 +55,13 @@ from typing import Any
 import pymysql
 from loadkit import create_sbtest_sql, ensure_sysbench, fill_sbtest_sql
 
+from bench import tls as tlsbench
 from bench.common import (
-    MSG_CAUGHT_UP,
-    MSG_RESUMING,
-    MSG_STATE_CHANGED,
-    TABLE,
     BenchError,
-    check_equal,
-    create_filled_table,
-    gtid_pos,
-    run_tablemover,
     stop_all_daemons,
-    wall_s,
-    write_config,
 )
 from bench.common import rate as _rate
+from bench.copyapply import bench_binlog, timed_copy
 from bench.heldlock import bench_heldlock
 from bench.keepup import bench_keepup
 from bench.native import bench_native
@@ -79,9 +70,6 @@ from bench.realistic import HEAVY_TARGET_RATIO, bench_realistic
 from bench.resume import bench_resume
 from bench.rollback import bench_rollback
 from tablemover.local.mariadb import (
-    MOVER_PASSWORD,
-    MOVER_USER,
-    LocalMariaDB,
     LocalPair,
     grant_mover,
     start_pair,
@@ -115,6 +103,11 @@ DEFAULT_HELDLOCK_RELEASE_AFTER_S = 2.0
 DEFAULT_HELDLOCK_ROWS = 20_000
 DEFAULT_HELDLOCK_RATE = 200
 DEFAULT_PROBE_INTERVAL_S = 0.005
+DEFAULT_TLS_ROUNDS = tlsbench.DEFAULT_ROUNDS
+DEFAULT_TLS_COPY_ROWS = tlsbench.DEFAULT_COPY_ROWS
+DEFAULT_TLS_TRANSACTIONS = tlsbench.DEFAULT_TRANSACTIONS
+DEFAULT_TLS_KEEPUP_ROUNDS = tlsbench.DEFAULT_KEEPUP_ROUNDS
+DEFAULT_TLS_KEEPUP_SECONDS = tlsbench.DEFAULT_KEEPUP_SECONDS
 # BENCH_QUICK=1 (or --quick): every long part shortened, for a check that the bench runs (~2 min);
 # the figures are then noisier and not what docs/benchmarks.md records.
 QUICK = {
@@ -128,36 +121,19 @@ QUICK = {
     "realistic_heavy_seconds": 5,
     "native_seconds": 8,
     "native_rows": 50_000,
+    "tls_rounds": 2,
+    "tls_copy_rows": 100_000,
+    "tls_transactions": 10_000,
+    "tls_keepup_rounds": 1,
+    "tls_keepup_seconds": 5,
 }
 SCHEMA_GRANT = "bench\\_%"  # every schema the benchmark creates starts with bench_
 COPY_TARGET_RATIO = 0.6
-BINLOG_TARGET_RATIO = 0.7
 RSS_TARGET_MB = 250
 RSS_TARGET_ROWS = 10_000_000
-PARSE_SERVER_ID = 424_242  # the bare reader's replica id; distinct from the daemon's derived one
-PARSE_IDLE_TIMEOUT_S = 30
 
 
 # --- measurements -------------------------------------------------------------------------------
-
-
-def timed_copy(pair: LocalPair, workdir: Path, db: str, rows: int) -> dict[str, Any]:
-    """Move a fresh ``rows``-row table of schema ``db`` (no concurrent writes) until copied and caught
-    up; its copy phase, wall time and the daemon's peak RSS. The target must equal the source after."""
-    create_filled_table(pair.source, db, rows)
-    daemon = run_tablemover(write_config(pair, workdir, db, db, [TABLE]), db)
-    copying = daemon.first(MSG_STATE_CHANGED, state="COPYING")
-    done = daemon.first(MSG_CAUGHT_UP)
-    copy_phase_s = float(done["ts"]) - float(copying["ts"])
-    check_equal(pair, (db, TABLE), (f"{db}_dst", TABLE), f"after the {db} run")
-    return {
-        "rows": rows,
-        "rows_copied": int(done.get("rows_copied", 0)),
-        "total_wall_s": round(wall_s(daemon), 3),
-        "copy_phase_s": round(copy_phase_s, 3),
-        "rows_per_s": round(_rate(rows, copy_phase_s)),
-        "peak_rss_mb": daemon.peak_rss_mb,
-    }
 
 
 def bench_copy(pair: LocalPair, workdir: Path, rows: int) -> dict[str, Any]:
@@ -199,174 +175,6 @@ def bench_rss_large(pair: LocalPair, workdir: Path, rows: int) -> dict[str, Any]
     return {**timed_copy(pair, workdir, "bench_rss", rows), "target_mb": RSS_TARGET_MB}
 
 
-def generate_workload(server: LocalMariaDB, db: str, table: str, id_range: int, transactions: int) -> float:
-    """Run ``transactions`` small sysbench-like write transactions from one client; returns seconds.
-
-    Half update ``c`` by id, a quarter delete a row and insert it again (two statements, one
-    transaction), a quarter insert a new row. Seeded, so every run writes the same binlog.
-    """
-    rng = random.Random(20240601)
-    conn = server.admin(db)  # autocommit: a single statement is its own transaction
-    try:
-        with conn.cursor() as cur:
-            started = time.perf_counter()
-            for _ in range(transactions):
-                kind = rng.random()
-                row_id = rng.randint(1, id_range)
-                c = rng.randbytes(60).hex()[:119]
-                if kind < 0.5:
-                    cur.execute(f"UPDATE `{table}` SET c = %s WHERE id = %s", (c, row_id))
-                elif kind < 0.75:
-                    cur.execute("BEGIN")
-                    cur.execute(f"DELETE FROM `{table}` WHERE id = %s", (row_id,))
-                    cur.execute(
-                        f"INSERT INTO `{table}` (id, k, c, pad) VALUES (%s, %s, %s, %s)",
-                        (row_id, rng.randint(1, id_range), c, rng.randbytes(30).hex()[:59]),
-                    )
-                    cur.execute("COMMIT")
-                else:
-                    cur.execute(
-                        f"INSERT INTO `{table}` (k, c, pad) VALUES (%s, %s, %s)",
-                        (rng.randint(1, id_range), c, rng.randbytes(30).hex()[:59]),
-                    )
-            return time.perf_counter() - started
-    finally:
-        conn.close()
-
-
-def parse_only(server: LocalMariaDB, db: str, table: str, start_gtid: str, end_gtid: str) -> dict[str, float]:
-    """Read the binlog from ``start_gtid`` through the commit of ``end_gtid`` with a bare mysql-replication
-    reader; return the event count and the seconds it took (connecting included, as for the daemon).
-
-    The reader asks for the event types the daemon's stream asks for (so its count matches what the
-    daemon reports as ``events_applied``) and touches ``.rows`` of every row event so rows are
-    really decoded. ``tablemover.stream`` is imported so its decoding patches apply, as in the daemon.
-
-    It reads in blocking mode and stops at ``end_gtid``'s commit, like the daemon stops once caught up.
-    Non-blocking mode (``blocking=False``, read until the server's EOF) is not usable here: MariaDB
-    10.11 resets a non-blocking GTID dump connection part-way through (deterministically, after about
-    900 events of this workload), and the library then silently reconnects at the start position
-    forever.
-    """
-    from pymysqlreplication import BinLogStreamReader
-    from pymysqlreplication.event import MariadbGtidEvent, QueryEvent, XidEvent
-    from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsEvent, WriteRowsEvent
-
-    import tablemover.stream  # noqa: F401  (patches RowsEvent decoding, as in the daemon)
-
-    class Reader(BinLogStreamReader):  # type: ignore[misc]
-        """The library's reader, except that a lost connection raises instead of silently
-        reconnecting at the start position (which would re-read the binlog forever)."""
-
-        connected = False
-
-        def _BinLogStreamReader__connect_to_stream(self) -> None:
-            if self.connected:
-                raise BenchError("the parse-only binlog connection was lost (or idled out before end_gtid)")
-            self.connected = True
-            super()._BinLogStreamReader__connect_to_stream()
-
-    events = row_events = rows = 0
-    current_gtid = ""
-    reached_end = False
-    started = time.perf_counter()
-    reader = Reader(
-        connection_settings={
-            "host": "127.0.0.1",
-            "port": server.port,
-            "user": MOVER_USER,
-            "password": MOVER_PASSWORD,
-            "charset": "utf8mb4",
-            "read_timeout": PARSE_IDLE_TIMEOUT_S,  # a blocking read past the end must not hang forever
-        },
-        server_id=PARSE_SERVER_ID,
-        blocking=True,
-        is_mariadb=True,
-        auto_position=start_gtid,
-        only_schemas=[db],
-        only_tables=[table],
-        only_events=[
-            MariadbGtidEvent,
-            QueryEvent,
-            XidEvent,
-            WriteRowsEvent,
-            UpdateRowsEvent,
-            DeleteRowsEvent,
-        ],
-        enable_logging=False,
-        freeze_schema=True,  # as the daemon's reader: a table map is parsed once per table id
-    )
-    try:
-        for ev in reader:
-            events += 1
-            if isinstance(ev, RowsEvent):
-                row_events += 1
-                rows += len(ev.rows)
-            elif isinstance(ev, MariadbGtidEvent):
-                current_gtid = str(ev.gtid)
-            elif isinstance(ev, XidEvent) and current_gtid == end_gtid:
-                reached_end = True
-                break
-    finally:
-        reader.close()
-    seconds = time.perf_counter() - started
-    if not reached_end:
-        raise BenchError(f"the parse-only reader ended before the commit of {end_gtid}")
-    return {"events": events, "row_events": row_events, "rows": rows, "seconds": seconds}
-
-
-def bench_binlog(pair: LocalPair, workdir: Path, table_rows: int, transactions: int) -> dict[str, Any]:
-    """Parse+apply rate of ``tablemover run`` on a binlog backlog vs a parse-only reader of the same events.
-
-    The move is first run to completion on the filled table (its copy is then done and its checkpoint
-    sits at the source's position), then the workload is written, then a second ``tablemover run``
-    resumes with nothing left to copy and only the backlog to stream and apply. The pre-filled rows
-    are thereby outside the measured binlog range, and the run is deterministic (no race between the
-    workload and the daemon).
-    """
-    db = "bench_binlog"
-    create_filled_table(pair.source, db, table_rows)
-    config = write_config(pair, workdir, db, db, [TABLE])
-    first = run_tablemover(config, "binlog, initial copy")
-    events_before = int(first.first(MSG_CAUGHT_UP).get("events_applied", 0))
-
-    start_gtid = gtid_pos(pair.source)
-    write_s = generate_workload(pair.source, db, TABLE, table_rows, transactions)
-    end_gtid = gtid_pos(pair.source)
-
-    parsed = parse_only(pair.source, db, TABLE, start_gtid, end_gtid)
-
-    second = run_tablemover(config, "binlog, apply backlog")
-    resumed = second.first(MSG_RESUMING)
-    done = second.first(MSG_CAUGHT_UP)
-    apply_s = float(done["ts"]) - float(resumed["ts"])
-    events_applied = int(done.get("events_applied", 0)) - events_before
-    check_equal(pair, (db, TABLE), (f"{db}_dst", TABLE), "after the apply run")
-
-    apply_rate = _rate(events_applied, apply_s)
-    parse_rate = _rate(parsed["events"], parsed["seconds"])
-    return {
-        "table_rows": table_rows,
-        "transactions": transactions,
-        "source_write_s": round(write_s, 3),
-        "source_write_tps": round(_rate(transactions, write_s)),
-        "start_gtid": start_gtid,
-        "end_gtid": end_gtid,
-        "checkpoint_gtid": str(resumed.get("applied_gtid", "")),
-        "parse_only_events": int(parsed["events"]),
-        "parse_only_row_events": int(parsed["row_events"]),
-        "parse_only_rows": int(parsed["rows"]),
-        "parse_only_s": round(parsed["seconds"], 3),
-        "parse_only_events_per_s": round(parse_rate),
-        "events_applied": events_applied,
-        "apply_s": round(apply_s, 3),
-        "apply_total_wall_s": round(wall_s(second), 3),
-        "apply_events_per_s": round(apply_rate),
-        "ratio": round(_rate(apply_rate, parse_rate), 3),
-        "target_ratio": BINLOG_TARGET_RATIO,
-    }
-
-
 def _loadavg() -> list[float]:
     """The 1, 5 and 15 minute load averages: on a shared machine, whether someone else was busy."""
     try:
@@ -406,7 +214,7 @@ def machine_info(pair: LocalPair) -> dict[str, Any]:
 # --- report -------------------------------------------------------------------------------------
 
 
-PARTS = ("copy", "binlog", "keepup", "realistic", "native", "outage", "heldlock", "resume", "rss")
+PARTS = ("copy", "binlog", "keepup", "realistic", "native", "outage", "heldlock", "resume", "rss", "tls")
 
 
 def _unavailable(section: dict[str, Any] | None) -> str | None:
@@ -501,6 +309,7 @@ def _table_rows(results: dict[str, Any]) -> list[Row]:
             )
         )
     rows.extend(_heldlock_rows(results.get("heldlock"), missing))
+    rows.extend(_tls_rows(results.get("tls"), missing))
     if not missing("resume", resume):
         assert resume is not None
         rows.append(
@@ -636,6 +445,36 @@ def _native_rows(native: dict[str, Any] | None, missing: Callable[[str, Any], bo
     ]
 
 
+def _tls_rows(part: dict[str, Any] | None, missing: Callable[[str, Any], bool]) -> list[Row]:
+    """Table rows of the TLS part: each figure over TLS, the plain one of the same run, the ratio."""
+    if part is None or missing("TLS vs plain", part):
+        return []
+    rows: list[Row] = []
+    figures = (
+        ("copy over TLS", "copy", "rows_per_s", "rows/s"),
+        ("apply over TLS", "binlog", "apply_events_per_s", "events/s"),
+        ("parse-only over TLS", "binlog", "parse_only_events_per_s", "events/s"),
+        ("keep-up over TLS", "keepup", "committed_txn_per_s", "txn/s kept up with"),
+        ("keep-up CPU over TLS", "keepup", "daemon_cpu_us_per_txn", "us daemon CPU/txn"),
+    )
+    for label, section, key, unit in figures:
+        got = part.get(section, {}).get(key)
+        if got is None:
+            continue
+        n = part[section]["rounds"]
+        rows.append(
+            (
+                label,
+                f"{got['tls_median']:,.0f} {unit}",
+                f"plain {got['plain_median']:,.0f}, medians of {n} + {n} alternated; "
+                f"round ratios' median {got['round_ratio_median']:.3f}",
+                f"{got['ratio_tls_plain']:.3f}",
+                "TLS / plain",
+            )
+        )
+    return rows
+
+
 def _heldlock_rows(held: dict[str, Any] | None, missing: Callable[[str, Any], bool]) -> list[Row]:
     """Table rows of the held-lock cutover part."""
     if missing("held-lock cutover", held):
@@ -708,6 +547,7 @@ def _details(results: dict[str, Any]) -> list[str]:
         cpu = ", ".join(f"{k} {v:.2f}" for k, v in keepup["cpu_cores_during_load"].items())
         out.append(f"         CPU cores used during the load: {cpu}")
     out.extend(_details_new(results))
+    out.extend(_details_tls(results.get("tls")))
     if outage and _unavailable(outage) is None:
         app = outage["app_blocked_ms"]
         out.append(
@@ -737,6 +577,25 @@ def _details(results: dict[str, Any]) -> list[str]:
         f"machine: {machine['nproc']} x {machine['cpu_model']}, {machine['mem_total_mb']} MB, "
         f"Python {machine['python']}, MariaDB {machine['mariadbd']}"
     )
+    return out
+
+
+def _details_tls(part: dict[str, Any] | None) -> list[str]:
+    """The TLS part's samples in the order they were taken (plain, TLS, plain, TLS, ...)."""
+    if not part or _unavailable(part) is not None:
+        return []
+    out = []
+    for section, key in (
+        ("copy", "rows_per_s"),
+        ("binlog", "apply_events_per_s"),
+        ("binlog", "parse_only_events_per_s"),
+        ("keepup", "committed_txn_per_s"),
+        ("keepup", "daemon_cpu_us_per_txn"),
+    ):
+        samples = part.get(section, {}).get("samples")
+        if samples:
+            taken = ", ".join(f"{s['mode']} {s[key]:,}" for s in samples)
+            out.append(f"tls:     {section} {key}: {taken}")
     return out
 
 
@@ -922,6 +781,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g = p.add_argument_group("resume")
     g.add_argument("--resumes", type=int, default=DEFAULT_RESUMES, help="SIGKILLs; 0 skips (%(default)s)")
     g.add_argument("--resume-rows", type=int, default=DEFAULT_RESUME_ROWS, help="rows of the killed copy")
+    g = p.add_argument_group("tls (copy, apply and keep-up over TLS beside plain, alternated)")
+    g.add_argument(
+        "--tls-rounds",
+        type=int,
+        default=DEFAULT_TLS_ROUNDS,
+        help="copy and backlog-apply samples of each mode; 0 skips the part (%(default)s)",
+    )
+    g.add_argument("--tls-copy-rows", type=int, default=DEFAULT_TLS_COPY_ROWS, help="rows a copy sample")
+    g.add_argument(
+        "--tls-transactions",
+        type=int,
+        default=DEFAULT_TLS_TRANSACTIONS,
+        help="backlog transactions an apply sample (%(default)s)",
+    )
+    g.add_argument(
+        "--tls-keepup-rounds",
+        type=int,
+        default=DEFAULT_TLS_KEEPUP_ROUNDS,
+        help="keep-up samples of each mode; 0 skips them (%(default)s)",
+    )
+    g.add_argument(
+        "--tls-keepup-seconds",
+        type=int,
+        default=DEFAULT_TLS_KEEPUP_SECONDS,
+        help="sysbench seconds a keep-up sample (%(default)s)",
+    )
     g = p.add_argument_group("rss")
     g.add_argument(
         "--rss-rows",
@@ -955,6 +840,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "native_threads",
         "heldlock_rows",
         "heldlock_rate",
+        "tls_copy_rows",
+        "tls_transactions",
     ):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -973,6 +860,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "realistic_heavy_seconds",
         "native_seconds",
         "heldlock_hold",
+        "tls_rounds",
+        "tls_keepup_rounds",
+        "tls_keepup_seconds",
     ):
         if getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')} must not be negative")
@@ -1100,6 +990,26 @@ def plan(
                 "resume",
                 f"{args.resumes} SIGKILLs of a {args.resume_rows:,}-row copy",
                 lambda: bench_resume(pair, workdir, args.resume_rows, args.resumes),
+            )
+        )
+    if "tls" not in skip and args.tls_rounds:
+        parts.append(
+            (
+                "tls",
+                f"copy, backlog apply and keep-up, plain and over TLS alternately ({args.tls_rounds} "
+                f"+ {args.tls_rounds} samples, {args.tls_keepup_rounds} + {args.tls_keepup_rounds} "
+                "keep-up), on a TLS pair of its own",
+                lambda: tlsbench.bench_tls(
+                    workdir.parent / "tls",
+                    SCHEMA_GRANT,
+                    ensure_sysbench()[0],
+                    rounds=args.tls_rounds,
+                    copy_rows=args.tls_copy_rows,
+                    transactions=args.tls_transactions,
+                    keepup_rounds=args.tls_keepup_rounds,
+                    keepup_seconds=args.tls_keepup_seconds,
+                    sample_s=args.sample_interval,
+                ),
             )
         )
     if "rss" not in skip and args.rss_rows:

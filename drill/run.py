@@ -85,7 +85,15 @@ from loadkit import (
     sysbench_prepare,
 )
 
-from tablemover.local.mariadb import LocalPair, grant_mover, pair_config, root_connection, start_pair
+from tablemover.local.mariadb import (
+    LocalPair,
+    grant_mover,
+    make_tls_files,
+    pair_config,
+    require_x509,
+    root_connection,
+    start_pair,
+)
 
 DEFAULT_ROUNDS = 20
 DEFAULT_ROWS = 20_000
@@ -998,6 +1006,8 @@ class Drill:
     seed: int
     sysbench: str | None
     pt_table_sync: str | None
+    # Extra [source]/[target] keys of every round's config: --tls's verify_identity and certificates.
+    server_keys: dict[str, str] = field(default_factory=dict)
     full_runs: list[float] = field(default_factory=list)
     restart_runs: list[float] = field(default_factory=list)
     rollback_runs: list[float] = field(default_factory=list)  # rollback asked -> daemon exited 0
@@ -1416,7 +1426,8 @@ def run_round(
     if window is not None:
         move["rollback_window_s"] = ROLLBACK_WINDOW_S if kind == "rollback" else ELAPSE_WINDOW_S
     config = rdir / "move.toml"
-    config.write_text(pair_config(pair, rdir, move))
+    keys = drill.server_keys
+    config.write_text(pair_config(pair, rdir, move, source=keys, target=keys))
 
     pyload = None
     py_tables = tables if sysbench is None else tables[SYSBENCH_TABLES:]
@@ -1881,6 +1892,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="every Nth round runs with a rollback window (rolls back, or every "
         f"{ELAPSE_EVERY}th such round lets it elapse); 0: none (default %(default)s)",
     )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="servers with TLS certificates of a throwaway CA and require_secure_transport=ON, the "
+        'move user REQUIRE X509, every round\'s move with tls_mode = "verify_identity" and a client '
+        "certificate (the drill's own connections are root over the unix sockets)",
+    )
     args = p.parse_args(argv)
     for name in ("rounds", "rows", "rate"):
         if getattr(args, name) < 1:
@@ -1943,9 +1961,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         workdir = root / "work"
         workdir.mkdir()
-        pair = start_pair(row_metadata=args.row_metadata, root=root / "servers")
+        tls_files = make_tls_files(root / "pki") if args.tls else None
+        pair = start_pair(
+            row_metadata=args.row_metadata,
+            root=root / "servers",
+            extra_args=tls_files.server_args() if tls_files is not None else (),
+        )
         grant_mover(pair, SCHEMA_GRANT, window=args.window_every > 0)
         drill = Drill(pair, workdir, children, args.rows, args.rate, seed, sysbench, pt)
+        if tls_files is not None:
+            # The servers then refuse any connection of the move user that is not TLS with the
+            # client certificate: a round that passes had every connection of every role encrypted.
+            require_x509(pair)
+            drill.server_keys = tls_files.client_keys("verify_identity")
         payload = {
             "seed": seed,
             "rounds_planned": args.rounds,
@@ -1956,6 +1984,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "pt_table_sync": bool(pt),
             "row_metadata": args.row_metadata,
             "window_every": args.window_every,
+            "tls": "verify_identity, require_secure_transport=ON, REQUIRE X509" if args.tls else "off",
             "mariadbd": str(pair.source.execute("SELECT VERSION()")[0][0]),
             "rounds": rounds,
         }

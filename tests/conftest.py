@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from tablemover.local.mariadb import (
-    MOVER_USER,
     LocalMariaDB,
     LocalPair,
     TlsFiles,
@@ -28,6 +27,7 @@ from tablemover.local.mariadb import (
     grant_mover,
     make_tls_files,
     pair_config,
+    require_x509,
     start_pair,
 )
 
@@ -104,12 +104,7 @@ class TlsPair:
 
     def server_keys(self, mode: str = "verify_identity") -> dict[str, str]:
         """The [source]/[target] TLS keys of a move that presents the client certificate."""
-        return {
-            "tls_mode": mode,
-            "tls_ca": str(self.files.ca),
-            "tls_cert": str(self.files.client_cert),
-            "tls_key": str(self.files.client_key),
-        }
+        return self.files.client_keys(mode)
 
 
 @pytest.fixture(scope="session")
@@ -120,8 +115,7 @@ def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsPair]:
     files = make_tls_files(tmp_path_factory.mktemp("pki"))
     args = (*files.server_args(), "--performance-schema=ON")
     p = _start("FULL", tmp_path_factory, name="tls", extra_args=args, window=True)
-    for server in (p.source, p.target):
-        server.execute(f"ALTER USER '{MOVER_USER}'@'%' REQUIRE X509")
+    require_x509(p)
     yield TlsPair(p, files)
     p.stop()
 

@@ -103,7 +103,7 @@ async def read_counter(conn: Any, flavor: Flavor, database: str, table: str) -> 
 
 
 async def _session(server: ServerSection, role: str, flavor: Flavor, lock_timeout_s: int) -> Any:
-    conn = await connect(server, role)
+    conn = await connect(server, role, connection="autoinc")
     try:
         if flavor is Flavor.MYSQL:
             await execute(conn, "SET SESSION information_schema_stats_expiry = 0")

@@ -109,7 +109,9 @@ async def rename_and_capture(renaming: Renaming, flavor: Flavor) -> RenameResult
     The RENAME runs with a bounded lock_wait_timeout so a long transaction on a moved table cannot
     stall it, and every query queued behind its metadata lock, for longer than that.
     """
-    conn = await connect(renaming.server, renaming.role, client_flag=CLIENT.MULTI_STATEMENTS)
+    conn = await connect(
+        renaming.server, renaming.role, client_flag=CLIENT.MULTI_STATEMENTS, connection="rename"
+    )
     try:
         async with conn.cursor() as cur:
             await cur.execute(f"SET SESSION lock_wait_timeout = {int(renaming.lock_timeout_s)}")

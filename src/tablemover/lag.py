@@ -87,7 +87,7 @@ class LagMonitor:
 
     async def track(self, writer: TargetWriter) -> None:
         """For the whole run: sample the source, re-read the lag at every writer commit."""
-        conn = await connect(self.source, self.role)
+        conn = await connect(self.source, self.role, connection="lag")
         try:
             while True:
                 position = await current_position(conn, self.flavor)

@@ -410,7 +410,12 @@ class Move:
     async def _with_reverse_writer(self, use: Callable[[Any], Awaitable[T]]) -> T:
         """Run ``use`` with a writer connection to the source (the reverse feed writes there)."""
         conn = await connect(
-            self.config.source, "source", autocommit=False, sql_mode=WRITER_SQL_MODE, binary_prefix=True
+            self.config.source,
+            "source",
+            autocommit=False,
+            sql_mode=WRITER_SQL_MODE,
+            binary_prefix=True,
+            connection="reverse_writer",
         )
         try:
             return await use(conn)
@@ -604,10 +609,15 @@ class Move:
         if not self.lock.held:
             await self.lock.acquire()
         try:
-            self.source = await connect(self.config.source, "source")
-            self.source_monitor = await connect(self.config.source, "source")
+            self.source = await connect(self.config.source, "source", connection="main")
+            self.source_monitor = await connect(self.config.source, "source", connection="monitor")
             self.target = await connect(
-                self.config.target, "target", autocommit=False, sql_mode=WRITER_SQL_MODE, binary_prefix=True
+                self.config.target,
+                "target",
+                autocommit=False,
+                sql_mode=WRITER_SQL_MODE,
+                binary_prefix=True,
+                connection="writer",
             )
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.lock.keep)

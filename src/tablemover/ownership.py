@@ -84,7 +84,7 @@ class MoveLock:
         preflight (:meth:`record_owner`), so that a refused preflight has changed nothing.
         ``announce`` logs it (the offline commands take the lock quietly).
         """
-        self.conn = await connect(self.config.target, "target")
+        self.conn = await connect(self.config.target, "target", connection="lock")
         try:
             row = await query_one(self.conn, "SELECT GET_LOCK(%s, 0), CONNECTION_ID()", (self.name,))
             assert row is not None

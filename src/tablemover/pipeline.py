@@ -237,7 +237,13 @@ class Pipeline:
             try:
                 for _ in range(readers):
                     conns.append(
-                        await connect(self.config.source, "source", autocommit=False, temporal_as_text=True)
+                        await connect(
+                            self.config.source,
+                            "source",
+                            autocommit=False,
+                            temporal_as_text=True,
+                            connection="copy",
+                        )
                     )
                 for table in move.tables:
                     copier = TableCopier(

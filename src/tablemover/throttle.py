@@ -85,7 +85,7 @@ class Throttle:
     async def sample_threads_running(self, source: Any, target: ServerSection) -> None:
         """Threads_running of both servers, once a second (the throttle reads the latest sample)."""
         sql = "SHOW GLOBAL STATUS LIKE 'Threads_running'"
-        conn = await connect(target, "target")
+        conn = await connect(target, "target", connection="throttle")
         try:
             while True:
                 src = await query_one(source, sql) if source is not None else None

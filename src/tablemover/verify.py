@@ -176,8 +176,10 @@ async def verify_live(
     ``wait_applied(position)`` returns once the target has committed every source transaction
     in ``position``.
     """
-    source = await connect(config.source, "source", autocommit=False, temporal_as_text=True)
-    target = await connect(config.target, "target", temporal_as_text=True)
+    source = await connect(
+        config.source, "source", autocommit=False, temporal_as_text=True, connection="checksum"
+    )
+    target = await connect(config.target, "target", temporal_as_text=True, connection="checksum")
 
     async def settle(conn: Any) -> None:
         await wait_applied(gtid.parse_position(flavor, await current_position(conn, flavor)))

@@ -23,7 +23,7 @@ import pymysql
 import pytest
 
 from conftest import MoveEnv, TlsPair
-from support import WriteLoad, transitions, wait_for_log
+from support import WriteLoad, renames_in_binlog, transitions, wait_for_log
 from tablemover.local.mariadb import LocalMariaDB, TlsFiles, make_tls_files
 
 TABLE = "CREATE TABLE {name} (id INT PRIMARY KEY, k INT NOT NULL, v VARCHAR(64), b VARBINARY(20), KEY (k))"
@@ -164,7 +164,10 @@ def test_whole_move_over_verified_tls_under_writes_with_a_sigkill(
                     name,
                     conn,
                 )
-        assert "binlog" in doc["tls"]["source"]["connections"], doc["tls"]
+        # Per role: the copy readers, the monitor and lag connections and the binlog stream on the
+        # source; the writer and the move's lock on the target.
+        assert {"copy", "monitor", "lag", "binlog"} <= set(doc["tls"]["source"]["connections"]), doc["tls"]
+        assert {"writer", "lock"} <= set(doc["tls"]["target"]["connections"]), doc["tls"]
         # The servers' view: each mover connection that existed while the daemon ran used TLS,
         # including the binlog dump.
         assert watch.seen, "no mover connection was sampled"
@@ -186,6 +189,8 @@ def test_whole_move_over_verified_tls_under_writes_with_a_sigkill(
     assert final.returncode == 0, final.stderr[-3000:]
     assert transitions(move)[-1] == "DONE"
     assert_hex_equal(move, {"_a_moved": "a", "_b_moved": "b"})
+    # The drill's cutover check: the source's binlog holds exactly one RENAME of each moved table.
+    assert (renames_in_binlog(move, "a"), renames_in_binlog(move, "b")) == (1, 1)
     text = move.cli("status", "-c", str(cfg))
     assert text.returncode == 0, text.stderr[-2000:]
     verify = move.cli("verify", "-c", str(cfg))
@@ -447,3 +452,26 @@ async def test_bulk_writes_over_tls(tls_move: MoveEnv, tls_pair: TlsPair) -> Non
     finally:
         await db.close(conn)
     assert move.src("SELECT id, v FROM a ORDER BY id") == [(1, "x"), (2, "y"), (3, None)]
+
+
+def test_sigkill_between_the_rename_and_its_checkpoint_over_tls(tls_move: MoveEnv, tls_pair: TlsPair) -> None:
+    """The cutover's critical instant over TLS (the lock connection, the RENAME, the restart's
+    look at what was renamed), under writes; the drill's checks after the restart: one RENAME of
+    each table in the source's binlog, RENAMED once, DONE, equal byte for byte, `verify` exit 0."""
+    move = tls_move
+    seed(move, ["a", "b"], 3000)
+    cfg = tls_config(move, tls_pair, ["a", "b"], move={"chunk_size": 500})
+    load = WriteLoad(move.source, move.database, ["a", "b"], key_space=3000, pause_s=0.002).start()
+    try:
+        first = move.cli("run", "-c", str(cfg), env={"TABLEMOVER_FAULTS": "cutover.after_rename"})
+    finally:
+        ops = load.stop()
+    assert first.returncode == -9, first.stderr[-2000:]
+    assert ops > 50, f"the write load barely ran ({ops} ops)"
+    second = move.cli("run", "-c", str(cfg))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert transitions(move)[-1] == "DONE" and transitions(move).count("RENAMED") == 1
+    assert (renames_in_binlog(move, "a"), renames_in_binlog(move, "b")) == (1, 1)
+    assert_hex_equal(move, {"_a_moved": "a", "_b_moved": "b"})
+    verify = move.cli("verify", "-c", str(cfg))
+    assert verify.returncode == 0, verify.stdout + verify.stderr[-2000:]

@@ -64,6 +64,24 @@ class TlsFiles:
         args = (f"--ssl-ca={self.ca}", f"--ssl-cert={self.server_cert}", f"--ssl-key={self.server_key}")
         return (*args, "--require-secure-transport=ON") if require_secure_transport else args
 
+    def client_keys(self, mode: str = "verify_identity") -> dict[str, str]:
+        """The ``[source]``/``[target]`` keys of a move that checks the server certificate against
+        this CA (under ``mode``) and presents the client certificate (for a ``REQUIRE X509`` user)."""
+        return {
+            "tls_mode": mode,
+            "tls_ca": str(self.ca),
+            "tls_cert": str(self.client_cert),
+            "tls_key": str(self.client_key),
+        }
+
+
+def require_x509(pair: LocalPair) -> None:
+    """Make the move user ``REQUIRE X509`` on both servers: they then refuse any of its connections
+    that is not TLS with a certificate of the pair's CA, so a move that completes had every
+    connection encrypted."""
+    for server in (pair.source, pair.target):
+        server.execute(f"ALTER USER '{MOVER_USER}'@'%' REQUIRE X509")
+
 
 def make_tls_files(
     directory: Path, server_names: Sequence[str] = ("127.0.0.1", "localhost"), *, server_expired: bool = False

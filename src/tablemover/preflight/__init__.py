@@ -187,11 +187,11 @@ async def preflight(config: Config) -> PreflightReport:
     try:
         failures: list[str] = []
         try:
-            source = await connect(config.source, "source")
+            source = await connect(config.source, "source", connection="preflight")
         except (ConnectError, TlsSetupError) as exc:
             failures.append(str(exc))
         try:
-            target = await connect(config.target, "target")
+            target = await connect(config.target, "target", connection="preflight")
         except (ConnectError, TlsSetupError) as exc:
             failures.append(str(exc))
         if failures:
