@@ -45,7 +45,7 @@ import anyio
 from asyncmy.errors import MySQLError
 
 from tablemover.config import MoveSection
-from tablemover.db import error_code, query, query_one
+from tablemover.db import ACCESS_DENIED, error_code, query, query_one
 from tablemover.flavor import Flavor
 from tablemover.log import event
 from tablemover.redact import digest
@@ -62,7 +62,6 @@ METHOD_INNODB_TRX = (
     "innodb_trx (attributed by the running statement; install metadata_lock_info for exact answers)"
 )
 METHOD_NONE = "none (the source user lacks the PROCESS privilege)"
-ACCESS_DENIED = frozenset({1142, 1143, 1227})  # table/column access denied, missing privilege
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
+from asyncmy.errors import MySQLError
 
 from tablemover import __version__, log, tls
 from tablemover import checkpoint as cpstore
 from tablemover.config import Config, example_config, load_config
-from tablemover.db import close, connect
+from tablemover.db import ACCESS_DENIED, close, connect, error_code
 from tablemover.errors import BadInput, MoveFailed, TablemoverError
 from tablemover.schema import resolve_names
 
@@ -572,6 +573,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tablemover: interrupted", file=sys.stderr)
         return 1
+    except MySQLError as exc:
+        if error_code(exc) not in ACCESS_DENIED:
+            log.logger.log(logging.ERROR, "unexpected error (a bug: please report it)", exc_info=True)
+            return 1
+        # A grant missing for this command (preflight checks only what `run` needs up front, and a
+        # grant can be revoked later): bad input, which a restart would not fix.
+        print(
+            f"tablemover: a server refused a statement for lack of a privilege ({exc.args[-1]}). "
+            "`tablemover check -c FILE` prints the grants the move user needs; grant them and run "
+            "the command again (a move resumes from its checkpoint).",
+            file=sys.stderr,
+        )
+        return 2
     except Exception:
         log.logger.log(logging.ERROR, "unexpected error (a bug: please report it)", exc_info=True)
         return 1

@@ -173,6 +173,13 @@ def test_a_move_with_only_the_printed_grants_runs_to_done(move: MoveEnv, least: 
 
     verify = move.cli("verify", "-c", str(cfg))
     assert verify.returncode == 0, verify.stdout + verify.stderr[-3000:]
+    # A grant taken away later is bad input with the way out (exit 2), not "a bug" (exit 1).
+    move.source.execute(f"REVOKE SELECT ON `{db}`.`_a_moved` FROM {least.sql}")
+    denied = move.cli("verify", "-c", str(cfg))
+    assert denied.returncode == 2, denied.stdout + denied.stderr[-3000:]
+    assert "lack of a privilege" in denied.stderr and "tablemover check" in denied.stderr, denied.stderr
+    assert "a bug" not in denied.stderr, denied.stderr
+    move.source.execute(f"GRANT SELECT ON `{db}`.`_a_moved` TO {least.sql}")
     cleanup = move.cli("cleanup", "-c", str(cfg), "--drop-source", "--yes")
     assert cleanup.returncode == 0, cleanup.stdout + cleanup.stderr[-3000:]
     assert move.src("SHOW TABLES") == []

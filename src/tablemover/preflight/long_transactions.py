@@ -11,8 +11,8 @@ import logging
 
 from asyncmy.errors import MySQLError
 
-from tablemover.blockers import ACCESS_DENIED, detection_method, find_blockers, published
-from tablemover.db import error_code
+from tablemover.blockers import detection_method, find_blockers, published
+from tablemover.db import ACCESS_DENIED, error_code
 from tablemover.log import event
 from tablemover.preflight import Phase, PreflightContext, check
 
