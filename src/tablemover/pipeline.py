@@ -36,6 +36,7 @@ from tablemover.hooks import run_hooks
 from tablemover.lag import LagMonitor
 from tablemover.log import event
 from tablemover.machine import State
+from tablemover.replicas import ReplicaMonitor, write_heartbeats
 from tablemover.schema import TableSchema
 from tablemover.status import Board, hook_env
 from tablemover.stream import BinlogStream, StreamSettings
@@ -266,6 +267,13 @@ class Pipeline:
                         self.throttle.sample_threads_running, self.source_monitor, self.config.target
                     )
                     samplers.start_soon(self.lag.track, writer)
+                    if self.feed.forward and self.config.throttle.target_replicas:
+                        # The heartbeat runs on the target while this pipeline copies and applies;
+                        # the monitor reads it back on each watched replica (tablemover.replicas).
+                        monitor = ReplicaMonitor(self.config, self.board.replica_lags)
+                        self.throttle.replicas = monitor
+                        samplers.start_soon(write_heartbeats, self.config)
+                        samplers.start_soon(monitor.run)
             except (MySQLError, BaseExceptionGroup):
                 # Cancelling a sampler mid-query surfaces as a driver error, not as a cancellation.
                 if not scope.cancel_called:

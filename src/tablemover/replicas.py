@@ -1,0 +1,174 @@
+"""The target's replicas (issue #27): a heartbeat the daemon writes on the target, the lag each
+watched replica shows against it, and the throttle reason that holds the copy while one lags.
+
+Lag is measured, not guessed: the daemon writes ``UTC_TIMESTAMP(6)`` of the target into
+``<state_database>._tablemover_heartbeat`` every ``heartbeat_interval_ms``; a replica's lag is the
+target's clock *now* (read from the target itself) minus the newest heartbeat the replica holds.
+Both times come from the target's clock, so a skew between the replica's clock and the target's
+cancels (gh-ost's heartbeat). A replica that cannot be read, or whose IO or SQL thread is stopped,
+counts as lagging (fail closed) and says why.
+
+:func:`replica_reason` and :func:`replica_server` are pure; the two loops do the I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from tablemover.config import Config, ServerSection
+from tablemover.db import close, connect, execute, query_one
+from tablemover.log import event
+
+TABLE = "_tablemover_heartbeat"
+SIDE = "target"
+
+
+@dataclass(frozen=True)
+class ReplicaLag:
+    """What one watched replica shows: its lag in seconds, or None with why it could not be read."""
+
+    lag_s: float | None
+    problem: str = ""  # "" when lag_s is a measured heartbeat lag
+
+    def over(self, limit_s: float) -> bool:
+        """Whether this replica must hold the copy (unmeasurable counts as over: fail closed)."""
+        return self.lag_s is None or bool(self.problem) or self.lag_s > limit_s
+
+
+def replica_server(target: ServerSection, address: str) -> ServerSection:
+    """The connection settings of replica ``address`` ("host:port"): the target's credentials and TLS."""
+    host, _, port = address.rpartition(":")
+    return target.model_copy(update={"host": host, "port": int(port), "socket": ""})
+
+
+def replica_reason(limit_s: float, lags: dict[str, ReplicaLag]) -> str:
+    """Why the copy must wait for a replica, "" when none holds it. Pure.
+
+    Names the worst replica (an unreadable one first, then the most behind) and its lag or problem.
+    """
+    holding = {name: lag for name, lag in lags.items() if lag.over(limit_s)}
+    if not holding:
+        return ""
+    name, worst = max(holding.items(), key=lambda kv: float("inf") if kv[1].lag_s is None else kv[1].lag_s)
+    if worst.problem:
+        return f"target replica {name}: {worst.problem}"
+    assert worst.lag_s is not None
+    return f"target replica {name} lag {worst.lag_s:.2f} s > max_replica_lag_s {limit_s}"
+
+
+def heartbeat_ddl(state_db: str) -> str:
+    """The heartbeat table: one row per move and side, the writer's UTC clock at its last beat."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS `{state_db}`.`{TABLE}` ("
+        " move VARCHAR(64) NOT NULL, side VARCHAR(16) NOT NULL, beat DATETIME(6) NOT NULL,"
+        " PRIMARY KEY (move, side)) ENGINE=InnoDB"
+    )
+
+
+def lag_seconds(writer_now: dt.datetime, beat: dt.datetime) -> float:
+    """The writer's clock now minus the newest beat the replica holds (never negative). Pure."""
+    return max((writer_now - beat).total_seconds(), 0.0)
+
+
+def thread_problem(slave_status: dict[str, Any] | None) -> str:
+    """Why a replica's ``SHOW SLAVE STATUS`` row says it does not replicate, "" when it does. Pure."""
+    if slave_status is None:
+        return "not a replica (SHOW SLAVE STATUS is empty)"
+    for thread in ("Slave_IO_Running", "Slave_SQL_Running"):
+        state = str(slave_status.get(thread, ""))
+        if state != "Yes":
+            error = slave_status.get("Last_IO_Error" if "IO" in thread else "Last_SQL_Error") or ""
+            return f"{thread.removeprefix('Slave_').replace('_Running', '')} thread {state or 'unknown'}" + (
+                f" ({error})" if error else ""
+            )
+    return ""
+
+
+async def write_heartbeats(config: Config, interval_s: float | None = None) -> None:
+    """Write this move's heartbeat on the target until cancelled (the table is created first)."""
+    state_db = config.move.state_database
+    conn = await connect(config.target, "target", connection="heartbeat")
+    try:
+        await execute(conn, f"CREATE DATABASE IF NOT EXISTS `{state_db}`")
+        await execute(conn, heartbeat_ddl(state_db))
+        sql = f"REPLACE INTO `{state_db}`.`{TABLE}` (move, side, beat) VALUES (%s, %s, UTC_TIMESTAMP(6))"
+        while True:
+            await execute(conn, sql, (config.move.name, SIDE))
+            # Re-read every pass: SIGHUP may change the interval.
+            await anyio.sleep(interval_s or config.throttle.heartbeat_interval_ms / 1000)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await close(conn)
+
+
+async def _read_one(config: Config, target_conn: Any, conn: Any) -> ReplicaLag:
+    """One replica's lag through its open connection."""
+    async with conn.cursor() as cur:
+        await cur.execute("SHOW SLAVE STATUS")
+        status = await cur.fetchone()
+        names = [d[0] for d in cur.description] if status is not None else []
+    problem = thread_problem(dict(zip(names, status, strict=True)) if status is not None else None)
+    row = await query_one(
+        conn,
+        f"SELECT beat FROM `{config.move.state_database}`.`{TABLE}` WHERE move = %s AND side = %s",
+        (config.move.name, SIDE),
+    )
+    now = await query_one(target_conn, "SELECT UTC_TIMESTAMP(6)")
+    if row is None or now is None:
+        return ReplicaLag(None, problem or "holds no heartbeat of this move yet")
+    lag = lag_seconds(now[0], row[0])
+    return ReplicaLag(lag, problem)
+
+
+class ReplicaMonitor:
+    """Reads each watched target replica's lag every heartbeat interval; keeps the latest readings."""
+
+    def __init__(self, config: Config, lags: dict[str, ReplicaLag] | None = None) -> None:
+        self.config = config
+        # Shared with the status board when given, so `status` shows the same readings.
+        self.lags: dict[str, ReplicaLag] = lags if lags is not None else {}
+
+    def reason(self, limit_s: float) -> str:
+        """The throttle reason of the latest readings ("" when no replica holds the copy)."""
+        return replica_reason(limit_s, self.lags)
+
+    async def run(self, replicas: list[str] | None = None) -> None:
+        """Sample until cancelled. ``replicas`` defaults to ``[throttle] target_replicas``."""
+        watched = replicas if replicas is not None else list(self.config.throttle.target_replicas)
+        # Before the first reading a replica is unmeasured, and unmeasured holds the copy.
+        self.lags.clear()
+        self.lags.update({name: ReplicaLag(None, "not read yet") for name in watched})
+        if not watched:
+            return
+        target_conn = await connect(self.config.target, "target", connection="heartbeat")
+        conns: dict[str, Any] = {}
+        try:
+            while True:
+                for name in watched:
+                    self.lags[name] = await self._sample(target_conn, conns, name)
+                await anyio.sleep(self.config.throttle.heartbeat_interval_ms / 1000)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await close(target_conn)
+                for conn in conns.values():
+                    await close(conn)
+
+    async def _sample(self, target_conn: Any, conns: dict[str, Any], name: str) -> ReplicaLag:
+        try:
+            if name not in conns:
+                conns[name] = await connect(replica_server(self.config.target, name), "target replica")
+            return await _read_one(self.config, target_conn, conns[name])
+        except Exception as exc:  # any failure to read a replica holds the copy (fail closed)
+            conn = conns.pop(name, None)
+            if conn is not None:
+                with anyio.CancelScope(shield=True):
+                    await close(conn)
+            previous = self.lags.get(name)
+            problem = f"cannot be read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            if previous is None or previous.problem != problem:
+                event("target replica unreadable", replica=name, error=problem)
+            return ReplicaLag(None, problem)

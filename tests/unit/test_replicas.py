@@ -1,0 +1,78 @@
+"""The pure parts of the replica throttle (tablemover.replicas): the reason, the lag, the threads."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from pydantic import ValidationError
+
+from tablemover.config import ServerSection, ThrottleSection
+from tablemover.replicas import ReplicaLag, lag_seconds, replica_reason, replica_server, thread_problem
+from tablemover.throttle import Readings, reason_kind, throttle_reason
+
+
+def test_no_replica_over_the_limit_gives_no_reason() -> None:
+    assert replica_reason(1.5, {"r1:3306": ReplicaLag(0.2), "r2:3306": ReplicaLag(1.5)}) == ""
+    assert replica_reason(1.5, {}) == ""
+
+
+def test_the_most_behind_replica_is_named_with_its_lag() -> None:
+    reason = replica_reason(
+        1.5, {"r1:3306": ReplicaLag(2.0), "r2:3306": ReplicaLag(7.25), "r3:1": ReplicaLag(0.1)}
+    )
+    assert reason == "target replica r2:3306 lag 7.25 s > max_replica_lag_s 1.5"
+    assert reason_kind(reason) == "replica_lag"
+
+
+def test_an_unreadable_replica_holds_the_copy_and_says_why() -> None:
+    lags = {"r1:3306": ReplicaLag(9.0), "r2:3306": ReplicaLag(None, "cannot be read: refused")}
+    assert replica_reason(1.5, lags) == "target replica r2:3306: cannot be read: refused"
+
+
+def test_a_stopped_thread_holds_the_copy_even_with_a_fresh_heartbeat() -> None:
+    assert ReplicaLag(0.0, "SQL thread No").over(1.5)
+    assert (
+        replica_reason(1.5, {"r:1": ReplicaLag(0.0, "SQL thread No")}) == "target replica r:1: SQL thread No"
+    )
+
+
+def test_lag_is_the_writer_clock_minus_the_beat_and_never_negative() -> None:
+    now = dt.datetime(2026, 1, 1, 12, 0, 1, 500000)
+    assert lag_seconds(now, dt.datetime(2026, 1, 1, 12, 0, 0)) == 1.5
+    assert lag_seconds(now, now + dt.timedelta(seconds=1)) == 0.0
+
+
+def test_thread_problem_reads_show_slave_status() -> None:
+    ok = {"Slave_IO_Running": "Yes", "Slave_SQL_Running": "Yes"}
+    assert thread_problem(ok) == ""
+    assert thread_problem(None).startswith("not a replica")
+    assert thread_problem({**ok, "Slave_SQL_Running": "No"}) == "SQL thread No"
+    io = thread_problem({**ok, "Slave_IO_Running": "Connecting", "Last_IO_Error": "error connecting"})
+    assert io == "IO thread Connecting (error connecting)"
+
+
+def test_the_replica_reason_comes_after_the_operator_and_own_lag_reasons() -> None:
+    limits = ThrottleSection()
+    held = Readings(0.0, 0, 0, False, False, "target replica r:1 lag 3.00 s > max_replica_lag_s 1.5")
+    assert throttle_reason(limits, held) == held.replica_reason
+    assert throttle_reason(limits, Readings(0.0, 0, 0, False, True, held.replica_reason)).startswith("paused")
+
+
+def test_replica_server_takes_the_target_credentials() -> None:
+    target = ServerSection(host="t", port=3307, user="u", password="p", socket="/s", tls_mode="required")
+    replica = replica_server(target, "10.0.0.9:3310")
+    assert (replica.host, replica.port, replica.socket) == ("10.0.0.9", 3310, "")
+    assert (replica.user, replica.password.get_secret_value(), replica.tls_mode) == ("u", "p", "required")
+
+
+def test_throttle_config_defaults_and_validation() -> None:
+    section = ThrottleSection()
+    assert (section.max_replica_lag_s, section.heartbeat_interval_ms, section.target_replicas) == (
+        1.5,
+        100,
+        [],
+    )
+    assert ThrottleSection(target_replicas=["db2:3306"]).target_replicas == ["db2:3306"]
+    with pytest.raises(ValidationError):
+        ThrottleSection(target_replicas=["db2"])
