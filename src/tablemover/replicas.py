@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from asyncmy.errors import MySQLError
 
 from tablemover.config import Config, ServerSection
-from tablemover.db import close, connect, execute, query_one
+from tablemover.db import close, connect, error_code, execute, query_one
 from tablemover.log import event
 
 TABLE = "_tablemover_heartbeat"
 SIDE = "target"
+ER_BAD_DB, ER_NO_SUCH_TABLE = 1049, 1146
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def thread_problem(slave_status: dict[str, Any] | None) -> str:
     return ""
 
 
-async def write_heartbeats(config: Config, interval_s: float | None = None) -> None:
+async def write_heartbeats(config: Config) -> None:
     """Write this move's heartbeat on the target until cancelled (the table is created first)."""
     state_db = config.move.state_database
     conn = await connect(config.target, "target", connection="heartbeat")
@@ -98,8 +100,7 @@ async def write_heartbeats(config: Config, interval_s: float | None = None) -> N
         sql = f"REPLACE INTO `{state_db}`.`{TABLE}` (move, side, beat) VALUES (%s, %s, UTC_TIMESTAMP(6))"
         while True:
             await execute(conn, sql, (config.move.name, SIDE))
-            # Re-read every pass: SIGHUP may change the interval.
-            await anyio.sleep(interval_s or config.throttle.heartbeat_interval_ms / 1000)
+            await anyio.sleep(config.throttle.heartbeat_interval_ms / 1000)
     finally:
         with anyio.CancelScope(shield=True):
             await close(conn)
@@ -112,11 +113,17 @@ async def _read_one(config: Config, target_conn: Any, conn: Any) -> ReplicaLag:
         status = await cur.fetchone()
         names = [d[0] for d in cur.description] if status is not None else []
     problem = thread_problem(dict(zip(names, status, strict=True)) if status is not None else None)
-    row = await query_one(
-        conn,
-        f"SELECT beat FROM `{config.move.state_database}`.`{TABLE}` WHERE move = %s AND side = %s",
-        (config.move.name, SIDE),
-    )
+    try:
+        row = await query_one(
+            conn,
+            f"SELECT beat FROM `{config.move.state_database}`.`{TABLE}` WHERE move = %s AND side = %s",
+            (config.move.name, SIDE),
+        )
+    except MySQLError as exc:
+        # The table not there yet means the replica has not replayed the heartbeat's creation.
+        if error_code(exc) not in (ER_NO_SUCH_TABLE, ER_BAD_DB):
+            raise
+        row = None
     now = await query_one(target_conn, "SELECT UTC_TIMESTAMP(6)")
     if row is None or now is None:
         return ReplicaLag(None, problem or "holds no heartbeat of this move yet")

@@ -1,0 +1,142 @@
+"""The copy never lags the target's replicas (issue #27): a real GTID replica of the target.
+
+A third mariadbd replicates from the pair's target with MASTER_USE_GTID; the move watches it
+through ``[throttle] target_replicas``. Its SQL thread stopped holds the copy (the reason names the
+replica and the thread); started again, the copy resumes and the move finishes equal row for row,
+and the replica ends identical to the target.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import MoveEnv
+from support import assert_tables_equal, transitions
+from tablemover.local.mariadb import MOVER_PASSWORD, MOVER_USER, LocalMariaDB, LocalPair
+
+REPL_USER, REPL_PASSWORD = "tm_repl", "tm_repl_pw"
+TABLE = "CREATE TABLE a (id INT PRIMARY KEY, k INT NOT NULL, v VARCHAR(64))"
+
+
+@pytest.fixture(scope="module")
+def target_replica(pair: LocalPair, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMariaDB]:
+    """A replica of the pair's target, replicating with GTID from the target's position now."""
+    replica = LocalMariaDB(
+        tmp_path_factory.mktemp("target-replica"), server_id=3, extra_args=("--skip-slave-start",)
+    )
+    replica.install()
+    replica.start()
+    try:
+        pair.target.execute(
+            f"CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'",
+            f"GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'",
+        )
+        start = pair.target.execute("SELECT @@gtid_binlog_pos")[0][0]
+        replica.execute(
+            # The replica's own accounts stay out of its binlog: local GTIDs in the target's domain
+            # would break gtid_strict_mode against what it replicates.
+            "SET SESSION sql_log_bin = 0",
+            f"CREATE USER IF NOT EXISTS '{MOVER_USER}'@'%' IDENTIFIED BY '{MOVER_PASSWORD}'",
+            "DELETE FROM mysql.global_priv WHERE User=''",
+            "FLUSH PRIVILEGES",
+            # What the daemon needs on a watched replica: read its heartbeat and SHOW SLAVE STATUS.
+            f"GRANT SELECT, SLAVE MONITOR ON *.* TO '{MOVER_USER}'@'%'",
+            f"SET GLOBAL gtid_slave_pos = '{start}'",
+            f"CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {pair.target.port}, "
+            f"MASTER_USER = '{REPL_USER}', MASTER_PASSWORD = '{REPL_PASSWORD}', MASTER_USE_GTID = slave_pos",
+            "START SLAVE",
+        )
+        yield replica
+    finally:
+        replica.stop()
+
+
+def status_json(move: MoveEnv, cfg: Path) -> dict[str, Any]:
+    """The running daemon's `status --json` ({} while it does not answer yet)."""
+    out = move.cli("status", "-c", str(cfg), "--json")
+    try:
+        doc = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def wait_status(
+    move: MoveEnv, cfg: Path, proc: Any, ok: Any, what: str, timeout: float = 120
+) -> dict[str, Any]:
+    """Poll `status --json` until ``ok(doc)``; fail if the daemon ends or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = status_json(move, cfg)
+        if doc and ok(doc):
+            return doc
+        log = (move.workdir / "daemon.log").read_text() if (move.workdir / "daemon.log").exists() else ""
+        assert proc.poll() is None, f"the daemon ended before {what}:\n{log[-3000:]}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s; last status {doc}\n{log[-3000:]}"
+        time.sleep(0.2)
+
+
+def caught_up(replica: LocalMariaDB, master: LocalMariaDB) -> None:
+    """Wait until the replica has applied everything the master has binlogged (MASTER_GTID_WAIT)."""
+    pos = master.execute("SELECT @@gtid_binlog_pos")[0][0]
+    assert replica.execute(f"SELECT MASTER_GTID_WAIT('{pos}', 120)")[0][0] == 0, "replica did not catch up"
+
+
+def test_stopped_replica_sql_thread_holds_the_copy_until_it_runs(
+    move: MoveEnv, target_replica: LocalMariaDB
+) -> None:
+    move.src(TABLE, "INSERT INTO a SELECT seq, seq % 97, 'x' FROM seq_1_to_20000")
+    name = f"127.0.0.1:{target_replica.port}"
+    cfg = move.config(
+        ["a"],
+        move={"chunk_size": 200, "adaptive_chunk_size": False},
+        throttle={"target_replicas": [name], "max_replica_lag_s": 1.5},
+    )
+    target_replica.execute("STOP SLAVE SQL_THREAD")
+    proc = move.popen("run", "-c", str(cfg))
+    try:
+        doc = wait_status(
+            move,
+            cfg,
+            proc,
+            lambda d: "SQL thread No" in d.get("throttle_reason", ""),
+            "a throttle reason naming the stopped SQL thread",
+        )
+        assert doc["throttle_reason"] == f"target replica {name}: SQL thread No"
+        assert doc["waiting_kind"] == "replica_lag"
+        assert doc["target_replicas"][name]["holds_copy"] is True
+        assert doc["target_replicas"][name]["problem"] == "SQL thread No"
+        held_at = doc["rows_copied"]
+        assert held_at < 20000, "the copy must be held before it finished"
+        # While held, no chunk starts: the copied count stays where it was across status reads
+        # (the replica's reason still holding it at the second read proves time passed held).
+        again = wait_status(
+            move, cfg, proc, lambda d: d.get("throttle_reason", "") != "", "a second held read"
+        )
+        assert again["rows_copied"] <= held_at + 200, "at most the chunk in flight may land while held"
+        assert proc.poll() is None
+        target_replica.execute("START SLAVE SQL_THREAD")
+        code = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        target_replica.execute("START SLAVE SQL_THREAD")
+    log = (move.workdir / "daemon.log").read_text()
+    assert code == 0, log[-3000:]
+    assert "copy unthrottled" in log
+    assert transitions(move)[-1] == "DONE"
+    assert_tables_equal(move.source, move.database, move.target, move.target_database, {"_a_moved": "a"})
+    caught_up(target_replica, move.target)
+    assert_tables_equal(move.target, move.target_database, target_replica, move.target_database, {"a": "a"})
+    # The replica holds this move's heartbeat, replicated from the target.
+    beats = target_replica.execute(
+        f"SELECT side FROM `{move.state_database}`._tablemover_heartbeat WHERE move = 't'"
+    )
+    assert beats == [("target",)]
