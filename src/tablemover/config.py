@@ -299,6 +299,10 @@ class ThrottleSection(_Section):
     target_replicas: list[str] = Field(default_factory=list)
     max_replica_lag_s: float = Field(default=1.5, gt=0)
     heartbeat_interval_ms: int = Field(default=100, ge=10)
+    # The cutover's wait, after the drain and before on-success, for the watched replicas to hold
+    # the target's position; on timeout "stop" (exit 3 in DRAINED, a re-run waits again) or "proceed".
+    cutover_replica_wait_s: float = Field(default=60.0, gt=0)
+    replica_wait_timeout_action: Literal["stop", "proceed"] = "stop"
 
     @field_validator("target_replicas")
     @classmethod

@@ -14,18 +14,26 @@ counts as lagging (fail closed) and says why.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from asyncmy.errors import MySQLError
 
+from tablemover import gtid
 from tablemover.config import Config, ServerSection
-from tablemover.db import close, connect, error_code, execute, query_one
+from tablemover.db import close, connect, current_position, error_code, execute, query_one
+from tablemover.errors import SafetyRefusal
+from tablemover.flavor import Flavor
 from tablemover.log import event
+
+if TYPE_CHECKING:
+    from tablemover.status import Board
 
 TABLE = "_tablemover_heartbeat"
 SIDE = "target"
+WAIT_POLL_S = 0.1  # how often the cutover's wait reads the replicas' positions
 ER_BAD_DB, ER_NO_SUCH_TABLE = 1049, 1146
 
 
@@ -179,3 +187,97 @@ class ReplicaMonitor:
             if previous is None or previous.problem != problem:
                 event("target replica unreadable", replica=name, error=problem)
             return ReplicaLag(None, problem)
+
+
+class ReplicaWaitTimeout(SafetyRefusal):
+    """The watched replicas did not hold the drain position within ``cutover_replica_wait_s`` and
+    the configuration says stop: the move stays DRAINED, and `tablemover run` waits again."""
+
+
+def replica_position_sql(flavor: Flavor) -> str:
+    """What a replica has applied: MariaDB's replicated position, MySQL's executed set."""
+    return "SELECT @@global.gtid_slave_pos" if flavor is Flavor.MARIADB else "SELECT @@global.gtid_executed"
+
+
+def replicas_behind(flavor: Flavor, target_position: str, positions: dict[str, str | None]) -> list[str]:
+    """The replicas whose position does not cover ``target_position``; None (unreadable) is behind.
+
+    Pure. A position that does not parse counts as behind too (fail closed).
+    """
+    wanted = gtid.parse_position(flavor, target_position)
+    behind = []
+    for name, text in positions.items():
+        try:
+            held = text is not None and gtid.covers(gtid.parse_position(flavor, text), wanted)
+        except ValueError:
+            held = False
+        if not held:
+            behind.append(name)
+    return behind
+
+
+async def _replica_position(config: Config, flavor: Flavor, conns: dict[str, Any], name: str) -> str | None:
+    """A replica's applied position, None when it cannot be read (its connection is dropped)."""
+    try:
+        if name not in conns:
+            conns[name] = await connect(replica_server(config.target, name), "target replica")
+        row = await query_one(conns[name], replica_position_sql(flavor))
+        return str(row[0] or "").replace("\n", "") if row else ""
+    except Exception:  # unreadable is behind (fail closed); the next poll reconnects
+        conn = conns.pop(name, None)
+        if conn is not None:
+            with anyio.CancelScope(shield=True):
+                await close(conn)
+        return None
+
+
+async def wait_for_replicas(config: Config, flavor: Flavor, target: Any, board: Board) -> None:
+    """Before on-success: wait until every watched target replica holds the target's position.
+
+    The position is read from the target when the wait starts, after the drain, so it covers every
+    drained row. Bounded by ``cutover_replica_wait_s``; then ``replica_wait_timeout_action``
+    decides: "stop" raises :class:`ReplicaWaitTimeout` (exit 3, the state stays DRAINED), "proceed"
+    goes on to on-success with a warning naming the replicas still behind.
+    """
+    limits = config.throttle
+    if not limits.target_replicas:
+        return
+    wanted = await current_position(target, flavor)
+    deadline = anyio.current_time() + limits.cutover_replica_wait_s
+    conns: dict[str, Any] = {}
+    event("cutover waits for target replicas", position=wanted, replicas=limits.target_replicas)
+    try:
+        while True:
+            positions = {
+                name: await _replica_position(config, flavor, conns, name) for name in limits.target_replicas
+            }
+            behind = replicas_behind(flavor, wanted, positions)
+            if not behind:
+                board.cutover_wait = ""
+                event("target replicas hold the drain position", position=wanted)
+                return
+            board.cutover_wait = f"cutover waits for target replicas to hold {wanted}: {', '.join(behind)}"
+            if anyio.current_time() >= deadline:
+                board.cutover_wait = ""
+                said = ", ".join(
+                    f"{n} at {positions[n] if positions[n] is not None else 'unreadable'}" for n in behind
+                )
+                if limits.replica_wait_timeout_action == "proceed":
+                    event(
+                        "target replicas still behind after cutover_replica_wait_s; proceeding as configured",
+                        logging.WARNING,
+                        position=wanted,
+                        behind=said,
+                    )
+                    return
+                raise ReplicaWaitTimeout(
+                    f"target replicas did not hold the drain position {wanted} within cutover_replica_wait_s "
+                    f"= {limits.cutover_replica_wait_s:g}: {said}. The move stays DRAINED and on-success has "
+                    "not run; fix the replicas (or drop them from [throttle] target_replicas) and run "
+                    "`tablemover run` again to resume the wait."
+                )
+            await anyio.sleep(WAIT_POLL_S)
+    finally:
+        with anyio.CancelScope(shield=True):
+            for conn in conns.values():
+                await close(conn)

@@ -47,6 +47,7 @@ KINDS = {
     "target replica": "replica_lag",
     "apply backlog": "backlog",
     "cutover postponed": "postponed",
+    "cutover waits for target replicas": "replica_wait",
     "cutover waits": "cutover_blocked",
 }
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from conftest import MoveEnv
-from support import assert_tables_equal, transitions
+from support import assert_tables_equal, transitions, wait_for_log, write_hook
 from tablemover.local.mariadb import MOVER_PASSWORD, MOVER_USER, LocalMariaDB, LocalPair
 
 REPL_USER, REPL_PASSWORD = "tm_repl", "tm_repl_pw"
@@ -140,3 +140,76 @@ def test_stopped_replica_sql_thread_holds_the_copy_until_it_runs(
         f"SELECT side FROM `{move.state_database}`._tablemover_heartbeat WHERE move = 't'"
     )
     assert beats == [("target",)]
+
+
+def held_before_cutover(move: MoveEnv, replica: LocalMariaDB, **throttle: Any) -> tuple[Path, Path, Any]:
+    """A move held before its cutover (postponed) with the replica watched; then the replica's SQL
+    thread is stopped, source writes are made that the drain carries, and the cutover is released.
+    Returns (config, on-success marker, daemon)."""
+    move.src(TABLE, "INSERT INTO a SELECT seq, seq % 97, 'x' FROM seq_1_to_3000")
+    hooks = move.workdir / "hooks"
+    marker = move.workdir / "success.log"
+    write_hook(hooks, "on-success", f"echo fired >> {marker}\n")
+    cfg = move.config(
+        ["a"],
+        move={"postpone_cutover": True, "hooks_dir": str(hooks)},
+        throttle={"target_replicas": [f"127.0.0.1:{replica.port}"], **throttle},
+    )
+    proc = move.popen("run", "-c", str(cfg))
+    wait_for_log(move, "cutover postponed", proc)
+    replica.execute("STOP SLAVE SQL_THREAD")
+    move.src("UPDATE a SET v = 'drained' WHERE id <= 100", "INSERT INTO a VALUES (5000, 1, 'new')")
+    released = move.cli("cutover", "-c", str(cfg))
+    assert released.returncode == 0, released.stderr[-2000:]
+    return cfg, marker, proc
+
+
+def test_cutover_waits_for_a_replica_behind_the_drain(move: MoveEnv, target_replica: LocalMariaDB) -> None:
+    cfg, marker, proc = held_before_cutover(move, target_replica)
+    try:
+        doc = wait_status(
+            move, cfg, proc, lambda d: d.get("waiting_kind") == "replica_wait", "the cutover's replica wait"
+        )
+        assert doc["state"] == "DRAINED"
+        assert f"127.0.0.1:{target_replica.port}" in doc["waiting_for"]
+        assert not marker.exists(), "on-success fired before the replica held the drain position"
+        target_replica.execute("START SLAVE SQL_THREAD")
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        target_replica.execute("START SLAVE SQL_THREAD")
+    log = (move.workdir / "daemon.log").read_text()
+    assert code == 0, log[-3000:]
+    assert marker.read_text() == "fired\n", "on-success fired once, after the wait"
+    assert "target replicas hold the drain position" in log
+    assert transitions(move)[-1] == "DONE"
+    assert_tables_equal(move.source, move.database, move.target, move.target_database, {"_a_moved": "a"})
+    caught_up(target_replica, move.target)
+    assert_tables_equal(move.target, move.target_database, target_replica, move.target_database, {"a": "a"})
+
+
+def test_replica_wait_timeout_stops_in_drained_and_a_rerun_finishes(
+    move: MoveEnv, target_replica: LocalMariaDB
+) -> None:
+    cfg, marker, proc = held_before_cutover(move, target_replica, cutover_replica_wait_s=1)
+    try:
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = (move.workdir / "daemon.log").read_text()
+    assert code == 3, log[-3000:]
+    assert "did not hold the drain position" in log
+    assert transitions(move)[-1] == "DRAINED"
+    assert not marker.exists()
+    target_replica.execute("START SLAVE SQL_THREAD")
+    rerun = move.cli("run", "-c", str(cfg))
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert marker.read_text() == "fired\n"
+    assert transitions(move)[-1] == "DONE"
+    assert_tables_equal(move.source, move.database, move.target, move.target_database, {"_a_moved": "a"})
+    caught_up(target_replica, move.target)
+    assert_tables_equal(move.target, move.target_database, target_replica, move.target_database, {"a": "a"})

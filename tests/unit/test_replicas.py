@@ -8,7 +8,15 @@ import pytest
 from pydantic import ValidationError
 
 from tablemover.config import ServerSection, ThrottleSection
-from tablemover.replicas import ReplicaLag, lag_seconds, replica_reason, replica_server, thread_problem
+from tablemover.flavor import Flavor
+from tablemover.replicas import (
+    ReplicaLag,
+    lag_seconds,
+    replica_reason,
+    replica_server,
+    replicas_behind,
+    thread_problem,
+)
 from tablemover.throttle import Readings, reason_kind, throttle_reason
 
 
@@ -76,3 +84,35 @@ def test_throttle_config_defaults_and_validation() -> None:
     assert ThrottleSection(target_replicas=["db2:3306"]).target_replicas == ["db2:3306"]
     with pytest.raises(ValidationError):
         ThrottleSection(target_replicas=["db2"])
+
+
+def test_replicas_behind_compares_gtid_positions_per_domain() -> None:
+    positions: dict[str, str | None] = {
+        "ahead:1": "0-2-120,1-5-9",
+        "equal:1": "0-2-100",
+        "behind:1": "0-2-99",
+        "other_domain:1": "1-2-500",
+        "unreadable:1": None,
+        "garbage:1": "not a gtid",
+    }
+    behind = replicas_behind(Flavor.MARIADB, "0-2-100", positions)
+    assert behind == ["behind:1", "other_domain:1", "unreadable:1", "garbage:1"]
+
+
+def test_replicas_behind_on_mysql_needs_the_whole_set() -> None:
+    uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+    positions: dict[str, str | None] = {"r1:1": f"{uuid}:1-10", "r2:1": f"{uuid}:1-4:6-10"}
+    assert replicas_behind(Flavor.MYSQL, f"{uuid}:1-10", positions) == ["r2:1"]
+
+
+def test_the_cutover_replica_wait_has_its_own_kind() -> None:
+    assert reason_kind("cutover waits for target replicas to hold 0-2-5: r:1") == "replica_wait"
+    assert reason_kind("cutover waits for blockers") == "cutover_blocked"
+
+
+def test_replica_wait_config_defaults_and_values() -> None:
+    section = ThrottleSection()
+    assert (section.cutover_replica_wait_s, section.replica_wait_timeout_action) == (60.0, "stop")
+    assert ThrottleSection(replica_wait_timeout_action="proceed").replica_wait_timeout_action == "proceed"
+    with pytest.raises(ValidationError):
+        ThrottleSection(replica_wait_timeout_action="ignore")
