@@ -213,3 +213,11 @@ def test_replica_wait_timeout_stops_in_drained_and_a_rerun_finishes(
     assert_tables_equal(move.source, move.database, move.target, move.target_database, {"_a_moved": "a"})
     caught_up(target_replica, move.target)
     assert_tables_equal(move.target, move.target_database, target_replica, move.target_database, {"a": "a"})
+    # cleanup takes the heartbeat away with the checkpoint rows.
+    cleaned = move.cli("cleanup", "-c", str(cfg))
+    assert cleaned.returncode == 0, cleaned.stderr[-2000:]
+    assert f"dropped {move.state_database}._tablemover_heartbeat" in cleaned.stdout + cleaned.stderr
+    assert not move.target.execute(
+        f"SELECT 1 FROM information_schema.tables WHERE table_schema = '{move.state_database}' "
+        "AND table_name = '_tablemover_heartbeat'"
+    )
