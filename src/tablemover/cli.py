@@ -22,7 +22,7 @@ from tablemover import __version__, log, tls
 from tablemover import checkpoint as cpstore
 from tablemover.config import Config, example_config, load_config
 from tablemover.db import close, connect
-from tablemover.errors import BadInput, MoveFailed, TablemoverError
+from tablemover.errors import BadInput, MoveFailed, PreflightError, TablemoverError
 from tablemover.schema import resolve_names
 
 EXIT_DIFFERENT = 4
@@ -92,6 +92,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from tablemover.preflight import preflight
+    from tablemover.replicas import check_replicas
 
     config = _checked_config(args.config)
     report = anyio.run(preflight, config)
@@ -100,6 +101,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
         f"preflight passed: source {report.source_info.version}, target {report.target_info.version}; "
         f"{len(report.schemas)} table(s); {state}"
     )
+    lines, problems = anyio.run(check_replicas, config)
+    print("\n".join(lines))
+    if problems:
+        raise PreflightError("\n".join(["the watched target replicas cannot be used:", *problems]))
     return 0
 
 

@@ -23,7 +23,7 @@ from asyncmy.errors import MySQLError
 
 from tablemover import gtid
 from tablemover.config import Config, ServerSection
-from tablemover.db import close, connect, current_position, error_code, execute, query_one
+from tablemover.db import close, connect, current_position, error_code, execute, query, query_one
 from tablemover.errors import SafetyRefusal
 from tablemover.flavor import Flavor
 from tablemover.log import event
@@ -281,3 +281,89 @@ async def wait_for_replicas(config: Config, flavor: Flavor, target: Any, board: 
         with anyio.CancelScope(shield=True):
             for conn in conns.values():
                 await close(conn)
+
+
+def source_problem(target_server_id: int, slave_status: dict[str, Any] | None) -> str:
+    """Why a replica's ``SHOW SLAVE STATUS`` row says it does not replicate from the target ("" when
+    it does). Pure. Direct replication is recognised by the target's server_id; a chain
+    (replica of a replica) is not followed yet and is refused, saying so."""
+    if slave_status is None:
+        return "is not a replica (SHOW SLAVE STATUS is empty)"
+    master_id = slave_status.get("Master_Server_Id")
+    host = f"{slave_status.get('Master_Host')}:{slave_status.get('Master_Port')}"
+    if master_id is None or int(master_id) == 0:
+        return f"replicates from {host}, whose server_id it has not learned yet (IO thread never connected?)"
+    if int(master_id) != target_server_id:
+        return (
+            f"replicates from {host} (server_id {master_id}), not from the target (server_id "
+            f"{target_server_id}); only direct replicas of the target can be watched"
+        )
+    return ""
+
+
+async def _slave_status(conn: Any) -> dict[str, Any] | None:
+    async with conn.cursor() as cur:
+        await cur.execute("SHOW SLAVE STATUS")
+        row = await cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row is not None else None
+
+
+async def check_replicas(config: Config) -> tuple[list[str], list[str]]:
+    """What `tablemover check` says about the watched target replicas: (lines, problems).
+
+    Each replica must be reachable with the target's credentials and replicate directly from the
+    target; a problem refuses the check (exit 2). The target's registered replicas (SHOW SLAVE
+    HOSTS, where replicas report a host) that are not watched are listed, so that none is forgotten.
+    """
+    watched = list(config.throttle.target_replicas)
+    lines: list[str] = []
+    problems: list[str] = []
+    target = await connect(config.target, "target")
+    try:
+        target_id = int((await query_one(target, "SELECT @@server_id") or (0,))[0])
+        try:
+            hosts = await query(target, "SHOW SLAVE HOSTS")
+            registered = [f"{h[1]}:{h[2]}" for h in hosts if h[1]]
+            unwatched = [r for r in registered if r not in watched]
+            if unwatched:
+                lines.append(
+                    "target replicas registered with the target but not watched (add them to "
+                    f"[throttle] target_replicas to hold the copy on them): {', '.join(unwatched)}"
+                )
+        except MySQLError as exc:
+            lines.append(
+                f"cannot list the target's replicas (SHOW SLAVE HOSTS: {exc}); listing only the watched"
+            )
+    finally:
+        await close(target)
+    if not watched:
+        lines.append("target replicas watched: none ([throttle] target_replicas is empty)")
+        return lines, problems
+    lines.append(
+        f"target replicas watched (max_replica_lag_s {config.throttle.max_replica_lag_s:g}): "
+        + ", ".join(watched)
+    )
+    for name in watched:
+        try:
+            conn = await connect(replica_server(config.target, name), "target replica")
+        except Exception as exc:  # reported, not raised: check lists every replica's problem
+            problems.append(f"target replica {name}: cannot connect: {str(exc).splitlines()[0]}")
+            continue
+        try:
+            status = await _slave_status(conn)
+        except MySQLError as exc:
+            problems.append(
+                f"target replica {name}: cannot read SHOW SLAVE STATUS ({exc}); the mover user needs "
+                "SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL) and SELECT on the state schema there"
+            )
+            continue
+        finally:
+            await close(conn)
+        problem = source_problem(target_id, status)
+        if problem:
+            problems.append(f"target replica {name}: {problem}")
+            continue
+        threads = thread_problem(status)
+        note = f"; {threads}: it will hold the copy until it runs" if threads else ""
+        lines.append(f"  {name}: replicates from the target (server_id {target_id}){note}")
+    return lines, problems

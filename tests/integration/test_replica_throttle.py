@@ -9,6 +9,7 @@ and the replica ends identical to the target.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,3 +222,33 @@ def test_replica_wait_timeout_stops_in_drained_and_a_rerun_finishes(
         f"SELECT 1 FROM information_schema.tables WHERE table_schema = '{move.state_database}' "
         "AND table_name = '_tablemover_heartbeat'"
     )
+
+
+def test_check_lists_the_watched_replicas_and_refuses_one_not_replicating_from_the_target(
+    move: MoveEnv, target_replica: LocalMariaDB
+) -> None:
+    move.src(TABLE)
+    good = f"127.0.0.1:{target_replica.port}"
+    cfg = move.config(["a"], throttle={"target_replicas": [good]})
+    ok = move.cli("check", "-c", str(cfg))
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert f"target replicas watched (max_replica_lag_s 1.5): {good}" in ok.stdout
+    assert f"{good}: replicates from the target" in ok.stdout
+
+    # The source is reachable with the same credentials but is nobody's replica; a closed port is
+    # not reachable at all. Both refuse (exit 2), each named.
+    not_replica = f"127.0.0.1:{move.source.port}"
+    # (SLAVE MONITOR there, so that what refuses it is that it replicates from nobody.)
+    move.source.execute(f"GRANT SLAVE MONITOR ON *.* TO '{MOVER_USER}'@'%'")
+    try:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed = f"127.0.0.1:{probe.getsockname()[1]}"  # bound, never listening: refused
+            cfg = move.config(["a"], throttle={"target_replicas": [good, not_replica, closed]})
+            bad = move.cli("check", "-c", str(cfg))
+    finally:
+        move.source.execute(f"REVOKE SLAVE MONITOR ON *.* FROM '{MOVER_USER}'@'%'")
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert f"target replica {not_replica}: is not a replica" in bad.stderr
+    assert f"target replica {closed}: cannot connect" in bad.stderr
+    assert f"target replica {good}" not in bad.stderr

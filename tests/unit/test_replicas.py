@@ -15,6 +15,7 @@ from tablemover.replicas import (
     replica_reason,
     replica_server,
     replicas_behind,
+    source_problem,
     thread_problem,
 )
 from tablemover.throttle import Readings, reason_kind, throttle_reason
@@ -116,3 +117,11 @@ def test_replica_wait_config_defaults_and_values() -> None:
     assert ThrottleSection(replica_wait_timeout_action="proceed").replica_wait_timeout_action == "proceed"
     with pytest.raises(ValidationError):
         ThrottleSection(replica_wait_timeout_action="ignore")
+
+
+def test_source_problem_accepts_only_a_direct_replica_of_the_target() -> None:
+    row = {"Master_Host": "db1", "Master_Port": 3306, "Master_Server_Id": 2}
+    assert source_problem(2, row) == ""
+    assert source_problem(2, None).startswith("is not a replica")
+    assert "not from the target (server_id 2)" in source_problem(2, {**row, "Master_Server_Id": 7})
+    assert "has not learned yet" in source_problem(2, {**row, "Master_Server_Id": 0})
