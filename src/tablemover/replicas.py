@@ -331,9 +331,9 @@ async def check_replicas(config: Config) -> tuple[list[str], list[str]]:
                     f"[throttle] target_replicas to hold the copy on them): {', '.join(unwatched)}"
                 )
         except MySQLError as exc:
-            lines.append(
-                f"cannot list the target's replicas (SHOW SLAVE HOSTS: {exc}); listing only the watched"
-            )
+            # Discovery is a convenience: without the privilege, say so only where replicas matter.
+            if watched:
+                lines.append(f"cannot list the target's replicas (SHOW SLAVE HOSTS: {exc}); only the watched")
     finally:
         await close(target)
     if not watched:
