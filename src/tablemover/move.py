@@ -170,7 +170,13 @@ class Move:
             await carry_forward(self.config, self.flavor, self.target_flavor)
             # The application is pointed at the target only once its replicas hold the drained
             # rows (and the carried auto-increment): [throttle] target_replicas, issue #27.
-            await wait_for_replicas(self.config, self.target_flavor, self.target, self.board)
+            await wait_for_replicas(
+                self.config,
+                self.target_flavor,
+                self.target,
+                self.board,
+                lambda: self.controls.throttle_limits,
+            )
             await self._success_hook(machine)
         if machine.current is State.HOOK_FIRED:
             await self._finish_or_open_window(machine)

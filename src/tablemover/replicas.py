@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ import anyio
 from asyncmy.errors import MySQLError
 
 from tablemover import gtid
-from tablemover.config import Config, ServerSection
+from tablemover.config import Config, ServerSection, ThrottleSection
 from tablemover.db import close, connect, current_position, error_code, execute, query, query_one
 from tablemover.errors import SafetyRefusal
 from tablemover.flavor import Flavor
@@ -98,20 +99,29 @@ def thread_problem(slave_status: dict[str, Any] | None) -> str:
     return ""
 
 
-async def write_heartbeats(config: Config) -> None:
-    """Write this move's heartbeat on the target until cancelled (the table is created first)."""
+async def write_heartbeats(config: Config, limits: Callable[[], ThrottleSection] | None = None) -> None:
+    """Write this move's heartbeat on the target until cancelled, while replicas are watched.
+
+    ``limits`` gives the current ``[throttle]`` (SIGHUP replaces it): with no replica watched
+    nothing is written, so a move without replicas adds no transactions to the target's binlog.
+    """
+    current = limits or (lambda: config.throttle)
     state_db = config.move.state_database
-    conn = await connect(config.target, "target", connection="heartbeat")
+    sql = f"REPLACE INTO `{state_db}`.`{TABLE}` (move, side, beat) VALUES (%s, %s, UTC_TIMESTAMP(6))"
+    conn: Any = None
     try:
-        await execute(conn, f"CREATE DATABASE IF NOT EXISTS `{state_db}`")
-        await execute(conn, heartbeat_ddl(state_db))
-        sql = f"REPLACE INTO `{state_db}`.`{TABLE}` (move, side, beat) VALUES (%s, %s, UTC_TIMESTAMP(6))"
         while True:
-            await execute(conn, sql, (config.move.name, SIDE))
-            await anyio.sleep(config.throttle.heartbeat_interval_ms / 1000)
+            if current().target_replicas:
+                if conn is None:
+                    conn = await connect(config.target, "target", connection="heartbeat")
+                    await execute(conn, f"CREATE DATABASE IF NOT EXISTS `{state_db}`")
+                    await execute(conn, heartbeat_ddl(state_db))
+                await execute(conn, sql, (config.move.name, SIDE))
+            await anyio.sleep(current().heartbeat_interval_ms / 1000)
     finally:
-        with anyio.CancelScope(shield=True):
-            await close(conn)
+        if conn is not None:
+            with anyio.CancelScope(shield=True):
+                await close(conn)
 
 
 async def _read_one(config: Config, target_conn: Any, conn: Any) -> ReplicaLag:
@@ -142,33 +152,49 @@ async def _read_one(config: Config, target_conn: Any, conn: Any) -> ReplicaLag:
 class ReplicaMonitor:
     """Reads each watched target replica's lag every heartbeat interval; keeps the latest readings."""
 
-    def __init__(self, config: Config, lags: dict[str, ReplicaLag] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        lags: dict[str, ReplicaLag] | None = None,
+        limits: Callable[[], ThrottleSection] | None = None,
+    ) -> None:
         self.config = config
         # Shared with the status board when given, so `status` shows the same readings.
         self.lags: dict[str, ReplicaLag] = lags if lags is not None else {}
+        # The current [throttle]: SIGHUP replaces it, and the watched list with it.
+        self.limits = limits or (lambda: config.throttle)
 
     def reason(self, limit_s: float) -> str:
         """The throttle reason of the latest readings ("" when no replica holds the copy)."""
         return replica_reason(limit_s, self.lags)
 
-    async def run(self, replicas: list[str] | None = None) -> None:
-        """Sample until cancelled. ``replicas`` defaults to ``[throttle] target_replicas``."""
-        watched = replicas if replicas is not None else list(self.config.throttle.target_replicas)
-        # Before the first reading a replica is unmeasured, and unmeasured holds the copy.
+    async def run(self) -> None:
+        """Sample until cancelled, the replicas ``[throttle] target_replicas`` names at each pass."""
         self.lags.clear()
-        self.lags.update({name: ReplicaLag(None, "not read yet") for name in watched})
-        if not watched:
-            return
-        target_conn = await connect(self.config.target, "target", connection="heartbeat")
+        target_conn: Any = None
         conns: dict[str, Any] = {}
         try:
             while True:
+                watched = list(self.limits().target_replicas)
+                for gone in [name for name in self.lags if name not in watched]:
+                    # Dropped from the list (SIGHUP): it no longer holds the copy.
+                    del self.lags[gone]
+                    event("target replica no longer watched", replica=gone)
+                    conn = conns.pop(gone, None)
+                    if conn is not None:
+                        await close(conn)
+                for name in watched:
+                    # Before its first reading a replica is unmeasured, and unmeasured holds the copy.
+                    self.lags.setdefault(name, ReplicaLag(None, "not read yet"))
+                if watched and target_conn is None:
+                    target_conn = await connect(self.config.target, "target", connection="heartbeat")
                 for name in watched:
                     self.lags[name] = await self._sample(target_conn, conns, name)
-                await anyio.sleep(self.config.throttle.heartbeat_interval_ms / 1000)
+                await anyio.sleep(self.limits().heartbeat_interval_ms / 1000)
         finally:
             with anyio.CancelScope(shield=True):
-                await close(target_conn)
+                if target_conn is not None:
+                    await close(target_conn)
                 for conn in conns.values():
                     await close(conn)
 
@@ -231,7 +257,13 @@ async def _replica_position(config: Config, flavor: Flavor, conns: dict[str, Any
         return None
 
 
-async def wait_for_replicas(config: Config, flavor: Flavor, target: Any, board: Board) -> None:
+async def wait_for_replicas(
+    config: Config,
+    flavor: Flavor,
+    target: Any,
+    board: Board,
+    limits: Callable[[], ThrottleSection] | None = None,
+) -> None:
     """Before on-success: wait until every watched target replica holds the target's position.
 
     The position is read from the target when the wait starts, after the drain, so it covers every
@@ -239,17 +271,19 @@ async def wait_for_replicas(config: Config, flavor: Flavor, target: Any, board: 
     decides: "stop" raises :class:`ReplicaWaitTimeout` (exit 3, the state stays DRAINED), "proceed"
     goes on to on-success with a warning naming the replicas still behind.
     """
-    limits = config.throttle
-    if not limits.target_replicas:
+    current = limits or (lambda: config.throttle)
+    if not current().target_replicas:
         return
     wanted = await current_position(target, flavor)
-    deadline = anyio.current_time() + limits.cutover_replica_wait_s
+    deadline = anyio.current_time() + current().cutover_replica_wait_s
     conns: dict[str, Any] = {}
-    event("cutover waits for target replicas", position=wanted, replicas=limits.target_replicas)
+    event("cutover waits for target replicas", position=wanted, replicas=current().target_replicas)
     try:
         while True:
+            limits_now = current()  # SIGHUP may drop a dead replica from the list mid-wait
             positions = {
-                name: await _replica_position(config, flavor, conns, name) for name in limits.target_replicas
+                name: await _replica_position(config, flavor, conns, name)
+                for name in limits_now.target_replicas
             }
             behind = replicas_behind(flavor, wanted, positions)
             if not behind:
@@ -262,7 +296,7 @@ async def wait_for_replicas(config: Config, flavor: Flavor, target: Any, board: 
                 said = ", ".join(
                     f"{n} at {positions[n] if positions[n] is not None else 'unreadable'}" for n in behind
                 )
-                if limits.replica_wait_timeout_action == "proceed":
+                if limits_now.replica_wait_timeout_action == "proceed":
                     event(
                         "target replicas still behind after cutover_replica_wait_s; proceeding as configured",
                         logging.WARNING,
@@ -272,9 +306,9 @@ async def wait_for_replicas(config: Config, flavor: Flavor, target: Any, board: 
                     return
                 raise ReplicaWaitTimeout(
                     f"target replicas did not hold the drain position {wanted} within cutover_replica_wait_s "
-                    f"= {limits.cutover_replica_wait_s:g}: {said}. The move stays DRAINED and on-success has "
-                    "not run; fix the replicas (or drop them from [throttle] target_replicas) and run "
-                    "`tablemover run` again to resume the wait."
+                    f"= {limits_now.cutover_replica_wait_s:g}: {said}. The move stays DRAINED and "
+                    "on-success has not run; fix the replicas (or drop them from [throttle] "
+                    "target_replicas) and run `tablemover run` again to resume the wait."
                 )
             await anyio.sleep(WAIT_POLL_S)
     finally:

@@ -178,7 +178,7 @@ def status_document(config: Config, board: Board, controls: Controls) -> dict[st
         "cutover_blocked_by": list(board.cutover_blockers),
         **copy_figures(cp, board.rows_estimate, board.copy_rate, waiting=bool(board.throttle_reason)),
         "backlog": board.backlog,
-        "target_replicas": replica_figures(board, config.throttle.max_replica_lag_s),
+        "target_replicas": replica_figures(board, controls.throttle_limits.max_replica_lag_s),
         # Per server: whether every connection this daemon opened is encrypted, and each one's
         # TLS version, cipher and whether the certificate was verified.
         "tls": tls.status_fields(tls.observed()),
@@ -233,6 +233,7 @@ def metrics_snapshot(config: Config, board: Board, controls: Controls) -> Metric
         tls_encrypted={key: state.encrypted for key, state in tls.observed().items()},
         replica_lag_seconds={name: lag.lag_s for name, lag in board.replica_lags.items()},
         replica_holds_copy={
-            name: lag.over(config.throttle.max_replica_lag_s) for name, lag in board.replica_lags.items()
+            name: lag.over(controls.throttle_limits.max_replica_lag_s)
+            for name, lag in board.replica_lags.items()
         },
     )

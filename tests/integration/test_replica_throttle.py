@@ -9,6 +9,7 @@ and the replica ends identical to the target.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -29,7 +30,9 @@ TABLE = "CREATE TABLE a (id INT PRIMARY KEY, k INT NOT NULL, v VARCHAR(64))"
 def target_replica(pair: LocalPair, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMariaDB]:
     """A replica of the pair's target, replicating with GTID from the target's position now."""
     replica = LocalMariaDB(
-        tmp_path_factory.mktemp("target-replica"), server_id=3, extra_args=("--skip-slave-start",)
+        tmp_path_factory.mktemp("target-replica"),
+        server_id=3,
+        extra_args=("--skip-slave-start", "--report-host=127.0.0.1"),
     )
     replica.install()
     replica.start()
@@ -252,3 +255,58 @@ def test_check_lists_the_watched_replicas_and_refuses_one_not_replicating_from_t
     assert f"target replica {not_replica}: is not a replica" in bad.stderr
     assert f"target replica {closed}: cannot connect" in bad.stderr
     assert f"target replica {good}" not in bad.stderr
+
+
+def test_check_names_a_registered_replica_that_is_not_watched(
+    move: MoveEnv, target_replica: LocalMariaDB
+) -> None:
+    move.src(TABLE)
+    cfg = move.config(["a"])
+    # SHOW SLAVE HOSTS needs REPLICATION MASTER ADMIN on the target (only for this discovery).
+    move.target.execute(f"GRANT REPLICATION MASTER ADMIN ON *.* TO '{MOVER_USER}'@'%'")
+    try:
+        result = move.cli("check", "-c", str(cfg))
+    finally:
+        move.target.execute(f"REVOKE REPLICATION MASTER ADMIN ON *.* FROM '{MOVER_USER}'@'%'")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "registered with the target but not watched" in result.stdout
+    assert f"127.0.0.1:{target_replica.port}" in result.stdout
+    assert "target replicas watched: none" in result.stdout
+
+
+def test_unreachable_replica_holds_the_copy_until_sighup_drops_it(
+    move: MoveEnv, target_replica: LocalMariaDB
+) -> None:
+    move.src(TABLE, "INSERT INTO a SELECT seq, seq % 97, 'x' FROM seq_1_to_5000")
+    good = f"127.0.0.1:{target_replica.port}"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{probe.getsockname()[1]}"  # bound, never listening: refused
+        cfg = move.config(["a"], move={"chunk_size": 200}, throttle={"target_replicas": [good, dead]})
+        proc = move.popen("run", "-c", str(cfg))
+        try:
+            doc = wait_status(
+                move,
+                cfg,
+                proc,
+                lambda d: "cannot be read" in d.get("throttle_reason", ""),
+                "a throttle reason naming the unreachable replica",
+            )
+            assert doc["throttle_reason"].startswith(f"target replica {dead}: cannot be read")
+            assert doc["target_replicas"][dead]["holds_copy"] is True
+            assert doc["rows_copied"] < 5000
+            # The operator drops the dead replica from the list and reloads.
+            move.config(["a"], move={"chunk_size": 200}, throttle={"target_replicas": [good]})
+            proc.send_signal(signal.SIGHUP)
+            code = proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    log = (move.workdir / "daemon.log").read_text()
+    assert code == 0, log[-3000:]
+    assert "target replica no longer watched" in log
+    assert transitions(move)[-1] == "DONE"
+    assert_tables_equal(move.source, move.database, move.target, move.target_database, {"_a_moved": "a"})
+    caught_up(target_replica, move.target)
+    assert_tables_equal(move.target, move.target_database, target_replica, move.target_database, {"a": "a"})
