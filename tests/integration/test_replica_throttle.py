@@ -310,3 +310,42 @@ def test_unreachable_replica_holds_the_copy_until_sighup_drops_it(
     assert_tables_equal(move.source, move.database, move.target, move.target_database, {"_a_moved": "a"})
     caught_up(target_replica, move.target)
     assert_tables_equal(move.target, move.target_database, target_replica, move.target_database, {"a": "a"})
+
+
+def test_a_delayed_replica_holds_the_copy_by_its_measured_heartbeat_lag(
+    move: MoveEnv, target_replica: LocalMariaDB
+) -> None:
+    move.src(TABLE, "INSERT INTO a SELECT seq, seq % 97, 'x' FROM seq_1_to_5000")
+    name = f"127.0.0.1:{target_replica.port}"
+    cfg = move.config(
+        ["a"], move={"chunk_size": 200}, throttle={"target_replicas": [name], "max_replica_lag_s": 1}
+    )
+    # Both threads run; the replica only applies each transaction 3 s after the target wrote it.
+    target_replica.execute("STOP SLAVE", "CHANGE MASTER TO MASTER_DELAY = 3", "START SLAVE")
+    proc = move.popen("run", "-c", str(cfg))
+    try:
+        doc = wait_status(
+            move,
+            cfg,
+            proc,
+            lambda d: "> max_replica_lag_s 1" in d.get("throttle_reason", ""),
+            "a throttle reason giving the replica's measured lag",
+        )
+        lag = doc["target_replicas"][name]["lag_s"]
+        assert lag is not None and lag > 1, doc["target_replicas"]
+        assert doc["target_replicas"][name]["problem"] == ""
+        assert doc["rows_copied"] < 5000
+    finally:
+        target_replica.execute("STOP SLAVE", "CHANGE MASTER TO MASTER_DELAY = 0", "START SLAVE")
+    try:
+        code = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = (move.workdir / "daemon.log").read_text()
+    assert code == 0, log[-3000:]
+    assert transitions(move)[-1] == "DONE"
+    assert_tables_equal(move.source, move.database, move.target, move.target_database, {"_a_moved": "a"})
+    caught_up(target_replica, move.target)
+    assert_tables_equal(move.target, move.target_database, target_replica, move.target_database, {"a": "a"})
