@@ -349,3 +349,24 @@ def test_a_delayed_replica_holds_the_copy_by_its_measured_heartbeat_lag(
     assert_tables_equal(move.source, move.database, move.target, move.target_database, {"_a_moved": "a"})
     caught_up(target_replica, move.target)
     assert_tables_equal(move.target, move.target_database, target_replica, move.target_database, {"a": "a"})
+
+
+def test_replica_wait_timeout_proceeds_when_configured(move: MoveEnv, target_replica: LocalMariaDB) -> None:
+    _cfg, marker, proc = held_before_cutover(
+        move, target_replica, cutover_replica_wait_s=1, replica_wait_timeout_action="proceed"
+    )
+    try:
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        target_replica.execute("START SLAVE SQL_THREAD")
+    log = (move.workdir / "daemon.log").read_text()
+    assert code == 0, log[-3000:]
+    assert "proceeding as configured" in log
+    assert marker.read_text() == "fired\n"
+    assert transitions(move)[-1] == "DONE"
+    assert_tables_equal(move.source, move.database, move.target, move.target_database, {"_a_moved": "a"})
+    caught_up(target_replica, move.target)
+    assert_tables_equal(move.target, move.target_database, target_replica, move.target_database, {"a": "a"})
