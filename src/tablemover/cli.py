@@ -23,7 +23,7 @@ from tablemover import __version__, log, tls
 from tablemover import checkpoint as cpstore
 from tablemover.config import Config, example_config, load_config
 from tablemover.db import ACCESS_DENIED, close, connect, error_code
-from tablemover.errors import BadInput, MoveFailed, TablemoverError
+from tablemover.errors import BadInput, MoveFailed, PreflightError, TablemoverError
 from tablemover.schema import resolve_names
 
 EXIT_DIFFERENT = 4
@@ -94,6 +94,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from tablemover.preflight import preflight
     from tablemover.preflight.privileges import minimal_grant_script
+    from tablemover.replicas import check_replicas
 
     config = _checked_config(args.config)
     # First, so it is printed whatever the checks find: a missing privilege is the usual failure.
@@ -104,6 +105,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
         f"preflight passed: source {report.source_info.version}, target {report.target_info.version}; "
         f"{len(report.schemas)} table(s); {state}"
     )
+    lines, problems = anyio.run(check_replicas, config)
+    print("\n".join(lines))
+    if problems:
+        raise PreflightError("\n".join(["the watched target replicas cannot be used:", *problems]))
     return 0
 
 
@@ -157,6 +162,11 @@ def status_text(status: dict[str, Any], name: str) -> list[str]:
         lines.append(f"  waiting: {waiting}")
     for blocker in status.get("cutover_blocked_by") or []:
         lines.append(f"  blocked by: {blocker}")
+    for replica, r in (status.get("target_replicas") or {}).items():
+        seen = f"lag {r['lag_s']:.2f} s" if r.get("lag_s") is not None else "lag unknown"
+        why = f" ({r['problem']})" if r.get("problem") else ""
+        holds = ", holds the copy" if r.get("holds_copy") else ""
+        lines.append(f"  target replica {replica}: {seen}{why}{holds}")
     if status.get("tls"):
         lines.append("  " + tls.status_line(status["tls"]))
     if "window_closes_in_s" in status:

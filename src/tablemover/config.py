@@ -294,6 +294,23 @@ class ThrottleSection(_Section):
     max_lag_s: float = Field(default=2.0, gt=0)
     max_threads_running: int = Field(default=50, ge=1)
     flag_file: str = ""
+    # Replicas of the target the copy must not put behind (issue #27): "host:port", reached with the
+    # target's user, password and TLS settings.
+    target_replicas: list[str] = Field(default_factory=list)
+    max_replica_lag_s: float = Field(default=1.5, gt=0)
+    heartbeat_interval_ms: int = Field(default=100, ge=10)
+    # The cutover's wait, after the drain and before on-success, for the watched replicas to hold
+    # the target's position; on timeout "stop" (exit 3 in DRAINED, a re-run waits again) or "proceed".
+    cutover_replica_wait_s: float = Field(default=60.0, gt=0)
+    replica_wait_timeout_action: Literal["stop", "proceed"] = "stop"
+
+    @field_validator("target_replicas")
+    @classmethod
+    def _replicas_valid(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not re.fullmatch(r"[^\s:]+:\d{1,5}", item):
+                raise ValueError(f'{item!r} must be "host:port"')
+        return value
 
 
 class ControlSection(_Section):

@@ -120,6 +120,10 @@ class MetricsSnapshot:
     rollback_outage_ms: float | None = None  # None until a rollback has measured it
     # 1 encrypted / 0 plain, per (server role, connection), e.g. ("source", "binlog"); see tls.py.
     tls_encrypted: dict[tuple[str, str], bool] = field(default_factory=dict)
+    # Per watched target replica ("host:port"): heartbeat lag (None = cannot be read), and whether
+    # it holds the copy (tablemover.replicas).
+    replica_lag_seconds: dict[str, float | None] = field(default_factory=dict)
+    replica_holds_copy: dict[str, bool] = field(default_factory=dict)
 
 
 class _MoveCollector:
@@ -200,6 +204,16 @@ def _families(snap: MetricsSnapshot | None) -> list[Metric]:
         "1 when the connection of this role to this server is encrypted (TLS), 0 when it is plain.",
         labels=[*move, "server", "connection"],
     )
+    replica_lag = GaugeMetricFamily(
+        "tablemover_replica_lag_seconds",
+        "Heartbeat lag of a watched target replica (absent while it cannot be read).",
+        labels=[*move, "replica"],
+    )
+    replica_holds = GaugeMetricFamily(
+        "tablemover_replica_holds_copy",
+        "1 while this watched target replica holds the copy (over max_replica_lag_s or unreadable).",
+        labels=[*move, "replica"],
+    )
     applied = GaugeMetricFamily(
         "tablemover_applied_gtid_sequence",
         "Newest applied source transaction: seq per MariaDB domain, or highest GTID number per MySQL source.",
@@ -238,6 +252,11 @@ def _families(snap: MetricsSnapshot | None) -> list[Metric]:
             applied.add_metric([m, stream], seq)
         for (server, connection), encrypted in sorted(snap.tls_encrypted.items()):
             tls_encrypted.add_metric([m, server, connection], 1.0 if encrypted else 0.0)
+        for replica, seconds in sorted(snap.replica_lag_seconds.items()):
+            if seconds is not None:
+                replica_lag.add_metric([m, replica], seconds)
+        for replica, holds in sorted(snap.replica_holds_copy.items()):
+            replica_holds.add_metric([m, replica], 1.0 if holds else 0.0)
 
     families: list[Metric] = [rows_copied, rows_total, events, lag, state, throttled, chunk]
     if snap is None or snap.cutover_outage_ms is not None:
@@ -246,6 +265,8 @@ def _families(snap: MetricsSnapshot | None) -> list[Metric]:
         families.append(reverse_lag)
     if snap is None or snap.rollback_outage_ms is not None:
         families.append(rollback_outage)
+    if snap is None or snap.replica_holds_copy:
+        families += [replica_lag, replica_holds]
     families += [hooks, applied, tls_encrypted, info]
     return families
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from tablemover import checkpoint as cpstore
+from tablemover import replicas as heartbeat
 from tablemover.checkpoint import Checkpoint
 from tablemover.config import Config
 from tablemover.cutover import SourceTables, inspect_source
@@ -291,6 +292,13 @@ async def _drop_checkpoint_rows(conn: object, db: str, move_name: str, what: str
     if not await query(conn, f"SELECT 1 FROM {table} LIMIT 1"):
         await execute(conn, f"DROP TABLE {table}")
         done.append(f"dropped {db}.{cpstore.TABLE} (no other move uses it)")
+    # The replica heartbeat (tablemover.replicas) lives beside the checkpoint, on the target only.
+    if await table_exists(conn, db, heartbeat.TABLE):
+        beats = qualified(db, heartbeat.TABLE)
+        await execute(conn, f"DELETE FROM {beats} WHERE move=%s", (move_name,))
+        if not await query(conn, f"SELECT 1 FROM {beats} LIMIT 1"):
+            await execute(conn, f"DROP TABLE {beats}")
+            done.append(f"dropped {db}.{heartbeat.TABLE} (no other move uses it)")
     return done
 
 

@@ -57,6 +57,7 @@ from tablemover.ownership import MoveLock
 from tablemover.pipeline import Pipeline, forward_feed
 from tablemover.preflight import preflight
 from tablemover.prepare import prepare
+from tablemover.replicas import wait_for_replicas
 from tablemover.retry import RetryBudget, describe_error, is_transient, primary_error
 from tablemover.rollback import Rollback, resolve_rollback_started, restore_source
 from tablemover.schema import TableSchema, count_rows_estimate
@@ -167,6 +168,15 @@ class Move:
             # Before the application hears of the switch, and before the hook's first attempt reads
             # the target position a rollback window's reverse feed starts at (autoinc.py).
             await carry_forward(self.config, self.flavor, self.target_flavor)
+            # The application is pointed at the target only once its replicas hold the drained
+            # rows (and the carried auto-increment): [throttle] target_replicas, issue #27.
+            await wait_for_replicas(
+                self.config,
+                self.target_flavor,
+                self.target,
+                self.board,
+                lambda: self.controls.throttle_limits,
+            )
             await self._success_hook(machine)
         if machine.current is State.HOOK_FIRED:
             await self._finish_or_open_window(machine)

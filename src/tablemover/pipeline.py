@@ -25,7 +25,7 @@ from tablemover import gtid, progress
 from tablemover.apply import Fence, TargetWriter, Transition
 from tablemover.changes import WorkItem
 from tablemover.checkpoint import Checkpoint, TableProgress
-from tablemover.config import Config
+from tablemover.config import Config, ThrottleSection
 from tablemover.controls import Controls
 from tablemover.copy import TableCopier
 from tablemover.cutover import rename_comment
@@ -36,6 +36,7 @@ from tablemover.hooks import run_hooks
 from tablemover.lag import LagMonitor
 from tablemover.log import event
 from tablemover.machine import State
+from tablemover.replicas import ReplicaMonitor, write_heartbeats
 from tablemover.schema import TableSchema
 from tablemover.status import Board, hook_env
 from tablemover.stream import BinlogStream, StreamSettings
@@ -272,6 +273,18 @@ class Pipeline:
                         self.throttle.sample_threads_running, self.source_monitor, self.config.target
                     )
                     samplers.start_soon(self.lag.track, writer)
+                    if self.feed.forward:
+                        # The heartbeat runs on the target while this pipeline copies and applies;
+                        # the monitor reads it back on each watched replica (tablemover.replicas).
+                        # Both follow [throttle] as SIGHUP reloads it, and idle while no replica
+                        # is watched.
+                        def limits() -> ThrottleSection:
+                            return self.controls.throttle_limits
+
+                        monitor = ReplicaMonitor(self.config, self.board.replica_lags, limits)
+                        self.throttle.replicas = monitor
+                        samplers.start_soon(write_heartbeats, self.config, limits)
+                        samplers.start_soon(monitor.run)
             except (MySQLError, BaseExceptionGroup):
                 # Cancelling a sampler mid-query surfaces as a driver error, not as a cancellation.
                 if not scope.cancel_called:

@@ -18,6 +18,7 @@ from tablemover.checkpoint import Checkpoint, TableProgress
 from tablemover.config import Config
 from tablemover.http import MetricsSnapshot
 from tablemover.machine import State
+from tablemover.replicas import ReplicaLag
 from tablemover.throttle import reason_kind
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ class Board:
     throttle_reason: str = ""  # why the copy waits, "" when it does not
     cutover_wait: str = ""  # why the cutover waits (postponed, blocked), "" when it does not
     cutover_blockers: list[str] = field(default_factory=list)
+    replica_lags: dict[str, ReplicaLag] = field(default_factory=dict)  # per watched target replica
     copy_rate: float = 0.0  # rows/s copied over the last progress interval
     backlog: int = 0  # items queued for the writer at the last progress report
     rows_estimate: dict[str, int] = field(default_factory=dict)
@@ -176,10 +178,24 @@ def status_document(config: Config, board: Board, controls: Controls) -> dict[st
         "cutover_blocked_by": list(board.cutover_blockers),
         **copy_figures(cp, board.rows_estimate, board.copy_rate, waiting=bool(board.throttle_reason)),
         "backlog": board.backlog,
+        "target_replicas": replica_figures(board, controls.throttle_limits.max_replica_lag_s),
         # Per server: whether every connection this daemon opened is encrypted, and each one's
         # TLS version, cipher and whether the certificate was verified.
         "tls": tls.status_fields(tls.observed()),
         **window_figures(board, controls),
+    }
+
+
+def replica_figures(board: Board, limit_s: float) -> dict[str, dict[str, Any]]:
+    """Per watched target replica: its heartbeat lag (None when unreadable), why, and whether it
+    holds the copy."""
+    return {
+        name: {
+            "lag_s": None if lag.lag_s is None else round(lag.lag_s, 3),
+            "problem": lag.problem,
+            "holds_copy": lag.over(limit_s),
+        }
+        for name, lag in board.replica_lags.items()
     }
 
 
@@ -215,4 +231,9 @@ def metrics_snapshot(config: Config, board: Board, controls: Controls) -> Metric
         reverse_lag_seconds=board.reverse_lag_s if board.window_closes_at is not None else None,
         rollback_outage_ms=board.rollback_outage_ms,
         tls_encrypted={key: state.encrypted for key, state in tls.observed().items()},
+        replica_lag_seconds={name: lag.lag_s for name, lag in board.replica_lags.items()},
+        replica_holds_copy={
+            name: lag.over(controls.throttle_limits.max_replica_lag_s)
+            for name, lag in board.replica_lags.items()
+        },
     )

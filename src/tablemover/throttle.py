@@ -18,6 +18,7 @@ from tablemover.log import event
 
 if TYPE_CHECKING:
     from tablemover.controls import Controls
+    from tablemover.replicas import ReplicaMonitor
     from tablemover.status import Board
 
 MAX_BACKLOG_FOR_CHUNK = 4  # chunks wait for the writer to drain, keeping their shared locks short
@@ -32,6 +33,7 @@ class Readings:
     target_threads_running: int
     flag_file_exists: bool
     paused: bool
+    replica_reason: str = ""  # a watched target replica's hold (tablemover.replicas), "" when none
 
 
 # What a throttle reason is about, without its figures: what the log keys its "once per change"
@@ -42,8 +44,10 @@ KINDS = {
     "apply lag": "lag",
     "source Threads_running": "source_threads_running",
     "target Threads_running": "target_threads_running",
+    "target replica": "replica_lag",
     "apply backlog": "backlog",
     "cutover postponed": "postponed",
+    "cutover waits for target replicas": "replica_wait",
     "cutover waits": "cutover_blocked",
 }
 
@@ -68,7 +72,7 @@ def throttle_reason(limits: ThrottleSection, now: Readings) -> str:
         return f"source Threads_running {now.source_threads_running} > {limits.max_threads_running}"
     if now.target_threads_running > limits.max_threads_running:
         return f"target Threads_running {now.target_threads_running} > {limits.max_threads_running}"
-    return ""
+    return now.replica_reason
 
 
 class Throttle:
@@ -81,6 +85,7 @@ class Throttle:
         self.controls = controls
         self.board = board
         self.threads_running = (0, 0)
+        self.replicas: ReplicaMonitor | None = None  # set while target replicas are watched
 
     async def sample_threads_running(self, source: Any, target: ServerSection) -> None:
         """Threads_running of both servers, once a second (the throttle reads the latest sample)."""
@@ -101,8 +106,14 @@ class Throttle:
         while True:
             limits = self.controls.throttle_limits  # re-read every pass: SIGHUP may have replaced it
             flag = bool(limits.flag_file) and await anyio.Path(limits.flag_file).exists()
+            replica = self.replicas.reason(limits.max_replica_lag_s) if self.replicas is not None else ""
             readings = Readings(
-                self.board.lag_s, self.threads_running[0], self.threads_running[1], flag, self.controls.paused
+                self.board.lag_s,
+                self.threads_running[0],
+                self.threads_running[1],
+                flag,
+                self.controls.paused,
+                replica,
             )
             self.set_waiting(throttle_reason(limits, readings))
             if not self.board.throttle_reason:

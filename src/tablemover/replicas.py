@@ -1,0 +1,403 @@
+"""The target's replicas (issue #27): a heartbeat the daemon writes on the target, the lag each
+watched replica shows against it, and the throttle reason that holds the copy while one lags.
+
+Lag is measured, not guessed: the daemon writes ``UTC_TIMESTAMP(6)`` of the target into
+``<state_database>._tablemover_heartbeat`` every ``heartbeat_interval_ms``; a replica's lag is the
+target's clock *now* (read from the target itself) minus the newest heartbeat the replica holds.
+Both times come from the target's clock, so a skew between the replica's clock and the target's
+cancels (gh-ost's heartbeat). A replica that cannot be read, or whose IO or SQL thread is stopped,
+counts as lagging (fail closed) and says why.
+
+:func:`replica_reason` and :func:`replica_server` are pure; the two loops do the I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from asyncmy.errors import MySQLError
+
+from tablemover import gtid
+from tablemover.config import Config, ServerSection, ThrottleSection
+from tablemover.db import close, connect, current_position, error_code, execute, query, query_one
+from tablemover.errors import SafetyRefusal
+from tablemover.flavor import Flavor
+from tablemover.log import event
+
+if TYPE_CHECKING:
+    from tablemover.status import Board
+
+TABLE = "_tablemover_heartbeat"
+SIDE = "target"
+WAIT_POLL_S = 0.1  # how often the cutover's wait reads the replicas' positions
+ER_BAD_DB, ER_NO_SUCH_TABLE = 1049, 1146
+
+
+@dataclass(frozen=True)
+class ReplicaLag:
+    """What one watched replica shows: its lag in seconds, or None with why it could not be read."""
+
+    lag_s: float | None
+    problem: str = ""  # "" when lag_s is a measured heartbeat lag
+
+    def over(self, limit_s: float) -> bool:
+        """Whether this replica must hold the copy (unmeasurable counts as over: fail closed)."""
+        return self.lag_s is None or bool(self.problem) or self.lag_s > limit_s
+
+
+def replica_server(target: ServerSection, address: str) -> ServerSection:
+    """The connection settings of replica ``address`` ("host:port"): the target's credentials and TLS."""
+    host, _, port = address.rpartition(":")
+    return target.model_copy(update={"host": host, "port": int(port), "socket": ""})
+
+
+def replica_reason(limit_s: float, lags: dict[str, ReplicaLag]) -> str:
+    """Why the copy must wait for a replica, "" when none holds it. Pure.
+
+    Names the worst replica (an unreadable one first, then the most behind) and its lag or problem.
+    """
+    holding = {name: lag for name, lag in lags.items() if lag.over(limit_s)}
+    if not holding:
+        return ""
+    name, worst = max(holding.items(), key=lambda kv: float("inf") if kv[1].lag_s is None else kv[1].lag_s)
+    if worst.problem:
+        return f"target replica {name}: {worst.problem}"
+    assert worst.lag_s is not None
+    return f"target replica {name} lag {worst.lag_s:.2f} s > max_replica_lag_s {limit_s}"
+
+
+def heartbeat_ddl(state_db: str) -> str:
+    """The heartbeat table: one row per move and side, the writer's UTC clock at its last beat."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS `{state_db}`.`{TABLE}` ("
+        " move VARCHAR(64) NOT NULL, side VARCHAR(16) NOT NULL, beat DATETIME(6) NOT NULL,"
+        " PRIMARY KEY (move, side)) ENGINE=InnoDB"
+    )
+
+
+def lag_seconds(writer_now: dt.datetime, beat: dt.datetime) -> float:
+    """The writer's clock now minus the newest beat the replica holds (never negative). Pure."""
+    return max((writer_now - beat).total_seconds(), 0.0)
+
+
+def thread_problem(slave_status: dict[str, Any] | None) -> str:
+    """Why a replica's ``SHOW SLAVE STATUS`` row says it does not replicate, "" when it does. Pure."""
+    if slave_status is None:
+        return "not a replica (SHOW SLAVE STATUS is empty)"
+    for thread in ("Slave_IO_Running", "Slave_SQL_Running"):
+        state = str(slave_status.get(thread, ""))
+        if state != "Yes":
+            error = slave_status.get("Last_IO_Error" if "IO" in thread else "Last_SQL_Error") or ""
+            return f"{thread.removeprefix('Slave_').replace('_Running', '')} thread {state or 'unknown'}" + (
+                f" ({error})" if error else ""
+            )
+    return ""
+
+
+async def write_heartbeats(config: Config, limits: Callable[[], ThrottleSection] | None = None) -> None:
+    """Write this move's heartbeat on the target until cancelled, while replicas are watched.
+
+    ``limits`` gives the current ``[throttle]`` (SIGHUP replaces it): with no replica watched
+    nothing is written, so a move without replicas adds no transactions to the target's binlog.
+    """
+    current = limits or (lambda: config.throttle)
+    state_db = config.move.state_database
+    sql = f"REPLACE INTO `{state_db}`.`{TABLE}` (move, side, beat) VALUES (%s, %s, UTC_TIMESTAMP(6))"
+    conn: Any = None
+    try:
+        while True:
+            if current().target_replicas:
+                if conn is None:
+                    conn = await connect(config.target, "target", connection="heartbeat")
+                    await execute(conn, f"CREATE DATABASE IF NOT EXISTS `{state_db}`")
+                    await execute(conn, heartbeat_ddl(state_db))
+                await execute(conn, sql, (config.move.name, SIDE))
+            await anyio.sleep(current().heartbeat_interval_ms / 1000)
+    finally:
+        if conn is not None:
+            with anyio.CancelScope(shield=True):
+                await close(conn)
+
+
+async def _read_one(config: Config, target_conn: Any, conn: Any) -> ReplicaLag:
+    """One replica's lag through its open connection."""
+    async with conn.cursor() as cur:
+        await cur.execute("SHOW SLAVE STATUS")
+        status = await cur.fetchone()
+        names = [d[0] for d in cur.description] if status is not None else []
+    problem = thread_problem(dict(zip(names, status, strict=True)) if status is not None else None)
+    try:
+        row = await query_one(
+            conn,
+            f"SELECT beat FROM `{config.move.state_database}`.`{TABLE}` WHERE move = %s AND side = %s",
+            (config.move.name, SIDE),
+        )
+    except MySQLError as exc:
+        # The table not there yet means the replica has not replayed the heartbeat's creation.
+        if error_code(exc) not in (ER_NO_SUCH_TABLE, ER_BAD_DB):
+            raise
+        row = None
+    now = await query_one(target_conn, "SELECT UTC_TIMESTAMP(6)")
+    if row is None or now is None:
+        return ReplicaLag(None, problem or "holds no heartbeat of this move yet")
+    lag = lag_seconds(now[0], row[0])
+    return ReplicaLag(lag, problem)
+
+
+class ReplicaMonitor:
+    """Reads each watched target replica's lag every heartbeat interval; keeps the latest readings."""
+
+    def __init__(
+        self,
+        config: Config,
+        lags: dict[str, ReplicaLag] | None = None,
+        limits: Callable[[], ThrottleSection] | None = None,
+    ) -> None:
+        self.config = config
+        # Shared with the status board when given, so `status` shows the same readings.
+        self.lags: dict[str, ReplicaLag] = lags if lags is not None else {}
+        # The current [throttle]: SIGHUP replaces it, and the watched list with it.
+        self.limits = limits or (lambda: config.throttle)
+
+    def reason(self, limit_s: float) -> str:
+        """The throttle reason of the latest readings ("" when no replica holds the copy)."""
+        return replica_reason(limit_s, self.lags)
+
+    async def run(self) -> None:
+        """Sample until cancelled, the replicas ``[throttle] target_replicas`` names at each pass."""
+        self.lags.clear()
+        target_conn: Any = None
+        conns: dict[str, Any] = {}
+        try:
+            while True:
+                watched = list(self.limits().target_replicas)
+                for gone in [name for name in self.lags if name not in watched]:
+                    # Dropped from the list (SIGHUP): it no longer holds the copy.
+                    del self.lags[gone]
+                    event("target replica no longer watched", replica=gone)
+                    conn = conns.pop(gone, None)
+                    if conn is not None:
+                        await close(conn)
+                for name in watched:
+                    # Before its first reading a replica is unmeasured, and unmeasured holds the copy.
+                    self.lags.setdefault(name, ReplicaLag(None, "not read yet"))
+                if watched and target_conn is None:
+                    target_conn = await connect(self.config.target, "target", connection="heartbeat")
+                for name in watched:
+                    self.lags[name] = await self._sample(target_conn, conns, name)
+                await anyio.sleep(self.limits().heartbeat_interval_ms / 1000)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if target_conn is not None:
+                    await close(target_conn)
+                for conn in conns.values():
+                    await close(conn)
+
+    async def _sample(self, target_conn: Any, conns: dict[str, Any], name: str) -> ReplicaLag:
+        try:
+            if name not in conns:
+                conns[name] = await connect(replica_server(self.config.target, name), "target replica")
+            return await _read_one(self.config, target_conn, conns[name])
+        except Exception as exc:  # any failure to read a replica holds the copy (fail closed)
+            conn = conns.pop(name, None)
+            if conn is not None:
+                with anyio.CancelScope(shield=True):
+                    await close(conn)
+            previous = self.lags.get(name)
+            problem = f"cannot be read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            if previous is None or previous.problem != problem:
+                event("target replica unreadable", replica=name, error=problem)
+            return ReplicaLag(None, problem)
+
+
+class ReplicaWaitTimeout(SafetyRefusal):
+    """The watched replicas did not hold the drain position within ``cutover_replica_wait_s`` and
+    the configuration says stop: the move stays DRAINED, and `tablemover run` waits again."""
+
+
+def replica_position_sql(flavor: Flavor) -> str:
+    """What a replica has applied: MariaDB's replicated position, MySQL's executed set."""
+    return "SELECT @@global.gtid_slave_pos" if flavor is Flavor.MARIADB else "SELECT @@global.gtid_executed"
+
+
+def replicas_behind(flavor: Flavor, target_position: str, positions: dict[str, str | None]) -> list[str]:
+    """The replicas whose position does not cover ``target_position``; None (unreadable) is behind.
+
+    Pure. A position that does not parse counts as behind too (fail closed).
+    """
+    wanted = gtid.parse_position(flavor, target_position)
+    behind = []
+    for name, text in positions.items():
+        try:
+            held = text is not None and gtid.covers(gtid.parse_position(flavor, text), wanted)
+        except ValueError:
+            held = False
+        if not held:
+            behind.append(name)
+    return behind
+
+
+async def _replica_position(config: Config, flavor: Flavor, conns: dict[str, Any], name: str) -> str | None:
+    """A replica's applied position, None when it cannot be read (its connection is dropped)."""
+    try:
+        if name not in conns:
+            conns[name] = await connect(replica_server(config.target, name), "target replica")
+        row = await query_one(conns[name], replica_position_sql(flavor))
+        return str(row[0] or "").replace("\n", "") if row else ""
+    except Exception:  # unreadable is behind (fail closed); the next poll reconnects
+        conn = conns.pop(name, None)
+        if conn is not None:
+            with anyio.CancelScope(shield=True):
+                await close(conn)
+        return None
+
+
+async def wait_for_replicas(
+    config: Config,
+    flavor: Flavor,
+    target: Any,
+    board: Board,
+    limits: Callable[[], ThrottleSection] | None = None,
+) -> None:
+    """Before on-success: wait until every watched target replica holds the target's position.
+
+    The position is read from the target when the wait starts, after the drain, so it covers every
+    drained row. Bounded by ``cutover_replica_wait_s``; then ``replica_wait_timeout_action``
+    decides: "stop" raises :class:`ReplicaWaitTimeout` (exit 3, the state stays DRAINED), "proceed"
+    goes on to on-success with a warning naming the replicas still behind.
+    """
+    current = limits or (lambda: config.throttle)
+    if not current().target_replicas:
+        return
+    wanted = await current_position(target, flavor)
+    deadline = anyio.current_time() + current().cutover_replica_wait_s
+    conns: dict[str, Any] = {}
+    event("cutover waits for target replicas", position=wanted, replicas=current().target_replicas)
+    try:
+        while True:
+            limits_now = current()  # SIGHUP may drop a dead replica from the list mid-wait
+            positions = {
+                name: await _replica_position(config, flavor, conns, name)
+                for name in limits_now.target_replicas
+            }
+            behind = replicas_behind(flavor, wanted, positions)
+            if not behind:
+                board.cutover_wait = ""
+                event("target replicas hold the drain position", position=wanted)
+                return
+            board.cutover_wait = f"cutover waits for target replicas to hold {wanted}: {', '.join(behind)}"
+            if anyio.current_time() >= deadline:
+                board.cutover_wait = ""
+                said = ", ".join(
+                    f"{n} at {positions[n] if positions[n] is not None else 'unreadable'}" for n in behind
+                )
+                if limits_now.replica_wait_timeout_action == "proceed":
+                    event(
+                        "target replicas still behind after cutover_replica_wait_s; proceeding as configured",
+                        logging.WARNING,
+                        position=wanted,
+                        behind=said,
+                    )
+                    return
+                raise ReplicaWaitTimeout(
+                    f"target replicas did not hold the drain position {wanted} within cutover_replica_wait_s "
+                    f"= {limits_now.cutover_replica_wait_s:g}: {said}. The move stays DRAINED and "
+                    "on-success has not run; fix the replicas (or drop them from [throttle] "
+                    "target_replicas) and run `tablemover run` again to resume the wait."
+                )
+            await anyio.sleep(WAIT_POLL_S)
+    finally:
+        with anyio.CancelScope(shield=True):
+            for conn in conns.values():
+                await close(conn)
+
+
+def source_problem(target_server_id: int, slave_status: dict[str, Any] | None) -> str:
+    """Why a replica's ``SHOW SLAVE STATUS`` row says it does not replicate from the target ("" when
+    it does). Pure. Direct replication is recognised by the target's server_id; a chain
+    (replica of a replica) is not followed yet and is refused, saying so."""
+    if slave_status is None:
+        return "is not a replica (SHOW SLAVE STATUS is empty)"
+    master_id = slave_status.get("Master_Server_Id")
+    host = f"{slave_status.get('Master_Host')}:{slave_status.get('Master_Port')}"
+    if master_id is None or int(master_id) == 0:
+        return f"replicates from {host}, whose server_id it has not learned yet (IO thread never connected?)"
+    if int(master_id) != target_server_id:
+        return (
+            f"replicates from {host} (server_id {master_id}), not from the target (server_id "
+            f"{target_server_id}); only direct replicas of the target can be watched"
+        )
+    return ""
+
+
+async def _slave_status(conn: Any) -> dict[str, Any] | None:
+    async with conn.cursor() as cur:
+        await cur.execute("SHOW SLAVE STATUS")
+        row = await cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row is not None else None
+
+
+async def check_replicas(config: Config) -> tuple[list[str], list[str]]:
+    """What `tablemover check` says about the watched target replicas: (lines, problems).
+
+    Each replica must be reachable with the target's credentials and replicate directly from the
+    target; a problem refuses the check (exit 2). The target's registered replicas (SHOW SLAVE
+    HOSTS, where replicas report a host) that are not watched are listed, so that none is forgotten.
+    """
+    watched = list(config.throttle.target_replicas)
+    lines: list[str] = []
+    problems: list[str] = []
+    target = await connect(config.target, "target")
+    try:
+        target_id = int((await query_one(target, "SELECT @@server_id") or (0,))[0])
+        try:
+            hosts = await query(target, "SHOW SLAVE HOSTS")
+            registered = [f"{h[1]}:{h[2]}" for h in hosts if h[1]]
+            unwatched = [r for r in registered if r not in watched]
+            if unwatched:
+                lines.append(
+                    "target replicas registered with the target but not watched (add them to "
+                    f"[throttle] target_replicas to hold the copy on them): {', '.join(unwatched)}"
+                )
+        except MySQLError as exc:
+            # Discovery is a convenience: without the privilege, say so only where replicas matter.
+            if watched:
+                lines.append(f"cannot list the target's replicas (SHOW SLAVE HOSTS: {exc}); only the watched")
+    finally:
+        await close(target)
+    if not watched:
+        lines.append("target replicas watched: none ([throttle] target_replicas is empty)")
+        return lines, problems
+    lines.append(
+        f"target replicas watched (max_replica_lag_s {config.throttle.max_replica_lag_s:g}): "
+        + ", ".join(watched)
+    )
+    for name in watched:
+        try:
+            conn = await connect(replica_server(config.target, name), "target replica")
+        except Exception as exc:  # reported, not raised: check lists every replica's problem
+            problems.append(f"target replica {name}: cannot connect: {str(exc).splitlines()[0]}")
+            continue
+        try:
+            status = await _slave_status(conn)
+        except MySQLError as exc:
+            problems.append(
+                f"target replica {name}: cannot read SHOW SLAVE STATUS ({exc}); the mover user needs "
+                "SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL) and SELECT on the state schema there"
+            )
+            continue
+        finally:
+            await close(conn)
+        problem = source_problem(target_id, status)
+        if problem:
+            problems.append(f"target replica {name}: {problem}")
+            continue
+        threads = thread_problem(status)
+        note = f"; {threads}: it will hold the copy until it runs" if threads else ""
+        lines.append(f"  {name}: replicates from the target (server_id {target_id}){note}")
+    return lines, problems
