@@ -37,7 +37,6 @@ import json
 import multiprocessing
 import pickle
 import platform
-import random
 import shutil
 import statistics
 import struct
@@ -55,6 +54,7 @@ from pymysqlreplication.event import MariadbGtidEvent, QueryEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from bench.common import TABLE, BenchError, create_filled_table, gtid_pos, process_cpu_s
+from bench.copyapply import generate_workload
 from tablemover import rowcodec, stream
 from tablemover.changes import RowChange, StreamBatch
 from tablemover.config import ServerSection
@@ -102,31 +102,7 @@ def sbtest_schema(database: str) -> TableSchema:
 
 def write_workload(server: LocalMariaDB, db: str, id_range: int, transactions: int) -> None:
     """bench.run's binlog workload (same mix, same seed), from one autocommit client."""
-    rng = random.Random(20240601)
-    conn = server.admin(db)
-    try:
-        with conn.cursor() as cur:
-            for _ in range(transactions):
-                kind = rng.random()
-                row_id = rng.randint(1, id_range)
-                c = rng.randbytes(60).hex()[:119]
-                if kind < 0.5:
-                    cur.execute(f"UPDATE `{TABLE}` SET c = %s WHERE id = %s", (c, row_id))
-                elif kind < 0.75:
-                    cur.execute("BEGIN")
-                    cur.execute(f"DELETE FROM `{TABLE}` WHERE id = %s", (row_id,))
-                    cur.execute(
-                        f"INSERT INTO `{TABLE}` (id, k, c, pad) VALUES (%s, %s, %s, %s)",
-                        (row_id, rng.randint(1, id_range), c, rng.randbytes(30).hex()[:59]),
-                    )
-                    cur.execute("COMMIT")
-                else:
-                    cur.execute(
-                        f"INSERT INTO `{TABLE}` (k, c, pad) VALUES (%s, %s, %s)",
-                        (rng.randint(1, id_range), c, rng.randbytes(30).hex()[:59]),
-                    )
-    finally:
-        conn.close()
+    generate_workload(server, db, TABLE, id_range, transactions)
 
 
 def record(transactions: int, table_rows: int, metadata: str) -> Recording:
