@@ -80,6 +80,16 @@ def heartbeat_ddl(state_db: str) -> str:
     )
 
 
+def heartbeat_write_sql(state_db: str) -> str:
+    """This move's beat: one row per move and side, replaced (a primary-key write)."""
+    return f"REPLACE INTO `{state_db}`.`{TABLE}` (move, side, beat) VALUES (%s, %s, UTC_TIMESTAMP(6))"
+
+
+def heartbeat_read_sql(state_db: str) -> str:
+    """The newest beat a replica holds of this move (a primary-key lookup)."""
+    return f"SELECT beat FROM `{state_db}`.`{TABLE}` WHERE move = %s AND side = %s"
+
+
 def lag_seconds(writer_now: dt.datetime, beat: dt.datetime) -> float:
     """The writer's clock now minus the newest beat the replica holds (never negative). Pure."""
     return max((writer_now - beat).total_seconds(), 0.0)
@@ -107,7 +117,7 @@ async def write_heartbeats(config: Config, limits: Callable[[], ThrottleSection]
     """
     current = limits or (lambda: config.throttle)
     state_db = config.move.state_database
-    sql = f"REPLACE INTO `{state_db}`.`{TABLE}` (move, side, beat) VALUES (%s, %s, UTC_TIMESTAMP(6))"
+    sql = heartbeat_write_sql(state_db)
     conn: Any = None
     try:
         while True:
@@ -134,7 +144,7 @@ async def _read_one(config: Config, target_conn: Any, conn: Any) -> ReplicaLag:
     try:
         row = await query_one(
             conn,
-            f"SELECT beat FROM `{config.move.state_database}`.`{TABLE}` WHERE move = %s AND side = %s",
+            heartbeat_read_sql(config.move.state_database),
             (config.move.name, SIDE),
         )
     except MySQLError as exc:

@@ -223,6 +223,22 @@ def test_the_old_composite_delete_shape_was_a_full_scan(move: MoveEnv, explainer
         assert [a["access_type"] for a in _accesses(plan)] in (["ALL"], ["index"])
 
 
+def test_heartbeat_statements_use_the_primary_key(move: MoveEnv, explainer: Explainer) -> None:
+    """The replica heartbeat (replicas.py): written and read by (move, side), never a scan."""
+    from tablemover import replicas
+
+    db = move.target_database
+    move.tgt(
+        replicas.heartbeat_ddl(db),
+        f"INSERT INTO {replicas.TABLE} SELECT CONCAT('m', seq), 'target', NOW(6) FROM seq_1_to_2000",
+        f"ANALYZE TABLE {replicas.TABLE}",
+    )
+    explainer.assert_uses_key("heartbeat read", replicas.heartbeat_read_sql(db), ["m7", replicas.SIDE])
+    explainer.assert_uses_key(
+        "heartbeat write", replicas.heartbeat_write_sql(db), ["m7", replicas.SIDE], writes_rows=True
+    )
+
+
 def test_checkpoint_statements_use_the_move_seq_key(move: MoveEnv, explainer: Explainer) -> None:
     """The newest row (ORDER BY seq DESC LIMIT 1; by id for rows of the earlier layout), the
     history and the prune of progress rows read the move's rows by key; the newest without a sort."""
