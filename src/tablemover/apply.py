@@ -127,6 +127,35 @@ class NetPlan:
             yield "upsert", table, rows
 
 
+async def guarded_write(conn: Any, table: str, write: Awaitable[None]) -> None:
+    """Run one write of ``table``'s rows on ``conn``; when the target refuses a row as the source
+    has it (an error or a warning, strict mode), roll the transaction back and raise
+    :class:`TargetRejectedWrite`: the target table's definition differs from the source's."""
+    try:
+        await write
+    except WriteWarnings as exc:
+        level, code, message = exc.first
+        await rollback_quietly(conn)
+        raise TargetRejectedWrite(table, code, message, level=level.lower()) from exc
+    except MySQLError as exc:
+        number = error_code(exc)
+        if number is None or number not in REJECTED_WRITE_ERRORS:
+            raise
+        await rollback_quietly(conn)
+        detail = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+        raise TargetRejectedWrite(table, number, detail) from exc
+
+
+async def rollback_quietly(conn: Any) -> None:
+    """Roll back, shielded from cancellation; a broken connection rolls back on the server anyway.
+
+    Nothing of a refused transaction may reach the target: whoever handles the refusal next may use
+    this connection (and commit), and closing it is not the only way the daemon ends.
+    """
+    with anyio.CancelScope(shield=True), contextlib.suppress(MySQLError, OSError):
+        await conn.rollback()
+
+
 class TargetWriter:
     """Owns the target connection while the move copies and applies."""
 
@@ -300,30 +329,7 @@ class TargetWriter:
 
     async def _guarded(self, table: str, write: Awaitable[None]) -> None:
         """Run one write; a refusal of the row as the source has it rolls back and stops the move."""
-        try:
-            await write
-        except WriteWarnings as exc:
-            level, code, message = exc.first
-            await self._rollback_refused()
-            raise TargetRejectedWrite(
-                sql.qualified(self.target_db, self.table_names[table]), code, message, level=level.lower()
-            ) from exc
-        except MySQLError as exc:
-            number = error_code(exc)
-            if number is None or number not in REJECTED_WRITE_ERRORS:
-                raise
-            await self._rollback_refused()
-            detail = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
-            raise TargetRejectedWrite(
-                sql.qualified(self.target_db, self.table_names[table]), number, detail
-            ) from exc
-
-    async def _rollback_refused(self) -> None:
-        # Nothing of this transaction may reach the target: whoever handles the refusal next may
-        # use this connection (and commit), and closing it is not the only way the daemon ends.
-        # A broken connection rolls back on the server's side anyway.
-        with anyio.CancelScope(shield=True), contextlib.suppress(MySQLError, OSError):
-            await self.conn.rollback()
+        await guarded_write(self.conn, sql.qualified(self.target_db, self.table_names[table]), write)
 
     async def _apply_chunk(self, chunk: CopyChunk) -> None:
         await self._guarded(chunk.table, self._inserters[chunk.table].write(chunk.rows))
@@ -375,7 +381,7 @@ class TargetWriter:
                 await self.fence.prove(self.conn)
         except TablemoverError:
             # Not ours any more (or the lock dropped): nothing of this transaction may commit.
-            await self._rollback_refused()
+            await rollback_quietly(self.conn)
             raise
         await self.conn.commit()
         faults.hit("writer.after_commit")

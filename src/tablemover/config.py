@@ -50,6 +50,10 @@ class MoveSection(_Section):
     # Read the next chunk on a second source connection while the previous one is written: about
     # 1.5x faster, at the price of two chunks' rows locked at once instead of one.
     copy_read_ahead: bool = True
+    # Parallel copy (tablemover.parallel): this many chunk readers, each with its own target writer,
+    # across the moved tables and within a table by ranges of its first key column. 0 = from the
+    # host's cores (copyplan.auto_copy_threads); 1 = one reader, the ordered writer writes chunks.
+    copy_threads: int = Field(default=0, ge=0, le=32, description="parallel copy streams; 0 = auto")
     postpone_cutover: bool = False
     postpone_flag_file: str = ""
     hooks_dir: str = ""
@@ -123,6 +127,13 @@ class MoveSection(_Section):
         if not re.fullmatch(_IDENT, sample) or sample == "t":
             raise ValueError("must produce a plain identifier different from the table name")
         return value
+
+    @property
+    def effective_copy_threads(self) -> int:
+        """``copy_threads``, with 0 worked out from this host's cores (copyplan.auto_copy_threads)."""
+        from tablemover.copyplan import auto_copy_threads  # copyplan is pure; no import cycle
+
+        return self.copy_threads or auto_copy_threads(os.cpu_count())
 
     @property
     def effective_target_database(self) -> str:
@@ -468,6 +479,7 @@ tables = ["orders", "order_items"]
 chunk_size = 1000               # rows per copy chunk (start value)
 adaptive_chunk_size = true      # adapt the chunk size towards ~0.25 s per chunk
 copy_read_ahead = true          # read the next chunk while the previous one is written
+copy_threads = 0                # parallel chunk readers+writers; 0 = from the cores (1 on 2 cores)
 postpone_cutover = false        # true: after copy+catch-up, wait for `tablemover cutover`
 postpone_flag_file = ""         # cutover waits while this file exists
 hooks_dir = ""                  # directory of executable hooks

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from tablemover import checkpoint as cpstore
+from tablemover import rangestore
 from tablemover import replicas as heartbeat
 from tablemover.checkpoint import Checkpoint
 from tablemover.config import Config
@@ -292,6 +293,12 @@ async def _drop_checkpoint_rows(conn: object, db: str, move_name: str, what: str
     if not await query(conn, f"SELECT 1 FROM {table} LIMIT 1"):
         await execute(conn, f"DROP TABLE {table}")
         done.append(f"dropped {db}.{cpstore.TABLE} (no other move uses it)")
+    # A parallel copy's ranges (tablemover.rangestore) live beside the checkpoint, on the target.
+    if await table_exists(conn, db, rangestore.TABLE):
+        await execute(conn, rangestore.delete_move_sql(db), (move_name,))
+        if not await query(conn, f"SELECT 1 FROM {qualified(db, rangestore.TABLE)} LIMIT 1"):
+            await execute(conn, f"DROP TABLE {qualified(db, rangestore.TABLE)}")
+            done.append(f"dropped {db}.{rangestore.TABLE} (no other move uses it)")
     # The replica heartbeat (tablemover.replicas) lives beside the checkpoint, on the target only.
     if await table_exists(conn, db, heartbeat.TABLE):
         beats = qualified(db, heartbeat.TABLE)

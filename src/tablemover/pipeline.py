@@ -21,7 +21,7 @@ import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from asyncmy.errors import MySQLError
 
-from tablemover import gtid, progress
+from tablemover import gtid, progress, rangestore
 from tablemover.apply import Fence, TargetWriter, Transition
 from tablemover.changes import WorkItem
 from tablemover.checkpoint import Checkpoint, TableProgress
@@ -36,6 +36,7 @@ from tablemover.hooks import run_hooks
 from tablemover.lag import LagMonitor
 from tablemover.log import event
 from tablemover.machine import State
+from tablemover.parallel import CopiedChunk, ParallelCopy
 from tablemover.replicas import ReplicaMonitor, write_heartbeats
 from tablemover.schema import TableSchema
 from tablemover.status import Board, hook_env
@@ -114,6 +115,8 @@ class Pipeline:
         self.writer: TargetWriter | None = None  # while running
         self._inbox: MemoryObjectSendStream[WorkItem | Transition] | None = None
         self._driver_scope: anyio.CancelScope | None = None
+        # Told of every chunk a parallel copy stream commits (a checksum that trails the copy).
+        self.on_copied: Callable[[CopiedChunk], None] | None = None
 
     @property
     def running(self) -> bool:
@@ -231,39 +234,78 @@ class Pipeline:
             await stream.close_sender()
 
     async def _copy_tables(self, writer: TargetWriter, send: MemoryObjectSendStream[WorkItem]) -> None:
+        """The copy: streams of their own with ``copy_threads`` > 1 (or ranges a parallel copy
+        stored earlier), else one copier after the other through the ordered writer."""
         move = self.config.move
         async with send:
-            readers = 2 if move.copy_read_ahead else 1
-            conns: list[Any] = []
-            try:
-                for _ in range(readers):
-                    conns.append(
-                        await connect(
-                            self.config.source,
-                            "source",
-                            autocommit=False,
-                            temporal_as_text=True,
-                            connection="copy",
-                        )
+            threads = move.effective_copy_threads
+            if threads > 1 or await self._ranges_stored(writer):
+                await ParallelCopy(
+                    self.config,
+                    self.flavor,
+                    self.schemas,
+                    writer,
+                    send,
+                    threads=threads,
+                    wait_allowed=self._chunk_allowed(writer, send),
+                    size_override=lambda: self.controls.chunk_size_override,
+                    fence=self.fence,
+                    serial=lambda table: self._copy_serially(writer, send, [table]),
+                    on_copied=self.on_copied,
+                ).run()
+            else:
+                await self._copy_serially(writer, send, move.tables)
+
+    async def _ranges_stored(self, writer: TargetWriter) -> bool:
+        """Whether a parallel copy of this move committed ranges (then it goes on in parallel,
+        whatever ``copy_threads`` says now, so that no range is copied twice)."""
+        conn = await connect(self.config.target, "target", connection="copy planner")
+        try:
+            return bool(await rangestore.load(conn, writer.state_db, self.config.move.name))
+        finally:
+            await close(conn)
+
+    def _chunk_allowed(
+        self, writer: TargetWriter, send: MemoryObjectSendStream[WorkItem]
+    ) -> Callable[[], Awaitable[None]]:
+        """Before each chunk: the throttle, and the writer's backlog small (the apply goes first)."""
+        return lambda: self.throttle.chunk_allowed(
+            lambda: send.statistics().current_buffer_used, writer.committed.wait
+        )
+
+    async def _copy_serially(
+        self, writer: TargetWriter, send: MemoryObjectSendStream[WorkItem], tables: list[str]
+    ) -> None:
+        move = self.config.move
+        readers = 2 if move.copy_read_ahead else 1
+        conns: list[Any] = []
+        try:
+            for _ in range(readers):
+                conns.append(
+                    await connect(
+                        self.config.source,
+                        "source",
+                        autocommit=False,
+                        temporal_as_text=True,
+                        connection="copy",
                     )
-                for table in move.tables:
-                    copier = TableCopier(
-                        conns,
-                        self.schemas[table],
-                        writer.progress.get(table, TableProgress()),
-                        move.chunk_size,
-                        send,
-                        lambda: self.throttle.chunk_allowed(
-                            lambda: send.statistics().current_buffer_used, writer.committed.wait
-                        ),
-                        adaptive=move.adaptive_chunk_size,
-                        size_override=lambda: self.controls.chunk_size_override,
-                    )
-                    await copier.run()
-                    event("table copied", table=table, rows=writer.progress[table].rows_copied)
-            finally:
-                for conn in conns:
-                    await close(conn)
+                )
+            for table in tables:
+                copier = TableCopier(
+                    conns,
+                    self.schemas[table],
+                    writer.progress.get(table, TableProgress()),
+                    move.chunk_size,
+                    send,
+                    self._chunk_allowed(writer, send),
+                    adaptive=move.adaptive_chunk_size,
+                    size_override=lambda: self.controls.chunk_size_override,
+                )
+                await copier.run()
+                event("table copied", table=table, rows=writer.progress[table].rows_copied)
+        finally:
+            for conn in conns:
+                await close(conn)
 
     async def _run_samplers(self, scope: anyio.CancelScope, writer: TargetWriter) -> None:
         with scope:

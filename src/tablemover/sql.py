@@ -294,6 +294,24 @@ def key_at_or_before(key: Sequence[ColLike], values: Sequence[object]) -> Statem
     return _keyset(key, values, "<", "<=")
 
 
+def span_where(key: Sequence[ColLike], span: tuple[object | None, object | None] | None) -> Statement:
+    """`` WHERE lo < k1 AND k1 <= hi`` on the first key column (an end that is None is open): a
+    range of a parallel copy (tablemover.copyplan). The index range scan starts at ``lo``."""
+    if span is None:
+        return Statement("", [])
+    lo, hi = span
+    return _range_where(key[:1], None if lo is None else (lo,), None if hi is None else (hi,))
+
+
+def _and(first: Statement, second: Statement) -> Statement:
+    """Two `` WHERE ...`` clauses (either possibly empty) as one."""
+    if not first.text:
+        return second
+    if not second.text:
+        return first
+    return Statement(f"{first.text} AND {second.text.removeprefix(' WHERE ')}", [*first.args, *second.args])
+
+
 def _range_where(
     key: Sequence[ColLike], lower: Sequence[object] | None, upper: Sequence[object] | None
 ) -> Statement:
@@ -362,14 +380,17 @@ def select_chunk(
     limit: int,
     lock: bool = True,
     json_checks: Sequence[str] = (),
+    span: tuple[object | None, object | None] | None = None,
 ) -> Statement:
     """Read the next chunk in key order after the key ``after`` (None: from the start), locked.
 
     ``LOCK IN SHARE MODE`` is spelled the old way because MariaDB does not accept ``FOR SHARE``.
     Each name in ``json_checks`` (a MySQL JSON column) adds one last select-list expression,
-    :func:`json_non_text_types` of that column, in that order, after the columns.
+    :func:`json_non_text_types` of that column, in that order, after the columns. ``span``
+    ``(lo, hi)`` keeps the read to ``lo < first key column <= hi`` (a parallel copy's range, see
+    :func:`span_where`).
     """
-    where = _range_where(key, after, None)
+    where = _and(_range_where(key, after, None), span_where(key, span))
     suffix = " LOCK IN SHARE MODE" if lock else ""
     checks = "".join(f", {json_non_text_types(database, table, c)}" for c in json_checks)
     return Statement(

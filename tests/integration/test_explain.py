@@ -262,3 +262,43 @@ def test_checkpoint_statements_use_the_move_seq_key(move: MoveEnv, explainer: Ex
     explainer.assert_uses_key("a move's rows here", cpstore.has_rows_sql(db), ["m"])
     _, plan = explainer.plan(cpstore.prune_sql(db), ["m", cpstore.KIND_PROGRESS, 5000])
     assert all(a["access_type"] not in ("ALL", "index") for a in _accesses(plan)), plan
+
+
+@pytest.mark.parametrize("table", ["single", "comp2", "enum_middle"])
+async def test_parallel_copy_reads_use_the_key(move: MoveEnv, explainer: Explainer, table: str) -> None:
+    """A parallel copy's chunk read within a range of the first key column (copyplan.Span): an index
+    range from the range's start, bounded at its end, without a sort, whatever the key after it."""
+    db = move.target_database
+    schema = await _schema(move, table)
+    key_names = schema.chunk_key
+    assert key_names is not None
+    columns = _cols(schema, tuple(c.name for c in schema.writable_columns))
+    key = _cols(schema, key_names)
+    positions = [columns.index(k) for k in key]
+    keys = [tuple(r[p] for p in positions) for r in _rows(move, schema)]
+    firsts = sorted({k[0] for k in keys})
+    lo, hi = firsts[len(firsts) // 4], firsts[len(firsts) // 2]
+    after = next(k for k in keys if lo < k[0] <= hi)
+    for span in ((lo, hi), (None, hi), (lo, None)):
+        for start in (None, after):
+            chunk = sql.select_chunk(db, table, columns, key, after=start, limit=50, span=span)
+            explainer.assert_uses_key(f"chunk in {span} after {start}", chunk.text, chunk.args)
+
+
+def test_copy_range_statements_use_the_primary_key(move: MoveEnv, explainer: Explainer) -> None:
+    """The parallel copy's progress rows (rangestore): read, appended and pruned by key."""
+    from tablemover import rangestore
+
+    db = move.target_database
+    move.tgt(
+        rangestore.create_table_sql(db),
+        f"INSERT INTO {rangestore.TABLE} (move_name, table_name, range_no, seq, span, last_key, "
+        "rows_copied, done, writer) SELECT CONCAT('m', seq % 40), CONCAT('t', seq % 3), seq % 16, seq, "
+        "'{}', NULL, seq, 0, 'w' FROM seq_1_to_6000",
+        f"ANALYZE TABLE {rangestore.TABLE}",
+    )
+    explainer.assert_uses_key("ranges of a move", rangestore.select_sql(db), ["m7"])
+    _, plan = explainer.plan(rangestore.prune_sql(db), ["m7", "t1", 3, 5000])
+    assert all(a["access_type"] not in ("ALL", "index") for a in _accesses(plan)), plan
+    _, plan = explainer.plan(rangestore.delete_move_sql(db), ["m7"])
+    assert all(a["access_type"] not in ("ALL", "index") for a in _accesses(plan)), plan
