@@ -155,6 +155,8 @@ class MoveEnv:
     name: str = "t"
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: list[subprocess.Popen[str]] = field(default_factory=list)  # what popen started
+    # [move] keys every config of this move gets unless a test sets them (e.g. copy_threads).
+    move_defaults: dict[str, Any] = field(default_factory=dict)
 
     @property
     def source(self) -> LocalMariaDB:
@@ -187,6 +189,7 @@ class MoveEnv:
             "target_database": self.target_database,
             "state_database": self.state_database,
             "tables": tables,
+            **self.move_defaults,
             **sections.get("move", {}),
         }
         others = {k: v for k, v in sections.items() if k != "move"}
@@ -255,11 +258,15 @@ def move(pair: LocalPair, tmp_path: Path) -> Iterator[MoveEnv]:
     yield from _new_move(pair, tmp_path)
 
 
-@pytest.fixture
-def fault_move(fault_pair: LocalPair, tmp_path: Path) -> Iterator[MoveEnv]:
-    """A fresh move on the fault pair; whatever a failed test left behind is put right after it."""
+@pytest.fixture(params=[1, 4], ids=["copy1", "copy4"])
+def fault_move(fault_pair: LocalPair, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MoveEnv]:
+    """A fresh move on the fault pair; whatever a failed test left behind is put right after it.
+
+    Every fault test runs twice: with the serial copy (``copy_threads = 1``) and with four parallel
+    copy streams, each with a target connection of its own (issue #23)."""
     moves = _new_move(fault_pair, tmp_path)
     env = next(moves)
+    env.move_defaults["copy_threads"] = request.param
     yield env
     for proc in env.procs:  # a daemon a failed test left running would hold its move's lock
         if proc.poll() is None:
