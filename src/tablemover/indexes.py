@@ -182,13 +182,22 @@ def missing(deferred: Sequence[DeferredIndex], target_keys: Mapping[str, str]) -
     return [d for d in deferred if d.name.lower() not in present]
 
 
+_VERSIONED_COMMENT = re.compile(r"/\*M?!\d{5,6}\s*(.*?)\s*\*/", re.DOTALL)
+
+
+def _comparable(line: str) -> str:
+    # Versioned comments unwrapped: "KEY `k` (`a`) /*!80000 INVISIBLE */" is what a MySQL 8 server
+    # prints for the INVISIBLE that another server may print bare. Nothing else is forgiven.
+    return _VERSIONED_COMMENT.sub(r"\1", line).strip()
+
+
 def mismatched(deferred: Sequence[DeferredIndex], target_keys: Mapping[str, str]) -> list[str]:
     """Descriptions of deferred indexes the target defines otherwise than the source (pure)."""
     by_name = {name.lower(): line for name, line in target_keys.items()}
     problems = []
     for index in deferred:
         line = by_name.get(index.name.lower())
-        if line is not None and line != index.definition:
+        if line is not None and _comparable(line) != _comparable(index.definition):
             problems.append(f"source {index.definition!r}, target {line!r}")
     return problems
 
@@ -271,28 +280,46 @@ async def _complete_table(
             "them to the target table by hand, and run again."
         )
     deferred = [by_name[n.lower()] for n in names]
-    lacking = missing(deferred, key_lines(await _show_create(conn, target_db, table)))
-    if lacking:
-        board.cutover_wait = f"cutover waits for {len(lacking)} deferred index(es) on {target_db}.{table}"
-        try:
-            seconds, lock = await _alter(conn, config.move.name, target_db, table, lacking)
-        finally:
-            board.cutover_wait = ""
-        board.index_build_s[table] = round(seconds, 3)
-        event(
-            "deferred indexes added",
-            table=f"{target_db}.{table}",
-            indexes=",".join(d.name for d in lacking),
-            seconds=round(seconds, 3),
-            lock=lock or "server default",
+    target_keys = key_lines(await _show_create(conn, target_db, table))
+    # Checked before the ALTER too: an index of a deferred name that someone defined otherwise is
+    # refused before anything is added, not after.
+    _refuse_mismatched(schema, target_db, deferred, target_keys)
+    lacking = missing(deferred, target_keys)
+    if not lacking:
+        return
+    board.cutover_wait = f"cutover waits for {len(lacking)} deferred index(es) on {target_db}.{table}"
+    try:
+        seconds, lock = await _alter(conn, config.move.name, target_db, table, lacking)
+    finally:
+        board.cutover_wait = ""
+    board.index_build_s[table] = round(seconds, 3)
+    event(
+        "deferred indexes added",
+        table=f"{target_db}.{table}",
+        indexes=",".join(d.name for d in lacking),
+        seconds=round(seconds, 3),
+        lock=lock or "server default",
+    )
+    target_keys = key_lines(await _show_create(conn, target_db, table))
+    still = missing(deferred, target_keys)
+    if still:
+        raise MoveFailed(
+            f"the ALTER adding deferred indexes to {target_db}.{table} succeeded, but the table still "
+            f"lacks {', '.join(d.name for d in still)}; nothing was cut over. Run again."
         )
-    problems = mismatched(deferred, key_lines(await _show_create(conn, target_db, table)))
+    _refuse_mismatched(schema, target_db, deferred, target_keys)
+
+
+def _refuse_mismatched(
+    schema: TableSchema, target_db: str, deferred: Sequence[DeferredIndex], target_keys: Mapping[str, str]
+) -> None:
+    problems = mismatched(deferred, target_keys)
     if problems:
         raise MoveFailed(
-            f"target table {target_db}.{table} has an index of a name the move deferred but defined "
-            f"otherwise than on {schema.qualified_name}: {'; '.join(problems)}. Someone changed it "
-            "by hand; drop that index on the target and run again (the move adds it as the source "
-            "defines it)."
+            f"target table {target_db}.{schema.name} has an index of a name the move deferred but "
+            f"defined otherwise than on {schema.qualified_name}: {'; '.join(problems)}. Nothing was "
+            "cut over. Someone changed it by hand: drop that index on the target and run again (the "
+            "move adds it as the source defines it)."
         )
 
 
