@@ -71,6 +71,8 @@ _DEFERRABLE_KINDS = frozenset({None, "FULLTEXT", "SPATIAL"})
 #   writer's inbox go on (bounded), and the lag is caught up after it before the gate.
 ALTER_LOCKS = ("ALGORITHM=INPLACE, LOCK=NONE", "LOCK=NONE", "")
 _NOT_SUPPORTED = frozenset({1845, 1846})  # ER_ALTER_OPERATION_NOT_SUPPORTED(_REASON)
+ER_DUP_KEYNAME = 1061
+_LOOKS = 4  # reads of the target's indexes per table: each ALTER is followed by one
 
 
 @dataclass(frozen=True)
@@ -280,34 +282,39 @@ async def _complete_table(
             "them to the target table by hand, and run again."
         )
     deferred = [by_name[n.lower()] for n in names]
-    target_keys = key_lines(await _show_create(conn, target_db, table))
-    # Checked before the ALTER too: an index of a deferred name that someone defined otherwise is
-    # refused before anything is added, not after.
-    _refuse_mismatched(schema, target_db, deferred, target_keys)
-    lacking = missing(deferred, target_keys)
-    if not lacking:
-        return
-    board.cutover_wait = f"cutover waits for {len(lacking)} deferred index(es) on {target_db}.{table}"
-    try:
-        seconds, lock = await _alter(conn, config.move.name, target_db, table, lacking)
-    finally:
-        board.cutover_wait = ""
-    board.index_build_s[table] = round(seconds, 3)
-    event(
-        "deferred indexes added",
-        table=f"{target_db}.{table}",
-        indexes=",".join(d.name for d in lacking),
-        seconds=round(seconds, 3),
-        lock=lock or "server default",
-    )
-    target_keys = key_lines(await _show_create(conn, target_db, table))
-    still = missing(deferred, target_keys)
-    if still:
-        raise MoveFailed(
-            f"the ALTER adding deferred indexes to {target_db}.{table} succeeded, but the table still "
-            f"lacks {', '.join(d.name for d in still)}; nothing was cut over. Run again."
+    for _ in range(_LOOKS):
+        target_keys = key_lines(await _show_create(conn, target_db, table))
+        # Checked before the ALTER too: an index of a deferred name that someone defined otherwise
+        # is refused before anything is added, not after; and after it, what the server made.
+        _refuse_mismatched(schema, target_db, deferred, target_keys)
+        lacking = missing(deferred, target_keys)
+        if not lacking:
+            return
+        board.cutover_wait = f"cutover waits for {len(lacking)} deferred index(es) on {target_db}.{table}"
+        try:
+            seconds, lock = await _alter(conn, config.move.name, target_db, table, lacking)
+        except MySQLError as exc:
+            if error_code(exc) != ER_DUP_KEYNAME:
+                raise
+            # A daemon killed during its ALTER leaves the statement running on the server; if it
+            # finished after this run looked, the names exist now. Look again, add what is left.
+            event("a deferred index appeared meanwhile; looking again", table=f"{target_db}.{table}")
+            continue
+        finally:
+            board.cutover_wait = ""
+        board.index_build_s[table] = round(seconds, 3)
+        event(
+            "deferred indexes added",
+            table=f"{target_db}.{table}",
+            indexes=",".join(d.name for d in lacking),
+            seconds=round(seconds, 3),
+            lock=lock or "server default",
         )
-    _refuse_mismatched(schema, target_db, deferred, target_keys)
+    raise MoveFailed(
+        f"the deferred indexes of {target_db}.{table} were not all there after {_LOOKS} looks (last "
+        f"seen missing: {', '.join(d.name for d in missing(deferred, target_keys))}); nothing was cut "
+        "over. Someone else is altering that table: let them finish, then run again."
+    )
 
 
 def _refuse_mismatched(

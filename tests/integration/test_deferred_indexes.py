@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -258,3 +260,89 @@ def test_a_table_reduced_before_the_first_checkpoint_still_gets_its_indexes(move
     assert recorded(move) == {"items": ["ix_k"]}
     assert [e["indexes"] for e in added(run.stderr)] == ["ix_k"]
     assert_moved(move, ["items"])
+
+
+def altering(move: MoveEnv) -> int:
+    """How many of the daemons' deferred-index ALTERs the target is running (or holding)."""
+    found = move.target.execute(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'ALTER /* tablemover%'"
+    )
+    return int(found[0][0])
+
+
+def wait(what: str, condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        time.sleep(0.05)
+
+
+def hold(move: MoveEnv) -> Any:
+    """A reader whose open transaction holds ``orders``: every ALTER of it waits, as a long one runs."""
+    reader = pymysql.connect(unix_socket=move.target.socket, user="root", database=move.target_database)
+    with reader.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("SELECT COUNT(*) FROM orders")
+    return reader
+
+
+def test_killed_during_the_alter_a_restart_ends_with_every_index(move: MoveEnv) -> None:
+    seed(move)
+    cfg = move.config(["orders"], move={"chunk_size": 500, "defer_secondary_indexes": True})
+    killed = move.cli("run", "-c", str(cfg), env={"TABLEMOVER_FAULTS": "indexes.before_alter"})
+    assert killed.returncode != 0
+    reader = hold(move)
+    try:
+        daemon = move.popen("run", "-c", str(cfg))
+        wait("the daemon's ALTER", lambda: altering(move) >= 1)
+        daemon.kill()  # SIGKILL, in the middle of its ALTER
+        daemon.wait(timeout=30)
+    finally:
+        reader.commit()  # the server finishes the orphaned ALTER, or has dropped it
+        reader.close()
+    run = move.cli("run", "-c", str(cfg))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert_moved(move, ["orders"])
+
+
+def test_an_alter_still_running_from_a_killed_daemon_finishes_first(move: MoveEnv) -> None:
+    """The server may go on with a killed daemon's ALTER: the next daemon, which found the indexes
+    missing, then has its own ALTER refused (1061, duplicate key name), looks again, and goes on."""
+    seed(move)
+    cfg = move.config(["orders"], move={"chunk_size": 500, "defer_secondary_indexes": True})
+    killed = move.cli("run", "-c", str(cfg), env={"TABLEMOVER_FAULTS": "indexes.before_alter"})
+    assert killed.returncode != 0
+    reader = hold(move)
+    errors: list[Exception] = []
+
+    def orphan() -> None:  # the statement a killed daemon left running on the server
+        conn = pymysql.connect(unix_socket=move.target.socket, user="root", database=move.target_database)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "ALTER /* tablemover move=t deferred indexes */ TABLE orders "
+                    "ADD KEY ix_customer_placed (customer, placed DESC) "
+                    "COMMENT 'per customer, newest first', "
+                    "ADD KEY ix_note (note(12)), ADD FULLTEXT KEY ft_body (body)"
+                )
+        except pymysql.err.MySQLError as exc:  # reported by the test below
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=orphan, daemon=True)
+    try:
+        thread.start()
+        wait("the orphaned ALTER", lambda: altering(move) == 1)
+        daemon = move.popen("run", "-c", str(cfg))
+        wait("the daemon's ALTER", lambda: altering(move) == 2)
+    finally:
+        reader.commit()
+        reader.close()
+    thread.join(timeout=60)
+    assert not errors, errors
+    assert daemon.wait(timeout=120) == 0, (move.workdir / "daemon.log").read_text()[-3000:]
+    log = (move.workdir / "daemon.log").read_text()
+    assert "a deferred index appeared meanwhile; looking again" in log
+    assert '"deferred indexes added"' not in log
+    assert_moved(move, ["orders"])
