@@ -173,3 +173,15 @@ def test_a_versioned_comment_compares_as_its_content() -> None:
     source = (DeferredIndex("inv", "KEY `inv` (`k`) /*!80000 INVISIBLE */"),)
     assert mismatched(source, {"inv": "KEY `inv` (`k`) INVISIBLE"}) == []
     assert mismatched(source, {"inv": "KEY `inv` (`k`)"}) != []
+
+
+def test_partition_clauses_after_the_table_options_are_kept() -> None:
+    tail = (
+        ") ENGINE=InnoDB DEFAULT CHARSET=latin1\n PARTITION BY RANGE (`id`)\n"
+        "(PARTITION `p0` VALUES LESS THAN (10) ENGINE = InnoDB,\n"
+        " PARTITION `p1` VALUES LESS THAN MAXVALUE ENGINE = InnoDB)"
+    )
+    head = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `k` int(11) NOT NULL,\n  PRIMARY KEY (`id`)"
+    split = split_create(head + ",\n  KEY `k` (`k`)\n" + tail)
+    assert split.create_statement == head + "\n" + tail
+    assert [d.name for d in split.deferred] == ["k"]
