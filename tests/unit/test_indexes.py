@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from tablemover.checkpoint import Checkpoint, TableProgress
+from tablemover.config import parse_config
+from tablemover.controls import Controls
 from tablemover.indexes import (
     ALTER_LOCKS,
     DeferredIndex,
@@ -16,7 +19,9 @@ from tablemover.indexes import (
     plan_table,
     split_create,
 )
+from tablemover.machine import State
 from tablemover.schema import Index, TableSchema
+from tablemover.status import Board, status_document
 
 # As MariaDB 10.11 prints it: one definition a line, the keys after the columns.
 SOURCE = """CREATE TABLE `orders` (
@@ -185,3 +190,20 @@ def test_partition_clauses_after_the_table_options_are_kept() -> None:
     split = split_create(head + ",\n  KEY `k` (`k`)\n" + tail)
     assert split.create_statement == head + "\n" + tail
     assert [d.name for d in split.deferred] == ["k"]
+
+
+def test_the_status_document_shows_the_alter_seconds_of_a_table_that_had_one() -> None:
+    config = parse_config(
+        '[move]\nname = "orders"\ndatabase = "app"\ntables = ["a", "b"]\ndefer_secondary_indexes = true\n',
+        env={},
+    )
+    assert config.move.defer_secondary_indexes
+    board = Board()
+    progress = {"a": TableProgress(rows_copied=5, done=True), "b": TableProgress(rows_copied=7, done=True)}
+    board.committed.store(Checkpoint("orders", State.COPYING, "0-1-5", progress=progress))
+    board.index_build_s["a"] = 1.25
+    tables = status_document(config, board, Controls(config.throttle))["tables"]
+    assert tables["a"]["indexes_added_s"] == 1.25
+    assert "indexes_added_s" not in tables["b"]
+    default = parse_config('[move]\nname = "o"\ndatabase = "app"\ntables = ["a"]\n', env={})
+    assert default.move.defer_secondary_indexes is False
