@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
+import pytest
 
 from conftest import MoveEnv
 from support import WriteLoad, assert_tables_equal, transitions
@@ -159,9 +160,11 @@ def recorded(move: MoveEnv) -> dict[str, list[str]]:
     return dict(json.loads(row[0][0]).get("deferred_indexes", {}))
 
 
-def test_deferred_indexes_are_added_after_a_copy_under_writes(move: MoveEnv) -> None:
+@pytest.mark.parametrize("copy_threads", [1, 4])
+def test_deferred_indexes_are_added_after_a_copy_under_writes(move: MoveEnv, copy_threads: int) -> None:
     seed(move)
-    cfg = move.config(["orders", "items"], move={"chunk_size": 200, "defer_secondary_indexes": True})
+    settings = {"chunk_size": 200, "defer_secondary_indexes": True, "copy_threads": copy_threads}
+    cfg = move.config(["orders", "items"], move=settings)
     orders = OrdersLoad(move.source, move.database).start()
     items = WriteLoad(move.source, move.database, ["items"], key_space=ROWS, pause_s=0.002).start()
     try:
