@@ -61,16 +61,18 @@ _DEFERRABLE_KINDS = frozenset({None, "FULLTEXT", "SPATIAL"})
 # Tried in order until the server accepts one (it refuses an impossible ALGORITHM/LOCK up front,
 # before any work, with 1845/1846). The writer keeps applying binlog events during the ALTER:
 # - INPLACE, LOCK=NONE: InnoDB builds plain indexes online; concurrent DML goes to the online log
-#   (innodb_online_alter_log_max_size bounds it: past it the ALTER fails with 1799, and the next
-#   run tries again) and is applied at the end, under a short exclusive metadata lock that waits
-#   for the writer's open transaction (it commits every 0.2 s or when idle);
+#   and is applied at the end, under a short exclusive metadata lock that waits for the writer's
+#   open transaction (it commits every 0.2 s or when idle);
 # - LOCK=NONE with the server's choice of algorithm: MariaDB 11.2+ copies online too;
-# - the server's default, the least locking it can do: a FULLTEXT or SPATIAL index cannot be
-#   built with concurrent DML (LOCK=SHARED), nor two FULLTEXT indexes at once in place (then the
-#   table is copied). The writer's statements on that table wait for the ALTER, the stream and the
-#   writer's inbox go on (bounded), and the lag is caught up after it before the gate.
-ALTER_LOCKS = ("ALGORITHM=INPLACE, LOCK=NONE", "LOCK=NONE", "")
+# - LOCK=SHARED: a FULLTEXT or SPATIAL index cannot be built with concurrent DML, nor two FULLTEXT
+#   indexes at once in place (then the table is copied). The writer's statements on that table wait
+#   for the ALTER; the stream and the writer's inbox go on (bounded), and the lag is caught up after
+#   it, before the gate. Also the way on when the online log outgrew
+#   innodb_online_alter_log_max_size (1799): the writes were too many to log, so they wait instead;
+# - the server's default, should it refuse even that.
+ALTER_LOCKS = ("ALGORITHM=INPLACE, LOCK=NONE", "LOCK=NONE", "LOCK=SHARED", "")
 _NOT_SUPPORTED = frozenset({1845, 1846})  # ER_ALTER_OPERATION_NOT_SUPPORTED(_REASON)
+ER_INNODB_ONLINE_LOG_TOO_BIG = 1799
 ER_DUP_KEYNAME = 1061
 _LOOKS = 4  # reads of the target's indexes per table: each ALTER is followed by one
 
@@ -204,6 +206,20 @@ def mismatched(deferred: Sequence[DeferredIndex], target_keys: Mapping[str, str]
     return problems
 
 
+def remaining_locks(lock: str, code: int | None) -> tuple[str, ...] | None:
+    """The :data:`ALTER_LOCKS` still worth trying after ``lock`` failed with error ``code`` (pure).
+
+    None: the error is not about locking; the ALTER fails with it. After 1799 (the online log
+    overflowed, the index was built in vain) no other LOCK=NONE form is tried: it would overflow too.
+    """
+    later = ALTER_LOCKS[ALTER_LOCKS.index(lock) + 1 :]
+    if code in _NOT_SUPPORTED and later:
+        return later
+    if code == ER_INNODB_ONLINE_LOG_TOO_BIG and "LOCK=NONE" in lock:
+        return tuple(option for option in later if "LOCK=NONE" not in option)
+    return None
+
+
 # --- I/O ------------------------------------------------------------------------------------------
 
 
@@ -335,17 +351,19 @@ async def _alter(
 ) -> tuple[float, str]:
     """Run the ALTER with the least locking the server accepts: (seconds it took, lock clause)."""
     faults.hit("indexes.before_alter")
-    for lock in ALTER_LOCKS:
+    locks: tuple[str, ...] = ALTER_LOCKS
+    while True:
+        lock = locks[0]
         started = time.monotonic()
         try:
             await execute(conn, add_indexes_statement(database, table, indexes, lock, alter_tag(move_name)))
         except MySQLError as exc:
-            if error_code(exc) in _NOT_SUPPORTED and lock:
-                event(
-                    "ALTER refused with this lock; trying the next", logging.DEBUG, lock=lock, error=str(exc)
-                )
-                continue
-            raise
+            later = remaining_locks(lock, error_code(exc))
+            if not later:
+                raise
+            level = logging.WARNING if error_code(exc) == ER_INNODB_ONLINE_LOG_TOO_BIG else logging.DEBUG
+            event("ALTER refused with this lock; trying the next", level, lock=lock, error=str(exc))
+            locks = later
+            continue
         faults.hit("indexes.after_alter")
         return time.monotonic() - started, lock
-    raise AssertionError("unreachable: the last ALTER_LOCKS entry is tried without a lock clause")

@@ -17,6 +17,7 @@ from tablemover.indexes import (
     mismatched,
     missing,
     plan_table,
+    remaining_locks,
     split_create,
 )
 from tablemover.machine import State
@@ -207,3 +208,18 @@ def test_the_status_document_shows_the_alter_seconds_of_a_table_that_had_one() -
     assert "indexes_added_s" not in tables["b"]
     default = parse_config('[move]\nname = "o"\ndatabase = "app"\ntables = ["a"]\n', env={})
     assert default.move.defer_secondary_indexes is False
+
+
+def test_the_lock_fallbacks() -> None:
+    online, any_online, shared, default = ALTER_LOCKS
+    # Refused up front (FULLTEXT cannot be built online): the next, less concurrent form.
+    assert remaining_locks(online, 1846) == (any_online, shared, default)
+    assert remaining_locks(shared, 1845) == (default,)
+    assert remaining_locks(default, 1846) is None  # nothing left: the error stands
+    # The online log overflowed: not online again, the writes wait instead.
+    assert remaining_locks(online, 1799) == (shared, default)
+    assert remaining_locks(any_online, 1799) == (shared, default)
+    assert remaining_locks(shared, 1799) is None
+    # Anything else is not about locking.
+    assert remaining_locks(online, 1061) is None
+    assert remaining_locks(online, None) is None
