@@ -16,11 +16,13 @@ Crash safety, in two records that need no transaction between them:
   records them. A move started without the option records nothing and is never altered, whatever
   a later run's config says;
 - *which of them exist* is the target table itself: every run that reaches the step reads the
-  target's ``SHOW CREATE TABLE`` and adds only the recorded names it lacks (an ALTER is atomic, so
-  after a SIGKILL it added all of them or none). An index of a recorded name must then be defined
-  exactly as on the source (the same ``SHOW CREATE TABLE`` line: columns in order, prefix lengths,
-  DESC, comment, IGNORED/INVISIBLE, parser), else the step refuses rather than cut over to a table
-  that is read differently from the source.
+  target's ``SHOW CREATE TABLE`` and adds only the recorded names it lacks. An ALTER is atomic, so
+  after a SIGKILL it added all of them or none; but the server may still be running the killed
+  daemon's ALTER and finish it after the next daemon looked, whose own ALTER then fails on the
+  names (1061): it looks again. An index of a recorded name must be defined exactly as on the
+  source (the same ``SHOW CREATE TABLE`` line: columns in order, prefix lengths, DESC, comment,
+  IGNORED/INVISIBLE, parser), else the step refuses, before and after its ALTER, rather than cut
+  over to a table that is read differently from the source.
 
 The definitions are the source's own ``SHOW CREATE TABLE`` lines, so whatever the server can print
 it can add back. :func:`split_create` and :func:`add_indexes_statement` are pure (unit-tested);
@@ -279,30 +281,38 @@ async def add_deferred_indexes(
         recorded = await _recorded(conn, state_db, config.move.name)
         for table, names in recorded.items():
             if names and table in schemas:
-                await _complete_table(config, conn, target_db, schemas[table], names, board)
+                await _complete_table(config, conn, target_db, table, schemas[table], names, board)
     finally:
         await close(conn)
 
 
 async def _complete_table(
-    config: Config, conn: Any, target_db: str, schema: TableSchema, names: list[str], board: Board
+    config: Config,
+    conn: Any,
+    target_db: str,
+    table: str,
+    schema: TableSchema,
+    names: list[str],
+    board: Board,
 ) -> None:
-    table = schema.name
     by_name = {d.name.lower(): d for d in split_create(schema.create_statement).deferred}
-    unknown = [n for n in names if n.lower() not in by_name]
-    if unknown:
+    present = {name.lower() for name in key_lines(await _show_create(conn, target_db, table))}
+    # The source lost a recorded index since PREPARED (someone altered it): its definition is gone,
+    # so it can only be accepted where the target already has it.
+    lost = [n for n in names if n.lower() not in by_name and n.lower() not in present]
+    if lost:
         raise MoveFailed(
-            f"the move deferred the indexes {', '.join(unknown)} of {schema.qualified_name}, but the "
+            f"the move deferred the indexes {', '.join(lost)} of {schema.qualified_name}, but the "
             "source table has no such secondary index now, so they cannot be added to "
-            f"{target_db}.{table} as the source defines them. Restore the source's indexes, or add "
-            "them to the target table by hand, and run again."
+            f"{target_db}.{table} as the source defines them. Nothing was cut over. Restore the "
+            "source's indexes, or add them to the target table by hand, and run again."
         )
-    deferred = [by_name[n.lower()] for n in names]
+    deferred = [by_name[n.lower()] for n in names if n.lower() in by_name]
     for _ in range(_LOOKS):
         target_keys = key_lines(await _show_create(conn, target_db, table))
         # Checked before the ALTER too: an index of a deferred name that someone defined otherwise
         # is refused before anything is added, not after; and after it, what the server made.
-        _refuse_mismatched(schema, target_db, deferred, target_keys)
+        _refuse_mismatched(schema, f"{target_db}.{table}", deferred, target_keys)
         lacking = missing(deferred, target_keys)
         if not lacking:
             return
@@ -334,12 +344,15 @@ async def _complete_table(
 
 
 def _refuse_mismatched(
-    schema: TableSchema, target_db: str, deferred: Sequence[DeferredIndex], target_keys: Mapping[str, str]
+    schema: TableSchema,
+    target: str,
+    deferred: Sequence[DeferredIndex],
+    target_keys: Mapping[str, str],
 ) -> None:
     problems = mismatched(deferred, target_keys)
     if problems:
         raise MoveFailed(
-            f"target table {target_db}.{schema.name} has an index of a name the move deferred but "
+            f"target table {target} has an index of a name the move deferred but "
             f"defined otherwise than on {schema.qualified_name}: {'; '.join(problems)}. Nothing was "
             "cut over. Someone changed it by hand: drop that index on the target and run again (the "
             "move adds it as the source defines it)."
