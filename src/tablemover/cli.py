@@ -181,7 +181,10 @@ def status_text(status: dict[str, Any], name: str) -> list[str]:
         )
     for table, p in status.get("tables", {}).items():
         of = f" of ~{p['rows_total']:,}" if p.get("rows_total") and not p["done"] else ""
-        lines.append(f"  {table}: {p['rows_copied']:,}{of} rows copied{' (done)' if p['done'] else ''}")
+        built = f", deferred indexes added in {p['indexes_added_s']:.1f} s" if "indexes_added_s" in p else ""
+        lines.append(
+            f"  {table}: {p['rows_copied']:,}{of} rows copied{' (done)' if p['done'] else ''}{built}"
+        )
     lines.append(f"  applied_gtid={status.get('applied_gtid')}")
     return lines
 

@@ -54,6 +54,12 @@ class MoveSection(_Section):
     # across the moved tables and within a table by ranges of its first key column. 0 = from the
     # host's cores (copyplan.auto_copy_threads); 1 = one reader, the ordered writer writes chunks.
     copy_threads: int = Field(default=0, ge=0, le=32, description="parallel copy streams; 0 = auto")
+    # Create the target tables with their primary and unique keys only, and add every other index
+    # (plain, FULLTEXT, SPATIAL) in one ALTER per table once the copy is complete and caught up,
+    # before the checksum gate: a copy without them writes faster (tablemover.indexes).
+    defer_secondary_indexes: bool = Field(
+        default=False, description="add non-unique indexes after the copy instead of before it"
+    )
     postpone_cutover: bool = False
     postpone_flag_file: str = ""
     hooks_dir: str = ""
@@ -480,6 +486,7 @@ chunk_size = 1000               # rows per copy chunk (start value)
 adaptive_chunk_size = true      # adapt the chunk size towards ~0.25 s per chunk
 copy_read_ahead = true          # read the next chunk while the previous one is written
 copy_threads = 0                # parallel chunk readers+writers; 0 = from the cores (1 on 2 cores)
+defer_secondary_indexes = false # true: create non-unique indexes after the copy (one ALTER per table)
 postpone_cutover = false        # true: after copy+catch-up, wait for `tablemover cutover`
 postpone_flag_file = ""         # cutover waits while this file exists
 hooks_dir = ""                  # directory of executable hooks

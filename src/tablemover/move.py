@@ -50,6 +50,7 @@ from tablemover.drain import drain
 from tablemover.errors import MoveFailed, SafetyRefusal, TablemoverError, UnreproducibleEvent
 from tablemover.flavor import Flavor
 from tablemover.hooks import fire_until_ok, run_hooks
+from tablemover.indexes import add_deferred_indexes
 from tablemover.lag import LagMonitor
 from tablemover.log import event
 from tablemover.machine import FAILABLE, REVERSE_FEED, MoveMachine, State
@@ -201,6 +202,8 @@ class Move:
                 events_applied=writer.checkpoint.events_applied,
                 **writer.batch_counts(),
             )
+            # With defer_secondary_indexes: one ALTER per table, beside the running writer (indexes.py).
+            await add_deferred_indexes(self.config, self.schemas, self.state_db, self.board)
             await run_hooks(self.config, "row-copy-complete", machine.current.value, hook_env(self.board))
             if self.stop_before_cutover:
                 return

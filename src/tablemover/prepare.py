@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tablemover import checkpoint as cpstore
+from tablemover import indexes
 from tablemover.checkpoint import Checkpoint, TableProgress
 from tablemover.config import Config
 from tablemover.db import current_position, execute, query
@@ -36,7 +37,9 @@ async def prepare(
     created = []
     for table, schema in schemas.items():
         if not await table_exists(target, target_db, table):
-            await execute(target, target_create_statement(schema.create_statement, target_db))
+            # With defer_secondary_indexes, without its non-unique indexes (tablemover.indexes).
+            create = indexes.create_statement(config, schema)
+            await execute(target, target_create_statement(create, target_db))
             created.append(table)
             event("created target table", table=f"{target_db}.{table}")
     # Rule 1: the stream starts at a position captured before the first chunk is read.
@@ -48,7 +51,11 @@ async def prepare(
         applied_gtid=start,
         progress={t: TableProgress() for t in config.move.tables},
         # `discard` drops the tables the move created and only empties those it found.
-        detail={"flavor": flavor.value, "created_tables": created},
+        detail={
+            "flavor": flavor.value,
+            "created_tables": created,
+            **await indexes.prepared_detail(config, schemas, target),
+        },
     )
     cp = await cpstore.write(target, state_db, cp)
     await target.commit()

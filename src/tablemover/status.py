@@ -88,6 +88,7 @@ class Board:
     copy_rate: float = 0.0  # rows/s copied over the last progress interval
     backlog: int = 0  # items queued for the writer at the last progress report
     rows_estimate: dict[str, int] = field(default_factory=dict)
+    index_build_s: dict[str, float] = field(default_factory=dict)  # per table: its deferred-index ALTER
     outage_ms: int | None = None
     outage_lock_wait_ms: int | None = None  # the part of the outage the RENAME waited
     # The rollback window.
@@ -171,6 +172,8 @@ def status_document(config: Config, board: Board, controls: Controls) -> dict[st
                 "rows_copied": cp.progress[t].rows_copied,
                 "rows_total": board.rows_estimate.get(t, 0),
                 "done": cp.progress[t].done,
+                # Seconds the ALTER adding the table's deferred indexes took, once this run did it.
+                **({"indexes_added_s": board.index_build_s[t]} if t in board.index_build_s else {}),
             }
             for t in config.move.tables  # config order, as the operator listed them
             if t in cp.progress

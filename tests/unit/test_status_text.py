@@ -90,3 +90,13 @@ def test_status_text_shows_an_open_rollback_window() -> None:
     ]
     closed = {k: v for k, v in status.items() if k not in ("window_closes_in_s", "reverse_lag_s")}
     assert not [line for line in status_text(closed, "orders") if "rollback window" in line]
+
+
+def test_status_text_shows_how_long_the_deferred_indexes_took() -> None:
+    status = {
+        "state": "COPYING",
+        "rows_copied": 10,
+        "applied_gtid": "0-1-9",
+        "tables": {"a": {"rows_copied": 10, "rows_total": 10, "done": True, "indexes_added_s": 12.345}},
+    }
+    assert "  a: 10 rows copied (done), deferred indexes added in 12.3 s" in status_text(status, "o")

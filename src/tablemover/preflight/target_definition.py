@@ -14,7 +14,9 @@ how the target is read, not what it stores or which rows collide), key names, co
 options other than the engine.
 
 Once the move has a checkpoint the target tables are the ones the move created (or accepted here
-before it started), so the check stands down, like ``target_empty``.
+before it started), so the check stands down, like ``target_empty``. That is also what lets a move
+with ``defer_secondary_indexes`` resume: its tables lack their non-unique indexes until the copy is
+done, and ``tablemover.indexes`` adds exactly the ones the PREPARED checkpoint recorded.
 
 The comparison (:func:`definition_differences`) is pure; :func:`read_definition` is the thin reader.
 """
