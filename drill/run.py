@@ -74,7 +74,6 @@ from typing import Any
 from loadkit import LoadError, ensure_sysbench
 
 from drill.common import Children, Drill, DrillError
-from drill.kills import plan_kills
 from drill.report import format_details, format_table
 from drill.rounds import Slot, pick, run_round
 from drill.rounds.windowed import ELAPSE_EVERY
@@ -225,15 +224,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         targeted = windows = 0
         for number in range(1, args.rounds + 1):
-            kills = plan_kills(number, targeted, rng)
-            targeted += number % 2
-            table_count = rng.choice((2, 3))
             window = None
             if args.window_every and number % args.window_every == 0:
                 windows += 1
                 window = windows
             slot = Slot(number, window)
             kind = pick(slot)
+            # The draws from rng stay in this order (forward kills, table count, the kind's later
+            # kills): a seed then gives the rounds it always gave.
+            kills = kind.forward_kills(slot, targeted, rng)
+            targeted += number % 2
+            table_count = rng.choice((2, 3))
             later_kills = kind.plan(slot, rng)
             try:
                 record = run_round(drill, kind, number, kills, later_kills, table_count)

@@ -18,7 +18,7 @@ from drill.checks import RoundMarks, StateRules, hook_problems, transition_probl
 from drill.common import Drill, DrillError
 from drill.daemon import RUN_TIMEOUT_S, Daemon, RunRecord, round_runs
 from drill.db import binlog_position, count_renames, scan_binlog, transitions
-from drill.kills import Kill
+from drill.kills import Kill, plan_kills
 from drill.load import EXTRA_TABLE_RATE, SYSBENCH_TABLES, PyLoad, setup_round, stop_sysbench
 from drill.window import WindowRun
 from tablemover.local.mariadb import pair_config
@@ -124,10 +124,14 @@ class RoundKind(ABC):
         """Whether this kind runs the round at ``slot`` (the first kind in the registry that takes a
         slot runs it)."""
 
+    def forward_kills(self, slot: Slot, targeted_index: int, rng: random.Random) -> list[Kill]:
+        """The kills of the forward move: :func:`drill.kills.plan_kills` (``targeted_index``: how
+        many rounds before this one took a targeted kill)."""
+        return plan_kills(slot.number, targeted_index, rng)
+
     def plan(self, slot: Slot, rng: random.Random) -> list[Kill]:
-        """The kills after the cutover (none: the forward kills are planned for every round alike).
-        Called once for each round this kind takes, after the forward kills and the table count were
-        drawn from ``rng``."""
+        """The kills after the cutover (none here). Called once for each round this kind takes, after
+        the forward kills and the table count were drawn from ``rng``."""
         return []
 
     def move_keys(self) -> dict[str, Any]:
