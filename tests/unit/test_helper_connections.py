@@ -112,7 +112,7 @@ def test_the_shared_root_connection_and_the_clients_use_unix_sockets() -> None:
     assert len(calls) == 1 and how(calls[0], "") == "unix socket"
     loadkit = (ROOT / "loadkit/__init__.py").read_text()
     assert "--mysql-socket=" in loadkit and "--mysql-host" not in loadkit and "--mysql-port" not in loadkit
-    drill = (ROOT / "drill/run.py").read_text()
+    drill = "\n".join(p.read_text() for p in sorted((ROOT / "drill").rglob("*.py")))
     assert '"-S", socket_path' in drill and '"-h"' not in drill and "--host" not in drill
     assert "S={pair.source.socket},u=root" in drill and "h=" not in drill  # pt-table-sync's DSNs
     # The one server-to-server link: the native-replication reference's replica (a third local

@@ -1,0 +1,80 @@
+"""The crash drill's round kinds (``drill/rounds/``) without servers: which kind the registry picks
+for each round, what each plans after the cutover, and the state rules its checks hold the
+checkpoint's transitions to. ``make drill`` and ``tests/drills`` run them against real servers."""
+
+from __future__ import annotations
+
+import random
+
+from drill.checks import transition_problems
+from drill.rounds import KINDS, Slot, pick
+from drill.rounds.rollback import WINDOW_POINTS
+
+FORWARD = ["PREPARED", "COPYING", "CUTOVER_STARTED", "RENAMED", "DRAINED", "HOOK_FIRED"]
+
+
+def schedule(rounds: int, window_every: int) -> list[str]:
+    """The kinds of rounds 1..``rounds`` as ``drill.run.main`` numbers them."""
+    kinds, windows = [], 0
+    for number in range(1, rounds + 1):
+        window = None
+        if window_every and number % window_every == 0:
+            windows += 1
+            window = windows
+        kinds.append(pick(Slot(number, window)).name)
+    return kinds
+
+
+def test_every_kind_has_a_name_of_its_own_and_every_slot_a_kind() -> None:
+    assert len({k.name for k in KINDS}) == len(KINDS)
+    assert schedule(40, 0) == ["forward"] * 40
+    every_other = schedule(20, 2)
+    assert every_other[0::2] == ["forward"] * 10
+    # Window rounds: four rollback rounds, then an elapse round.
+    assert every_other[1::2] == (["rollback"] * 4 + ["elapse"]) * 2
+
+
+def test_rollback_rounds_cycle_the_window_points_and_add_a_random_kill_every_other_round() -> None:
+    rollback = pick(Slot(2, 1))
+    rng = random.Random(1)
+    windows = [w for w in range(1, 40) if pick(Slot(2 * w, w)).name == "rollback"]
+    plans = [rollback.plan(Slot(2 * w, w), rng) for w in windows]
+    assert [p[0].point for p in plans] == [WINDOW_POINTS[i % len(WINDOW_POINTS)] for i in range(len(plans))]
+    assert [len(p) for p in plans[:4]] == [1, 2, 1, 2]
+    assert all(not k.point and 0 <= k.fraction < 1 for p in plans for k in p[1:])
+
+
+def test_elapse_and_forward_plans() -> None:
+    rng = random.Random(2)
+    (kill,) = pick(Slot(10, 5)).plan(Slot(10, 5), rng)
+    assert not kill.point and 0 <= kill.fraction < 1
+    state = rng.getstate()
+    assert pick(Slot(1, None)).plan(Slot(1, None), rng) == []
+    assert rng.getstate() == state  # a forward round draws nothing more: the seed's plans stay as they were
+
+
+def test_each_kind_holds_the_transitions_to_its_own_ending() -> None:
+    forward, rollback, elapse = (pick(s).rules for s in (Slot(1, None), Slot(2, 1), Slot(10, 5)))
+    done = [*FORWARD, "DONE"]
+    elapsed = [*FORWARD, "WINDOW_OPEN", "DONE"]
+    rolled = [
+        *FORWARD,
+        "WINDOW_OPEN",
+        "ROLLBACK_STARTED",
+        "ROLLBACK_RENAMED",
+        "ROLLBACK_DRAINED",
+        "ROLLED_BACK",
+    ]
+    assert transition_problems(done, forward) == []
+    assert transition_problems(elapsed, elapse) == []
+    assert transition_problems(rolled, rollback) == []
+    assert "WINDOW_OPEN written in a round that must not reach it" in transition_problems(elapsed, forward)
+    assert transition_problems(rolled, elapse)[0].startswith(
+        "does not end with HOOK_FIRED, WINDOW_OPEN, DONE"
+    )
+    # A resumed cutover (CUTOVER_STARTED back to COPYING) is legal; RENAMED written twice is not.
+    resumed = [*FORWARD[:3], "COPYING", *FORWARD[2:], "DONE"]
+    assert transition_problems(resumed, forward) == []
+    twice = [*FORWARD[:4], "RENAMED", *FORWARD[4:], "DONE"]
+    assert "illegal transition RENAMED -> RENAMED" in transition_problems(twice, forward)
+    assert "RENAMED written 2 times" in transition_problems(twice, forward)
