@@ -93,6 +93,8 @@ class Drill:
     pt_table_sync: str | None
     # Extra [source]/[target] keys of every round's config: --tls's verify_identity and certificates.
     server_keys: dict[str, str] = field(default_factory=dict)
+    # [move] keys of every round's config over its kind's (--copy-threads N: copy_threads = N).
+    move_keys: dict[str, Any] = field(default_factory=dict)
     full_runs: list[float] = field(default_factory=list)
     restart_runs: list[float] = field(default_factory=list)
     rollback_runs: list[float] = field(default_factory=list)  # rollback asked -> daemon exited 0

@@ -127,6 +127,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         f"{ELAPSE_EVERY}th such round lets it elapse); 0: none (default %(default)s)",
     )
     p.add_argument(
+        "--copy-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="every round's move copies with N streams ([move] copy_threads; default: each round "
+        "kind's own, 4 for the parallel rounds, the daemon's default for the others)",
+    )
+    p.add_argument(
         "--tls",
         action="store_true",
         help="servers with TLS certificates of a throwaway CA and require_secure_transport=ON, the "
@@ -134,6 +142,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "certificate (the drill's own connections are root over the unix sockets)",
     )
     args = p.parse_args(argv)
+    if args.copy_threads is not None and not 1 <= args.copy_threads <= 32:
+        p.error("--copy-threads must be between 1 and 32")
     for name in ("rounds", "rows", "rate"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1")
@@ -203,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         grant_mover(pair, SCHEMA_GRANT, window=args.window_every > 0)
         drill = Drill(pair, workdir, children, args.rows, args.rate, seed, sysbench, pt)
+        if args.copy_threads is not None:
+            drill.move_keys["copy_threads"] = args.copy_threads
         if tls_files is not None:
             # The servers then refuse any connection of the move user that is not TLS with the
             # client certificate: a round that passes had every connection of every role encrypted.
@@ -218,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "pt_table_sync": bool(pt),
             "row_metadata": args.row_metadata,
             "window_every": args.window_every,
+            "copy_threads": args.copy_threads,
             "tls": "verify_identity, require_secure_transport=ON, REQUIRE X509" if args.tls else "off",
             "mariadbd": str(pair.source.execute("SELECT VERSION()")[0][0]),
             "rounds": rounds,

@@ -9,7 +9,7 @@ checks expect. To add a kind: a module here with a :class:`~drill.rounds.base.Ro
 
 from __future__ import annotations
 
-from drill.rounds import elapse, forward, rollback
+from drill.rounds import elapse, forward, parallel, rollback
 from drill.rounds.base import RoundKind, Slot, run_round
 
 # Every round kind, in the order they are offered a round: the first whose ``takes`` accepts the
@@ -17,6 +17,7 @@ from drill.rounds.base import RoundKind, Slot, run_round
 KINDS: tuple[RoundKind, ...] = (
     elapse.KIND,
     rollback.KIND,
+    parallel.KIND,
     forward.KIND,
 )
 

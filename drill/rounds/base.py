@@ -201,6 +201,7 @@ def run_round(
         "hooks_dir": str(rdir / "hooks"),
     }
     move.update(kind.move_keys())
+    move.update(drill.move_keys)  # the command line's (--copy-threads) over the kind's
     config = rdir / "move.toml"
     keys = drill.server_keys
     config.write_text(pair_config(pair, rdir, move, source=keys, target=keys))

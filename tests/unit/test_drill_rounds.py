@@ -27,9 +27,10 @@ def schedule(rounds: int, window_every: int) -> list[str]:
 
 def test_every_kind_has_a_name_of_its_own_and_every_slot_a_kind() -> None:
     assert len({k.name for k in KINDS}) == len(KINDS)
-    assert schedule(40, 0) == ["forward"] * 40
+    # Every fourth round copies with four streams (rounds 3, 7, ...), unless it is a window round.
+    assert schedule(40, 0) == ["forward", "forward", "parallel", "forward"] * 10
     every_other = schedule(20, 2)
-    assert every_other[0::2] == ["forward"] * 10
+    assert every_other[0::2] == ["forward", "parallel"] * 5
     # Window rounds: four rollback rounds, then an elapse round.
     assert every_other[1::2] == (["rollback"] * 4 + ["elapse"]) * 2
 
@@ -51,6 +52,16 @@ def test_elapse_and_forward_plans() -> None:
     state = rng.getstate()
     assert pick(Slot(1, None)).plan(Slot(1, None), rng) == []
     assert rng.getstate() == state  # a forward round draws nothing more: the seed's plans stay as they were
+
+
+def test_parallel_rounds_kill_inside_a_copy_stream_then_at_a_cutover_point() -> None:
+    from drill.kills import CUTOVER_POINTS
+
+    kind = pick(Slot(3, None))
+    assert kind.move_keys() == {"copy_threads": 4}
+    points = [kind.forward_kills(Slot(n, None), 0, random.Random(n)) for n in (3, 7, 11, 15)]
+    assert {p[0].point.split(":")[0] for p in points} == {"parallel.after_commit", "parallel.before_commit"}
+    assert all(1 <= int(p[0].point.split(":")[1]) <= 12 and p[1].point in CUTOVER_POINTS for p in points)
 
 
 def test_each_kind_holds_the_transitions_to_its_own_ending() -> None:
