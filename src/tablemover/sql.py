@@ -525,13 +525,26 @@ def checksum_range(
 
 
 def key_boundary(
-    database: str, table: str, key: Sequence[ColLike], *, after: Sequence[object] | None, step: int
+    database: str,
+    table: str,
+    key: Sequence[ColLike],
+    *,
+    after: Sequence[object] | None,
+    step: int,
+    upper: Sequence[object] | None = None,
 ) -> Statement:
-    """The key of the ``step``-th row after a key (or from the start): the end of a verify chunk."""
-    where = _range_where(key, after, None)
+    """The key of the ``step``-th row after a key (or from the start): the end of a verify chunk.
+
+    With ``upper`` only rows up to and including that key count (an interval (after, upper] of the
+    live gate); the server compares, in the key columns' own order and collation, like every other
+    range here. The statement also returns the row after the ``step``-th one, when there is one
+    inside the range (LIMIT 2): fewer than two rows back means the rest of the range is at most
+    one chunk, so the caller ends it at ``upper`` itself and sends no query for an empty chunk.
+    """
+    where = _range_where(key, after, upper)
     return Statement(
         f"SELECT {read_list(key)} FROM {qualified(database, table)}{where.text} "
-        f"ORDER BY {column_list(key)} LIMIT 1 OFFSET {int(step) - 1}",
+        f"ORDER BY {column_list(key)} LIMIT 2 OFFSET {int(step) - 1}",
         where.args,
     )
 
