@@ -204,6 +204,12 @@ async def test_every_statement_shape_uses_the_key(move: MoveEnv, explainer: Expl
         for after in lower_keys:
             boundary = sql.key_boundary(db, table, key, after=after, step=step)
             explainer.assert_uses_key(f"boundary {step} after {after}", boundary.text, boundary.args)
+    # The live gate (gate.LiveGate) cuts key intervals (lower, upper] the same way, the boundary
+    # bounded by the interval's upper key; its chunks are the ranged checksums below.
+    for step in (1, 50, 2000):
+        for low, high in ((lower, upper), (None, upper)):
+            bounded = sql.key_boundary(db, table, key, after=low, upper=high, step=step)
+            explainer.assert_uses_key(f"boundary {step} in ({low}, {high}]", bounded.text, bounded.args)
     for low, high in ((lower, upper), (None, upper), (lower, None), (lower_keys[-1], None)):
         checksum = sql.checksum_range(db, table, columns, key, lower=low, upper=high)
         explainer.assert_uses_key(f"checksum ({low}, {high}]", checksum.text, checksum.args)
