@@ -32,6 +32,7 @@ held through the target read, to name the keys; :class:`GateDifference` at :meth
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -58,6 +59,7 @@ from tablemover.db import (
 )
 from tablemover.errors import PreflightError
 from tablemover.flavor import Flavor
+from tablemover.log import event
 from tablemover.retry import leaves, primary_error
 from tablemover.schema import sql_col
 from tablemover.verify import (
@@ -160,6 +162,9 @@ class LiveGate:
         self._table_order: list[str] = []
         self._done = anyio.Event()
         self._tg: TaskGroup | None = None
+        # Chunks whose sums differed but that were equal at the second, fully locked look: zero
+        # unless something other than the apply writes the target (or the protocol is broken).
+        self.vanished = 0
 
     async def __aenter__(self) -> LiveGate:
         self._tg = anyio.create_task_group()
@@ -329,26 +334,14 @@ class LiveGate:
         """Read the source position on ``conn``; return once the target has applied it."""
         await self.wait_applied(gtid.parse_position(self.flavor, await current_position(conn, self.flavor)))
 
-    async def _source_side(self, pair: _Pair, job: _Job, target_side: TaskGroup) -> None:
-        """Steps 1-4 of the module docstring; step 5 is left running on ``target_side``."""
-        chunk = replace(job.chunk, source=pair.source, target=pair.target)
+    async def _locked(self, pair: _Pair, body: Callable[[], Awaitable[None]]) -> None:
+        """Wait for the apply without a lock, then run ``body`` (which takes the chunk's shared
+        lock), then release it; again when the locking read loses a deadlock or a lock wait."""
         for attempt in range(1, LIVE_CHUNK_ATTEMPTS + 1):
             try:
                 await self._settle(pair.source)  # no lock held: the apply's lag costs nobody
-                job.src = chunk.source_sum(
-                    await query_one(
-                        pair.source, chunk.src_sum.text + " LOCK IN SHARE MODE", chunk.src_sum.args or None
-                    )
-                )
-                await faults.delay("verify.after_source_sum")  # tests widen the window an append needs
-                await self._settle(pair.source)  # only what committed since the wait above
-                await pair.target_free.acquire()  # the previous chunk's target sum is done
-                try:
-                    await execute(pair.target, "START TRANSACTION WITH CONSISTENT SNAPSHOT")
-                except BaseException:
-                    pair.target_free.release()
-                    raise
-                break
+                await body()
+                return
             except MySQLError as exc:
                 # Our locking read lost a deadlock or waited too long behind the application:
                 # InnoDB rolled it back, so reading the chunk again is safe.
@@ -361,6 +354,27 @@ class LiveGate:
             finally:
                 with anyio.CancelScope(shield=True):
                     await pair.source.rollback()  # releases the chunk's shared locks
+
+    async def _source_side(self, pair: _Pair, job: _Job, target_side: TaskGroup) -> None:
+        """Steps 1-4 of the module docstring; step 5 is left running on ``target_side``."""
+        chunk = replace(job.chunk, source=pair.source, target=pair.target)
+
+        async def locked() -> None:
+            job.src = chunk.source_sum(
+                await query_one(
+                    pair.source, chunk.src_sum.text + " LOCK IN SHARE MODE", chunk.src_sum.args or None
+                )
+            )
+            await faults.delay("verify.after_source_sum")  # tests widen the window an append needs
+            await self._settle(pair.source)  # only what committed since the unlocked wait
+            await pair.target_free.acquire()  # the previous chunk's target sum is done
+            try:
+                await execute(pair.target, "START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            except BaseException:
+                pair.target_free.release()
+                raise
+
+        await self._locked(pair, locked)
         target_side.start_soon(self._target_side, pair, job, chunk)
 
     async def _target_side(self, pair: _Pair, job: _Job, chunk: _Chunk) -> None:
@@ -375,25 +389,46 @@ class LiveGate:
             pair.differing.append(job)
 
     async def _name_differences(self, pair: _Pair) -> None:
-        """Read each differing chunk row by row on both sides, the lock held through both reads."""
+        """Compare each differing chunk again with the lock held through the target's read, row by
+        row where the sums differ, so that its counts and keys come from one moment."""
         while pair.differing:
             job = pair.differing.pop(0)
-            chunk = replace(job.chunk, source=pair.source, target=pair.target)
             async with pair.target_free:  # no snapshot of ours is open on the target
-                await self._settle(pair.source)
-                try:
-                    await query(
-                        pair.source, chunk.src_rows.text + " LOCK IN SHARE MODE", chunk.src_rows.args or None
-                    )  # the lock; _drill_down reads the rows again inside it
-                    await self._settle(pair.source)
-                    await _drill_down(chunk, job.report, lock=True)
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await pair.source.rollback()
-            if job.report.equal:
-                continue  # changed in between by something other than the apply: the sums said so
-            if self.on_difference is not None:
+                job.report, same = await self._second_look(pair, job)
+            if same:
+                # Equal at the second look: under this protocol that should not happen (the first
+                # look was exact too); something other than the apply wrote the target between.
+                self.vanished += 1
+                event(
+                    "checksum: a chunk that differed is equal at a second look",
+                    logging.WARNING,
+                    table=job.report.table,
+                    keys=job.chunk.bounds,
+                )
+            elif self.on_difference is not None:
                 self.on_difference(job.report)
+
+    async def _second_look(self, pair: _Pair, job: _Job) -> tuple[TableReport, bool]:
+        """The chunk's sums (and keys, where they differ) with the lock held through both reads."""
+        chunk = replace(job.chunk, source=pair.source, target=pair.target)
+        looked: list[tuple[TableReport, bool]] = []  # the attempt that completed
+
+        async def locked() -> None:
+            report = TableReport(job.report.table, job.report.source_table)
+            src = chunk.source_sum(
+                await query_one(
+                    pair.source, chunk.src_sum.text + " LOCK IN SHARE MODE", chunk.src_sum.args or None
+                )
+            )
+            await self._settle(pair.source)
+            dst = await query_one(pair.target, chunk.dst_sum.text, chunk.dst_sum.args or None)
+            _count(report, src, dst)
+            if src != dst:
+                await _drill_down(chunk, report, lock=True)
+            looked.append((report, src == dst))
+
+        await self._locked(pair, locked)
+        return looked[-1]
 
 
 def _chunk(table: _Table, lower: Key | None, upper: Key | None) -> _Chunk:
