@@ -34,6 +34,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -165,6 +166,8 @@ class LiveGate:
         # Chunks whose sums differed but that were equal at the second, fully locked look: zero
         # unless something other than the apply writes the target (or the protocol is broken).
         self.vanished = 0
+        # The longest a chunk's shared lock was held (from its locking read to the rollback).
+        self.lock_held_max_s = 0.0
 
     async def __aenter__(self) -> LiveGate:
         self._tg = anyio.create_task_group()
@@ -232,7 +235,7 @@ class LiveGate:
             total.missing_on_target.extend(part.missing_on_target)
             total.extra_on_target.extend(part.extra_on_target)
             total.different.extend(part.different)
-        return VerifyReport([t for t in tables.values() if t.source_table])
+        return VerifyReport([t for t in tables.values() if t.source_table], self.lock_held_max_s)
 
     # ----------------------------------------------------------------------- the work
 
@@ -338,8 +341,10 @@ class LiveGate:
         """Wait for the apply without a lock, then run ``body`` (which takes the chunk's shared
         lock), then release it; again when the locking read loses a deadlock or a lock wait."""
         for attempt in range(1, LIVE_CHUNK_ATTEMPTS + 1):
+            locked_at = 0.0
             try:
                 await self._settle(pair.source)  # no lock held: the apply's lag costs nobody
+                locked_at = time.monotonic()
                 await body()
                 return
             except MySQLError as exc:
@@ -354,6 +359,8 @@ class LiveGate:
             finally:
                 with anyio.CancelScope(shield=True):
                     await pair.source.rollback()  # releases the chunk's shared locks
+                if locked_at:
+                    self.lock_held_max_s = max(self.lock_held_max_s, time.monotonic() - locked_at)
 
     async def _source_side(self, pair: _Pair, job: _Job, target_side: TaskGroup) -> None:
         """Steps 1-4 of the module docstring; step 5 is left running on ``target_side``."""

@@ -83,6 +83,7 @@ class VerifyReport:
     """All tables."""
 
     tables: list[TableReport]
+    lock_held_max_s: float = 0.0  # the live gate: the longest a chunk's shared lock was held
 
     @property
     def equal(self) -> bool:
@@ -120,6 +121,7 @@ async def checksum_gate(config: Config, flavor: Flavor, machine: MoveMachine, wr
             rows=rows,
             seconds=round(seconds, 3),
             seconds_per_million_rows=round(seconds * 1_000_000 / rows, 2) if rows else 0.0,
+            lock_held_max_s=round(report.lock_held_max_s, 3),
         )
         return
     differing = {

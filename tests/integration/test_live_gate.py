@@ -230,6 +230,85 @@ async def test_four_workers_under_concurrent_writes_report_equal(move: MoveEnv) 
     assert during >= 400, f"only {during} writes in {rounds} rounds"
 
 
+class Backlog:
+    """A burst of source writes that a slow apply (``apply_s`` each) replays on the target in
+    order, in a thread: the target lags behind by seconds, then catches up."""
+
+    def __init__(self, move: MoveEnv, statements: list[str], apply_s: float) -> None:
+        self.move, self.statements, self.apply_s = move, statements, apply_s
+        self.applied = ""
+        self.errors: list[str] = []
+        self.written = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Backlog:
+        self.thread.start()
+        assert self.written.wait(60), self.errors
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.thread.join(timeout=60)
+
+    async def wait(self, position: gtid.GtidPosition) -> None:
+        while not gtid.covers(gtid.parse_position(Flavor.MARIADB, self.applied), position):
+            if not self.thread.is_alive():
+                raise AssertionError(f"the apply stopped: {self.errors[:3]}")
+            await anyio.sleep(0.002)
+
+    def _run(self) -> None:
+        source = pymysql.connect(
+            unix_socket=self.move.source.socket, user="root", database=self.move.database, autocommit=True
+        )
+        target = pymysql.connect(
+            unix_socket=self.move.target.socket,
+            user="root",
+            database=self.move.target_database,
+            autocommit=True,
+        )
+        try:
+            with source.cursor() as src, target.cursor() as dst:
+                src.execute("SELECT @@global.gtid_binlog_pos")
+                self.applied = str(src.fetchone()[0])
+                queue = []
+                for statement in self.statements:
+                    src.execute(statement)
+                    src.execute("SELECT @@global.gtid_binlog_pos")
+                    queue.append((statement, str(src.fetchone()[0])))
+                self.written.set()
+                for statement, position in queue:
+                    time.sleep(self.apply_s)
+                    dst.execute(statement)
+                    self.applied = position
+        except Exception as exc:  # reported through errors and wait()
+            self.errors.append(repr(exc))
+        finally:
+            source.close()
+            target.close()
+
+
+async def test_the_lock_is_not_held_while_the_apply_works_off_a_backlog(move: MoveEnv) -> None:
+    # 300 writes to another table, applied at 5 ms each: the target is 1.5 s behind when the gate
+    # starts. The gate waits for that without a lock; its locks are held for milliseconds.
+    both(
+        move,
+        INT_TABLE,
+        "INSERT INTO a SELECT seq, seq % 7, 'v' FROM seq_1_to_2000",
+        "CREATE TABLE b (id INT PRIMARY KEY, v INT)",
+    )
+    config = load_config(move.config(["a"]))
+    burst = [f"INSERT INTO b VALUES ({n}, {n})" for n in range(300)]
+    with Backlog(move, burst, apply_s=0.005) as backlog:
+        started = time.monotonic()
+        async with LiveGate(config, Flavor.MARIADB, backlog.wait, workers=2, chunk_rows=250) as g:
+            g.add("a", None, None)
+            report = await g.finish()
+        seconds = time.monotonic() - started
+    assert not backlog.errors, backlog.errors[:3]
+    assert report.equal and report.tables[0].source_rows == 2000
+    assert seconds > 1.0, "the gate waited for the backlog"
+    assert g.lock_held_max_s < 0.25, f"a shared lock was held {g.lock_held_max_s:.3f} s"
+
+
 async def test_case_insensitive_latin1_and_binary_composite_keys_at_interval_edges(move: MoveEnv) -> None:
     high = bytes(range(0x80, 0x100))
     both(
@@ -305,6 +384,7 @@ async def test_the_daemon_gate_with_four_workers_under_live_writes(move: MoveEnv
         load.stop()
     log = (move.workdir / "daemon.log").read_text()
     assert "checksum before cutover: source and target equal" in log
+    assert '"lock_held_max_s": ' in log  # the gate's event says how long its locks were held
     assert "checksum before cutover found differences" not in log
     assert_tables_equal(
         move.source, move.database, move.target, move.target_database, {"_a_moved": "a", "_b_moved": "b"}
