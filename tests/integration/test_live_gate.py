@@ -123,6 +123,18 @@ async def test_a_difference_in_the_middle_interval_is_found_and_named(move: Move
             g.add("a", (2000,), (4000,))
             await g.finish()
     assert raised.value.report.tables[0].different == [[2500]]
+    # A callback that raises stops the gate at once; its error comes out of the block as itself.
+
+    class Stop(Exception):
+        pass
+
+    def stop(report: TableReport) -> None:
+        raise Stop(report.different)
+
+    with pytest.raises(Stop):
+        async with LiveGate(config, Flavor.MARIADB, caught_up, workers=2, on_difference=stop) as g:
+            g.add("a", None, None)
+            await g.finish()
     # The intervals either side of it are equal on their own.
     clean = await gate(config, {"a": [(None, (2000,)), ((4000,), None)]})
     assert clean.equal and clean.tables[0].source_rows == 1000 + 1000
