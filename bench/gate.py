@@ -7,7 +7,7 @@ measurement, so the apply is never waited for: what is timed is the gate's own r
 summing), then runs :func:`tablemover.verify.verify_live` in a fresh process per measurement, each
 with ``--workers`` workers. ``--before SRC`` (a ``src`` directory of another checkout, e.g. main's)
 also times that checkout's gate on the same servers, with its own default workers. Prints one JSON
-object; each figure is the best of ``--rounds``.
+object; each figure is the best of ``--rounds`` (interleaved), with the median beside it.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--workers", default="1,2,4")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--before", type=Path, help="src directory of the checkout to compare with")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -95,10 +95,15 @@ def main() -> None:
         if args.before is not None:
             runs.append(("before", args.before.resolve(), None))
         runs += [(f"workers={n}", REPO / "src", int(n)) for n in args.workers.split(",")]
-        for label, src, workers in runs:
-            best = min(
-                (child(src, config_path, workers) for _ in range(args.rounds)), key=lambda r: r["seconds"]
-            )
+        # Rounds interleave the variants, so that load from elsewhere on the machine falls on each.
+        seen: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in runs}
+        for _ in range(args.rounds):
+            for label, src, workers in runs:
+                seen[label].append(child(src, config_path, workers))
+        for label, figures in seen.items():
+            times = sorted(f["seconds"] for f in figures)
+            best = min(figures, key=lambda r: r["seconds"])
+            best["median_seconds"] = times[len(times) // 2]
             best["seconds_per_million_rows"] = round(best["seconds"] * 1_000_000 / best["rows"], 2)
             results[label] = best
             print(label, best, file=sys.stderr)

@@ -159,8 +159,10 @@ class LiveGate:
             tuple[int, str, Key | None, Key | None]
         ](math.inf)
         self._added = 0
-        self._jobs: list[_Job] = []
-        self._table_order: list[str] = []
+        # Counts per table as chunks complete, and the reports of the chunks that differ (few):
+        # nothing per equal chunk is kept, however long the move.
+        self._totals: dict[str, TableReport] = {}
+        self._found: list[tuple[tuple[int, int], TableReport]] = []
         self._done = anyio.Event()
         self._tg: TaskGroup | None = None
         # Chunks whose sums differed but that were equal at the second, fully locked look: zero
@@ -202,8 +204,7 @@ class LiveGate:
         """
         if table not in self.config.move.tables:
             raise ValueError(f"{table!r} is not a moved table")
-        if table not in self._table_order:
-            self._table_order.append(table)
+        self._totals.setdefault(table, TableReport(table, ""))
         self._intervals_tx.send_nowait(
             (
                 self._added,
@@ -224,18 +225,28 @@ class LiveGate:
         return report
 
     def report(self) -> VerifyReport:
-        """What was compared so far, one report per table, its chunks in key order."""
-        tables = {name: TableReport(name, "") for name in self._table_order}
-        for job in sorted(self._jobs, key=lambda j: j.order):
-            total, part = tables[job.report.table], job.report
-            total.source_table = part.source_table
-            total.chunks += part.chunks
-            total.source_rows += part.source_rows
-            total.target_rows += part.target_rows
+        """What was compared so far, one report per table (in the order first added), the keys
+        that differ in key order (in the order the intervals were added)."""
+        tables = {
+            name: TableReport(name, t.source_table, t.chunks, t.source_rows, t.target_rows)
+            for name, t in self._totals.items()
+        }
+        for _, part in sorted(self._found, key=lambda found: found[0]):
+            total = tables[part.table]
             total.missing_on_target.extend(part.missing_on_target)
             total.extra_on_target.extend(part.extra_on_target)
             total.different.extend(part.different)
         return VerifyReport([t for t in tables.values() if t.source_table], self.lock_held_max_s)
+
+    def _done_with(self, job: _Job) -> None:
+        """Fold a compared chunk into its table's counts; keep its report if it differs."""
+        total, part = self._totals[job.report.table], job.report
+        total.source_table = part.source_table
+        total.chunks += part.chunks
+        total.source_rows += part.source_rows
+        total.target_rows += part.target_rows
+        if not part.equal:
+            self._found.append((job.order, part))
 
     # ----------------------------------------------------------------------- the work
 
@@ -308,7 +319,6 @@ class LiveGate:
             # Two rows back: the chunk ends at the first, more follow. Fewer: the rest is one chunk.
             upper = tuple(rows[0]) if len(rows) == 2 else end
             job = _Job((number, seq), _chunk(table, lower, upper), TableReport(table.name, table.source_name))
-            self._jobs.append(job)
             await chunks.send(job)
             if len(rows) < 2:
                 return
@@ -394,6 +404,8 @@ class LiveGate:
         _count(job.report, job.src, dst)
         if job.src != dst:
             pair.differing.append(job)
+        else:
+            self._done_with(job)
 
     async def _name_differences(self, pair: _Pair) -> None:
         """Compare each differing chunk again with the lock held through the target's read, row by
@@ -412,7 +424,8 @@ class LiveGate:
                     table=job.report.table,
                     keys=job.chunk.bounds,
                 )
-            elif self.on_difference is not None:
+            self._done_with(job)
+            if not same and self.on_difference is not None:
                 self.on_difference(job.report)
 
     async def _second_look(self, pair: _Pair, job: _Job) -> tuple[TableReport, bool]:
