@@ -378,9 +378,7 @@ class LiveGate:
 
         async def locked() -> None:
             job.src = chunk.source_sum(
-                await query_one(
-                    pair.source, chunk.src_sum.text + " LOCK IN SHARE MODE", chunk.src_sum.args or None
-                )
+                await query_one(pair.source, chunk.src_sum.text, chunk.src_sum.args or None)
             )
             await faults.delay("verify.after_source_sum")  # tests widen the window an append needs
             await self._settle(pair.source)  # only what committed since the unlocked wait
@@ -436,9 +434,7 @@ class LiveGate:
         async def locked() -> None:
             report = TableReport(job.report.table, job.report.source_table)
             src = chunk.source_sum(
-                await query_one(
-                    pair.source, chunk.src_sum.text + " LOCK IN SHARE MODE", chunk.src_sum.args or None
-                )
+                await query_one(pair.source, chunk.src_sum.text, chunk.src_sum.args or None)
             )
             await self._settle(pair.source)
             dst = await query_one(pair.target, chunk.dst_sum.text, chunk.dst_sum.args or None)
@@ -458,7 +454,10 @@ def _chunk(table: _Table, lower: Key | None, upper: Key | None) -> _Chunk:
     return _Chunk(
         None,
         None,
-        sql.checksum_range(*src, cols, key, lower=lower, upper=upper, json_checks=table.json_checks),
+        # Locked: the gate reads the source sum only under the chunk's shared lock.
+        sql.checksum_range(
+            *src, cols, key, lower=lower, upper=upper, json_checks=table.json_checks, lock=True
+        ),
         sql.checksum_range(*dst, cols, key, lower=lower, upper=upper),
         sql.select_range(*src, cols, key, lower=lower, upper=upper),
         sql.select_range(*dst, cols, key, lower=lower, upper=upper),

@@ -22,7 +22,7 @@ import pytest
 
 from conftest import MoveEnv
 from support import WriteLoad, assert_tables_equal
-from tablemover import gtid
+from tablemover import gtid, sql
 from tablemover.config import Config, load_config
 from tablemover.errors import PreflightError
 from tablemover.flavor import Flavor
@@ -380,6 +380,31 @@ async def test_case_insensitive_latin1_and_binary_composite_keys_at_interval_edg
     move.tgt(f"UPDATE bc SET v = -1 WHERE g = {edge[0]} AND id = x'{edge[1].hex()}'")
     report = await gate(config, {"bc": split(keys["bc"], 5)}, chunk_rows=2)
     assert report.tables[0].different == [[edge[0], edge[1]]]
+
+
+def test_the_locked_range_checksum_holds_its_rows(move: MoveEnv) -> None:
+    """The digest is computed in a derived table; its shared lock must reach the table's rows."""
+    both(move, INT_TABLE, "INSERT INTO a SELECT seq, seq, 'v' FROM seq_1_to_100")
+    locked = sql.checksum_range(
+        move.database, "a", ["id", "k", "v"], ["id"], lower=(10,), upper=(20,), lock=True
+    )
+    holder = move.source.admin(move.database)
+    writer = move.source.admin(move.database)
+    try:
+        with holder.cursor() as h, writer.cursor() as w:
+            h.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            h.execute("BEGIN")
+            h.execute(locked.text, locked.args)
+            assert h.fetchone()[0] == 10
+            w.execute("SET SESSION innodb_lock_wait_timeout = 1")
+            w.execute("UPDATE a SET v = 'outside' WHERE id = 30")  # well past the range: not held
+            with pytest.raises(pymysql.err.OperationalError) as waited:
+                w.execute("UPDATE a SET v = 'inside' WHERE id = 15")
+            assert waited.value.args[0] == 1205
+            h.execute("ROLLBACK")
+    finally:
+        holder.close()
+        writer.close()
 
 
 async def test_the_daemon_gate_with_four_workers_under_live_writes(move: MoveEnv) -> None:

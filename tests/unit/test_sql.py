@@ -534,10 +534,13 @@ def test_target_create_statement_rejects_non_create_table(text: str) -> None:
 # --------------------------------------------------------------------------- verify queries
 
 _DIGEST = "MD5(CONCAT_WS('#', `id`, `v`, ISNULL(`id`), ISNULL(`v`)))"
+# Each row's digest computed once, in a derived table a LIMIT keeps from being merged.
 _CHECKSUM_HEAD = (
-    f"SELECT COUNT(*), COALESCE(BIT_XOR(CAST(CONV(LEFT({_DIGEST}, 16), 16, 10) AS UNSIGNED)), 0), "
-    f"COALESCE(BIT_XOR(CAST(CONV(RIGHT({_DIGEST}, 16), 16, 10) AS UNSIGNED)), 0) FROM `db`.`t`"
+    "SELECT COUNT(*), COALESCE(BIT_XOR(CAST(CONV(LEFT(`_tm_h`, 16), 16, 10) AS UNSIGNED)), 0), "
+    "COALESCE(BIT_XOR(CAST(CONV(RIGHT(`_tm_h`, 16), 16, 10) AS UNSIGNED)), 0) "
+    f"FROM (SELECT {_DIGEST} AS `_tm_h` FROM `db`.`t`"
 )
+_CHECKSUM_TAIL = " LIMIT 18446744073709551615) AS `_tm_rows`"
 
 
 def test_row_digest() -> None:
@@ -560,14 +563,24 @@ def test_checksum_range_shapes(
     lower: tuple[int] | None, upper: tuple[int] | None, where: str, args: list[int]
 ) -> None:
     stmt = sql.checksum_range("db", "t", ["id", "v"], ["id"], lower=lower, upper=upper)
-    assert stmt == (_CHECKSUM_HEAD + where, args)
+    assert stmt == (_CHECKSUM_HEAD + where + _CHECKSUM_TAIL, args)
+
+
+def test_checksum_range_locks_inside_the_derived_table() -> None:
+    """A locking read's clause on the outer SELECT locks no row of a derived table's base table."""
+    stmt = sql.checksum_range("db", "t", ["id", "v"], ["id"], lower=(1,), upper=None, lock=True)
+    assert stmt == (
+        _CHECKSUM_HEAD + " WHERE ((`id` > %s))" + _CHECKSUM_TAIL.replace(")", " LOCK IN SHARE MODE)", 1),
+        [1],
+    )
+    assert stmt.text.endswith(" LOCK IN SHARE MODE) AS `_tm_rows`")
 
 
 def test_checksum_range_composite_key() -> None:
     stmt = sql.checksum_range("db", "t", ["id", "v"], ["id", "v"], lower=(1, "a"), upper=(5, "b"))
     after = "((`id` > %s) OR (`id` = %s AND `v` > %s))"
     before = "((`id` < %s) OR (`id` = %s AND `v` <= %s))"
-    assert stmt == (f"{_CHECKSUM_HEAD} WHERE {after} AND {before}", [1, 1, "a", 5, 5, "b"])
+    assert stmt == (f"{_CHECKSUM_HEAD} WHERE {after} AND {before}{_CHECKSUM_TAIL}", [1, 1, "a", 5, 5, "b"])
 
 
 def test_key_boundary_shapes() -> None:
@@ -590,7 +603,7 @@ def test_key_boundary_inside_an_interval(
     stmt = sql.key_boundary("db", "t", ["id"], after=lower, upper=upper, step=2000)
     assert stmt == (f"SELECT `id` FROM {D}{where} ORDER BY `id` LIMIT 2 OFFSET 1999", args)
     checksum = sql.checksum_range("db", "t", ["id", "v"], ["id"], lower=lower, upper=upper)
-    assert checksum.text.endswith(where) and checksum.args == stmt.args
+    assert checksum.text.endswith(where + _CHECKSUM_TAIL) and checksum.args == stmt.args
 
 
 def test_key_boundary_composite_upper_in_the_columns_collation() -> None:
