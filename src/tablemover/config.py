@@ -82,6 +82,10 @@ class MoveSection(_Section):
     retry_budget_s: float = Field(default=300.0, gt=0, description="per-outage retry budget, seconds")
     # Checksum every table, source against target, before the cutover may start (spec 4, item 5).
     verify_before_cutover: bool = True
+    # How many chunks that checksum compares at once, each on its own source and target connection.
+    checksum_threads: int = Field(
+        default=2, ge=1, le=16, description="chunks the checksum compares at once (1..16)"
+    )
     # The rollback window: after the success hook, stream the target's writes back into the
     # renamed source tables for this long, so `tablemover rollback` can return to the source
     # without losing a write. 0 = off (the move ends at DONE right after the success hook).
@@ -496,6 +500,7 @@ cutover_blocker_wait_s = 300    # hold the RENAME this long while a long transac
 renamed_table_format = "_{table}_moved"
 retry_budget_s = 300            # ride through transient errors for this long per outage, then exit 1
 verify_before_cutover = true    # checksum source vs target before renaming anything
+checksum_threads = 2            # chunks that checksum compares at once, each on its own connections
 rollback_window_s = 0           # > 0: keep a way back open this long after the cutover (`rollback`)
 
 [source]                        # a writable primary, binlog ROW/FULL, GTID on

@@ -493,6 +493,11 @@ def row_digest(columns: Sequence[ColLike]) -> str:
     return f"MD5(CONCAT_WS('#', {values}, {nulls}))"
 
 
+# A LIMIT no chunk reaches: a derived table with a LIMIT is materialized, never merged into the
+# query around it, so each row's digest is computed once (merged, it is computed once per half).
+_MATERIALIZE = "LIMIT 18446744073709551615"
+
+
 def checksum_range(
     database: str,
     table: str,
@@ -502,36 +507,58 @@ def checksum_range(
     lower: Sequence[object] | None,
     upper: Sequence[object] | None,
     json_checks: Sequence[str] = (),
+    lock: bool = False,
 ) -> Statement:
     """Row count and a 128-bit order-independent checksum of the rows in (lower, upper].
 
-    With ``json_checks`` (MySQL JSON columns) a fourth value counts the rows whose document in
-    any of them holds a value JSON text cannot carry (:func:`json_non_text_types`): the digest
-    hashes the documents' text, which prints a DATETIME like the string of the same digits.
+    Each row's MD5 is computed once, in a derived table (its two halves are XORed as two unsigned
+    64-bit integers): about a third less work per chunk than computing it for each half. ``lock``
+    reads the rows with a shared lock; the ``LOCK IN SHARE MODE`` belongs to the derived table's
+    own SELECT, since on the outer one it locks nothing (MariaDB 10.11: an UPDATE of a row in the
+    range is not blocked). With ``json_checks`` (MySQL JSON columns) a fourth value counts the rows
+    whose document in any of them holds a value JSON text cannot carry
+    (:func:`json_non_text_types`): the digest hashes the documents' text, which prints a DATETIME
+    like the string of the same digits.
     """
-    digest = row_digest(columns)
     where = _range_where(key, lower, upper)
+    inner = f"{row_digest(columns)} AS `_tm_h`"
     flagged = ""
     if json_checks:
         any_flag = ", ".join(json_non_text_types(database, table, c) for c in json_checks)
-        flagged = f", COUNT(COALESCE({any_flag}, NULL))"
+        inner += f", COALESCE({any_flag}, NULL) AS `_tm_f`"
+        flagged = ", COUNT(`_tm_f`)"
+    suffix = " LOCK IN SHARE MODE" if lock else ""
     return Statement(
-        f"SELECT COUNT(*), "
-        f"COALESCE(BIT_XOR(CAST(CONV(LEFT({digest}, 16), 16, 10) AS UNSIGNED)), 0), "
-        f"COALESCE(BIT_XOR(CAST(CONV(RIGHT({digest}, 16), 16, 10) AS UNSIGNED)), 0)"
-        f"{flagged} FROM {qualified(database, table)}{where.text}",
+        "SELECT COUNT(*), "
+        "COALESCE(BIT_XOR(CAST(CONV(LEFT(`_tm_h`, 16), 16, 10) AS UNSIGNED)), 0), "
+        f"COALESCE(BIT_XOR(CAST(CONV(RIGHT(`_tm_h`, 16), 16, 10) AS UNSIGNED)), 0){flagged} "
+        f"FROM (SELECT {inner} FROM {qualified(database, table)}{where.text} {_MATERIALIZE}{suffix}) "
+        "AS `_tm_rows`",
         where.args,
     )
 
 
 def key_boundary(
-    database: str, table: str, key: Sequence[ColLike], *, after: Sequence[object] | None, step: int
+    database: str,
+    table: str,
+    key: Sequence[ColLike],
+    *,
+    after: Sequence[object] | None,
+    step: int,
+    upper: Sequence[object] | None = None,
 ) -> Statement:
-    """The key of the ``step``-th row after a key (or from the start): the end of a verify chunk."""
-    where = _range_where(key, after, None)
+    """The key of the ``step``-th row after a key (or from the start): the end of a verify chunk.
+
+    With ``upper`` only rows up to and including that key count (an interval (after, upper] of the
+    live gate); the server compares, in the key columns' own order and collation, like every other
+    range here. The statement also returns the row after the ``step``-th one, when there is one
+    inside the range (LIMIT 2): fewer than two rows back means the rest of the range is at most
+    one chunk, so the caller ends it at ``upper`` itself and sends no query for an empty chunk.
+    """
+    where = _range_where(key, after, upper)
     return Statement(
         f"SELECT {read_list(key)} FROM {qualified(database, table)}{where.text} "
-        f"ORDER BY {column_list(key)} LIMIT 1 OFFSET {int(step) - 1}",
+        f"ORDER BY {column_list(key)} LIMIT 2 OFFSET {int(step) - 1}",
         where.args,
     )
 

@@ -14,8 +14,9 @@ Two ways to look at a moving source:
   waits until the target has applied through that position, and only then reads the target. While
   the lock is held no source transaction can change the chunk (gap locks included), and every one
   that changed it before is inside the position, so source and target must agree exactly: any
-  difference is real, none is in flight. The lock is held for the apply's catch-up (milliseconds
-  when caught up), the same price the copy's locking reads pay.
+  difference is real, none is in flight. It runs on :class:`tablemover.gate.LiveGate` (several
+  chunks at once; the apply is waited for before the lock is taken, so the lock is held only for
+  the few changes committed meanwhile, and released once a target snapshot is open).
 
 Both ways run their connections at REPEATABLE READ, whatever the server's default: at READ
 COMMITTED a locking read takes no gap locks, so an insert into the chunk's range (an append into
@@ -33,17 +34,12 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from asyncmy.errors import MySQLError
 
-from tablemover import faults, gtid, sql
+from tablemover import gtid, sql
 from tablemover.config import Config
 from tablemover.db import (
-    ER_LOCK_DEADLOCK,
-    ER_LOCK_WAIT_TIMEOUT,
     close,
     connect,
-    current_position,
-    error_code,
     execute,
     query,
     query_one,
@@ -61,10 +57,6 @@ VERIFY_CHUNK = 2000
 LIVE_LOCK_WAIT_S = 5  # the gate's locking read gives way to the application quickly, then retries
 LIVE_CHUNK_ATTEMPTS = 20
 ISOLATION = "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"
-
-# The live gate's hook: read the source position on the locking connection, then return once the
-# target has applied through it.
-Settle = Callable[[Any], Awaitable[None]]
 
 
 @dataclass
@@ -91,6 +83,7 @@ class VerifyReport:
     """All tables."""
 
     tables: list[TableReport]
+    lock_held_max_s: float = 0.0  # the live gate: the longest a chunk's shared lock was held
 
     @property
     def equal(self) -> bool:
@@ -128,6 +121,7 @@ async def checksum_gate(config: Config, flavor: Flavor, machine: MoveMachine, wr
             rows=rows,
             seconds=round(seconds, 3),
             seconds_per_million_rows=round(seconds * 1_000_000 / rows, 2) if rows else 0.0,
+            lock_held_max_s=round(report.lock_held_max_s, 3),
         )
         return
     differing = {
@@ -169,33 +163,24 @@ async def verify(config: Config, rechecks: int = 2, recheck_delay_s: float = 0.5
 
 
 async def verify_live(
-    config: Config, flavor: Flavor, wait_applied: Callable[[gtid.GtidPosition], Awaitable[None]]
+    config: Config,
+    flavor: Flavor,
+    wait_applied: Callable[[gtid.GtidPosition], Awaitable[None]],
+    workers: int | None = None,
 ) -> VerifyReport:
     """The exact comparison of the moved tables while the apply runs (see the module docstring).
 
     ``wait_applied(position)`` returns once the target has committed every source transaction
-    in ``position``.
+    in ``position``. Each table is one interval of a :class:`tablemover.gate.LiveGate` with
+    ``workers`` workers (default ``[move] checksum_threads``).
     """
-    source = await connect(
-        config.source, "source", autocommit=False, temporal_as_text=True, connection="checksum"
-    )
-    target = await connect(config.target, "target", temporal_as_text=True, connection="checksum")
+    # gate builds on this module's reports and chunks: imported here, not at the top, for the cycle.
+    from tablemover.gate import LiveGate
 
-    async def settle(conn: Any) -> None:
-        await wait_applied(gtid.parse_position(flavor, await current_position(conn, flavor)))
-
-    try:
-        await _repeatable_read(source, target)
-        await execute(source, f"SET SESSION innodb_lock_wait_timeout = {LIVE_LOCK_WAIT_S}")
-        reports = []
+    async with LiveGate(config, flavor, wait_applied, workers=workers) as gate:
         for table in config.move.tables:
-            schema, tdb = await _resolve_tables(source, target, config, table)
-            await source.rollback()  # inspection opened a read view; locking reads start fresh
-            reports.append(await _verify_table(source, target, schema, table, tdb, _Live(settle)))
-        return VerifyReport(reports)
-    finally:
-        await close(source)
-        await close(target)
+            gate.add(table, None, None)
+        return await gate.finish(raise_on_difference=False)
 
 
 async def _repeatable_read(*conns: Any) -> None:
@@ -280,42 +265,6 @@ class _Offline:
             await _drill_down(chunk, report)
 
 
-@dataclass
-class _Live:
-    """The gate: the source chunk under a shared lock, the target once it has caught up to it."""
-
-    settle: Settle
-
-    async def compare(self, chunk: _Chunk, report: TableReport) -> None:
-        for attempt in range(1, LIVE_CHUNK_ATTEMPTS + 1):
-            conn = chunk.source
-            try:
-                src = chunk.source_sum(
-                    await query_one(
-                        conn, chunk.src_sum.text + " LOCK IN SHARE MODE", chunk.src_sum.args or None
-                    )
-                )
-                await faults.delay("verify.after_source_sum")  # tests widen the window an append needs
-                await self.settle(conn)
-                dst = await query_one(chunk.target, chunk.dst_sum.text, chunk.dst_sum.args or None)
-                _count(report, src, dst)
-                if src != dst:
-                    await _drill_down(chunk, report, lock=True)
-                return
-            except MySQLError as exc:
-                # Our locking read lost a deadlock or waited too long behind the application:
-                # InnoDB rolled it back, so reading the chunk again is safe.
-                if (
-                    error_code(exc) not in (ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT)
-                    or attempt == LIVE_CHUNK_ATTEMPTS
-                ):
-                    raise
-                await anyio.sleep(min(0.01 * 2**attempt, 1.0))
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await conn.rollback()  # releases the chunk's shared locks
-
-
 def _count(report: TableReport, src: Any, dst: Any) -> None:
     assert src is not None and dst is not None
     report.chunks += 1
@@ -335,7 +284,7 @@ async def _verify_table(
     schema: TableSchema,
     table: str,
     tdb: str,
-    compare: _Offline | _Live,
+    compare: _Offline,
 ) -> TableReport:
     key = schema.chunk_key
     if key is None:

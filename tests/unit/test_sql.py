@@ -534,10 +534,13 @@ def test_target_create_statement_rejects_non_create_table(text: str) -> None:
 # --------------------------------------------------------------------------- verify queries
 
 _DIGEST = "MD5(CONCAT_WS('#', `id`, `v`, ISNULL(`id`), ISNULL(`v`)))"
+# Each row's digest computed once, in a derived table a LIMIT keeps from being merged.
 _CHECKSUM_HEAD = (
-    f"SELECT COUNT(*), COALESCE(BIT_XOR(CAST(CONV(LEFT({_DIGEST}, 16), 16, 10) AS UNSIGNED)), 0), "
-    f"COALESCE(BIT_XOR(CAST(CONV(RIGHT({_DIGEST}, 16), 16, 10) AS UNSIGNED)), 0) FROM `db`.`t`"
+    "SELECT COUNT(*), COALESCE(BIT_XOR(CAST(CONV(LEFT(`_tm_h`, 16), 16, 10) AS UNSIGNED)), 0), "
+    "COALESCE(BIT_XOR(CAST(CONV(RIGHT(`_tm_h`, 16), 16, 10) AS UNSIGNED)), 0) "
+    f"FROM (SELECT {_DIGEST} AS `_tm_h` FROM `db`.`t`"
 )
+_CHECKSUM_TAIL = " LIMIT 18446744073709551615) AS `_tm_rows`"
 
 
 def test_row_digest() -> None:
@@ -560,24 +563,72 @@ def test_checksum_range_shapes(
     lower: tuple[int] | None, upper: tuple[int] | None, where: str, args: list[int]
 ) -> None:
     stmt = sql.checksum_range("db", "t", ["id", "v"], ["id"], lower=lower, upper=upper)
-    assert stmt == (_CHECKSUM_HEAD + where, args)
+    assert stmt == (_CHECKSUM_HEAD + where + _CHECKSUM_TAIL, args)
+
+
+def test_checksum_range_locks_inside_the_derived_table() -> None:
+    """A locking read's clause on the outer SELECT locks no row of a derived table's base table."""
+    stmt = sql.checksum_range("db", "t", ["id", "v"], ["id"], lower=(1,), upper=None, lock=True)
+    assert stmt == (
+        _CHECKSUM_HEAD + " WHERE ((`id` > %s))" + _CHECKSUM_TAIL.replace(")", " LOCK IN SHARE MODE)", 1),
+        [1],
+    )
+    assert stmt.text.endswith(" LOCK IN SHARE MODE) AS `_tm_rows`")
 
 
 def test_checksum_range_composite_key() -> None:
     stmt = sql.checksum_range("db", "t", ["id", "v"], ["id", "v"], lower=(1, "a"), upper=(5, "b"))
     after = "((`id` > %s) OR (`id` = %s AND `v` > %s))"
     before = "((`id` < %s) OR (`id` = %s AND `v` <= %s))"
-    assert stmt == (f"{_CHECKSUM_HEAD} WHERE {after} AND {before}", [1, 1, "a", 5, 5, "b"])
+    assert stmt == (f"{_CHECKSUM_HEAD} WHERE {after} AND {before}{_CHECKSUM_TAIL}", [1, 1, "a", 5, 5, "b"])
 
 
 def test_key_boundary_shapes() -> None:
+    # LIMIT 2: the row after the boundary tells whether the range goes on past this chunk.
     assert sql.key_boundary("db", "t", ["a", "b"], after=None, step=100) == (
-        "SELECT `a`, `b` FROM `db`.`t` ORDER BY `a`, `b` LIMIT 1 OFFSET 99",
+        "SELECT `a`, `b` FROM `db`.`t` ORDER BY `a`, `b` LIMIT 2 OFFSET 99",
         [],
     )
     assert sql.key_boundary("db", "t", ["id"], after=(4,), step=1) == (
-        "SELECT `id` FROM `db`.`t` WHERE ((`id` > %s)) ORDER BY `id` LIMIT 1 OFFSET 0",
+        "SELECT `id` FROM `db`.`t` WHERE ((`id` > %s)) ORDER BY `id` LIMIT 2 OFFSET 0",
         [4],
+    )
+
+
+@pytest.mark.parametrize(("lower", "upper", "where", "args"), _RANGES)
+def test_key_boundary_inside_an_interval(
+    lower: tuple[int] | None, upper: tuple[int] | None, where: str, args: list[int]
+) -> None:
+    """The live gate's boundary counts only the rows in (lower, upper], the range checksum's own."""
+    stmt = sql.key_boundary("db", "t", ["id"], after=lower, upper=upper, step=2000)
+    assert stmt == (f"SELECT `id` FROM {D}{where} ORDER BY `id` LIMIT 2 OFFSET 1999", args)
+    checksum = sql.checksum_range("db", "t", ["id", "v"], ["id"], lower=lower, upper=upper)
+    assert checksum.text.endswith(where + _CHECKSUM_TAIL) and checksum.args == stmt.args
+
+
+def test_key_boundary_composite_upper_in_the_columns_collation() -> None:
+    """An upper key with a latin1 case-insensitive column and a binary column: the server compares
+    each in the column's own order (CONVERT ... COLLATE, _binary bytes), never Python."""
+    key = [LATIN1_CI, sql.Col.of("b", "binary")]
+    stmt = sql.key_boundary("db", "t", key, after=(b"Ab", b"\x00"), upper=(b"\xe5", b"\x81\x00"), step=10)
+    marker = "CONVERT(%s USING latin1) COLLATE latin1_swedish_ci"
+    after = f"((`k` > {marker}) OR (`k` = {marker} AND `b` > %s))"
+    before = f"((`k` < {marker}) OR (`k` = {marker} AND `b` <= %s))"
+    assert stmt == (
+        f"SELECT CAST(`k` AS BINARY), `b` FROM {D} WHERE {after} AND {before} "
+        "ORDER BY `k`, `b` LIMIT 2 OFFSET 9",
+        [b"Ab", b"Ab", b"\x00", b"\xe5", b"\xe5", b"\x81\x00"],
+    )
+
+
+def test_key_boundary_enum_upper_is_an_in_list() -> None:
+    """An ENUM upper bound is a list of member numbers (an index range), the last member's inclusive."""
+    e = sql.Col.of("e", "enum", ("red", "green", "blue"))
+    stmt = sql.key_boundary("db", "t", [e, "id"], after=None, upper=("green", 7), step=5)
+    assert stmt == (
+        f"SELECT `e`, `id` FROM {D} WHERE ((`e` IN (%s, %s)) OR (`e` = %s AND `id` <= %s)) "
+        "ORDER BY `e`, `id` LIMIT 2 OFFSET 4",
+        [0, 1, "green", 7],
     )
 
 
