@@ -83,6 +83,10 @@ class MoveSection(_Section):
     # Checksum every table, source against target, before the cutover may start (spec 4, item 5).
     verify_before_cutover: bool = True
     # How many chunks that checksum compares at once, each on its own source and target connection.
+    # The gate compares each copied chunk soon after its commit (trailing the copy, while the apply
+    # lags under a second) instead of every row after the copy; what is left is finished before
+    # the cutover. Only with verify_before_cutover.
+    checksum_during_copy: bool = True
     checksum_threads: int = Field(
         default=2, ge=1, le=16, description="chunks the checksum compares at once (1..16)"
     )
@@ -500,6 +504,7 @@ cutover_blocker_wait_s = 300    # hold the RENAME this long while a long transac
 renamed_table_format = "_{table}_moved"
 retry_budget_s = 300            # ride through transient errors for this long per outage, then exit 1
 verify_before_cutover = true    # checksum source vs target before renaming anything
+checksum_during_copy = true     # the gate trails the copy (each chunk soon after its commit)
 checksum_threads = 2            # chunks that checksum compares at once, each on its own connections
 rollback_window_s = 0           # > 0: keep a way back open this long after the cutover (`rollback`)
 

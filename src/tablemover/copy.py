@@ -165,6 +165,7 @@ class TableCopier:
         wait_allowed: Callable[[], Awaitable[None]],
         adaptive: bool = True,
         size_override: Callable[[], int] | None = None,
+        on_copied: Callable[[CopyChunk, tuple[Any, ...] | None], None] | None = None,
     ) -> None:
         assert conns, "a copier needs at least one source connection"
         self.conns = list(conns)
@@ -176,6 +177,7 @@ class TableCopier:
         self.wait_allowed = wait_allowed
         self.adaptive = adaptive
         self.size_override = size_override  # the operator's `chunk-size N`, 0 when unset
+        self.on_copied = on_copied  # (chunk, the key it started after), once committed
         self._last_timing: tuple[int, float, int] | None = None  # (size, seconds, rows) of a chunk
 
     async def run(self) -> None:
@@ -227,6 +229,8 @@ class TableCopier:
             if committed:
                 elapsed = time.monotonic() - flight.started
                 self._last_timing = (flight.size, elapsed, len(flight.chunk.rows))
+                if self.on_copied is not None:
+                    self.on_copied(flight.chunk, flight.after)
             flight.released.set()
 
     async def _read_chunk(self, conn: Any, plan: ChunkPlan) -> _InFlight:
@@ -240,7 +244,7 @@ class TableCopier:
             with anyio.CancelScope(shield=True):
                 await conn.rollback()
             raise
-        return _InFlight(conn, chunk, started, plan.size)
+        return _InFlight(conn, chunk, started, plan.size, plan.after)
 
 
 @dataclass
@@ -251,4 +255,5 @@ class _InFlight:
     chunk: CopyChunk
     started: float
     size: int
+    after: tuple[Any, ...] | None  # the key the chunk was read after
     released: anyio.Event = field(default_factory=anyio.Event)

@@ -47,6 +47,7 @@ from asyncmy.errors import MySQLError
 
 from tablemover import faults, gtid, sql
 from tablemover.config import Config
+from tablemover.copyplan import Span
 from tablemover.db import (
     ER_LOCK_DEADLOCK,
     ER_LOCK_WAIT_TIMEOUT,
@@ -134,7 +135,8 @@ class LiveGate:
 
     ``wait_applied(position)`` returns once the target has committed every source transaction in
     ``position``. ``on_difference(report)`` is called with one chunk's report (the differing keys)
-    as soon as they are known; it may raise to stop the move at once.
+    as soon as they are known; it may raise to stop the move at once. ``pace()`` is awaited before
+    each chunk (the trailing gate's hold-off while the apply lags).
     """
 
     def __init__(
@@ -146,6 +148,7 @@ class LiveGate:
         workers: int | None = None,
         on_difference: OnDifference | None = None,
         chunk_rows: int = VERIFY_CHUNK,
+        pace: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.flavor = flavor
@@ -155,8 +158,11 @@ class LiveGate:
             raise ValueError(f"workers must be 1..16, not {self.workers}")
         self.on_difference = on_difference
         self.chunk_rows = chunk_rows
+        # Awaited before each chunk's wait for the apply: a gate that trails the copy holds off
+        # while the apply lags (its wait under the lock would last about as long as the lag).
+        self.pace = pace
         self._intervals_tx, self._intervals_rx = anyio.create_memory_object_stream[
-            tuple[int, str, Key | None, Key | None]
+            tuple[int, str, Key | None, Key | None, Span | None]
         ](math.inf)
         self._added = 0
         # Counts per table as chunks complete, and the reports of the chunks that differ (few):
@@ -196,8 +202,9 @@ class LiveGate:
                 raise primary_error(group) from group
             raise
 
-    def add(self, table: str, lower: Key | None, upper: Key | None) -> None:
-        """Compare ``table``'s rows with ``lower < key <= upper`` (``None``: open end).
+    def add(self, table: str, lower: Key | None, upper: Key | None, span: Span | None = None) -> None:
+        """Compare ``table``'s rows with ``lower < key <= upper`` (``None``: open end), and within
+        ``span`` of the first key column when given (a parallel copy's range, copyplan.Span).
 
         Keys are tuples of the key columns' values as the copy reads them (its chunk's
         ``last_key``). Intervals of one table should not overlap: a row in two is counted twice.
@@ -211,6 +218,7 @@ class LiveGate:
                 table,
                 tuple(lower) if lower is not None else None,
                 tuple(upper) if upper is not None else None,
+                None if span is None or span.whole else span,
             )
         )
         self._added += 1
@@ -268,10 +276,10 @@ class LiveGate:
         try:
             await _repeatable_read(source, target)
             async with self._intervals_rx:
-                async for number, name, lower, upper in self._intervals_rx:
+                async for number, name, lower, upper, span in self._intervals_rx:
                     if name not in tables:
                         tables[name] = await self._resolve(source, target, name)
-                    await self._cut_interval(source, tables[name], number, lower, upper, chunks)
+                    await self._cut_interval(source, tables[name], number, lower, upper, span, chunks)
         finally:
             with anyio.CancelScope(shield=True):
                 await close(source)
@@ -304,8 +312,10 @@ class LiveGate:
         number: int,
         lower: Key | None,
         end: Key | None,
+        span: Span | None,
         chunks: MemoryObjectSendStream[_Job],
     ) -> None:
+        bounds = None if span is None else (span.lo, span.hi)
         for seq in itertools.count():
             step = sql.key_boundary(
                 table.source_db,
@@ -314,11 +324,14 @@ class LiveGate:
                 after=lower,
                 upper=end,
                 step=self.chunk_rows,
+                span=bounds,
             )
             rows = await query(source, step.text, step.args or None)
             # Two rows back: the chunk ends at the first, more follow. Fewer: the rest is one chunk.
             upper = tuple(rows[0]) if len(rows) == 2 else end
-            job = _Job((number, seq), _chunk(table, lower, upper), TableReport(table.name, table.source_name))
+            job = _Job(
+                (number, seq), _chunk(table, lower, upper, bounds), TableReport(table.name, table.source_name)
+            )
             await chunks.send(job)
             if len(rows) < 2:
                 return
@@ -353,6 +366,8 @@ class LiveGate:
         for attempt in range(1, LIVE_CHUNK_ATTEMPTS + 1):
             locked_at = 0.0
             try:
+                if self.pace is not None:
+                    await self.pace()
                 await self._settle(pair.source)  # no lock held: the apply's lag costs nobody
                 locked_at = time.monotonic()
                 await body()
@@ -400,6 +415,7 @@ class LiveGate:
         finally:
             pair.target_free.release()
         _count(job.report, job.src, dst)
+        faults.hit("gate.after_chunk")  # the crash drill's kill inside the gate
         if job.src != dst:
             pair.differing.append(job)
         else:
@@ -447,8 +463,11 @@ class LiveGate:
         return looked[-1]
 
 
-def _chunk(table: _Table, lower: Key | None, upper: Key | None) -> _Chunk:
-    """The statements of one chunk, (lower, upper] (connections filled in by the worker)."""
+def _chunk(
+    table: _Table, lower: Key | None, upper: Key | None, span: tuple[Any, Any] | None = None
+) -> _Chunk:
+    """The statements of one chunk, (lower, upper] within ``span`` of the first key column
+    (connections filled in by the worker)."""
     src, dst = (table.source_db, table.source_name), (table.target_db, table.name)
     cols, key = table.columns, table.key_cols
     return _Chunk(
@@ -456,14 +475,19 @@ def _chunk(table: _Table, lower: Key | None, upper: Key | None) -> _Chunk:
         None,
         # Locked: the gate reads the source sum only under the chunk's shared lock.
         sql.checksum_range(
-            *src, cols, key, lower=lower, upper=upper, json_checks=table.json_checks, lock=True
+            *src, cols, key, lower=lower, upper=upper, json_checks=table.json_checks, lock=True, span=span
         ),
-        sql.checksum_range(*dst, cols, key, lower=lower, upper=upper),
-        sql.select_range(*src, cols, key, lower=lower, upper=upper),
-        sql.select_range(*dst, cols, key, lower=lower, upper=upper),
+        sql.checksum_range(*dst, cols, key, lower=lower, upper=upper, span=span),
+        sql.select_range(*src, cols, key, lower=lower, upper=upper, span=span),
+        sql.select_range(*dst, cols, key, lower=lower, upper=upper, span=span),
         table.positions,
         key,
         f"{table.source_db}.{table.source_name}",
         table.json_checks,
-        f"{lower!r} (exclusive) and {upper!r}" if upper is not None else f"{lower!r} (exclusive) and the end",
+        (
+            f"{lower!r} (exclusive) and {upper!r}"
+            if upper is not None
+            else f"{lower!r} (exclusive) and the end"
+        )
+        + ("" if span is None else f", first key column in ({span[0]!r}, {span[1]!r}]"),
     )

@@ -55,7 +55,7 @@ from tablemover.lag import LagMonitor
 from tablemover.log import event
 from tablemover.machine import FAILABLE, REVERSE_FEED, MoveMachine, State
 from tablemover.ownership import MoveLock
-from tablemover.pipeline import Pipeline, forward_feed
+from tablemover.pipeline import Pipeline, forward_feed, trailing_gate
 from tablemover.preflight import preflight
 from tablemover.prepare import prepare
 from tablemover.replicas import wait_for_replicas
@@ -271,7 +271,8 @@ class Move:
     def _gate(self, machine: MoveMachine, writer: TargetWriter) -> Callable[[], Awaitable[None]] | None:
         if not self.config.move.verify_before_cutover:
             return None
-        return lambda: checksum_gate(self.config, self.flavor, machine, writer)
+        # trailing_gate(): the gate that compared the copy's chunks as they were committed, if any.
+        return lambda: checksum_gate(self.config, self.flavor, machine, writer, trailing_gate())
 
     async def _success_hook(self, machine: MoveMachine) -> None:
         cp = self.checkpoint

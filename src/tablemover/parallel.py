@@ -136,9 +136,19 @@ class ParallelCopy:
             for table in parallel:
                 if table_done(self.ranges[table]):
                     await self._finish_table(table)  # a crash came between its last range and this
+            for table in parallel:
+                for progress in self.ranges[table]:
+                    self._copied_before(progress)
             self._queue = [r for t in parallel for r in pending(self.ranges[t])]
             for number in range(min(self.threads, len(self._queue))):
                 tg.start_soon(self._stream, number)
+
+    def _copied_before(self, progress: RangeProgress) -> None:
+        """Tell ``on_copied`` what of a range an earlier run committed (a resumed move)."""
+        if self.on_copied is None or not (progress.done or progress.last_key is not None):
+            return
+        last = None if progress.done else progress.last_key
+        self.on_copied(CopiedChunk(progress.table, progress.span, None, last, progress.done))
 
     # --- the plan ---------------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ cancels the driver, and the writer then applies what is queued and commits at a 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,10 +30,12 @@ from tablemover.checkpoint import Checkpoint, TableProgress
 from tablemover.config import Config, ThrottleSection
 from tablemover.controls import Controls
 from tablemover.copy import TableCopier
+from tablemover.copyplan import Span
 from tablemover.cutover import rename_comment
 from tablemover.db import close, connect
 from tablemover.decode import RowDecoder
 from tablemover.flavor import Flavor
+from tablemover.gate import LiveGate
 from tablemover.hooks import run_hooks
 from tablemover.lag import LagMonitor
 from tablemover.log import event
@@ -42,8 +46,10 @@ from tablemover.schema import TableSchema
 from tablemover.status import Board, hook_env
 from tablemover.stream import BinlogStream, StreamSettings
 from tablemover.throttle import Throttle
+from tablemover.verify import TableReport, VerifyReport, applied_waiter, difference_refusal
 
 INBOX_SIZE = 64
+TRAILING_MAX_LAG_S = 1.0  # the trailing gate compares chunks while the apply lags less than this
 STOP_GRACE_S = 7.0  # systemd's default stop timeout is longer; the spec asks for exit within 10 s
 PROGRESS_EVERY_S = 5.0
 
@@ -84,6 +90,15 @@ def forward_feed(config: Config, flavor: Flavor, state_database: str) -> Feed:
     return Feed(settings, move.effective_target_database, tables, forward=True, state_database=state_database)
 
 
+_TRAILING: contextvars.ContextVar[LiveGate | None] = contextvars.ContextVar("trailing_gate", default=None)
+
+
+def trailing_gate() -> LiveGate | None:
+    """The gate trailing the copy of the pipeline whose driver calls this (None: no such gate, the
+    checksum before the cutover compares every table then)."""
+    return _TRAILING.get()
+
+
 class Pipeline:
     """One attempt's stream, copier and writer, running around a driver."""
 
@@ -115,8 +130,9 @@ class Pipeline:
         self.writer: TargetWriter | None = None  # while running
         self._inbox: MemoryObjectSendStream[WorkItem | Transition] | None = None
         self._driver_scope: anyio.CancelScope | None = None
-        # Told of every chunk a parallel copy stream commits (a checksum that trails the copy).
-        self.on_copied: Callable[[CopiedChunk], None] | None = None
+        # The checksum gate that trails the copy (checksum_during_copy), while the pipeline runs.
+        self.trailing: LiveGate | None = None
+        self._copy_done = False
 
     @property
     def running(self) -> bool:
@@ -182,7 +198,14 @@ class Pipeline:
                     if self.controls.stop_requested:
                         self._driver_scope.cancel()
                     try:
-                        async with anyio.create_task_group() as driver:
+                        async with contextlib.AsyncExitStack() as stack:
+                            self.trailing = self._trailing_gate(writer, checkpoint)
+                            if self.trailing is not None:
+                                await stack.enter_async_context(self.trailing)
+                                # For the driver (it runs in this context): the cutover finishes it.
+                                token = _TRAILING.set(self.trailing)
+                                stack.callback(_TRAILING.reset, token)
+                            driver = await stack.enter_async_context(anyio.create_task_group())
                             if feed.forward:
                                 driver.start_soon(self._copy_tables, writer, send.clone())
                             await drive(writer)
@@ -207,6 +230,7 @@ class Pipeline:
         finally:
             self._driver_scope = None
             self._inbox = None
+            self.trailing = None
             if feed.forward:
                 self.board.committed.unfollow(writer.checkpoint)
             self.commits += writer.commits
@@ -251,10 +275,11 @@ class Pipeline:
                     size_override=lambda: self.controls.chunk_size_override,
                     fence=self.fence,
                     serial=lambda table: self._copy_serially(writer, send, [table]),
-                    on_copied=self.on_copied,
+                    on_copied=self._trail,
                 ).run()
             else:
                 await self._copy_serially(writer, send, move.tables)
+        self._copy_done = True
 
     async def _ranges_stored(self, writer: TargetWriter) -> bool:
         """Whether a parallel copy of this move committed ranges (then it goes on in parallel,
@@ -291,6 +316,10 @@ class Pipeline:
                     )
                 )
             for table in tables:
+                progress = writer.progress.get(table, TableProgress())
+                if progress.last_key is not None and not progress.done:
+                    # What an earlier run committed: the gate compares it too.
+                    self._trail(CopiedChunk(table, Span(), None, progress.last_key, False))
                 copier = TableCopier(
                     conns,
                     self.schemas[table],
@@ -300,12 +329,56 @@ class Pipeline:
                     self._chunk_allowed(writer, send),
                     adaptive=move.adaptive_chunk_size,
                     size_override=lambda: self.controls.chunk_size_override,
+                    on_copied=lambda chunk, after: self._trail(
+                        CopiedChunk(chunk.table, Span(), after, chunk.last_key, chunk.done)
+                    ),
                 )
                 await copier.run()
                 event("table copied", table=table, rows=writer.progress[table].rows_copied)
         finally:
             for conn in conns:
                 await close(conn)
+
+    # --- the checksum that trails the copy ---------------------------------------------------------
+
+    def _trailing_gate(self, writer: TargetWriter, checkpoint: Checkpoint) -> LiveGate | None:
+        """A :class:`LiveGate` for a forward pipeline that copies (state COPYING) with the gate on
+        and ``checksum_during_copy``; tables copied before this pipeline are compared whole."""
+        move = self.config.move
+        copying = checkpoint.state is State.COPYING and not checkpoint.copy_done
+        if not (self.feed.forward and copying and move.verify_before_cutover and move.checksum_during_copy):
+            return None
+        gate = LiveGate(
+            self.config,
+            self.flavor,
+            applied_waiter(writer),
+            on_difference=lambda report: self._gate_difference(writer, report),
+            pace=self._gate_pace,
+        )
+        for table in move.tables:
+            if writer.progress.get(table, TableProgress()).done:
+                gate.add(table, None, None)
+        return gate
+
+    def _trail(self, chunk: CopiedChunk) -> None:
+        """A chunk committed on the target: the trailing gate compares it (the last chunk of a table
+        or range to its end, so rows appended after the copy are compared too)."""
+        if self.trailing is not None:
+            self.trailing.add(chunk.table, chunk.after, None if chunk.done else chunk.last_key, chunk.span)
+
+    async def _gate_pace(self) -> None:
+        """While the copy runs, the trailing gate waits for the apply to be under
+        :data:`TRAILING_MAX_LAG_S` behind: its wait under a chunk's shared lock lasts about the lag."""
+        writer = self.writer
+        while writer is not None and not self._copy_done and self.board.lag_s > TRAILING_MAX_LAG_S:
+            with anyio.move_on_after(0.1):
+                await writer.committed.wait()  # the lag only falls when the writer commits
+
+    def _gate_difference(self, writer: TargetWriter, report: TableReport) -> None:
+        """A chunk differs: while the move copies, stop it now (exit 3) rather than after the copy;
+        from the cutover on, the gate's end reports it (and cancels the cutover)."""
+        if writer.checkpoint.state is State.COPYING:
+            raise difference_refusal(VerifyReport([report]))
 
     async def _run_samplers(self, scope: anyio.CancelScope, writer: TargetWriter) -> None:
         with scope:

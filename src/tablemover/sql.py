@@ -508,6 +508,7 @@ def checksum_range(
     upper: Sequence[object] | None,
     json_checks: Sequence[str] = (),
     lock: bool = False,
+    span: tuple[object | None, object | None] | None = None,
 ) -> Statement:
     """Row count and a 128-bit order-independent checksum of the rows in (lower, upper].
 
@@ -520,7 +521,7 @@ def checksum_range(
     (:func:`json_non_text_types`): the digest hashes the documents' text, which prints a DATETIME
     like the string of the same digits.
     """
-    where = _range_where(key, lower, upper)
+    where = _and(_range_where(key, lower, upper), span_where(key, span))
     inner = f"{row_digest(columns)} AS `_tm_h`"
     flagged = ""
     if json_checks:
@@ -546,6 +547,7 @@ def key_boundary(
     after: Sequence[object] | None,
     step: int,
     upper: Sequence[object] | None = None,
+    span: tuple[object | None, object | None] | None = None,
 ) -> Statement:
     """The key of the ``step``-th row after a key (or from the start): the end of a verify chunk.
 
@@ -555,7 +557,7 @@ def key_boundary(
     inside the range (LIMIT 2): fewer than two rows back means the rest of the range is at most
     one chunk, so the caller ends it at ``upper`` itself and sends no query for an empty chunk.
     """
-    where = _range_where(key, after, upper)
+    where = _and(_range_where(key, after, upper), span_where(key, span))
     return Statement(
         f"SELECT {read_list(key)} FROM {qualified(database, table)}{where.text} "
         f"ORDER BY {column_list(key)} LIMIT 2 OFFSET {int(step) - 1}",
@@ -571,9 +573,10 @@ def select_range(
     *,
     lower: Sequence[object] | None,
     upper: Sequence[object] | None,
+    span: tuple[object | None, object | None] | None = None,
 ) -> Statement:
     """All rows in (lower, upper], in key order (verify's drill-down)."""
-    where = _range_where(key, lower, upper)
+    where = _and(_range_where(key, lower, upper), span_where(key, span))
     return Statement(
         f"SELECT {read_list(columns)} FROM {qualified(database, table)}{where.text} "
         f"ORDER BY {column_list(key)}",

@@ -52,6 +52,7 @@ from tablemover.schema import TableSchema, inspect_table, sql_col, table_exists
 
 if TYPE_CHECKING:
     from tablemover.apply import TargetWriter
+    from tablemover.gate import LiveGate
 
 VERIFY_CHUNK = 2000
 LIVE_LOCK_WAIT_S = 5  # the gate's locking read gives way to the application quickly, then retries
@@ -91,24 +92,44 @@ class VerifyReport:
         return all(t.equal for t in self.tables)
 
 
-async def checksum_gate(config: Config, flavor: Flavor, machine: MoveMachine, writer: TargetWriter) -> None:
-    """The correctness gate before the point of no return: every table, source vs target.
-
-    Runs while the apply goes on, as the cutover's last step before the intent is written (after
-    any postponed or blocked wait), so it adds nothing to the write outage. A difference is real
-    (:func:`verify_live` compares exactly), so nothing is renamed: back to COPYING, the keys in
-    the log, exit 3 for an operator to look.
-    """
-    started = time.monotonic()
-    event("checksumming every moved table before the cutover (the apply goes on)")
+def applied_waiter(writer: TargetWriter) -> Callable[[gtid.GtidPosition], Awaitable[None]]:
+    """``wait_applied(position)``: return once ``writer`` has committed every source transaction in
+    ``position`` (what the live gate waits for before it reads the target)."""
 
     async def wait_applied(position: gtid.GtidPosition) -> None:
         while not gtid.covers(writer.committed_position, position):
             with anyio.move_on_after(1.0):
                 await writer.committed.wait()
 
+    return wait_applied
+
+
+async def checksum_gate(
+    config: Config,
+    flavor: Flavor,
+    machine: MoveMachine,
+    writer: TargetWriter,
+    trailing: LiveGate | None = None,
+) -> None:
+    """The correctness gate before the point of no return: every table, source vs target.
+
+    Runs while the apply goes on, as the cutover's last step before the intent is written (after
+    any postponed or blocked wait), so it adds nothing to the write outage. A difference is real
+    (:func:`verify_live` compares exactly), so nothing is renamed: back to COPYING, the keys in
+    the log, exit 3 for an operator to look. With ``trailing`` (the gate that has compared the
+    copy's chunks as they were committed, ``checksum_during_copy``), what is left is to finish
+    it: the chunks still queued and the rows after each table's last copied key.
+    """
+    started = time.monotonic()
+    if trailing is None:
+        event("checksumming every moved table before the cutover (the apply goes on)")
+    else:
+        event("finishing the checksum that trailed the copy (the apply goes on)")
     try:
-        report = await verify_live(config, flavor, wait_applied)
+        if trailing is None:
+            report = await verify_live(config, flavor, applied_waiter(writer))
+        else:
+            report = await trailing.finish(raise_on_difference=False)
     except UnreproducibleRow:
         if machine.current is State.CUTOVER_STARTED:
             await machine.fire("cancel_cutover", detail={"reason": "unreproducible JSON value"})
@@ -122,8 +143,17 @@ async def checksum_gate(config: Config, flavor: Flavor, machine: MoveMachine, wr
             seconds=round(seconds, 3),
             seconds_per_million_rows=round(seconds * 1_000_000 / rows, 2) if rows else 0.0,
             lock_held_max_s=round(report.lock_held_max_s, 3),
+            trailed_copy=trailing is not None,
         )
         return
+    refusal = difference_refusal(report)
+    if machine.current is State.CUTOVER_STARTED:
+        await machine.fire("cancel_cutover", detail={"reason": "checksum difference"})
+    raise refusal
+
+
+def difference_refusal(report: VerifyReport) -> SafetyRefusal:
+    """Log the keys that differ (ERROR) and return the refusal (exit 3) that stops the move."""
     differing = {
         t.table: {
             "missing_on_target": t.missing_on_target[:20],
@@ -134,9 +164,7 @@ async def checksum_gate(config: Config, flavor: Flavor, machine: MoveMachine, wr
         if not t.equal
     }
     event("checksum before cutover found differences", logging.ERROR, tables=differing)
-    if machine.current is State.CUTOVER_STARTED:
-        await machine.fire("cancel_cutover", detail={"reason": "checksum difference"})
-    raise SafetyRefusal(
+    return SafetyRefusal(
         f"the checksum before the cutover found rows that differ between source and target "
         f"({'; '.join(f'{t}: {d}' for t, d in differing.items())}). Nothing was renamed and the "
         "move stays in COPYING. The target does not hold what the source holds: find out why "

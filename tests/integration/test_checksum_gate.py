@@ -7,6 +7,7 @@ import threading
 import time
 
 import pymysql
+import pytest
 
 from conftest import MoveEnv
 from support import WriteLoad, assert_tables_equal, renames_in_binlog, transitions, wait_for_log
@@ -103,13 +104,18 @@ class Appender:
             conn.close()
 
 
-def test_gate_is_exact_on_a_read_committed_source_with_appends_into_the_last_chunk(move: MoveEnv) -> None:
+@pytest.mark.parametrize("trailing", [False, True], ids=["at_cutover", "trailing_copy"])
+def test_gate_is_exact_on_a_read_committed_source_with_appends_into_the_last_chunk(
+    move: MoveEnv, trailing: bool
+) -> None:
     # At READ COMMITTED a locking read takes no gap locks: an append into the last chunk commits
     # between the source's sum and the position read after it (widened here to 0.3 s), and the
     # target, caught up to that position, holds one row more: a false difference, exit 3. The
-    # gate sets REPEATABLE READ on its own connections, whatever the server default.
+    # gate sets REPEATABLE READ on its own connections, whatever the server default. Both ways: the
+    # whole gate at the cutover, and the gate trailing the copy (its last interval, after each
+    # table's last copied key, is where the appends go).
     seed(move, 3000)
-    cfg = move.config(["a", "b"], move={"chunk_size": 500})
+    cfg = move.config(["a", "b"], move={"chunk_size": 500, "checksum_during_copy": trailing})
     default = move.source.execute("SELECT @@GLOBAL.tx_isolation")[0][0]
     move.source.execute("SET GLOBAL tx_isolation = 'READ-COMMITTED'")
     try:
@@ -124,7 +130,8 @@ def test_gate_is_exact_on_a_read_committed_source_with_appends_into_the_last_chu
     assert not log_events(move, "checksum before cutover found differences")
     assert len(log_events(move, "checksum before cutover: source and target equal")) == 1
     # Appends went on during the gate (some into its last chunk, while its lock was held).
-    gate_at = log.index("checksumming every moved table")
+    started = "finishing the checksum that trailed" if trailing else "checksumming every moved table"
+    gate_at = log.index(started)
     assert appends.next_id > 100_001 and "appended" in str(
         move.src("SELECT v FROM _a_moved ORDER BY id DESC LIMIT 1")
     )
@@ -135,17 +142,25 @@ def test_gate_is_exact_on_a_read_committed_source_with_appends_into_the_last_chu
     )
 
 
-def test_gate_runs_after_a_postponed_cutover_is_released(move: MoveEnv) -> None:
+@pytest.mark.parametrize("trailing", [False, True], ids=["at_cutover", "trailing_copy"])
+def test_gate_runs_after_a_postponed_cutover_is_released(move: MoveEnv, trailing: bool) -> None:
     # Its verdict must cover the data at the RENAME: not at the start of a wait that may last days.
+    # A gate that trailed the copy compared the copied chunks before the wait; what is left of it
+    # (the rows after each table's last copied key, every row appended since) runs after it.
     seed(move, 2000)
-    cfg = move.config(["a", "b"], move={"postpone_cutover": True})
+    cfg = move.config(["a", "b"], move={"postpone_cutover": True, "checksum_during_copy": trailing})
+    started = (
+        "finishing the checksum that trailed the copy (the apply goes on)"
+        if trailing
+        else "checksumming every moved table before the cutover (the apply goes on)"
+    )
     load = WriteLoad(move.source, move.database, ["a", "b"], key_space=2000, pause_s=0.002).start()
     try:
         proc = move.popen("run", "-c", str(cfg))
         wait_for_log(move, "cutover postponed", proc)
         # The wait is reached and held while writes go on: the gate has not run.
         wait_for_log(move, '"state": "COPYING"', proc)
-        assert not log_events(move, "checksumming every moved table"), "the gate ran before the wait"
+        assert not log_events(move, started), "the gate ran (or finished) before the wait"
         released = move.cli("cutover", "-c", str(cfg))
         assert released.returncode == 0, released.stdout + released.stderr
         assert proc.wait(timeout=300) == 0, (move.workdir / "daemon.log").read_text()[-3000:]
@@ -163,12 +178,12 @@ def test_gate_runs_after_a_postponed_cutover_is_released(move: MoveEnv) -> None:
     order = [
         first("cutover postponed: release it with `tablemover cutover`"),
         first("cutover released by the operator"),
-        first("checksumming every moved table before the cutover (the apply goes on)"),
+        first(started),
         first("checksum before cutover: source and target equal"),
         first("state changed", to="CUTOVER_STARTED"),  # the intent: the gate is the last step before it
     ]
     assert order == sorted(order), [events[i]["msg"] for i in order]
-    assert len(log_events(move, "checksumming every moved table")) == 1
+    assert len(log_events(move, started)) == 1
     assert transitions(move)[-1] == "DONE"
     assert_tables_equal(
         move.source, move.database, move.target, move.target_database, {"_a_moved": "a", "_b_moved": "b"}
