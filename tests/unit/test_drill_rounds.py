@@ -54,14 +54,22 @@ def test_elapse_and_forward_plans() -> None:
     assert rng.getstate() == state  # a forward round draws nothing more: the seed's plans stay as they were
 
 
-def test_parallel_rounds_kill_inside_a_copy_stream_then_at_a_cutover_point() -> None:
+def test_parallel_rounds_kill_inside_a_copy_stream_then_in_the_gate_or_at_a_cutover_point() -> None:
     from drill.kills import CUTOVER_POINTS
 
     kind = pick(Slot(3, None))
     assert kind.move_keys() == {"copy_threads": 4}
     points = [kind.forward_kills(Slot(n, None), 0, random.Random(n)) for n in (3, 7, 11, 15)]
     assert {p[0].point.split(":")[0] for p in points} == {"parallel.after_commit", "parallel.before_commit"}
-    assert all(1 <= int(p[0].point.split(":")[1]) <= 12 and p[1].point in CUTOVER_POINTS for p in points)
+    assert all(1 <= int(p[0].point.split(":")[1]) <= 12 for p in points)
+    seconds = [p[1].point for p in points]
+    assert all(s in CUTOVER_POINTS or s.startswith("gate.after_chunk:") for s in seconds), seconds
+    kinds = {
+        p[1].point.split(":")[0]
+        for n in range(3, 80, 4)
+        for p in [kind.forward_kills(Slot(n, None), 0, random.Random(n))]
+    }
+    assert "gate.after_chunk" in kinds and kinds & set(CUTOVER_POINTS), kinds
 
 
 def test_each_kind_holds_the_transitions_to_its_own_ending() -> None:
