@@ -231,7 +231,7 @@ async def check_feed(config: Config, cp: Checkpoint, target: Any, target_flavor:
         return
     window = Window.from_checkpoint(cp)
     if window is None:
-        return  # the daemon refuses a window state without its facts itself (move.py)
+        return  # the daemon refuses a window state without its facts itself (rollback.WindowPhases)
     name = config.move.name
     database = await cpstore.locate_move(target, config.move)
     own = [*await cpstore.history(target, database, name), *await cpstore.owners(target, database, name)]

@@ -13,7 +13,7 @@ checksum gate       ``verify.checksum_gate``
 cutover             ``cutover``: postpone gate, blockers, intent, hook, RENAME + position
 drain               ``drain``
 success hook        ``hooks.fire_until_ok``
-rollback window     ``window`` (the reverse feed: ``pipeline`` run target -> source)
+rollback window     ``rollback.WindowPhases``, ``window`` (the reverse feed: ``pipeline`` run backwards)
 rollback            ``rollback`` (intent, hook, target RENAME), ``drain``, ``rollback.restore_source``
 ==================  =======================================================================
 
@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -60,13 +60,10 @@ from tablemover.preflight import preflight
 from tablemover.prepare import prepare
 from tablemover.replicas import wait_for_replicas
 from tablemover.retry import RetryBudget, describe_error, is_transient, primary_error
-from tablemover.rollback import Rollback, resolve_rollback_started, restore_source
+from tablemover.rollback import WindowPhases, restore_source
 from tablemover.schema import TableSchema, count_rows_estimate
 from tablemover.status import Board, hook_env
 from tablemover.verify import checksum_gate
-from tablemover.window import Window, feed_state_database, hold_open, reverse_checkpoint, reverse_feed
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -116,7 +113,7 @@ class Move:
         self.source: Any = None
         self.source_monitor: Any = None
         self.target: Any = None
-        self._pipeline: Pipeline | None = None
+        self._pipeline: Pipeline | None = None  # the forward or the reverse one, while it runs
         self._outer_scope: anyio.CancelScope | None = None
         self.controls.on_stop = self._cancel_for_stop
 
@@ -179,16 +176,17 @@ class Move:
                 lambda: self.controls.throttle_limits,
             )
             await self._success_hook(machine)
+        window = self._window_phases()
         if machine.current is State.HOOK_FIRED:
-            await self._finish_or_open_window(machine)
+            await window.finish_or_open(machine)
         if machine.current in REVERSE_FEED:
-            await self._run_reverse_feed(machine)  # until the window elapses, or a rollback drained
+            await window.run(machine)  # until the window elapses, or a rollback drained
             if self.controls.stop_requested:
                 return self._stopped_result()
         if machine.current is State.ROLLBACK_DRAINED:
             await carry_back(self.config, self.flavor, self.target_flavor)
             await restore_source(self.config, self.flavor)
-            await self._rollback_hook(machine)
+            await window.rollback_hook(machine)
         return self._result(machine, f"move finished in state {machine.current.value}")
 
     async def _live_phases(self, machine: MoveMachine, writer: TargetWriter) -> None:
@@ -210,21 +208,6 @@ class Move:
             await self._cutover(machine, writer).run()  # the checksum gate runs in it, last
         drain_position = gtid.parse_position(self.flavor, writer.checkpoint.drain_gtid or "")
         await drain(machine, writer, drain_position, move.drain_timeout_s)
-
-    async def _window_phases(self, machine: MoveMachine, window: Window, writer: TargetWriter) -> None:
-        """The phases that run while the reverse feed does: hold the window open, roll back, drain."""
-        while machine.current in (State.WINDOW_OPEN, State.ROLLBACK_STARTED):
-            if machine.current is State.WINDOW_OPEN and not await hold_open(window, self.controls):
-                await machine.fire("close_window", detail=window.detail(closed="the window elapsed"))
-                event("rollback window elapsed: the move is done")
-                return
-            if not await self._rollback(machine, window).run():
-                self.controls.rollback_declined()
-        assert self.checkpoint is not None
-        drain_position = gtid.parse_position(self.target_flavor, self.checkpoint.drain_gtid or "")
-        await drain(
-            machine, writer, drain_position, self.config.move.drain_timeout_s, "mark_rollback_drained"
-        )
 
     # --- phase plumbing --------------------------------------------------------------------------
 
@@ -298,143 +281,20 @@ class Move:
             self.config, "success", machine, "mark_hook_fired", cp.hook_attempts, record_attempt, env
         )
 
-    async def _finish_or_open_window(self, machine: MoveMachine) -> None:
-        """HOOK_FIRED: DONE, or with rollback_window_s the window opens (WINDOW_OPEN)."""
-        cp = self.checkpoint
-        assert cp is not None
-        length = self.config.move.rollback_window_s
-        reverse_from = cp.detail.get("reverse_from")
-        if length <= 0:
-            await machine.fire("finish")
-            return
-        if not isinstance(reverse_from, str):
-            event(
-                "no rollback window: this move's success hook ran before its target position was recorded "
-                "(an older version, or the window was configured later); finishing",
-                logging.WARNING,
-            )
-            await machine.fire("finish")
-            return
-        window = Window.open(self.config.move.name, reverse_from, length)
-
-        async def create(source: Any) -> None:
-            database = await feed_state_database(self.config, source, window)
-            await reverse_checkpoint(self.config, source, window, database)
-
-        await self._with_reverse_writer(create)
-        await machine.fire("open_window", detail=window.detail())
-        event("rollback window open", closes_in_s=length, reverse_from=reverse_from)
-
-    async def _run_reverse_feed(self, machine: MoveMachine) -> None:
-        """Run :meth:`_window_phases` as the driver of the reverse feed (target -> source)."""
-        cp = self.checkpoint
-        assert cp is not None
-        window = Window.from_checkpoint(cp)
-        if window is None:
-            raise SafetyRefusal(
-                f"move {self.config.move.name!r} is in {cp.state.value} but its checkpoint does not say "
-                "where the rollback window's reverse feed starts (detail: reverse_from, closes_at, feed). "
-                "It was written by hand or by another version; decide by hand whether to finish forward."
-            )
-        if machine.current is State.ROLLBACK_STARTED:
-            await resolve_rollback_started(self.config, machine, window, self.target_flavor)
-        self.board.window_closes_at = window.closes_at
-        lag = LagMonitor(
-            self.config.target, self.target_flavor, self.board, publish=self._reverse_lag, role="target"
-        )
-
-        async def feed(source: Any) -> None:
-            database = await feed_state_database(self.config, source, window)
-            checkpoint = await reverse_checkpoint(self.config, source, window, database)
-            self._pipeline = Pipeline(
-                self.config,
-                self.schemas,
-                reverse_feed(self.config, self.target_flavor, database),
-                source_monitor=None,
-                writer_conn=source,
-                controls=self.controls,
-                board=self.board,
-                lag=lag,
-            )
-            try:
-                await self._pipeline.run(
-                    checkpoint, lambda writer: self._window_phases(machine, window, writer)
-                )
-            finally:
-                self._pipeline = None
-
-        try:
-            await self._with_reverse_writer(feed)
-        except Exception as exc:
-            error = primary_error(exc)
-            if self.controls.stop_requested and not isinstance(error, TablemoverError):
-                event("reverse feed stopped", logging.DEBUG, detail=repr(exc)[:500])
-                return
-            if isinstance(error, SafetyRefusal) and machine.current is State.WINDOW_OPEN:
-                # Nothing of the rollback has happened: the move stands forward, as it would have
-                # without a window. Loud, because the way back is gone.
-                event(
-                    "the rollback window closes early: the reverse feed cannot go on, so a rollback is no "
-                    "longer possible; the move stays on the target",
-                    logging.ERROR,
-                    error=str(error),
-                )
-                await machine.fire(
-                    "close_window", detail=window.detail(closed=f"reverse feed stopped: {error}")
-                )
-                return
-            raise
-
-    def _reverse_lag(self, lag_s: float) -> None:
-        self.board.reverse_lag_s = lag_s
-
-    def _rollback(self, machine: MoveMachine, window: Window) -> Rollback:
-        return Rollback(
+    def _window_phases(self) -> WindowPhases:
+        return WindowPhases(
             self.config,
-            machine,
-            window,
+            self.schemas,
             self.target_flavor,
+            controls=self.controls,
             board=self.board,
             timings=self.rollback_timings,
-            hook_env=lambda: hook_env(self.board),
+            write=self._write,
+            track=self._track,
         )
 
-    async def _rollback_hook(self, machine: MoveMachine) -> None:
-        cp = self.checkpoint
-        assert cp is not None
-        first = cp.state is State.ROLLBACK_DRAINED and cp.kind == cpstore.KIND_TRANSITION
-
-        async def record_attempt(attempt: int) -> None:
-            current = self.checkpoint
-            assert current is not None
-            await self._write(current.evolve(hook_attempts=attempt, kind=cpstore.KIND_PROGRESS))
-            self.rollback_timings.report_outage(self.board)
-
-        await fire_until_ok(
-            self.config,
-            "rollback",
-            machine,
-            "mark_rolled_back",
-            0 if first else cp.hook_attempts,
-            record_attempt,
-            lambda: hook_env(self.board),
-        )
-
-    async def _with_reverse_writer(self, use: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``use`` with a writer connection to the source (the reverse feed writes there)."""
-        conn = await connect(
-            self.config.source,
-            "source",
-            autocommit=False,
-            sql_mode=WRITER_SQL_MODE,
-            binary_prefix=True,
-            connection="reverse_writer",
-        )
-        try:
-            return await use(conn)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await close(conn)
+    def _track(self, pipeline: Pipeline | None) -> None:
+        self._pipeline = pipeline
 
     async def _persist(self, previous: State, state: State, kwargs: dict[str, Any]) -> None:
         """Commit the checkpoint row of a transition (the machine's ``before`` callback).
