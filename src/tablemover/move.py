@@ -17,19 +17,18 @@ rollback window     ``rollback.WindowPhases``, ``window`` (the reverse feed: ``p
 rollback            ``rollback`` (intent, hook, target RENAME), ``drain``, ``rollback.restore_source``
 ==================  =======================================================================
 
-Around the walk this module owns the move (the lock in ``ownership``), retries transient faults
-from the last committed checkpoint (``retry``), and records a move that cannot go on. It never
-knows who asks about it: the service shell reads the :class:`~tablemover.status.Board` and sends
-commands through :class:`~tablemover.controls.Controls`.
+Around the walk this module owns the move (the lock in ``ownership``), runs it in attempts that
+retry transient faults from the last committed checkpoint (``attempts``, with ``retry``'s policy),
+and records a move that cannot go on. It never knows who asks about it: the service shell reads
+the :class:`~tablemover.status.Board` and sends commands through
+:class:`~tablemover.controls.Controls`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
@@ -37,15 +36,16 @@ import anyio.abc
 from asyncmy.errors import MySQLError
 
 from tablemover import checkpoint as cpstore
-from tablemover import faults, gtid, log, maintenance
+from tablemover import faults, gtid, log
 from tablemover.apply import TargetWriter
+from tablemover.attempts import Attempts, Connections, MoveResult
 from tablemover.autoinc import carry_back, carry_forward
 from tablemover.checkpoint import Checkpoint
 from tablemover.claims import check_feed, check_recorded, check_source_matches, check_target_matches
 from tablemover.config import Config
 from tablemover.controls import ABORTABLE, Controls
 from tablemover.cutover import Cutover, CutoverTimings, resolve_cutover_started
-from tablemover.db import WRITER_SQL_MODE, ConnectError, close, connect, current_position
+from tablemover.db import ConnectError, close, connect, current_position
 from tablemover.drain import drain
 from tablemover.errors import MoveFailed, SafetyRefusal, TablemoverError, UnreproducibleEvent
 from tablemover.flavor import Flavor
@@ -53,27 +53,17 @@ from tablemover.hooks import fire_until_ok, run_hooks
 from tablemover.indexes import add_deferred_indexes
 from tablemover.lag import LagMonitor
 from tablemover.log import event
-from tablemover.machine import FAILABLE, REVERSE_FEED, MoveMachine, State
+from tablemover.machine import FAILABLE, REVERSE_FEED, MoveMachine, State, log_state_change
 from tablemover.ownership import MoveLock
 from tablemover.pipeline import Pipeline, forward_feed
 from tablemover.preflight import preflight
 from tablemover.prepare import prepare
 from tablemover.replicas import wait_for_replicas
-from tablemover.retry import RetryBudget, describe_error, is_transient, primary_error
+from tablemover.retry import describe_error, primary_error
 from tablemover.rollback import WindowPhases, restore_source
-from tablemover.schema import TableSchema, count_rows_estimate
+from tablemover.schema import TableSchema
 from tablemover.status import Board, hook_env
 from tablemover.verify import checksum_gate
-
-
-@dataclass
-class MoveResult:
-    """How a run ended."""
-
-    state: State
-    rows_copied: int
-    events_applied: int
-    message: str
 
 
 class Shell(Protocol):
@@ -98,7 +88,6 @@ class Move:
         self.controls = controls or Controls(config.throttle)
         self.board = board or Board()
         self.stop_before_cutover = stop_before_cutover
-        self.target_db = config.move.effective_target_database
         # Where the move's checkpoint is: the state schema, or the target schema for a move an
         # earlier version started there; located on the target before the first read of a row.
         self.state_db = config.move.state_database
@@ -109,10 +98,16 @@ class Move:
         self.timings = CutoverTimings()
         self.rollback_timings = CutoverTimings(kind="rollback")
         self.target_flavor = Flavor.MARIADB
-        self.commits_total = 0  # target commits over every attempt (the retry budget refills on them)
-        self.source: Any = None
-        self.source_monitor: Any = None
-        self.target: Any = None
+        self.conns = Connections()  # this attempt's (opened and closed by the attempts)
+        self.attempts = Attempts(
+            config,
+            self.controls,
+            self.board,
+            self.lock,
+            self.conns,
+            walk=self._walk,
+            located=self._located,
+        )
         self._pipeline: Pipeline | None = None  # the forward or the reverse one, while it runs
         self._outer_scope: anyio.CancelScope | None = None
         self.controls.on_stop = self._cancel_for_stop
@@ -128,15 +123,15 @@ class Move:
         """The phases in order, entered at the persisted state (which is all "resume" means)."""
         if cp is None:
             cp = await prepare(
-                self.config, self.flavor, self.schemas, self.source, self.target, self.state_db
+                self.config, self.flavor, self.schemas, self.conns.source, self.conns.target, self.state_db
             )
             await self.lock.record_owner()
         else:
             # The row is a claim: checked against its history and the source before acting on it.
-            await check_recorded(self.config, self.target, self.state_db)
+            await check_recorded(self.config, self.conns.target, self.state_db)
             await check_source_matches(self.config, cp.state)
             await check_target_matches(self.config, cp.state)
-            await check_feed(self.config, cp, self.target, self.target_flavor)
+            await check_feed(self.config, cp, self.conns.target, self.target_flavor)
             event(
                 "resuming move from checkpoint",
                 state=cp.state.value,
@@ -152,7 +147,7 @@ class Move:
         if machine.current is State.ABORTED:
             await machine.fire("resume_aborted")
         if machine.current is State.CUTOVER_STARTED:
-            await resolve_cutover_started(self.config, machine, self.source, self.flavor)
+            await resolve_cutover_started(self.config, machine, self.conns.source, self.flavor)
         if machine.current in (State.COPYING, State.CUTOVER_STARTED, State.RENAMED):
             await self._run_pipeline(machine)
             if self.controls.abort_requested and machine.current in ABORTABLE:
@@ -171,7 +166,7 @@ class Move:
             await wait_for_replicas(
                 self.config,
                 self.target_flavor,
-                self.target,
+                self.conns.target,
                 self.board,
                 lambda: self.controls.throttle_limits,
             )
@@ -218,8 +213,8 @@ class Move:
             self.config,
             self.schemas,
             forward_feed(self.config, self.flavor, self.state_db),
-            source_monitor=self.source_monitor,
-            writer_conn=self.target,
+            source_monitor=self.conns.source_monitor,
+            writer_conn=self.conns.target,
             controls=self.controls,
             board=self.board,
             lag=self.lag,
@@ -234,7 +229,7 @@ class Move:
                 raise
             event("pipeline stopped", logging.DEBUG, detail=repr(exc)[:500])
         finally:
-            self.commits_total += self._pipeline.commits
+            self.attempts.commits_total += self._pipeline.commits
             self._pipeline = None
 
     def _cutover(self, machine: MoveMachine, writer: TargetWriter) -> Cutover:
@@ -242,7 +237,7 @@ class Move:
             self.config,
             machine,
             writer,
-            self.source,
+            self.conns.source,
             lag=self.lag,
             controls=self.controls,
             board=self.board,
@@ -266,7 +261,7 @@ class Move:
             # The target's position before the application hears of the switch: where a rollback
             # window's reverse feed starts. Read once; a crash inside the hook keeps the first.
             reverse_from = current.detail.get("reverse_from") or await current_position(
-                self.target, self.target_flavor
+                self.conns.target, self.target_flavor
             )
             row = current.evolve(
                 hook_attempts=attempt, kind=cpstore.KIND_PROGRESS, detail={"reverse_from": reverse_from}
@@ -296,6 +291,9 @@ class Move:
     def _track(self, pipeline: Pipeline | None) -> None:
         self._pipeline = pipeline
 
+    def _located(self, state_db: str) -> None:
+        self.state_db = state_db
+
     async def _persist(self, previous: State, state: State, kwargs: dict[str, Any]) -> None:
         """Commit the checkpoint row of a transition (the machine's ``before`` callback).
 
@@ -307,20 +305,20 @@ class Move:
         else:
             assert self.checkpoint is not None
             await self._write(self.checkpoint.evolve(state=state, kind=cpstore.KIND_TRANSITION, **kwargs))
-        _state_changed(previous, state)
+        log_state_change(previous, state)
         faults.hit(f"state.{state.value}")
 
     async def _write(self, cp: Checkpoint) -> None:
         # Fenced like the writer's commits: the row continues the newest one we know (seq), and
         # the lock must still be ours on the connection that commits it.
         try:
-            written = await cpstore.write(self.target, self.state_db, cp)
-            await self.lock.prove(self.target)
+            written = await cpstore.write(self.conns.target, self.state_db, cp)
+            await self.lock.prove(self.conns.target)
         except TablemoverError:
             with anyio.CancelScope(shield=True), contextlib.suppress(MySQLError, OSError):
-                await self.target.rollback()
+                await self.conns.target.rollback()
             raise
-        await self.target.commit()
+        await self.conns.target.commit()
         self.board.committed.store(written)
 
     def _cancel_for_stop(self) -> None:
@@ -362,10 +360,10 @@ class Move:
                 self._outer_scope = tg.cancel_scope
                 await shell.start(tg, f"preflight passed; {state.value if state else 'new move'}")
                 await run_hooks(self.config, "startup", (state or State.PREPARED).value, hook_env(self.board))
-                result = await self._run_with_retries(report.checkpoint)
+                result = await self.attempts.run(report.checkpoint, self.schemas)
                 tg.cancel_scope.cancel()
             if self.controls.abort_requested and result is None:
-                return await self._abort_between_attempts()
+                return await self.attempts.abort_between_attempts()
             if result is None or (self.controls.stop_requested and not self.controls.abort_requested):
                 return self._stopped_result()
             return result
@@ -384,136 +382,6 @@ class Move:
             raise _runtime_failure(error) from exc
         finally:
             await self.lock.release()
-
-    async def _abort_between_attempts(self) -> MoveResult:
-        """The abort came while no pipeline ran (start-up, or waiting to retry after a fault), so
-        nothing recorded it: every task has ended, record ABORTED here."""
-        if not self.lock.held:
-            await self.lock.acquire()  # we dropped it after the fault; never write unowned
-        aborted, previous = await maintenance.record_abort(self.config)
-        if aborted is None:
-            return MoveResult(
-                State.PREPARED, 0, 0, "aborted before the move started; `tablemover run` starts it"
-            )
-        self.board.committed.store(aborted)
-        _state_changed(previous, aborted.state)
-        return MoveResult(
-            aborted.state,
-            aborted.rows_copied,
-            aborted.events_applied,
-            "aborted by the operator; `tablemover run` resumes the move",
-        )
-
-    async def _run_with_retries(self, cp: Checkpoint | None) -> MoveResult:
-        """Run attempts until one ends; a transient error restarts from the last committed checkpoint.
-
-        The budget is per outage: an attempt that committed work on the target (or ran for a whole
-        budget) refills it, so a daemon rides through any number of separate faults but gives up
-        (exit 1) on one that lasts. Reading the checkpoint again is part of the next attempt: a
-        target that is still down fails it, and the same budget decides.
-        """
-        budget = RetryBudget(self.config.move.retry_budget_s)
-        retrying = False
-        while True:
-            commits_before = self.commits_total
-            started = time.monotonic()
-            try:
-                if retrying:
-                    previous, cp = cp, await self._reload_checkpoint()
-                    ended = self._ended_while_waiting(previous, cp)
-                    if ended is not None:
-                        return ended
-                return await self._attempt(cp)
-            except BaseException as exc:
-                error = primary_error(exc)
-                if self.controls.stop_requested or not is_transient(error):
-                    raise
-                budget.attempt_failed(
-                    committed=self.commits_total > commits_before, lasted_s=time.monotonic() - started
-                )
-                delay = budget.next_delay()
-                if delay is None:
-                    last = describe_error(error).rstrip(".")
-                    raise MoveFailed(
-                        f"gave up after {budget.attempts} retries over {budget.elapsed_s:.0f} s "
-                        f"(retry_budget_s = {budget.limit_s:g}); last error: {last}. "
-                        "The checkpoint is intact; run the same command again to resume once the "
-                        "cause is fixed."
-                    ) from exc
-                event(
-                    "transient error; retrying from the last committed checkpoint",
-                    logging.WARNING,
-                    error=describe_error(error),
-                    attempt=budget.attempts,
-                    retry_in_s=round(delay, 2),
-                    outage_s=round(budget.elapsed_s, 1),
-                )
-                await anyio.sleep(delay)
-                retrying = True
-
-    def _ended_while_waiting(self, previous: Checkpoint | None, cp: Checkpoint | None) -> MoveResult | None:
-        """Between attempts this daemon may not hold the move's lock (its connection broke), so an
-        operator's offline abort or discard can land: honour it."""
-        if previous is not None and cp is None:
-            raise MoveFailed(
-                f"the checkpoint of move {self.config.move.name!r} disappeared from the target "
-                "while this daemon waited to retry (discarded?); it stopped without changing "
-                "anything. `tablemover run` starts the move from scratch."
-            )
-        newly_aborted = previous is not None and previous.state is not State.ABORTED
-        if cp is not None and cp.state is State.ABORTED and newly_aborted:
-            self.board.committed.store(cp)
-            return MoveResult(cp.state, cp.rows_copied, cp.events_applied, "aborted by the operator")
-        return None
-
-    async def _reload_checkpoint(self) -> Checkpoint | None:
-        """The newest committed checkpoint, read again after a fault (raises while the target is down)."""
-        conn: Any = None
-        try:
-            conn = await connect(self.config.target, "target")
-            self.state_db = await cpstore.locate_move(conn, self.config.move)
-            return await cpstore.latest(conn, self.state_db, self.config.move.name)
-        finally:
-            if conn is not None:
-                await close(conn)
-
-    async def _attempt(self, cp: Checkpoint | None) -> MoveResult:
-        """One try at the move on fresh connections, from checkpoint ``cp`` (None: a new move)."""
-        if not self.lock.held:
-            await self.lock.acquire()
-        try:
-            self.source = await connect(self.config.source, "source", connection="main")
-            self.source_monitor = await connect(self.config.source, "source", connection="monitor")
-            self.target = await connect(
-                self.config.target,
-                "target",
-                autocommit=False,
-                sql_mode=WRITER_SQL_MODE,
-                binary_prefix=True,
-                connection="writer",
-            )
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self.lock.keep)
-                for table in self.config.move.tables:
-                    if table in self.schemas:
-                        self.board.rows_estimate[table] = await count_rows_estimate(
-                            self.source, self.config.move.database, self.schemas[table].name
-                        )
-                result = await self._walk(cp)
-                tg.cancel_scope.cancel()
-            return result
-        except BaseException:
-            # The lock's connection may be what broke: then it is taken again before the next
-            # attempt; a healthy one is kept, so that nobody can take the move in between.
-            if not self.controls.stop_requested:
-                await self.lock.keep_or_drop()
-            raise
-        finally:
-            with anyio.CancelScope(shield=True):
-                for conn in (self.source, self.source_monitor, self.target):
-                    if conn is not None:
-                        await close(conn)
-            self.source = self.source_monitor = self.target = None
 
     async def _record_failed(self, error: SafetyRefusal) -> None:
         """Persist FAILED with the reason, so status, check and the next run repeat it (best effort).
@@ -537,7 +405,7 @@ class Move:
                     await self.lock.prove(conn)  # autocommit: proved before, the seq fences after
                     failed = await cpstore.write(conn, self.state_db, failed)
                     self.board.committed.store(failed)
-                    _state_changed(previous, state, logging.ERROR)
+                    log_state_change(previous, state, logging.ERROR)
 
                 await MoveMachine(cp.state, persist).fire("fail", detail=detail)
             except (MySQLError, OSError, TablemoverError) as exc:
@@ -568,11 +436,6 @@ class Move:
         cp = self.checkpoint
         assert cp is not None
         return MoveResult(machine.current, cp.rows_copied, cp.events_applied, message)
-
-
-def _state_changed(previous: State, state: State, level: int = logging.INFO) -> None:
-    # "state" stays the new state for log readers; "from"/"to" say which way it went.
-    event("state changed", level, **{"from": previous.value, "to": state.value, "state": state.value})
 
 
 def _runtime_failure(exc: BaseException) -> MoveFailed:
