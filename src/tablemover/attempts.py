@@ -19,14 +19,18 @@ import anyio
 
 from tablemover import checkpoint as cpstore
 from tablemover import maintenance
+from tablemover.apply import TargetWriter
 from tablemover.checkpoint import Checkpoint
 from tablemover.config import Config
 from tablemover.controls import Controls
 from tablemover.db import WRITER_SQL_MODE, close, connect
-from tablemover.errors import MoveFailed
+from tablemover.errors import MoveFailed, TablemoverError
+from tablemover.flavor import Flavor
+from tablemover.lag import LagMonitor
 from tablemover.log import event
 from tablemover.machine import State, log_state_change
-from tablemover.ownership import MoveLock
+from tablemover.pipeline import Pipeline, forward_feed
+from tablemover.record import Recorder
 from tablemover.retry import RetryBudget, describe_error, is_transient, primary_error
 from tablemover.schema import TableSchema, count_rows_estimate
 from tablemover.status import Board
@@ -42,20 +46,10 @@ class MoveResult:
     message: str
 
 
-@dataclass
-class Connections:
-    """The connections of the attempt that runs (all None between attempts)."""
-
-    source: Any = None
-    source_monitor: Any = None
-    target: Any = None  # the writer's: not autocommit, the writer's sql_mode
-
-
 class Attempts:
-    """Runs attempts of the walk until one ends, each on fresh :class:`Connections`.
+    """Runs attempts of the walk until one ends, each on fresh :class:`~tablemover.record.Connections`.
 
-    ``walk(cp)`` is one attempt's walk on ``conns`` from checkpoint ``cp`` (None: a new move);
-    ``located(database)`` is told where the checkpoint was found when it is read again after a fault.
+    ``walk(cp)`` is one attempt's walk on ``record.conns`` from checkpoint ``cp`` (None: a new move).
     """
 
     def __init__(
@@ -63,19 +57,16 @@ class Attempts:
         config: Config,
         controls: Controls,
         board: Board,
-        lock: MoveLock,
-        conns: Connections,
-        *,
+        record: Recorder,
         walk: Callable[[Checkpoint | None], Awaitable[MoveResult]],
-        located: Callable[[str], None],
     ) -> None:
         self.config = config
         self.controls = controls
         self.board = board
-        self.lock = lock
-        self.conns = conns
+        self.record = record
+        self.lock = record.lock
+        self.conns = record.conns
         self.walk = walk
-        self.located = located
         self.schemas: dict[str, TableSchema] = {}
         self.commits_total = 0  # target commits over every attempt (the retry budget refills on them)
 
@@ -148,6 +139,52 @@ class Attempts:
             "aborted by the operator; `tablemover run` resumes the move",
         )
 
+    async def run_forward(
+        self, flavor: Flavor, lag: LagMonitor, driver: Callable[[TargetWriter], Awaitable[None]]
+    ) -> None:
+        """Run ``driver`` as the driver of the forward pipeline on this attempt's connections."""
+        assert self.board.committed.checkpoint is not None
+        pipeline = Pipeline(
+            self.config,
+            self.schemas,
+            forward_feed(self.config, flavor, self.record.state_db),
+            source_monitor=self.conns.source_monitor,
+            writer_conn=self.conns.target,
+            controls=self.controls,
+            board=self.board,
+            lag=lag,
+            fence=self.lock,
+        )
+        self.record.track(pipeline)
+        try:
+            await pipeline.run(self.board.committed.checkpoint, driver)
+        except Exception as exc:
+            # A stop cancels queries in flight, which asyncmy reports as errors ("Cancelled during
+            # execution"); after a stop that is part of stopping, unless it is ours.
+            if not self.controls.stop_requested or isinstance(primary_error(exc), TablemoverError):
+                raise
+            event("pipeline stopped", logging.DEBUG, detail=repr(exc)[:500])
+        finally:
+            self.commits_total += pipeline.commits
+            self.record.track(None)
+
+    def result(self, state: State, message: str) -> MoveResult:
+        """How the walk ended, in ``state``, with the newest checkpoint's figures."""
+        cp = self.board.committed.checkpoint
+        assert cp is not None
+        return MoveResult(state, cp.rows_copied, cp.events_applied, message)
+
+    def stopped(self) -> MoveResult:
+        """How a run a stop ended ended."""
+        cp = self.board.committed.checkpoint
+        state = cp.state if cp is not None else State.PREPARED
+        return MoveResult(
+            state,
+            cp.rows_copied if cp else 0,
+            cp.events_applied if cp else 0,
+            f"stopped by {self.controls.stop_requested} in state {state.value}; run again to resume",
+        )
+
     def _ended_while_waiting(self, previous: Checkpoint | None, cp: Checkpoint | None) -> MoveResult | None:
         """Between attempts this daemon may not hold the move's lock (its connection broke), so an
         operator's offline abort or discard can land: honour it."""
@@ -169,7 +206,7 @@ class Attempts:
         try:
             conn = await connect(self.config.target, "target")
             database = await cpstore.locate_move(conn, self.config.move)
-            self.located(database)
+            self.record.located(database)
             return await cpstore.latest(conn, database, self.config.move.name)
         finally:
             if conn is not None:

@@ -18,46 +18,44 @@ rollback            ``rollback`` (intent, hook, target RENAME), ``drain``, ``rol
 ==================  =======================================================================
 
 Around the walk this module owns the move (the lock in ``ownership``), runs it in attempts that
-retry transient faults from the last committed checkpoint (``attempts``, with ``retry``'s policy),
-and records a move that cannot go on. It never knows who asks about it: the service shell reads
-the :class:`~tablemover.status.Board` and sends commands through
+retry transient faults from the last committed checkpoint (``attempts``, with ``retry``'s policy;
+the checkpoint rows: ``record``), and records a move that cannot go on. It never knows who asks
+about it: the service shell reads the :class:`~tablemover.status.Board` and sends commands through
 :class:`~tablemover.controls.Controls`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 import anyio.abc
-from asyncmy.errors import MySQLError
 
 from tablemover import checkpoint as cpstore
-from tablemover import faults, gtid, log
+from tablemover import gtid, log
 from tablemover.apply import TargetWriter
-from tablemover.attempts import Attempts, Connections, MoveResult
+from tablemover.attempts import Attempts, MoveResult
 from tablemover.autoinc import carry_back, carry_forward
 from tablemover.checkpoint import Checkpoint
 from tablemover.claims import check_feed, check_recorded, check_source_matches, check_target_matches
 from tablemover.config import Config
 from tablemover.controls import ABORTABLE, Controls
 from tablemover.cutover import Cutover, CutoverTimings, resolve_cutover_started
-from tablemover.db import ConnectError, close, connect, current_position
+from tablemover.db import ConnectError, current_position
 from tablemover.drain import drain
-from tablemover.errors import MoveFailed, SafetyRefusal, TablemoverError, UnreproducibleEvent
+from tablemover.errors import MoveFailed, SafetyRefusal, TablemoverError
 from tablemover.flavor import Flavor
 from tablemover.hooks import fire_until_ok, run_hooks
 from tablemover.indexes import add_deferred_indexes
 from tablemover.lag import LagMonitor
 from tablemover.log import event
-from tablemover.machine import FAILABLE, REVERSE_FEED, MoveMachine, State, log_state_change
+from tablemover.machine import REVERSE_FEED, MoveMachine, State
 from tablemover.ownership import MoveLock
-from tablemover.pipeline import Pipeline, forward_feed
 from tablemover.preflight import preflight
 from tablemover.prepare import prepare
+from tablemover.record import Connections, Recorder
 from tablemover.replicas import wait_for_replicas
 from tablemover.retry import describe_error, primary_error
 from tablemover.rollback import WindowPhases, restore_source
@@ -88,9 +86,6 @@ class Move:
         self.controls = controls or Controls(config.throttle)
         self.board = board or Board()
         self.stop_before_cutover = stop_before_cutover
-        # Where the move's checkpoint is: the state schema, or the target schema for a move an
-        # earlier version started there; located on the target before the first read of a row.
-        self.state_db = config.move.state_database
         self.flavor = Flavor.MARIADB
         self.schemas: dict[str, TableSchema] = {}
         self.lock = MoveLock(config)
@@ -99,39 +94,25 @@ class Move:
         self.rollback_timings = CutoverTimings(kind="rollback")
         self.target_flavor = Flavor.MARIADB
         self.conns = Connections()  # this attempt's (opened and closed by the attempts)
-        self.attempts = Attempts(
-            config,
-            self.controls,
-            self.board,
-            self.lock,
-            self.conns,
-            walk=self._walk,
-            located=self._located,
-        )
-        self._pipeline: Pipeline | None = None  # the forward or the reverse one, while it runs
+        self.record = Recorder(config, self.lock, self.board, self.conns)
+        self.attempts = Attempts(config, self.controls, self.board, self.record, self._walk)
         self._outer_scope: anyio.CancelScope | None = None
         self.controls.on_stop = self._cancel_for_stop
 
-    @property
-    def checkpoint(self) -> Checkpoint | None:
-        """The newest committed checkpoint this process knows of."""
-        return self.board.committed.checkpoint
-
-    # --- the lifecycle ---------------------------------------------------------------------------
-
     async def _walk(self, cp: Checkpoint | None) -> MoveResult:
         """The phases in order, entered at the persisted state (which is all "resume" means)."""
+        conns = self.conns
         if cp is None:
             cp = await prepare(
-                self.config, self.flavor, self.schemas, self.conns.source, self.conns.target, self.state_db
+                self.config, self.flavor, self.schemas, conns.source, conns.target, self.record.state_db
             )
             await self.lock.record_owner()
         else:
             # The row is a claim: checked against its history and the source before acting on it.
-            await check_recorded(self.config, self.conns.target, self.state_db)
+            await check_recorded(self.config, conns.target, self.record.state_db)
             await check_source_matches(self.config, cp.state)
             await check_target_matches(self.config, cp.state)
-            await check_feed(self.config, cp, self.conns.target, self.target_flavor)
+            await check_feed(self.config, cp, conns.target, self.target_flavor)
             event(
                 "resuming move from checkpoint",
                 state=cp.state.value,
@@ -141,22 +122,26 @@ class Move:
         if cp.state is State.FAILED:
             raise SafetyRefusal(cpstore.failed_message(cp))
         self.board.committed.store(cp)
-        machine = MoveMachine(cp.state, self._persist)
+        machine = MoveMachine(cp.state, self.record.persist)
         if machine.current is State.PREPARED:
             await machine.fire("start_copy")
         if machine.current is State.ABORTED:
             await machine.fire("resume_aborted")
         if machine.current is State.CUTOVER_STARTED:
-            await resolve_cutover_started(self.config, machine, self.conns.source, self.flavor)
+            await resolve_cutover_started(self.config, machine, conns.source, self.flavor)
         if machine.current in (State.COPYING, State.CUTOVER_STARTED, State.RENAMED):
-            await self._run_pipeline(machine)
+            await self.attempts.run_forward(self.flavor, self.lag, lambda w: self._live_phases(machine, w))
             if self.controls.abort_requested and machine.current in ABORTABLE:
                 await machine.fire("abort")
-                return self._result(machine, "aborted by the operator; `tablemover run` resumes the move")
+                return self.attempts.result(
+                    machine.current, "aborted by the operator; `tablemover run` resumes the move"
+                )
             if self.controls.stop_requested:
-                return self._stopped_result()
+                return self.attempts.stopped()
             if machine.current is State.COPYING:
-                return self._result(machine, "copied and caught up; stopped before the cutover as asked")
+                return self.attempts.result(
+                    machine.current, "copied and caught up; stopped before the cutover as asked"
+                )
         if machine.current is State.DRAINED:
             # Before the application hears of the switch, and before the hook's first attempt reads
             # the target position a rollback window's reverse feed starts at (autoinc.py).
@@ -166,7 +151,7 @@ class Move:
             await wait_for_replicas(
                 self.config,
                 self.target_flavor,
-                self.conns.target,
+                conns.target,
                 self.board,
                 lambda: self.controls.throttle_limits,
             )
@@ -177,12 +162,12 @@ class Move:
         if machine.current in REVERSE_FEED:
             await window.run(machine)  # until the window elapses, or a rollback drained
             if self.controls.stop_requested:
-                return self._stopped_result()
+                return self.attempts.stopped()
         if machine.current is State.ROLLBACK_DRAINED:
             await carry_back(self.config, self.flavor, self.target_flavor)
             await restore_source(self.config, self.flavor)
             await window.rollback_hook(machine)
-        return self._result(machine, f"move finished in state {machine.current.value}")
+        return self.attempts.result(machine.current, f"move finished in state {machine.current.value}")
 
     async def _live_phases(self, machine: MoveMachine, writer: TargetWriter) -> None:
         """The phases that run while the stream and the writer do: catch up, gate, cutover, drain."""
@@ -196,41 +181,13 @@ class Move:
                 **writer.batch_counts(),
             )
             # With defer_secondary_indexes: one ALTER per table, beside the running writer (indexes.py).
-            await add_deferred_indexes(self.config, self.schemas, self.state_db, self.board)
+            await add_deferred_indexes(self.config, self.schemas, self.record.state_db, self.board)
             await run_hooks(self.config, "row-copy-complete", machine.current.value, hook_env(self.board))
             if self.stop_before_cutover:
                 return
             await self._cutover(machine, writer).run()  # the checksum gate runs in it, last
         drain_position = gtid.parse_position(self.flavor, writer.checkpoint.drain_gtid or "")
         await drain(machine, writer, drain_position, move.drain_timeout_s)
-
-    # --- phase plumbing --------------------------------------------------------------------------
-
-    async def _run_pipeline(self, machine: MoveMachine) -> None:
-        """Run :meth:`_live_phases` as the driver of a pipeline on this attempt's connections."""
-        assert self.checkpoint is not None
-        self._pipeline = Pipeline(
-            self.config,
-            self.schemas,
-            forward_feed(self.config, self.flavor, self.state_db),
-            source_monitor=self.conns.source_monitor,
-            writer_conn=self.conns.target,
-            controls=self.controls,
-            board=self.board,
-            lag=self.lag,
-            fence=self.lock,
-        )
-        try:
-            await self._pipeline.run(self.checkpoint, lambda writer: self._live_phases(machine, writer))
-        except Exception as exc:
-            # A stop cancels queries in flight, which asyncmy reports as errors ("Cancelled during
-            # execution"); after a stop that is part of stopping, unless it is ours.
-            if not self.controls.stop_requested or isinstance(primary_error(exc), TablemoverError):
-                raise
-            event("pipeline stopped", logging.DEBUG, detail=repr(exc)[:500])
-        finally:
-            self.attempts.commits_total += self._pipeline.commits
-            self._pipeline = None
 
     def _cutover(self, machine: MoveMachine, writer: TargetWriter) -> Cutover:
         return Cutover(
@@ -252,11 +209,11 @@ class Move:
         return lambda: checksum_gate(self.config, self.flavor, machine, writer)
 
     async def _success_hook(self, machine: MoveMachine) -> None:
-        cp = self.checkpoint
+        cp = self.board.committed.checkpoint
         assert cp is not None
 
         async def record_attempt(attempt: int) -> None:
-            current = self.checkpoint
+            current = self.board.committed.checkpoint
             assert current is not None
             # The target's position before the application hears of the switch: where a rollback
             # window's reverse feed starts. Read once; a crash inside the hook keeps the first.
@@ -266,7 +223,7 @@ class Move:
             row = current.evolve(
                 hook_attempts=attempt, kind=cpstore.KIND_PROGRESS, detail={"reverse_from": reverse_from}
             )
-            await self._write(row)
+            await self.record.write(row)
             self.timings.report_outage(self.board)
 
         def env() -> dict[str, str]:
@@ -284,46 +241,12 @@ class Move:
             controls=self.controls,
             board=self.board,
             timings=self.rollback_timings,
-            write=self._write,
-            track=self._track,
+            record=self.record,
         )
-
-    def _track(self, pipeline: Pipeline | None) -> None:
-        self._pipeline = pipeline
-
-    def _located(self, state_db: str) -> None:
-        self.state_db = state_db
-
-    async def _persist(self, previous: State, state: State, kwargs: dict[str, Any]) -> None:
-        """Commit the checkpoint row of a transition (the machine's ``before`` callback).
-
-        While the pipeline runs the row goes through the writer, in order with the data before it.
-        """
-        self.board.announce(f"entering {state.value}")
-        if self._pipeline is not None and self._pipeline.running:
-            await self._pipeline.transition(state, kwargs)
-        else:
-            assert self.checkpoint is not None
-            await self._write(self.checkpoint.evolve(state=state, kind=cpstore.KIND_TRANSITION, **kwargs))
-        log_state_change(previous, state)
-        faults.hit(f"state.{state.value}")
-
-    async def _write(self, cp: Checkpoint) -> None:
-        # Fenced like the writer's commits: the row continues the newest one we know (seq), and
-        # the lock must still be ours on the connection that commits it.
-        try:
-            written = await cpstore.write(self.conns.target, self.state_db, cp)
-            await self.lock.prove(self.conns.target)
-        except TablemoverError:
-            with anyio.CancelScope(shield=True), contextlib.suppress(MySQLError, OSError):
-                await self.conns.target.rollback()
-            raise
-        await self.conns.target.commit()
-        self.board.committed.store(written)
 
     def _cancel_for_stop(self) -> None:
         # A running driver is stopped and the writer commits; otherwise everything is cancelled.
-        if self._pipeline is not None and self._pipeline.cancel_driver():
+        if self.record.pipeline is not None and self.record.pipeline.cancel_driver():
             return
         if self._outer_scope is not None:
             self._outer_scope.cancel()
@@ -349,7 +272,7 @@ class Move:
         self.target_flavor = report.target_info.flavor
         self.lag.flavor = self.flavor
         self.schemas = report.schemas
-        self.state_db = report.state_database
+        self.record.state_db = report.state_database
         if report.checkpoint is not None:
             # Known from here on (status, abort, hooks), not only once the first attempt reads it.
             self.board.committed.store(report.checkpoint)
@@ -365,7 +288,7 @@ class Move:
             if self.controls.abort_requested and result is None:
                 return await self.attempts.abort_between_attempts()
             if result is None or (self.controls.stop_requested and not self.controls.abort_requested):
-                return self._stopped_result()
+                return self.attempts.stopped()
             return result
         except BaseException as exc:
             if isinstance(exc, anyio.get_cancelled_exc_class()):
@@ -375,7 +298,7 @@ class Move:
                 raise
             log.logger.debug("move failed", exc_info=True)
             if isinstance(error, SafetyRefusal) and error.dooms_move:
-                await self._record_failed(error)
+                await self.record.failed(error)
             await self._on_failure(error)
             if isinstance(error, TablemoverError):
                 raise error from exc
@@ -383,59 +306,13 @@ class Move:
         finally:
             await self.lock.release()
 
-    async def _record_failed(self, error: SafetyRefusal) -> None:
-        """Persist FAILED with the reason, so status, check and the next run repeat it (best effort).
-
-        Written on a fresh connection: the writer's connection may hold the rolled-back remains of
-        the transaction that was refused.
-        """
-        cp = self.checkpoint
-        if cp is None or cp.state not in FAILABLE:
-            return
-        detail = {"reason": str(error), "exit_code": error.exit_code}
-        if isinstance(error, UnreproducibleEvent):
-            detail.update(gtid=error.gtid, table=error.table, statement=error.statement)
-        with anyio.CancelScope(shield=True):
-            conn: Any = None
-            try:
-                conn = await connect(self.config.target, "target")
-
-                async def persist(previous: State, state: State, kwargs: dict[str, Any]) -> None:
-                    failed = cp.evolve(state=state, kind=cpstore.KIND_TRANSITION, **kwargs)
-                    await self.lock.prove(conn)  # autocommit: proved before, the seq fences after
-                    failed = await cpstore.write(conn, self.state_db, failed)
-                    self.board.committed.store(failed)
-                    log_state_change(previous, state, logging.ERROR)
-
-                await MoveMachine(cp.state, persist).fire("fail", detail=detail)
-            except (MySQLError, OSError, TablemoverError) as exc:
-                event("could not record FAILED in the checkpoint", logging.WARNING, error=str(exc))
-            finally:
-                if conn is not None:
-                    await close(conn)
-
     async def _on_failure(self, error: BaseException) -> None:
         """Tell the application side the move stopped on an error (best effort, never masks it)."""
         with anyio.CancelScope(shield=True):
-            cp = self.checkpoint
+            cp = self.board.committed.checkpoint
             state = cp.state.value if cp is not None else State.PREPARED.value
             env = {**hook_env(self.board), "TABLEMOVER_ERROR": str(error)[:2000]}
             await run_hooks(self.config, "failure", state, env)
-
-    def _stopped_result(self) -> MoveResult:
-        cp = self.checkpoint
-        state = cp.state if cp is not None else State.PREPARED
-        return MoveResult(
-            state,
-            cp.rows_copied if cp else 0,
-            cp.events_applied if cp else 0,
-            f"stopped by {self.controls.stop_requested} in state {state.value}; run again to resume",
-        )
-
-    def _result(self, machine: MoveMachine, message: str) -> MoveResult:
-        cp = self.checkpoint
-        assert cp is not None
-        return MoveResult(machine.current, cp.rows_copied, cp.events_applied, message)
 
 
 def _runtime_failure(exc: BaseException) -> MoveFailed:

@@ -53,6 +53,7 @@ from tablemover.lag import LagMonitor
 from tablemover.log import event
 from tablemover.machine import MoveMachine, State
 from tablemover.pipeline import Pipeline
+from tablemover.record import Recorder
 from tablemover.retry import primary_error
 from tablemover.schema import TableSchema
 from tablemover.status import Board, hook_env
@@ -245,9 +246,8 @@ class WindowPhases:
     """The rollback window's phases as the runner walks them: open it (or finish), run the reverse
     feed with the window held open, a rollback and its drain as its driver, then ``on-rollback``.
 
-    ``write(cp)`` commits a checkpoint row of the move on the target (fenced by its lock);
-    ``track(pipeline)`` is told of the reverse feed's pipeline while it runs and of None after, so
-    the runner routes transitions and stops through it as it does the forward one's.
+    ``record`` commits the move's checkpoint rows on the target and is told of the reverse feed's
+    pipeline while it runs, so transitions and stops go through it as they do the forward one's.
     """
 
     def __init__(
@@ -259,8 +259,7 @@ class WindowPhases:
         controls: Controls,
         board: Board,
         timings: CutoverTimings,
-        write: Callable[[Checkpoint], Awaitable[None]],
-        track: Callable[[Pipeline | None], None],
+        record: Recorder,
     ) -> None:
         self.config = config
         self.schemas = schemas
@@ -268,8 +267,7 @@ class WindowPhases:
         self.controls = controls
         self.board = board
         self.timings = timings
-        self.write = write
-        self.track = track
+        self.record = record
 
     @property
     def checkpoint(self) -> Checkpoint | None:
@@ -334,11 +332,11 @@ class WindowPhases:
                 board=self.board,
                 lag=lag,
             )
-            self.track(pipeline)
+            self.record.track(pipeline)
             try:
                 await pipeline.run(checkpoint, lambda writer: self._phases(machine, window, writer))
             finally:
-                self.track(None)
+                self.record.track(None)
 
         try:
             await self._with_reverse_writer(feed)
@@ -400,7 +398,7 @@ class WindowPhases:
         async def record_attempt(attempt: int) -> None:
             current = self.checkpoint
             assert current is not None
-            await self.write(current.evolve(hook_attempts=attempt, kind=cpstore.KIND_PROGRESS))
+            await self.record.write(current.evolve(hook_attempts=attempt, kind=cpstore.KIND_PROGRESS))
             self.timings.report_outage(self.board)
 
         await fire_until_ok(
