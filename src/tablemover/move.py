@@ -12,7 +12,7 @@ copy + apply        ``pipeline`` (``stream`` -> ``apply`` <- ``copy``), until ``
 checksum gate       ``verify.checksum_gate``
 cutover             ``cutover``: postpone gate, blockers, intent, hook, RENAME + position
 drain               ``drain``
-success hook        ``hooks.fire_until_ok``
+success hook        ``hooks.fire_success`` (over ``hooks.fire_until_ok``)
 rollback window     ``rollback.WindowPhases``, ``window`` (the reverse feed: ``pipeline`` run backwards)
 rollback            ``rollback`` (intent, hook, target RENAME), ``drain``, ``rollback.restore_source``
 ==================  =======================================================================
@@ -39,7 +39,7 @@ from tablemover.apply import TargetWriter
 from tablemover.attempts import Attempts, MoveResult
 from tablemover.autoinc import carry_back, carry_forward
 from tablemover.checkpoint import Checkpoint
-from tablemover.claims import check_feed, check_recorded, check_source_matches, check_target_matches
+from tablemover.claims import check_resume
 from tablemover.config import Config
 from tablemover.controls import ABORTABLE, Controls
 from tablemover.cutover import Cutover, CutoverTimings, resolve_cutover_started
@@ -47,7 +47,7 @@ from tablemover.db import ConnectError, current_position
 from tablemover.drain import drain
 from tablemover.errors import MoveFailed, SafetyRefusal, TablemoverError
 from tablemover.flavor import Flavor
-from tablemover.hooks import fire_until_ok, run_hooks
+from tablemover.hooks import fire_success, run_hooks
 from tablemover.indexes import add_deferred_indexes
 from tablemover.lag import LagMonitor
 from tablemover.log import event
@@ -109,10 +109,7 @@ class Move:
             await self.lock.record_owner()
         else:
             # The row is a claim: checked against its history and the source before acting on it.
-            await check_recorded(self.config, conns.target, self.record.state_db)
-            await check_source_matches(self.config, cp.state)
-            await check_target_matches(self.config, cp.state)
-            await check_feed(self.config, cp, conns.target, self.target_flavor)
+            await check_resume(self.config, cp, conns.target, self.target_flavor, self.record.state_db)
             event(
                 "resuming move from checkpoint",
                 state=cp.state.value,
@@ -155,7 +152,15 @@ class Move:
                 self.board,
                 lambda: self.controls.throttle_limits,
             )
-            await self._success_hook(machine)
+            await fire_success(
+                self.config,
+                machine,
+                self.board,
+                self.timings,
+                write=self.record.write,
+                position=lambda: current_position(conns.target, self.target_flavor),
+                env=lambda: hook_env(self.board),
+            )
         window = self._window_phases()
         if machine.current is State.HOOK_FIRED:
             await window.finish_or_open(machine)
@@ -208,31 +213,6 @@ class Move:
             return None
         return lambda: checksum_gate(self.config, self.flavor, machine, writer)
 
-    async def _success_hook(self, machine: MoveMachine) -> None:
-        cp = self.board.committed.checkpoint
-        assert cp is not None
-
-        async def record_attempt(attempt: int) -> None:
-            current = self.board.committed.checkpoint
-            assert current is not None
-            # The target's position before the application hears of the switch: where a rollback
-            # window's reverse feed starts. Read once; a crash inside the hook keeps the first.
-            reverse_from = current.detail.get("reverse_from") or await current_position(
-                self.conns.target, self.target_flavor
-            )
-            row = current.evolve(
-                hook_attempts=attempt, kind=cpstore.KIND_PROGRESS, detail={"reverse_from": reverse_from}
-            )
-            await self.record.write(row)
-            self.timings.report_outage(self.board)
-
-        def env() -> dict[str, str]:
-            return {**hook_env(self.board), "TABLEMOVER_DRAIN_GTID": cp.drain_gtid or ""}
-
-        await fire_until_ok(
-            self.config, "success", machine, "mark_hook_fired", cp.hook_attempts, record_attempt, env
-        )
-
     def _window_phases(self) -> WindowPhases:
         return WindowPhases(
             self.config,
@@ -246,12 +226,8 @@ class Move:
 
     def _cancel_for_stop(self) -> None:
         # A running driver is stopped and the writer commits; otherwise everything is cancelled.
-        if self.record.pipeline is not None and self.record.pipeline.cancel_driver():
-            return
-        if self._outer_scope is not None:
+        if not self.record.cancel_driver() and self._outer_scope is not None:
             self._outer_scope.cancel()
-
-    # --- owning the move: lock, preflight, the shell, failure ------------------------------------
 
     async def run(self, shell: Shell) -> MoveResult:
         """Own the move, check it, start ``shell``, and run (or resume) it as far as it goes."""

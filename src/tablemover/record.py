@@ -60,6 +60,10 @@ class Recorder:
         """``pipeline`` runs from now on (None: none does)."""
         self.pipeline = pipeline
 
+    def cancel_driver(self) -> bool:
+        """Stop the running pipeline's driver (its writer then commits); False when none runs."""
+        return self.pipeline is not None and self.pipeline.cancel_driver()
+
     def located(self, state_db: str) -> None:
         """The checkpoint was found (again) in ``state_db``."""
         self.state_db = state_db
