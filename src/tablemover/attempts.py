@@ -4,7 +4,9 @@ The daemon rides through transient faults (which ones, and for how long: ``retry
 the walk again from the newest committed checkpoint on new connections. Between two attempts it
 may not hold the move's lock (its connection may be what broke), so an operator's offline abort or
 discard can land there, and an abort asked of the daemon itself finds no pipeline to record it:
-both are honoured here. The walk each attempt runs is the runner's (:meth:`tablemover.move.Move._walk`).
+both are honoured here. The walk each attempt runs is the runner's (:meth:`tablemover.move.Move._walk`);
+the forward pipeline it starts runs on the attempt's connections here (its commits refill the
+budget), and what the walk returns is a :class:`MoveResult`.
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ class Attempts:
         return MoveResult(state, cp.rows_copied, cp.events_applied, message)
 
     def stopped(self) -> MoveResult:
-        """How a run a stop ended ended."""
+        """The result of a run that a stop (signal or command) ended, in the newest checkpoint's state."""
         cp = self.board.committed.checkpoint
         state = cp.state if cp is not None else State.PREPARED
         return MoveResult(
