@@ -94,6 +94,19 @@ def foreign_row(
     return None
 
 
+async def check_resume(
+    config: Config, cp: Checkpoint, target: Any, target_flavor: Flavor, database: str
+) -> None:
+    """Refuse (exit 3) to resume from ``cp`` unless its history, the source and the target agree.
+
+    ``target`` is a connection to the target; ``database`` where the move's checkpoint is.
+    """
+    await check_recorded(config, target, database)
+    await check_source_matches(config, cp.state)
+    await check_target_matches(config, cp.state)
+    await check_feed(config, cp, target, target_flavor)
+
+
 async def check_recorded(config: Config, conn: Any, database: str) -> None:
     """Refuse (exit 3) the move's checkpoint on ``conn`` when the move could not have written it."""
     name = config.move.name
@@ -231,7 +244,7 @@ async def check_feed(config: Config, cp: Checkpoint, target: Any, target_flavor:
         return
     window = Window.from_checkpoint(cp)
     if window is None:
-        return  # the daemon refuses a window state without its facts itself (move.py)
+        return  # the daemon refuses a window state without its facts itself (rollback.WindowPhases)
     name = config.move.name
     database = await cpstore.locate_move(target, config.move)
     own = [*await cpstore.history(target, database, name), *await cpstore.owners(target, database, name)]

@@ -17,14 +17,21 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
 
+from tablemover import checkpoint as cpstore
 from tablemover import faults
+from tablemover.checkpoint import Checkpoint
 from tablemover.config import Config
 from tablemover.log import event
 from tablemover.machine import MoveMachine
+
+if TYPE_CHECKING:
+    from tablemover.cutover import CutoverTimings
+    from tablemover.status import Board
 
 # Executables started per hook name in this process, for /metrics.
 RUNS: Counter[str] = Counter()
@@ -281,3 +288,40 @@ async def fire_until_ok(
         )
         await anyio.sleep(delay)
         delay = min(delay * 2, 60.0)
+
+
+async def fire_success(
+    config: Config,
+    machine: MoveMachine,
+    board: Board,
+    timings: CutoverTimings,
+    *,
+    write: Callable[[Checkpoint], Awaitable[None]],
+    position: Callable[[], Awaitable[str]],
+    env: Callable[[], dict[str, str]],
+) -> None:
+    """DRAINED: run ``on-success`` until it exits 0 (HOOK_FIRED), each attempt recorded by ``write``.
+
+    ``position()`` reads the target's position now; ``env()`` is the hooks' environment.
+    """
+    cp = board.committed.checkpoint
+    assert cp is not None
+
+    async def record_attempt(attempt: int) -> None:
+        current = board.committed.checkpoint
+        assert current is not None
+        # The target's position before the application hears of the switch: where a rollback
+        # window's reverse feed starts. Read once; a crash inside the hook keeps the first.
+        reverse_from = current.detail.get("reverse_from") or await position()
+        row = current.evolve(
+            hook_attempts=attempt, kind=cpstore.KIND_PROGRESS, detail={"reverse_from": reverse_from}
+        )
+        await write(row)
+        timings.report_outage(board)
+
+    def success_env() -> dict[str, str]:
+        return {**env(), "TABLEMOVER_DRAIN_GTID": cp.drain_gtid or ""}
+
+    await fire_until_ok(
+        config, "success", machine, "mark_hook_fired", cp.hook_attempts, record_attempt, success_env
+    )

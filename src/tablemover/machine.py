@@ -8,11 +8,14 @@ phase live in the phase modules (copy, cutover, hooks); this module only says wh
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from transitions import MachineError
 from transitions.extensions.asyncio import AsyncMachine
+
+from tablemover.log import event
 
 
 class State(enum.StrEnum):
@@ -116,6 +119,12 @@ class MoveMachine:
         except MachineError as exc:
             raise IllegalTransition(f"cannot {trigger} from state {self.state}") from exc
         return self.current
+
+
+def log_state_change(previous: State, state: State, level: int = logging.INFO) -> None:
+    """Log a persisted transition: the one "state changed" line every runner writes."""
+    # "state" stays the new state for log readers; "from"/"to" say which way it went.
+    event("state changed", level, **{"from": previous.value, "to": state.value, "state": state.value})
 
 
 class IllegalTransition(RuntimeError):

@@ -13,17 +13,27 @@
 The crash rules are the forward ones: an intent before each RENAME (ROLLBACK_STARTED before the
 target's, ROLLBACK_DRAINED before the source's), the real tables inspected on resume, and exit 3
 when they are in neither the before nor the after state.
+
+:class:`WindowPhases` is how the runner walks the window and the rollback: it opens the window (or
+finishes), runs the reverse feed (``window.py``) with its writer on the source, holds the window
+open as the feed's driver until it elapses or a rollback (steps 1-3) drains, and runs step 4's hook.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 
+from tablemover import checkpoint as cpstore
+from tablemover import gtid
+from tablemover.apply import TargetWriter
+from tablemover.checkpoint import Checkpoint
 from tablemover.config import Config
+from tablemover.controls import Controls
 from tablemover.cutover import (
     CutoverTimings,
     Inspection,
@@ -34,16 +44,29 @@ from tablemover.cutover import (
     new_nonce,
     rename_and_capture,
 )
-from tablemover.db import close, connect, current_position
-from tablemover.errors import SafetyRefusal
+from tablemover.db import WRITER_SQL_MODE, close, connect, current_position
+from tablemover.drain import drain
+from tablemover.errors import SafetyRefusal, TablemoverError
 from tablemover.flavor import Flavor
-from tablemover.hooks import run_hooks
+from tablemover.hooks import fire_until_ok, run_hooks
+from tablemover.lag import LagMonitor
 from tablemover.log import event
 from tablemover.machine import MoveMachine, State
-from tablemover.window import Window, rollback_comment
+from tablemover.pipeline import Pipeline
+from tablemover.record import Recorder
+from tablemover.retry import primary_error
+from tablemover.schema import TableSchema
+from tablemover.status import Board, hook_env
+from tablemover.window import (
+    Window,
+    feed_state_database,
+    hold_open,
+    reverse_checkpoint,
+    reverse_feed,
+    rollback_comment,
+)
 
-if TYPE_CHECKING:
-    from tablemover.status import Board
+T = TypeVar("T")
 
 RESTORE_RETRY_S = 1.0
 
@@ -217,3 +240,189 @@ async def _position_now(config: Config, flavor: Flavor) -> str:
         return await current_position(conn, flavor)
     finally:
         await close(conn)
+
+
+class WindowPhases:
+    """The rollback window's phases as the runner walks them: open it (or finish), run the reverse
+    feed with the window held open, a rollback and its drain as its driver, then ``on-rollback``.
+
+    ``record`` commits the move's checkpoint rows on the target and is told of the reverse feed's
+    pipeline while it runs, so transitions and stops go through it as they do the forward one's.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        schemas: dict[str, TableSchema],
+        target_flavor: Flavor,
+        *,
+        controls: Controls,
+        board: Board,
+        timings: CutoverTimings,
+        record: Recorder,
+    ) -> None:
+        self.config = config
+        self.schemas = schemas
+        self.target_flavor = target_flavor
+        self.controls = controls
+        self.board = board
+        self.timings = timings
+        self.record = record
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """The newest committed checkpoint of the move."""
+        return self.board.committed.checkpoint
+
+    async def finish_or_open(self, machine: MoveMachine) -> None:
+        """HOOK_FIRED: DONE, or with rollback_window_s the window opens (WINDOW_OPEN)."""
+        cp = self.checkpoint
+        assert cp is not None
+        length = self.config.move.rollback_window_s
+        reverse_from = cp.detail.get("reverse_from")
+        if length <= 0:
+            await machine.fire("finish")
+            return
+        if not isinstance(reverse_from, str):
+            event(
+                "no rollback window: this move's success hook ran before its target position was recorded "
+                "(an older version, or the window was configured later); finishing",
+                logging.WARNING,
+            )
+            await machine.fire("finish")
+            return
+        window = Window.open(self.config.move.name, reverse_from, length)
+
+        async def create(source: Any) -> None:
+            database = await feed_state_database(self.config, source, window)
+            await reverse_checkpoint(self.config, source, window, database)
+
+        await self._with_reverse_writer(create)
+        await machine.fire("open_window", detail=window.detail())
+        event("rollback window open", closes_in_s=length, reverse_from=reverse_from)
+
+    async def run(self, machine: MoveMachine) -> None:
+        """Run :meth:`_phases` as the driver of the reverse feed (target -> source)."""
+        cp = self.checkpoint
+        assert cp is not None
+        window = Window.from_checkpoint(cp)
+        if window is None:
+            raise SafetyRefusal(
+                f"move {self.config.move.name!r} is in {cp.state.value} but its checkpoint does not say "
+                "where the rollback window's reverse feed starts (detail: reverse_from, closes_at, feed). "
+                "It was written by hand or by another version; decide by hand whether to finish forward."
+            )
+        if machine.current is State.ROLLBACK_STARTED:
+            await resolve_rollback_started(self.config, machine, window, self.target_flavor)
+        self.board.window_closes_at = window.closes_at
+        lag = LagMonitor(
+            self.config.target, self.target_flavor, self.board, publish=self._reverse_lag, role="target"
+        )
+
+        async def feed(source: Any) -> None:
+            database = await feed_state_database(self.config, source, window)
+            checkpoint = await reverse_checkpoint(self.config, source, window, database)
+            pipeline = Pipeline(
+                self.config,
+                self.schemas,
+                reverse_feed(self.config, self.target_flavor, database),
+                source_monitor=None,
+                writer_conn=source,
+                controls=self.controls,
+                board=self.board,
+                lag=lag,
+            )
+            self.record.track(pipeline)
+            try:
+                await pipeline.run(checkpoint, lambda writer: self._phases(machine, window, writer))
+            finally:
+                self.record.track(None)
+
+        try:
+            await self._with_reverse_writer(feed)
+        except Exception as exc:
+            error = primary_error(exc)
+            if self.controls.stop_requested and not isinstance(error, TablemoverError):
+                event("reverse feed stopped", logging.DEBUG, detail=repr(exc)[:500])
+                return
+            if isinstance(error, SafetyRefusal) and machine.current is State.WINDOW_OPEN:
+                # Nothing of the rollback has happened: the move stands forward, as it would have
+                # without a window. Loud, because the way back is gone.
+                event(
+                    "the rollback window closes early: the reverse feed cannot go on, so a rollback is no "
+                    "longer possible; the move stays on the target",
+                    logging.ERROR,
+                    error=str(error),
+                )
+                await machine.fire(
+                    "close_window", detail=window.detail(closed=f"reverse feed stopped: {error}")
+                )
+                return
+            raise
+
+    async def _phases(self, machine: MoveMachine, window: Window, writer: TargetWriter) -> None:
+        """The phases that run while the reverse feed does: hold the window open, roll back, drain."""
+        while machine.current in (State.WINDOW_OPEN, State.ROLLBACK_STARTED):
+            if machine.current is State.WINDOW_OPEN and not await hold_open(window, self.controls):
+                await machine.fire("close_window", detail=window.detail(closed="the window elapsed"))
+                event("rollback window elapsed: the move is done")
+                return
+            if not await self._rollback(machine, window).run():
+                self.controls.rollback_declined()
+        assert self.checkpoint is not None
+        drain_position = gtid.parse_position(self.target_flavor, self.checkpoint.drain_gtid or "")
+        await drain(
+            machine, writer, drain_position, self.config.move.drain_timeout_s, "mark_rollback_drained"
+        )
+
+    def _reverse_lag(self, lag_s: float) -> None:
+        self.board.reverse_lag_s = lag_s
+
+    def _rollback(self, machine: MoveMachine, window: Window) -> Rollback:
+        return Rollback(
+            self.config,
+            machine,
+            window,
+            self.target_flavor,
+            board=self.board,
+            timings=self.timings,
+            hook_env=lambda: hook_env(self.board),
+        )
+
+    async def rollback_hook(self, machine: MoveMachine) -> None:
+        """ROLLBACK_DRAINED: run ``on-rollback`` until it exits 0 (ROLLED_BACK)."""
+        cp = self.checkpoint
+        assert cp is not None
+        first = cp.state is State.ROLLBACK_DRAINED and cp.kind == cpstore.KIND_TRANSITION
+
+        async def record_attempt(attempt: int) -> None:
+            current = self.checkpoint
+            assert current is not None
+            await self.record.write(current.evolve(hook_attempts=attempt, kind=cpstore.KIND_PROGRESS))
+            self.timings.report_outage(self.board)
+
+        await fire_until_ok(
+            self.config,
+            "rollback",
+            machine,
+            "mark_rolled_back",
+            0 if first else cp.hook_attempts,
+            record_attempt,
+            lambda: hook_env(self.board),
+        )
+
+    async def _with_reverse_writer(self, use: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``use`` with a writer connection to the source (the reverse feed writes there)."""
+        conn = await connect(
+            self.config.source,
+            "source",
+            autocommit=False,
+            sql_mode=WRITER_SQL_MODE,
+            binary_prefix=True,
+            connection="reverse_writer",
+        )
+        try:
+            return await use(conn)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await close(conn)

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from tablemover.attempts import MoveResult
 from tablemover.config import Config, load_config
 from tablemover.control import ControlServer
 from tablemover.controls import Controls
@@ -23,7 +24,7 @@ from tablemover.errors import PreflightError, TablemoverError
 from tablemover.http import MetricsSnapshot, StatusServer
 from tablemover.log import event
 from tablemover.machine import State
-from tablemover.move import Move, MoveResult
+from tablemover.move import Move
 from tablemover.notify import Notifier
 from tablemover.status import Board, metrics_snapshot, status_document
 
