@@ -550,6 +550,7 @@ def _wholemove_rows(part: dict[str, Any] | None) -> list[Row]:
     reference = f"{part['reference_rows_per_s']:,} rows/s INSERT..SELECT"
     for run in part["runs"]:
         n, rows = run["copy_threads"], run["rows"]
+        n = f"{n}{'' if run['checksum_during_copy'] else ', gate after'}"
         out.append(
             (
                 f"whole move, {n} thr",
@@ -577,7 +578,9 @@ def _wholemove_details(part: dict[str, Any] | None) -> list[str]:
     out = []
     for run in part["runs"]:
         out.append(
-            f"wholemove {run['copy_threads']} thr: {run['rows']:,} rows, "
+            f"wholemove {run['copy_threads']} thr"
+            f"{'' if run['checksum_during_copy'] else ' gate after copy'}: "
+            f"{run['rows']:,} rows, "
             f"start to DONE {run['end_to_end_s']} s, "
             f"copy {run['copy_phase_s']} s, gate {run['gate_s']} s ({run['gate_rows_per_s'] or 0:,} rows/s, "
             f"{run['gate_after_copy_s']} s after the copy); CPU s daemon {run['daemon_cpu_s']}, source "

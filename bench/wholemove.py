@@ -4,7 +4,9 @@ What an operator waits for is the whole move: preflight, the copy, the catch-up,
 and the cutover. For each ``copy_threads`` value this part moves a fresh sysbench table of the same
 rows to DONE (no concurrent writes) and sets two figures beside the target server's own
 ``INSERT INTO t2 SELECT * FROM t1`` of the same rows, measured in the same run before and after
-the moves (their mean is the reference, so a machine that slows down during the part moves both):
+the moves (their mean is the reference, so a machine that slows down during the part moves both),
+with the checksum trailing the copy (the default), and once more with the most streams and the
+gate after the copy (``checksum_during_copy = false``: the gate's rows/s alone):
 
 * ``end_to_end_ratio``: rows / (daemon start to exit) over the reference rate;
 * ``copy_ratio``: rows / (COPYING to "copy complete and caught up") over the reference rate.
@@ -74,11 +76,16 @@ def _server_cpu(server: LocalMariaDB) -> float:
     return process_cpu_s(server.process.pid) if server.process is not None else 0.0
 
 
-def whole_move(pair: LocalPair, workdir: Path, rows: int, threads: int) -> dict[str, Any]:
-    """Move a fresh ``rows``-row table to DONE with ``copy_threads = threads``; its phases."""
-    db = f"bench_wm{threads}"
+def whole_move(
+    pair: LocalPair, workdir: Path, rows: int, threads: int, trailing: bool = True
+) -> dict[str, Any]:
+    """Move a fresh ``rows``-row table to DONE with ``copy_threads = threads``; its phases.
+
+    ``trailing``: the checksum trails the copy (``checksum_during_copy``, the default); without,
+    the whole gate runs after the copy is caught up (its rows/s alone)."""
+    db = f"bench_wm{threads}{'' if trailing else 'g'}"
     create_filled_table(pair.source, db, rows)
-    config = write_config(pair, workdir, db, db, [TABLE], copy_threads=threads)
+    config = write_config(pair, workdir, db, db, [TABLE], copy_threads=threads, checksum_during_copy=trailing)
     cpu_before = (_server_cpu(pair.source), _server_cpu(pair.target))
     daemon = run_tablemover(config, db, stop_before_cutover=False)
     cpu_after = (_server_cpu(pair.source), _server_cpu(pair.target))
@@ -95,6 +102,7 @@ def whole_move(pair: LocalPair, workdir: Path, rows: int, threads: int) -> dict[
     total = wall_s(daemon)
     return {
         "copy_threads": threads,
+        "checksum_during_copy": trailing,
         "rows": rows,
         "end_to_end_s": round(total, 3),
         "copy_phase_s": round(copy_s, 3),
@@ -112,6 +120,8 @@ def bench_wholemove(pair: LocalPair, workdir: Path, rows: int, threads: tuple[in
     """Every ``threads`` value's whole move, as ratios of the same run's ``INSERT ... SELECT``."""
     before = insert_select_s(pair.target, rows)
     runs = [whole_move(pair, workdir, rows, n) for n in threads]
+    # The gate alone (after the copy, not trailing it), with the most streams asked for.
+    runs.append(whole_move(pair, workdir, rows, max(threads), trailing=False))
     after = insert_select_s(pair.target, rows)
     reference_rows_per_s = rate(rows, (before + after) / 2)
     for run in runs:
