@@ -188,3 +188,29 @@ def test_gate_runs_after_a_postponed_cutover_is_released(move: MoveEnv, trailing
     assert_tables_equal(
         move.source, move.database, move.target, move.target_database, {"_a_moved": "a", "_b_moved": "b"}
     )
+
+
+def test_a_difference_found_while_copying_stops_the_move_before_the_copy_ends(move: MoveEnv) -> None:
+    # The gate trails the copy: a resumed move compares what is already copied (table a, whole)
+    # while table b is still being copied, and a difference there stops the move at once (exit 3)
+    # instead of after the copy. The first run is killed at a writer commit once a is copied.
+    for t, rows in (("a", 2000), ("b", 20_000)):
+        move.src(TABLE.format(name=t), f"INSERT INTO {t} SELECT seq, seq % 97, 'seed' FROM seq_1_to_{rows}")
+    settings = {"chunk_size": 100, "adaptive_chunk_size": False, "copy_threads": 1}
+    cfg = move.config(["a", "b"], move=settings)
+    first = move.cli("run", "-c", str(cfg), env={"TABLEMOVER_FAULTS": "writer.after_commit:30"})
+    assert first.returncode == -9, first.stderr[-2000:]
+    progress = json.loads(
+        move.target.execute(
+            f"SELECT progress FROM {move.checkpoint_table} WHERE kind <> 'owner' ORDER BY seq DESC LIMIT 1"
+        )[0][0]
+    )
+    assert progress["a"]["done"] and not progress["b"]["done"], progress
+    move.tgt("UPDATE a SET v = 'changed' WHERE id = 17")  # something else wrote the target
+    # b's remaining copy takes seconds (a delay after each chunk read): the gate is faster.
+    second = move.cli("run", "-c", str(cfg), env={"TABLEMOVER_DELAYS": "copy.after_read:0.02"})
+    assert second.returncode == 3, second.stderr[-3000:]
+    assert "checksum before the cutover found rows that differ" in second.stderr
+    assert "copy complete and caught up" not in second.stderr, "the copy ended before the refusal"
+    assert transitions(move)[-1] == "COPYING"
+    assert renames_in_binlog(move, "a") == 0
