@@ -277,7 +277,8 @@ def test_checkpoint_statements_use_the_move_seq_key(move: MoveEnv, explainer: Ex
 @pytest.mark.parametrize("table", ["single", "comp2", "enum_middle"])
 async def test_parallel_copy_reads_use_the_key(move: MoveEnv, explainer: Explainer, table: str) -> None:
     """A parallel copy's chunk read within a range of the first key column (copyplan.Span): an index
-    range from the range's start, bounded at its end, without a sort, whatever the key after it."""
+    range from the range's start, bounded at its end, without a sort, whatever the key after it;
+    and the gate's statements for intervals within such a range."""
     db = move.target_database
     schema = await _schema(move, table)
     key_names = schema.chunk_key
@@ -293,6 +294,18 @@ async def test_parallel_copy_reads_use_the_key(move: MoveEnv, explainer: Explain
         for start in (None, after):
             chunk = sql.select_chunk(db, table, columns, key, after=start, limit=50, span=span)
             explainer.assert_uses_key(f"chunk in {span} after {start}", chunk.text, chunk.args)
+        # The gate trailing a parallel copy compares (after, last] within the span, the last
+        # interval of a range open-ended: boundaries, checksums and row reads of those intervals.
+        for low, high in ((None, after), (after, None), (None, None)):
+            step = sql.key_boundary(db, table, key, after=low, upper=high, step=50, span=span)
+            explainer.assert_uses_key(f"boundary in {span} ({low}, {high}]", step.text, step.args)
+            for lock in (False, True):
+                checksum = sql.checksum_range(
+                    db, table, columns, key, lower=low, upper=high, span=span, lock=lock
+                )
+                explainer.assert_uses_key(f"checksum in {span} ({low}, {high}]", checksum.text, checksum.args)
+            select = sql.select_range(db, table, columns, key, lower=low, upper=high, span=span)
+            explainer.assert_uses_key(f"range read in {span} ({low}, {high}]", select.text, select.args)
 
 
 def test_copy_range_statements_use_the_primary_key(move: MoveEnv, explainer: Explainer) -> None:
