@@ -128,6 +128,7 @@ QUICK = {
     "tls_keepup_rounds": 1,
     "tls_keepup_seconds": 5,
     "wholemove_rows": 100_000,
+    "wholemove_realistic_rows": 20_000,
     "wholemove_threads": "1,4",
 }
 SCHEMA_GRANT = "bench\\_%"  # every schema the benchmark creates starts with bench_
@@ -569,6 +570,29 @@ def _wholemove_rows(part: dict[str, Any] | None) -> list[Row]:
                 f">= {part['targets']['copy_ratio']}",
             )
         )
+    real = part.get("realistic")
+    if real:
+        reference = f"{real['reference_rows_per_s']:,} rows/s INSERT..SELECT"
+        for run in real["runs"]:
+            n, rows = run["copy_threads"], run["rows"]
+            out.append(
+                (
+                    f"whole move, realistic, {n} thr",
+                    f"{round(rows / run['end_to_end_s']):,} rows/s",
+                    reference,
+                    f"{run['end_to_end_ratio']:.3f}",
+                    f">= {part['targets']['end_to_end_ratio']}",
+                )
+            )
+            out.append(
+                (
+                    f"  copy phase, realistic, {n} thr",
+                    f"{round(rows / run['copy_phase_s']):,} rows/s",
+                    reference,
+                    f"{run['copy_ratio']:.3f}",
+                    f">= {part['targets']['copy_ratio']}",
+                )
+            )
     return out
 
 
@@ -576,9 +600,9 @@ def _wholemove_details(part: dict[str, Any] | None) -> list[str]:
     if not part or _unavailable(part) is not None:
         return []
     out = []
-    for run in part["runs"]:
+    for run in [*part["runs"], *part.get("realistic", {}).get("runs", [])]:
         out.append(
-            f"wholemove {run['copy_threads']} thr"
+            f"wholemove {run['schema']} {run['copy_threads']} thr"
             f"{'' if run['checksum_during_copy'] else ' gate after copy'}: "
             f"{run['rows']:,} rows, "
             f"start to DONE {run['end_to_end_s']} s, "
@@ -885,6 +909,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--wholemove-rows", type=int, default=300_000, help="rows of the moved table; 0 skips (%(default)s)"
     )
     g.add_argument(
+        "--wholemove-realistic-rows",
+        type=int,
+        default=100_000,
+        help="order lines of the realistic schema's whole move (and half as many customers); 0 skips",
+    )
+    g.add_argument(
         "--wholemove-threads",
         default="1,2,4,8",
         help="copy_threads values, comma-separated (%(default)s)",
@@ -940,6 +970,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "resumes",
         "rss_rows",
         "wholemove_rows",
+        "wholemove_realistic_rows",
         "realistic_heavy_seconds",
         "native_seconds",
         "heldlock_hold",
@@ -975,7 +1006,9 @@ def plan(
             (
                 "wholemove",
                 f"{args.wholemove_rows:,} rows to DONE with copy_threads {', '.join(map(str, threads))}",
-                lambda: bench_wholemove(pair, workdir, args.wholemove_rows, threads),
+                lambda: bench_wholemove(
+                    pair, workdir, args.wholemove_rows, threads, args.wholemove_realistic_rows
+                ),
             )
         )
     if "binlog" not in skip:

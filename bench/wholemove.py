@@ -28,12 +28,13 @@ from typing import Any
 
 from loadkit import create_sbtest_sql, fill_sbtest_sql
 
+from bench import realistic as realistic_schema
 from bench.common import (
     MSG_CAUGHT_UP,
     MSG_GATE,
     MSG_STATE_CHANGED,
     TABLE,
-    check_equal,
+    check_same_rows,
     create_filled_table,
     process_cpu_s,
     rate,
@@ -77,15 +78,21 @@ def _server_cpu(server: LocalMariaDB) -> float:
 
 
 def whole_move(
-    pair: LocalPair, workdir: Path, rows: int, threads: int, trailing: bool = True
+    pair: LocalPair, workdir: Path, rows: int, threads: int, trailing: bool = True, realistic: bool = False
 ) -> dict[str, Any]:
     """Move a fresh ``rows``-row table to DONE with ``copy_threads = threads``; its phases.
 
     ``trailing``: the checksum trails the copy (``checksum_during_copy``, the default); without,
-    the whole gate runs after the copy is caught up (its rows/s alone)."""
-    db = f"bench_wm{threads}{'' if trailing else 'g'}"
-    create_filled_table(pair.source, db, rows)
-    config = write_config(pair, workdir, db, db, [TABLE], copy_threads=threads, checksum_during_copy=trailing)
+    the whole gate runs after the copy is caught up (its rows/s alone). ``realistic``: the
+    realistic schema's two tables instead (``rows`` order lines and half as many customers)."""
+    db = f"bench_wm{'r' if realistic else ''}{threads}{'' if trailing else 'g'}"
+    if realistic:
+        realistic_schema.create_tables(pair.source, db, rows, rows // 2)
+        tables, total = realistic_schema.TABLES, rows + rows // 2
+    else:
+        create_filled_table(pair.source, db, rows)
+        tables, total = [TABLE], rows
+    config = write_config(pair, workdir, db, db, tables, copy_threads=threads, checksum_during_copy=trailing)
     cpu_before = (_server_cpu(pair.source), _server_cpu(pair.target))
     daemon = run_tablemover(config, db, stop_before_cutover=False)
     cpu_after = (_server_cpu(pair.source), _server_cpu(pair.target))
@@ -97,17 +104,19 @@ def whole_move(
     # The gate line comes when the gate is complete; what of it ran after the copy was caught up is
     # what it added to the move's wall time.
     gate_after_copy_s = max(0.0, float(gate["ts"]) - float(caught_up["ts"]))
-    # After the cutover the source table has its renamed-away name; the target must equal it.
-    check_equal(pair, (db, f"_{TABLE}_moved"), (f"{db}_dst", TABLE), f"after the {db} move")
+    # After the cutover the source tables have their renamed-away names; the target must equal them.
+    for table in tables:
+        check_same_rows(pair, (db, f"_{table}_moved"), (f"{db}_dst", table), f"after the {db} move")
     total = wall_s(daemon)
     return {
         "copy_threads": threads,
         "checksum_during_copy": trailing,
-        "rows": rows,
+        "schema": "realistic" if realistic else "sbtest",
+        "rows": total,
         "end_to_end_s": round(total, 3),
         "copy_phase_s": round(copy_s, 3),
         "gate_s": round(gate_s, 3),
-        "gate_rows_per_s": round(rate(rows, gate_s)) if gate_s else None,
+        "gate_rows_per_s": round(rate(total, gate_s)) if gate_s else None,
         "gate_after_copy_s": round(gate_after_copy_s, 3),
         "daemon_cpu_s": round(daemon.cpu_total_s, 2),
         "source_cpu_s": round(cpu_after[0] - cpu_before[0], 2),
@@ -116,24 +125,44 @@ def whole_move(
     }
 
 
-def bench_wholemove(pair: LocalPair, workdir: Path, rows: int, threads: tuple[int, ...]) -> dict[str, Any]:
-    """Every ``threads`` value's whole move, as ratios of the same run's ``INSERT ... SELECT``."""
+def bench_wholemove(
+    pair: LocalPair, workdir: Path, rows: int, threads: tuple[int, ...], realistic_rows: int = 0
+) -> dict[str, Any]:
+    """Every ``threads`` value's whole move, as ratios of the same run's ``INSERT ... SELECT``;
+    with ``realistic_rows``, the realistic schema too (its own reference, same run)."""
     before = insert_select_s(pair.target, rows)
     runs = [whole_move(pair, workdir, rows, n) for n in threads]
     # The gate alone (after the copy, not trailing it), with the most streams asked for.
     runs.append(whole_move(pair, workdir, rows, max(threads), trailing=False))
     after = insert_select_s(pair.target, rows)
-    reference_rows_per_s = rate(rows, (before + after) / 2)
-    for run in runs:
-        run["end_to_end_ratio"] = round(rate(rows, run["end_to_end_s"]) / reference_rows_per_s, 3)
-        run["copy_ratio"] = round(rate(rows, run["copy_phase_s"]) / reference_rows_per_s, 3)
-    return {
+    out: dict[str, Any] = {
         "rows": rows,
         "reference_s": [round(before, 3), round(after, 3)],
-        "reference_rows_per_s": round(reference_rows_per_s),
+        "reference_rows_per_s": round(rate(rows, (before + after) / 2)),
         "targets": {"end_to_end_ratio": END_TO_END_TARGET, "copy_ratio": COPY_TARGET},
-        "runs": runs,
+        "runs": _with_ratios(runs, rate(rows, (before + after) / 2)),
     }
+    if realistic_rows:
+        total = realistic_rows + realistic_rows // 2
+        customers = realistic_rows // 2
+        ref_before = sum(realistic_schema.reference_copy(pair.target, realistic_rows, customers).values())
+        real = [whole_move(pair, workdir, realistic_rows, n, realistic=True) for n in threads]
+        ref_after = sum(realistic_schema.reference_copy(pair.target, realistic_rows, customers).values())
+        out["realistic"] = {
+            "rows": total,
+            "reference_s": [round(ref_before, 3), round(ref_after, 3)],
+            "reference_rows_per_s": round(rate(total, (ref_before + ref_after) / 2)),
+            "runs": _with_ratios(real, rate(total, (ref_before + ref_after) / 2)),
+        }
+    return out
+
+
+def _with_ratios(runs: list[dict[str, Any]], reference_rows_per_s: float) -> list[dict[str, Any]]:
+    """Each run's end-to-end and copy-phase rates as ratios of ``reference_rows_per_s``."""
+    for run in runs:
+        run["end_to_end_ratio"] = round(rate(run["rows"], run["end_to_end_s"]) / reference_rows_per_s, 3)
+        run["copy_ratio"] = round(rate(run["rows"], run["copy_phase_s"]) / reference_rows_per_s, 3)
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=300_000)
     p.add_argument("--threads", default=",".join(map(str, DEFAULT_THREADS)))
+    p.add_argument(
+        "--realistic-rows", type=int, default=0, help="order lines of the realistic schema; 0 skips"
+    )
     args = p.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="tablemover-wholemove-"))
     pair = start_pair(root=root / "servers")
@@ -149,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir = root / "work"
         workdir.mkdir()
         threads = tuple(int(t) for t in args.threads.split(","))
-        print(json.dumps(bench_wholemove(pair, workdir, args.rows, threads), indent=2))
+        result = bench_wholemove(pair, workdir, args.rows, threads, args.realistic_rows)
+        print(json.dumps(result, indent=2))
     finally:
         pair.stop()
         shutil.rmtree(root, ignore_errors=True)
