@@ -1,10 +1,11 @@
 """A whole move with a target replica watched (issue #27; bench/README.md "Target replica").
 
 A third ``mariadbd`` replicates the pair's target with GTID (from the target's position when the
-part starts: every schema this part writes is created after that). The same sysbench table is moved
-to DONE three times with ``copy_threads`` (4 by default) and no concurrent writes: without a
-replica, with the replica watched (``[throttle] target_replicas``), and without again; the mean of
-the two runs without it is the reference, so a machine that slows down during the part moves both.
+part starts: every schema this part writes is created after that). A fresh sysbench table of the
+same rows is moved to DONE with ``copy_threads`` (4 by default) and no concurrent writes,
+alternately without a replica and with the replica watched (``[throttle] target_replicas``),
+``repeats`` times each, and once more without: the medians are compared, so a machine that slows
+down during the part (others share it) moves both.
 
 While each move runs the part samples, every ``SAMPLE_S``: the daemon's ``status`` (its state, the
 heartbeat lag it reports for the replica and whether the replica holds the copy) and, on the
@@ -15,8 +16,9 @@ applied, the same clock as the writer's here). Figures:
   against ``max_replica_lag_s`` plus one chunk time (the adaptive chunk size's target duration,
   :data:`tablemover.copyplan.TARGET_CHUNK_S`): the copy stops starting chunks once the lag passes
   the limit, so what may still land is what is in flight;
-* ``end_to_end_s`` with the replica over the reference's (``cost_ratio``), and the seconds the
-  replica held the copy; the cutover's wait for the replica is inside the whole-move time.
+* ``end_to_end_s`` with the replica (median) over the median without (``cost_ratio``), and the
+  seconds the replica held the copy in each; the cutover's wait for the replica is inside the
+  whole-move time.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from tablemover.local.mariadb import (
 
 DEFAULT_ROWS = 300_000
 DEFAULT_THREADS = 4
+DEFAULT_REPEATS = 2  # pairs of moves without and with the replica (the machine's noise is large)
 MAX_REPLICA_LAG_S = 1.5  # the daemon's default, gh-ost's --max-lag-millis default
 SAMPLE_S = 0.1
 RUN_TIMEOUT_S = 600.0
@@ -196,41 +199,49 @@ def sampled_move(
 
 
 def bench_replica(
-    pair: LocalPair, workdir: Path, rows: int, threads: int = DEFAULT_THREADS
+    pair: LocalPair, workdir: Path, rows: int, threads: int = DEFAULT_THREADS, repeats: int = DEFAULT_REPEATS
 ) -> dict[str, Any]:
-    """The three moves (without, with, without a replica) and the figures; the replica is stopped
-    at the end (its files under ``workdir``)."""
+    """``repeats`` pairs of moves, alternately without and with the replica watched, and one more
+    without; the figures. The replica is stopped at the end (its files under ``workdir``)."""
     replica = start_replica(workdir / "replica", pair.target)
+    plain: list[dict[str, Any]] = []
+    watched: list[dict[str, Any]] = []
     try:
-        before = sampled_move(pair, workdir, "bench_rp_none1", rows, threads, None)
-        watched = sampled_move(pair, workdir, "bench_rp_watched", rows, threads, replica)
-        after = sampled_move(pair, workdir, "bench_rp_none2", rows, threads, None)
+        for i in range(1, repeats + 1):
+            plain.append(sampled_move(pair, workdir, f"bench_rp_none{i}", rows, threads, None))
+            watched.append(sampled_move(pair, workdir, f"bench_rp_watched{i}", rows, threads, replica))
+        plain.append(sampled_move(pair, workdir, f"bench_rp_none{repeats + 1}", rows, threads, None))
         # The replica ends identical to the target (else the figures mean nothing).
         position = str(pair.target.execute("SELECT @@global.gtid_binlog_pos")[0][0])
         if replica.execute(f"SELECT MASTER_GTID_WAIT('{position}', {CATCH_UP_S})")[0][0] != 0:
             raise BenchError(f"the replica did not reach the target's position {position}")
-        for db in ("bench_rp_watched_dst",):
+        for i in range(1, repeats + 1):
+            db = f"bench_rp_watched{i}_dst"
             if table_digest(pair.target, db, TABLE) != table_digest(replica, db, TABLE):
                 raise BenchError(f"the replica's {db}.{TABLE} differs from the target's")
     finally:
         replica.stop()
         shutil.rmtree(workdir / "replica", ignore_errors=True)
-    reference = (before["end_to_end_s"] + after["end_to_end_s"]) / 2
+    reference = statistics.median(r["end_to_end_s"] for r in plain)
+    with_replica = statistics.median(r["end_to_end_s"] for r in watched)
+    peaks = [r["peak_lag_s"] for r in watched if r["peak_lag_s"] is not None]
+    own = [r["own_peak_lag_s"] for r in watched if r["own_peak_lag_s"] is not None]
     target = MAX_REPLICA_LAG_S + TARGET_CHUNK_S
     return {
         "rows": rows,
         "copy_threads": threads,
+        "repeats": repeats,
         "max_replica_lag_s": MAX_REPLICA_LAG_S,
         "chunk_s": TARGET_CHUNK_S,
         "target_peak_lag_s": target,
-        "peak_lag_s": watched["peak_lag_s"],
-        "own_peak_lag_s": watched["own_peak_lag_s"],
-        "under_target": watched["peak_lag_s"] is not None and watched["peak_lag_s"] <= target,
-        "end_to_end_s": watched["end_to_end_s"],
-        "reference_end_to_end_s": [before["end_to_end_s"], after["end_to_end_s"]],
-        "cost_ratio": round(watched["end_to_end_s"] / reference, 3) if reference else None,
-        "held_copy_s": watched["held_copy_s"],
-        "runs": [before, watched, after],
+        "peak_lag_s": max(peaks) if peaks else None,  # the highest of every watched move
+        "own_peak_lag_s": max(own) if own else None,
+        "under_target": len(peaks) == len(watched) and max(peaks) <= target,
+        "end_to_end_s": round(with_replica, 3),  # medians
+        "reference_end_to_end_s": round(reference, 3),
+        "cost_ratio": round(with_replica / reference, 3) if reference else None,
+        "held_copy_s": [r["held_copy_s"] for r in watched],
+        "runs": [r for pair_ in zip(plain, watched, strict=False) for r in pair_] + [plain[-1]],
     }
 
 
@@ -239,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=DEFAULT_ROWS)
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS)
+    p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
     args = p.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="tablemover-bench-replica-"))
     pair = start_pair(root=root / "servers")
@@ -246,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         grant_mover(pair, SCHEMA_GRANT)
         workdir = root / "work"
         workdir.mkdir()
-        print(json.dumps(bench_replica(pair, workdir, args.rows, args.threads), indent=2))
+        print(json.dumps(bench_replica(pair, workdir, args.rows, args.threads, args.repeats), indent=2))
     finally:
         pair.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -613,7 +613,6 @@ def _replica_rows(part: dict[str, Any] | None) -> list[Row]:
         return [("target replica", why, "", "", "")]
     n = part["copy_threads"]
     peak = part["peak_lag_s"]
-    reference = part["reference_end_to_end_s"]
     return [
         (
             f"replica peak lag, {n} thr",
@@ -625,7 +624,7 @@ def _replica_rows(part: dict[str, Any] | None) -> list[Row]:
         (
             f"whole move with replica, {n} thr",
             f"{part['end_to_end_s']:.2f} s",
-            f"{(reference[0] + reference[1]) / 2:.2f} s without a replica",
+            f"{part['reference_end_to_end_s']:.2f} s without a replica (medians)",
             f"{part['cost_ratio']:.3f}",
             "(reported)",
         ),
@@ -635,14 +634,20 @@ def _replica_rows(part: dict[str, Any] | None) -> list[Row]:
 def _replica_details(part: dict[str, Any] | None) -> list[str]:
     if not part or _unavailable(part) is not None:
         return []
-    watched = part["runs"][1]
-    return [
-        f"replica: {part['rows']:,} rows, copy_threads {part['copy_threads']}; with the replica watched: "
-        f"start to DONE {part['end_to_end_s']} s (without: {part['reference_end_to_end_s']} s), copy "
-        f"{watched['copy_phase_s']} s, lag median {watched['median_lag_s']} s, peak "
-        f"{watched['peak_lag_s']} s in the copy, {watched['peak_lag_whole_move_s']} s over the move; "
-        f"the replica held the copy {part['held_copy_s']} s"
-    ]
+    out = []
+    for run in part["runs"]:
+        watched = "replica watched" if run["replica"] else "no replica"
+        line = (
+            f"replica: {run['rows']:,} rows, copy_threads {run['copy_threads']}, {watched}: "
+            f"start to DONE {run['end_to_end_s']} s, copy {run['copy_phase_s']} s"
+        )
+        if run["replica"]:
+            line += (
+                f"; lag median {run['median_lag_s']} s, peak {run['peak_lag_s']} s in the copy "
+                f"({run['peak_lag_whole_move_s']} s over the move); held the copy {run['held_copy_s']} s"
+            )
+        out.append(line)
+    return out
 
 
 def _wholemove_details(part: dict[str, Any] | None) -> list[str]:

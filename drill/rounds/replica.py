@@ -144,6 +144,7 @@ def throttled_run(rnd: Round, replica: TargetReplica, kill: Kill, rng: random.Ra
     on (the kill is then reported as missed)."""
     kill.run_attempted = True
     stopped = rng.random() < 0.5
+    rnd.result["replica_sql_stopped"] = "before the start" if stopped else "at COPYING"
     if stopped:
         replica.stop_sql_thread()
     daemon = start(rnd)
