@@ -153,11 +153,13 @@ def write_config(
     tables: list[str],
     *,
     server_keys: ServerKeys | None = None,
+    throttle: dict[str, Any] | None = None,
     **move_extra: Any,
 ) -> Path:
     """A move config for ``database.tables`` into ``<database>_dst``; returns its path.
 
-    ``server_keys`` (e.g. ``tls_mode``, ``tls_ca``) go into both ``[source]`` and ``[target]``."""
+    ``server_keys`` (e.g. ``tls_mode``, ``tls_ca``) go into both ``[source]`` and ``[target]``;
+    ``throttle`` is the ``[throttle]`` section (the ``replica`` part's watched replica)."""
     move = {
         "name": name,
         "database": database,
@@ -168,7 +170,13 @@ def write_config(
     }
     keys = dict(server_keys or {})
     text = pair_config(
-        pair, workdir, move, control={"socket": socket_path(workdir, name)}, source=keys, target=keys
+        pair,
+        workdir,
+        move,
+        control={"socket": socket_path(workdir, name)},
+        source=keys,
+        target=keys,
+        throttle=throttle or {},
     )
     path = workdir / f"{name}.toml"
     path.write_text(text)

@@ -26,6 +26,9 @@ Figures measured against an absolute target of the spec:
 * ``heldlock`` (:mod:`bench.heldlock`): the application's longest query during a cutover released
   while another session holds a row lock on the moved table.
 * ``resume`` (:mod:`bench.resume`): SIGKILL to copying again, and rows copied twice.
+* ``replica`` (:mod:`bench.replica`): a whole move with a target replica watched (issue #27): the
+  replica's peak heartbeat lag during the copy against ``max_replica_lag_s`` plus one chunk time,
+  and the whole-move time against the same move without a replica, same run.
 * ``rss``: the daemon's peak RSS in the copy and keepup runs (and a large copy with ``--rss-rows``).
 * ``machine``: what the numbers were measured on.
 
@@ -67,6 +70,7 @@ from bench.keepup import bench_keepup
 from bench.native import bench_native
 from bench.outage import bench_outage
 from bench.realistic import HEAVY_TARGET_RATIO, bench_realistic
+from bench.replica import bench_replica
 from bench.resume import bench_resume
 from bench.rollback import bench_rollback
 from bench.wholemove import bench_wholemove
@@ -130,6 +134,7 @@ QUICK = {
     "wholemove_rows": 100_000,
     "wholemove_realistic_rows": 20_000,
     "wholemove_threads": "1,4",
+    "replica_rows": 100_000,
 }
 SCHEMA_GRANT = "bench\\_%"  # every schema the benchmark creates starts with bench_
 COPY_TARGET_RATIO = 0.6
@@ -227,6 +232,7 @@ def machine_info(pair: LocalPair) -> dict[str, Any]:
 PARTS = (
     "copy",
     "wholemove",
+    "replica",
     "binlog",
     "keepup",
     "realistic",
@@ -274,6 +280,7 @@ def _table_rows(results: dict[str, Any]) -> list[Row]:
             )
         )
     rows.extend(_wholemove_rows(results.get("wholemove")))
+    rows.extend(_replica_rows(results.get("replica")))
     if not missing("binlog", binlog):
         assert binlog is not None
         rows.append(
@@ -596,6 +603,53 @@ def _wholemove_rows(part: dict[str, Any] | None) -> list[Row]:
     return out
 
 
+def _replica_rows(part: dict[str, Any] | None) -> list[Row]:
+    """The replica part: its peak lag during the copy against the limit plus one chunk, and the
+    whole move's time against the same move without a replica."""
+    if part is None:
+        return []
+    why = _unavailable(part)
+    if why is not None:
+        return [("target replica", why, "", "", "")]
+    n = part["copy_threads"]
+    peak = part["peak_lag_s"]
+    return [
+        (
+            f"replica peak lag, {n} thr",
+            "-" if peak is None else f"{peak:.2f} s (own read {part['own_peak_lag_s'] or 0:.2f} s)",
+            f"max_replica_lag_s {part['max_replica_lag_s']:g} + chunk {part['chunk_s']:g} s",
+            "-",
+            f"<= {part['target_peak_lag_s']:g} s",
+        ),
+        (
+            f"whole move with replica, {n} thr",
+            f"{part['end_to_end_s']:.2f} s",
+            f"{part['reference_end_to_end_s']:.2f} s without a replica (medians)",
+            f"{part['cost_ratio']:.3f}",
+            "(reported)",
+        ),
+    ]
+
+
+def _replica_details(part: dict[str, Any] | None) -> list[str]:
+    if not part or _unavailable(part) is not None:
+        return []
+    out = []
+    for run in part["runs"]:
+        watched = "replica watched" if run["replica"] else "no replica"
+        line = (
+            f"replica: {run['rows']:,} rows, copy_threads {run['copy_threads']}, {watched}: "
+            f"start to DONE {run['end_to_end_s']} s, copy {run['copy_phase_s']} s"
+        )
+        if run["replica"]:
+            line += (
+                f"; lag median {run['median_lag_s']} s, peak {run['peak_lag_s']} s in the copy "
+                f"({run['peak_lag_whole_move_s']} s over the move); held the copy {run['held_copy_s']} s"
+            )
+        out.append(line)
+    return out
+
+
 def _wholemove_details(part: dict[str, Any] | None) -> list[str]:
     if not part or _unavailable(part) is not None:
         return []
@@ -643,6 +697,7 @@ def _details(results: dict[str, Any]) -> list[str]:
         cpu = ", ".join(f"{k} {v:.2f}" for k, v in keepup["cpu_cores_during_load"].items())
         out.append(f"         CPU cores used during the load: {cpu}")
     out.extend(_wholemove_details(results.get("wholemove")))
+    out.extend(_replica_details(results.get("replica")))
     out.extend(_details_new(results))
     out.extend(_details_tls(results.get("tls")))
     if outage and _unavailable(outage) is None:
@@ -919,6 +974,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="1,2,4,8",
         help="copy_threads values, comma-separated (%(default)s)",
     )
+    g = p.add_argument_group("replica (a move with a target replica watched, against the same without)")
+    g.add_argument(
+        "--replica-rows",
+        type=int,
+        default=300_000,
+        help="rows of the moved table (copy_threads 4); 0 skips (%(default)s)",
+    )
     g = p.add_argument_group("rss")
     g.add_argument(
         "--rss-rows",
@@ -971,6 +1033,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "rss_rows",
         "wholemove_rows",
         "wholemove_realistic_rows",
+        "replica_rows",
         "realistic_heavy_seconds",
         "native_seconds",
         "heldlock_hold",
@@ -1009,6 +1072,15 @@ def plan(
                 lambda: bench_wholemove(
                     pair, workdir, args.wholemove_rows, threads, args.wholemove_realistic_rows
                 ),
+            )
+        )
+    if "replica" not in skip and args.replica_rows:
+        parts.append(
+            (
+                "replica",
+                f"{args.replica_rows:,} rows to DONE with copy_threads 4, a target replica watched, "
+                "against the same without",
+                lambda: bench_replica(pair, workdir, args.replica_rows),
             )
         )
     if "binlog" not in skip:

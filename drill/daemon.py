@@ -89,6 +89,7 @@ class Daemon:
         self.record = RunRecord(fault, None, log=str(log_path))
         self.states: list[str] = []
         self.messages: set[str] = set()
+        self.lines: list[dict[str, Any]] = []  # every JSON line so far, for reads of their fields
         self._offset = 0
         self._partial = b""
         cmd = [sys.executable, "-m", "tablemover", "--log-format", "json", "run", "-c", str(config)]
@@ -136,6 +137,7 @@ class Daemon:
             if isinstance(line, dict):
                 msg = str(line.get("msg"))
                 self.messages.add(msg)
+                self.lines.append(line)
                 if msg == "state changed":
                     self.states.append(str(line.get("state")))
 
@@ -148,6 +150,16 @@ class Daemon:
         """Whether its log holds one of ``messages``."""
         self._scan()
         return not self.messages.isdisjoint(messages)
+
+    def logged(self, msg_prefix: str, **field_prefixes: str) -> bool:
+        """Whether its log holds a line whose message starts with ``msg_prefix`` and whose fields
+        start with the given texts (``reason="target replica ..."``)."""
+        self._scan()
+        return any(
+            str(line.get("msg")).startswith(msg_prefix)
+            and all(str(line.get(k, "")).startswith(v) for k, v in field_prefixes.items())
+            for line in self.lines
+        )
 
     def finish(self) -> RunRecord:
         """Its record, once it has exited (waits for that), with the states and errors of its log."""

@@ -38,7 +38,9 @@ def format_table(rounds: list[dict[str, Any]], with_pt: bool) -> str:
         row = [
             str(r["round"]),
             str(len(r["tables"])),
-            r.get("window") or "-",
+            (r.get("window") or "-")
+            # A replica round's replica: identical to the target at the end (drill.rounds.replica).
+            + (f" {_mark(r['replica_identical'])}" if "replica_identical" in r else ""),
             r.get("kill_points", ""),
             str(r.get("restarts", "")),
             f"{r.get('rows', 0):,}",

@@ -43,6 +43,11 @@ rollback window (``rollback_window_s``) and go on after the cutover:
    elapse: the move ends at DONE (``... HOOK_FIRED, WINDOW_OPEN, DONE``) and step 4's checks run on
    the final data (the target's writes included), with no RENAME on the target.
 
+Replica rounds (9, 17, ..., or all with ``--only-kind replica``) watch a GTID replica of the target
+that the drill starts the first time one runs: SIGKILLed while the replica holds the copy and while
+the cutover waits for it, they end with the replica identical to the target
+(``drill/rounds/replica.py``).
+
 It prints a table of rounds and a final ``N passed, M failed`` line, writes the same as JSON to
 ``--out`` (the daemon logs of failed rounds go to ``<out stem>-logs/`` beside it) and exits 0 only when
 every round passed.
@@ -75,7 +80,7 @@ from loadkit import LoadError, ensure_sysbench
 
 from drill.common import Children, Drill, DrillError
 from drill.report import format_details, format_table
-from drill.rounds import Slot, pick, run_round
+from drill.rounds import ANY_SLOT, Slot, by_name, pick, run_round
 from drill.rounds.windowed import ELAPSE_EVERY
 from tablemover.local.mariadb import LocalPair, grant_mover, make_tls_files, require_x509, start_pair
 
@@ -141,7 +146,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         'move user REQUIRE X509, every round\'s move with tls_mode = "verify_identity" and a client '
         "certificate (the drill's own connections are root over the unix sockets)",
     )
+    p.add_argument(
+        "--only-kind",
+        choices=[k.name for k in ANY_SLOT],
+        default=None,
+        metavar="KIND",
+        help="every round is of this kind ("
+        + ", ".join(k.name for k in ANY_SLOT)
+        + "; no window rounds then); default: the schedule picks each round's kind",
+    )
     args = p.parse_args(argv)
+    if args.only_kind is not None:
+        args.window_every = 0  # the window kinds have no round left to run
     if args.copy_threads is not None and not 1 <= args.copy_threads <= 32:
         p.error("--copy-threads must be between 1 and 32")
     for name in ("rounds", "rows", "rate"):
@@ -184,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="tablemover-drill-"))
     children = Children()
     pair: LocalPair | None = None
+    drill: Drill | None = None
     rounds: list[dict[str, Any]] = []
     payload: dict[str, Any] = {}
     try:
@@ -231,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "row_metadata": args.row_metadata,
             "window_every": args.window_every,
             "copy_threads": args.copy_threads,
+            "only_kind": args.only_kind,
             "tls": "verify_identity, require_secure_transport=ON, REQUIRE X509" if args.tls else "off",
             "mariadbd": str(pair.source.execute("SELECT VERSION()")[0][0]),
             "rounds": rounds,
@@ -242,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 windows += 1
                 window = windows
             slot = Slot(number, window)
-            kind = pick(slot)
+            kind = by_name(args.only_kind) if args.only_kind else pick(slot)
             # The draws from rng stay in this order (forward kills, table count, the kind's later
             # kills): a seed then gives the rounds it always gave.
             kills = kind.forward_kills(slot, targeted, rng)
@@ -286,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         children.stop_all()
+        if drill is not None and drill.replica is not None:
+            drill.replica.stop()  # before the pair's directory, which holds its files, goes
         if pair is not None:
             pair.cleanup()
         shutil.rmtree(root, ignore_errors=True)

@@ -9,7 +9,7 @@ checks expect. To add a kind: a module here with a :class:`~drill.rounds.base.Ro
 
 from __future__ import annotations
 
-from drill.rounds import elapse, forward, parallel, rollback
+from drill.rounds import elapse, forward, parallel, replica, rollback
 from drill.rounds.base import RoundKind, Slot, run_round
 
 # Every round kind, in the order they are offered a round: the first whose ``takes`` accepts the
@@ -18,8 +18,22 @@ KINDS: tuple[RoundKind, ...] = (
     elapse.KIND,
     rollback.KIND,
     parallel.KIND,
+    replica.KIND,
     forward.KIND,
 )
+
+
+# The kinds that run outside the rollback window's schedule, so that ``--only-kind`` may give them
+# every round (a window kind's plan depends on its place among the window rounds).
+ANY_SLOT = (forward.KIND, parallel.KIND, replica.KIND)
+
+
+def by_name(name: str) -> RoundKind:
+    """The kind called ``name``."""
+    for kind in KINDS:
+        if kind.name == name:
+            return kind
+    raise LookupError(f"no round kind {name!r}")
 
 
 def pick(slot: Slot) -> RoundKind:
@@ -30,4 +44,4 @@ def pick(slot: Slot) -> RoundKind:
     raise LookupError(f"no round kind takes round {slot.number}")
 
 
-__all__ = ["KINDS", "RoundKind", "Slot", "pick", "run_round"]
+__all__ = ["ANY_SLOT", "KINDS", "RoundKind", "Slot", "by_name", "pick", "run_round"]

@@ -63,6 +63,14 @@ def write_hooks(directory: Path, logs: HookLogs, window: bool) -> None:
         hook.chmod(0o755)
 
 
+def write_config(
+    drill: Drill, rdir: Path, config: Path, move: dict[str, Any], throttle: dict[str, Any]
+) -> None:
+    """The round's config file: the pair as source and target, ``move`` and ``throttle``."""
+    keys = drill.server_keys
+    config.write_text(pair_config(drill.pair, rdir, move, source=keys, target=keys, throttle=throttle))
+
+
 @dataclass
 class Round:
     """One round as it runs: its plan, its schemas and files, and what it has found so far."""
@@ -86,6 +94,13 @@ class Round:
     # The forward data checks a rollback round ran at WINDOW_OPEN (the others run them at the end).
     forward: dict[str, Any] | None = None
     wrun: WindowRun | None = None  # what the window phase did (window rounds that reached it)
+    move: dict[str, Any] = field(default_factory=dict)  # the config's [move]
+    throttle: dict[str, Any] = field(default_factory=dict)  # the config's [throttle]
+
+    def rewrite_config(self, **move_keys: Any) -> None:
+        """Write the round's config again with ``move_keys`` over its [move] (for the next run:
+        every run reads the file when it starts)."""
+        write_config(self.drill, self.rdir, self.config, {**self.move, **move_keys}, self.throttle)
 
     @property
     def db(self) -> str:
@@ -136,6 +151,11 @@ class RoundKind(ABC):
 
     def move_keys(self) -> dict[str, Any]:
         """Keys of the round's ``[move]`` beyond its schemas, tables and hooks."""
+        return {}
+
+    def throttle_keys(self, drill: Drill) -> dict[str, Any]:
+        """Keys of the round's ``[throttle]`` (none here). Called once a round, before its config
+        is written: a kind may start what the keys name (the replica rounds' target replica)."""
         return {}
 
     def rollback_hooks(self) -> bool:
@@ -202,9 +222,9 @@ def run_round(
     }
     move.update(kind.move_keys())
     move.update(drill.move_keys)  # the command line's (--copy-threads) over the kind's
+    throttle = kind.throttle_keys(drill)
     config = rdir / "move.toml"
-    keys = drill.server_keys
-    config.write_text(pair_config(pair, rdir, move, source=keys, target=keys))
+    write_config(drill, rdir, config, move, throttle)
     rnd = Round(
         drill,
         number,
@@ -217,6 +237,8 @@ def run_round(
         hooks,
         RoundMarks(since, load_from, target_since),
         result,
+        move=move,
+        throttle=throttle,
     )
 
     pyload = None

@@ -27,10 +27,17 @@ def schedule(rounds: int, window_every: int) -> list[str]:
 
 def test_every_kind_has_a_name_of_its_own_and_every_slot_a_kind() -> None:
     assert len({k.name for k in KINDS}) == len(KINDS)
-    # Every fourth round copies with four streams (rounds 3, 7, ...), unless it is a window round.
-    assert schedule(40, 0) == ["forward", "forward", "parallel", "forward"] * 10
+    # Every fourth round copies with four streams (rounds 3, 7, ...), unless it is a window round;
+    # every eighth from round 9 (9, 17, ...) watches a target replica; the rest are forward rounds.
+    without_windows = schedule(40, 0)
+    replica_rounds = [9, 17, 25, 33]
+    assert [n for n, k in enumerate(without_windows, 1) if k == "replica"] == replica_rounds
+    for n in replica_rounds:
+        without_windows[n - 1] = "forward"
+    assert without_windows == ["forward", "forward", "parallel", "forward"] * 10
     every_other = schedule(20, 2)
-    assert every_other[0::2] == ["forward", "parallel"] * 5
+    odd = ["forward", "parallel", "forward", "parallel", "replica", "parallel", "forward", "parallel"]
+    assert every_other[0::2] == [*odd, "replica", "parallel"]  # rounds 1, 3, ..., 19
     # Window rounds: four rollback rounds, then an elapse round.
     assert every_other[1::2] == (["rollback"] * 4 + ["elapse"]) * 2
 
@@ -97,3 +104,20 @@ def test_each_kind_holds_the_transitions_to_its_own_ending() -> None:
     twice = [*FORWARD[:4], "RENAMED", *FORWARD[4:], "DONE"]
     assert "illegal transition RENAMED -> RENAMED" in transition_problems(twice, forward)
     assert "RENAMED written 2 times" in transition_problems(twice, forward)
+
+
+def test_replica_rounds_kill_while_throttled_and_in_the_cutover_wait_and_keep_the_seeds_plans() -> None:
+    from drill.kills import plan_kills
+
+    kind = pick(Slot(9, None))
+    assert kind.name == "replica" and kind.label == "replica"
+    assert pick(Slot(1, None)).name == "forward"  # round 1 times an undisturbed run: not a replica round
+    assert pick(Slot(18, 9)).name != "replica"  # window rounds keep their kinds
+    mine, theirs = random.Random(5), random.Random(5)
+    kills = kind.forward_kills(Slot(9, None), 4, mine)
+    assert [k.point for k in kills] == ["replica.throttled", "replica.cutover_wait"]
+    plan_kills(9, 4, theirs)
+    # It draws what a forward round would have drawn, so the rounds after it keep their plans.
+    assert mine.getstate() == theirs.getstate()
+    assert kind.plan(Slot(9, None), mine) == []
+    assert mine.getstate() == theirs.getstate()
