@@ -650,6 +650,13 @@ def _replica_details(part: dict[str, Any] | None) -> list[str]:
     return out
 
 
+def _gate_rate(run: dict[str, Any]) -> str:
+    """The gate's rows/s when it ran alone; trailing the copy, its time at the cutover is the rest."""
+    if run["gate_rows_per_s"] is None:
+        return "the rest of the gate that trailed the copy"
+    return f"{run['gate_rows_per_s']:,} rows/s alone"
+
+
 def _wholemove_details(part: dict[str, Any] | None) -> list[str]:
     if not part or _unavailable(part) is not None:
         return []
@@ -660,7 +667,8 @@ def _wholemove_details(part: dict[str, Any] | None) -> list[str]:
             f"{'' if run['checksum_during_copy'] else ' gate after copy'}: "
             f"{run['rows']:,} rows, "
             f"start to DONE {run['end_to_end_s']} s, "
-            f"copy {run['copy_phase_s']} s, gate {run['gate_s']} s ({run['gate_rows_per_s'] or 0:,} rows/s, "
+            f"copy {run['copy_phase_s']} s, gate {run['gate_s']} s "
+            f"({_gate_rate(run)}, "
             f"{run['gate_after_copy_s']} s after the copy); CPU s daemon {run['daemon_cpu_s']}, source "
             f"{run['source_cpu_s']}, target {run['target_cpu_s']}; peak RSS {run['peak_rss_mb']} MB"
         )
