@@ -363,6 +363,7 @@ class Pipeline:
     def _trail(self, chunk: CopiedChunk) -> None:
         """A chunk committed on the target: the trailing gate compares it (the last chunk of a table
         or range to its end, so rows appended after the copy are compared too)."""
+        event("copy chunk committed", logging.DEBUG, table=chunk.table)
         if self.trailing is not None:
             self.trailing.add(chunk.table, chunk.after, None if chunk.done else chunk.last_key, chunk.span)
 

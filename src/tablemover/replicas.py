@@ -199,7 +199,16 @@ class ReplicaMonitor:
                 if watched and target_conn is None:
                     target_conn = await connect(self.config.target, "target", connection="heartbeat")
                 for name in watched:
-                    self.lags[name] = await self._sample(target_conn, conns, name)
+                    self.lags[name] = lag = await self._sample(target_conn, conns, name)
+                    # Each reading, at DEBUG: what the throttle decided on, in order with the
+                    # copy's chunks (the timing test reads this sequence from the JSON log).
+                    event(
+                        "target replica sampled",
+                        logging.DEBUG,
+                        replica=name,
+                        lag_s=lag.lag_s,
+                        problem=lag.problem,
+                    )
                 await anyio.sleep(self.limits().heartbeat_interval_ms / 1000)
         finally:
             with anyio.CancelScope(shield=True):
