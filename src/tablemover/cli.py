@@ -108,7 +108,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     lines, problems = anyio.run(check_replicas, config)
     print("\n".join(lines))
     if problems:
-        raise PreflightError("\n".join(["the watched target replicas cannot be used:", *problems]))
+        raise PreflightError("\n".join(["the watched replicas cannot be used:", *problems]))
     return 0
 
 

@@ -46,6 +46,7 @@ KINDS = {
     "source Threads_running": "source_threads_running",
     "target Threads_running": "target_threads_running",
     "target replica": "replica_lag",
+    "source replica": "replica_lag",
     "apply backlog": "backlog",
     "cutover postponed": "postponed",
     "cutover waits for target replicas": "replica_wait",

@@ -20,6 +20,7 @@ from tablemover.replicas import (
     replicas_behind,
     source_problem,
     thread_problem,
+    watched,
 )
 from tablemover.throttle import Readings, reason_kind, throttle_reason
 
@@ -170,3 +171,24 @@ def test_metrics_expose_replica_lag_and_hold() -> None:
     # Unreadable: no lag sample (absent, not 0, which would read as caught up), but it holds.
     assert 'tablemover_replica_lag_seconds{move="orders",replica="db3:3306"}' not in text
     assert 'tablemover_replica_holds_copy{move="orders",replica="db3:3306"} 1.0' in text
+
+
+def test_source_replicas_are_watched_and_named_as_the_source_side() -> None:
+    limits = ThrottleSection(target_replicas=["t1:3306"], source_replicas=["s1:3306", "s2:3307"])
+    assert watched(limits, "target") == ["t1:3306"]
+    assert watched(limits, "source") == ["s1:3306", "s2:3307"]
+    reason = replica_reason(1.5, {"s1:3306": ReplicaLag(2.0)}, "source")
+    assert reason == "source replica s1:3306 lag 2.00 s > max_replica_lag_s 1.5"
+    # The same kind as the target's: status and /metrics label a replica's hold alike.
+    assert reason_kind(reason) == "replica_lag"
+    assert replica_reason(1.5, {"s1:3306": ReplicaLag(None, "SQL thread No")}, "source") == (
+        "source replica s1:3306: SQL thread No"
+    )
+    with pytest.raises(ValidationError):
+        ThrottleSection(source_replicas=["no-port"])
+
+
+def test_source_problem_names_the_side() -> None:
+    row = {"Master_Server_Id": 7, "Master_Host": "h", "Master_Port": 3306}
+    assert source_problem(1, row, "source").endswith("only direct replicas of the source can be watched")
+    assert source_problem(7, row, "source") == ""
