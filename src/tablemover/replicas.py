@@ -44,7 +44,10 @@ class ReplicaLag:
     """What one watched replica shows: its lag in seconds, or None with why it could not be read."""
 
     lag_s: float | None
-    problem: str = ""  # "" when lag_s is a measured heartbeat lag
+    problem: str = ""  # "" when lag_s is a measured lag
+    # "" for the heartbeat; "Seconds_Behind_Master" when the heartbeat could not be read yet and
+    # the replica's own figure stands in for it (labelled as such in the reason and status).
+    fallback: str = ""
 
     def over(self, limit_s: float) -> bool:
         """Whether this replica must hold the copy (unmeasurable counts as over: fail closed)."""
@@ -79,7 +82,8 @@ def replica_reason(limit_s: float, lags: dict[str, ReplicaLag], side: Side = "ta
     if worst.problem:
         return f"{side} replica {name}: {worst.problem}"
     assert worst.lag_s is not None
-    return f"{side} replica {name} lag {worst.lag_s:.2f} s > max_replica_lag_s {limit_s}"
+    by = f" ({worst.fallback}, fallback: no heartbeat yet)" if worst.fallback else ""
+    return f"{side} replica {name} lag {worst.lag_s:.2f} s{by} > max_replica_lag_s {limit_s}"
 
 
 def heartbeat_ddl(state_db: str) -> str:
@@ -106,10 +110,46 @@ def lag_seconds(writer_now: dt.datetime, beat: dt.datetime) -> float:
     return max((writer_now - beat).total_seconds(), 0.0)
 
 
+# MySQL 8.4 removed SHOW SLAVE STATUS; SHOW REPLICA STATUS names the same columns after the
+# source/replica wording (8.0.22+). Everything here reads the MariaDB/older names.
+REPLICA_COLUMNS = {
+    "Source_Host": "Master_Host",
+    "Source_Port": "Master_Port",
+    "Source_Server_Id": "Master_Server_Id",
+    "Replica_IO_Running": "Slave_IO_Running",
+    "Replica_SQL_Running": "Slave_SQL_Running",
+    "Seconds_Behind_Source": "Seconds_Behind_Master",
+}
+ER_PARSE = 1064  # SHOW SLAVE STATUS on MySQL 8.4 (removed there)
+MAX_CHAIN = 8  # hops `check` follows from a watched replica up to its side
+
+
+def status_columns(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A ``SHOW SLAVE STATUS`` / ``SHOW REPLICA STATUS`` row under the MariaDB column names. Pure."""
+    if row is None:
+        return None
+    return {REPLICA_COLUMNS.get(name, name): value for name, value in row.items()}
+
+
+def fallback_lag(slave_status: dict[str, Any] | None) -> float | None:
+    """``Seconds_Behind_Master`` (or ``_Source``) when the replica reports one, else None. Pure.
+
+    Only a fallback while the heartbeat cannot be read on the replica yet: it is whole seconds, and
+    it measures the SQL thread against the relay log, not against the side's clock."""
+    status = status_columns(slave_status) or {}
+    if int(status.get("SQL_Delay") or 0):
+        # A delayed replica (MASTER_DELAY) reports a small figure while it holds back whole
+        # seconds of changes: its own figure is no fallback, only the heartbeat measures it.
+        return None
+    value = status.get("Seconds_Behind_Master")
+    return None if value is None else float(value)
+
+
 def thread_problem(slave_status: dict[str, Any] | None) -> str:
     """Why a replica's ``SHOW SLAVE STATUS`` row says it does not replicate, "" when it does. Pure."""
     if slave_status is None:
         return "not a replica (SHOW SLAVE STATUS is empty)"
+    slave_status = status_columns(slave_status) or {}
     for thread in ("Slave_IO_Running", "Slave_SQL_Running"):
         state = str(slave_status.get(thread, ""))
         if state != "Yes":
@@ -156,11 +196,8 @@ async def _read_one(
     config: Config, target_conn: Any, conn: Any, side: Side = "target", state_db: str = ""
 ) -> ReplicaLag:
     """One replica's lag through its open connection (``target_conn``: the side's own server)."""
-    async with conn.cursor() as cur:
-        await cur.execute("SHOW SLAVE STATUS")
-        status = await cur.fetchone()
-        names = [d[0] for d in cur.description] if status is not None else []
-    problem = thread_problem(dict(zip(names, status, strict=True)) if status is not None else None)
+    status = await _slave_status(conn)
+    problem = thread_problem(status)
     try:
         row = await query_one(
             conn,
@@ -174,6 +211,10 @@ async def _read_one(
         row = None
     now = await query_one(target_conn, "SELECT UTC_TIMESTAMP(6)")
     if row is None or now is None:
+        behind = fallback_lag(status)
+        if behind is not None and not problem:
+            # The heartbeat table has not reached this replica yet: its own figure stands in.
+            return ReplicaLag(behind, "", "Seconds_Behind_Master")
         return ReplicaLag(None, problem or "holds no heartbeat of this move yet")
     lag = lag_seconds(now[0], row[0])
     return ReplicaLag(lag, problem)
@@ -388,9 +429,10 @@ async def wait_for_replicas(
 
 
 def source_problem(target_server_id: int, slave_status: dict[str, Any] | None, side: Side = "target") -> str:
-    """Why a replica's ``SHOW SLAVE STATUS`` row says it does not replicate from ``side`` ("" when
-    it does). Pure. Direct replication is recognised by the side's server_id; a chain
-    (replica of a replica) is not followed yet and is refused, saying so."""
+    """Why a replica's ``SHOW SLAVE STATUS`` row says it does not replicate directly from ``side``
+    ("" when it does). Pure. Direct replication is recognised by the side's server_id; `check`
+    follows a chain (a replica of a replica, :func:`upstream`) from there."""
+    slave_status = status_columns(slave_status)
     if slave_status is None:
         return "is not a replica (SHOW SLAVE STATUS is empty)"
     master_id = slave_status.get("Master_Server_Id")
@@ -400,16 +442,70 @@ def source_problem(target_server_id: int, slave_status: dict[str, Any] | None, s
     if int(master_id) != target_server_id:
         return (
             f"replicates from {host} (server_id {master_id}), not from the {side} (server_id "
-            f"{target_server_id}); only direct replicas of the {side} can be watched"
+            f"{target_server_id})"
         )
     return ""
 
 
+def upstream(side_id: int, slave_status: dict[str, Any] | None) -> str:
+    """The "host:port" a replica replicates from when that is another server than the side (a
+    chain to follow), else "". Pure."""
+    status = status_columns(slave_status)
+    if status is None:
+        return ""
+    master_id = int(status.get("Master_Server_Id") or 0)
+    if master_id in (0, side_id) or not status.get("Master_Host"):
+        return ""
+    return f"{status['Master_Host']}:{status['Master_Port']}"
+
+
+async def _follow_chain(
+    config: Config, side: Side, side_id: int, status: dict[str, Any] | None
+) -> tuple[list[str], str]:
+    """Follow a watched replica's upstream replicas until one replicates from the side.
+
+    Returns (the intermediate replicas, "") or (what was walked, why it is refused). Each hop is
+    reached with the side's credentials, like the watched replicas.
+    """
+    via: list[str] = []
+    while (hop := upstream(side_id, status)) and len(via) < MAX_CHAIN:
+        if hop in via:
+            return via, f"replicates in a circle through {' -> '.join([*via, hop])}, never from the {side}"
+        via.append(hop)
+        try:
+            conn = await connect(replica_server(side_server(config, side), hop), f"{side} replica chain")
+        except Exception as exc:  # refused, not raised: check names every replica's problem
+            return via, f"replicates through {hop}, which cannot be reached: {str(exc).splitlines()[0]}"
+        try:
+            status = await _slave_status(conn)
+        except MySQLError as exc:
+            return via, f"replicates through {hop}, whose SHOW SLAVE STATUS cannot be read ({exc})"
+        finally:
+            await close(conn)
+        problem = source_problem(side_id, status, side)
+        if not problem:
+            return via, ""
+        if not upstream(side_id, status):
+            return via, f"replicates through {' -> '.join(via)}, which {problem}"
+    return (
+        via,
+        f"replicates through {' -> '.join(via)}, more than {MAX_CHAIN} hops without reaching the {side}",
+    )
+
+
 async def _slave_status(conn: Any) -> dict[str, Any] | None:
+    """The replica's status row under the MariaDB column names (MySQL 8.4: SHOW REPLICA STATUS)."""
     async with conn.cursor() as cur:
-        await cur.execute("SHOW SLAVE STATUS")
+        try:
+            await cur.execute("SHOW SLAVE STATUS")
+        except MySQLError as exc:
+            if error_code(exc) != ER_PARSE:
+                raise
+            await cur.execute("SHOW REPLICA STATUS")
         row = await cur.fetchone()
-        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row is not None else None
+        if row is None:
+            return None
+        return status_columns(dict(zip([d[0] for d in cur.description], row, strict=True)))
 
 
 async def check_replicas(config: Config) -> tuple[list[str], list[str]]:
@@ -474,11 +570,16 @@ async def _check_side(config: Config, side: Side) -> tuple[list[str], list[str]]
         finally:
             await close(conn)
         problem = source_problem(target_id, status, side)
+        via: list[str] = []
+        if problem and upstream(target_id, status):
+            # Not a direct replica: follow Master_Host:Master_Port up to the side (a chain).
+            via, problem = await _follow_chain(config, side, target_id, status)
         if problem:
             problems.append(f"{side} replica {name}: {problem}")
             continue
         threads = thread_problem(status)
         held = "the copy" if side == "target" else "the rollback window's reverse writes"
         note = f"; {threads}: it will hold {held} until it runs" if threads else ""
-        lines.append(f"  {name}: replicates from the {side} (server_id {target_id}){note}")
+        through = f" through {' -> '.join(via)}" if via else ""
+        lines.append(f"  {name}: replicates from the {side} (server_id {target_id}){through}{note}")
     return lines, problems

@@ -203,6 +203,8 @@ def replica_figures(
         name: {
             "lag_s": None if lag.lag_s is None else round(lag.lag_s, 3),
             "problem": lag.problem,
+            # "heartbeat", or "Seconds_Behind_Master" while the heartbeat cannot be read there yet.
+            "measured_by": lag.fallback or "heartbeat",
             "holds_copy": lag.over(limit_s),
         }
         for name, lag in (board.replica_lags if lags is None else lags).items()

@@ -513,3 +513,71 @@ def test_the_copy_stops_starting_chunks_once_the_heartbeat_lag_passes_the_limit(
     assert_tables_equal(move.source, move.database, move.target, move.target_database, {"_a_moved": "a"})
     caught_up(target_replica, move.target)
     assert_tables_equal(move.target, move.target_database, target_replica, move.target_database, {"a": "a"})
+
+
+def test_check_follows_a_replication_chain_up_to_the_target(
+    move: MoveEnv, target_replica: LocalMariaDB, tmp_path: Path
+) -> None:
+    """A watched replica of the target's replica (a chain) is accepted, naming the hop; its lag is
+    the heartbeat's, which the chain carries like any other write."""
+    move.src(TABLE, "INSERT INTO a SELECT seq, seq % 97, 'x' FROM seq_1_to_3000")
+    chained = LocalMariaDB(tmp_path / "chained", server_id=5, extra_args=("--skip-slave-start",))
+    chained.install()
+    chained.start()
+    try:
+        target_replica.execute(
+            "SET SESSION sql_log_bin = 0",
+            f"CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'",
+            f"GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'",
+        )
+        start = target_replica.execute("SELECT @@gtid_binlog_pos")[0][0]
+        chained.execute(
+            "SET SESSION sql_log_bin = 0",
+            f"CREATE USER IF NOT EXISTS '{MOVER_USER}'@'%' IDENTIFIED BY '{MOVER_PASSWORD}'",
+            "DELETE FROM mysql.global_priv WHERE User=''",
+            "FLUSH PRIVILEGES",
+            f"GRANT SELECT, SLAVE MONITOR ON *.* TO '{MOVER_USER}'@'%'",
+            f"SET GLOBAL gtid_slave_pos = '{start}'",
+            f"CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {target_replica.port}, "
+            f"MASTER_USER = '{REPL_USER}', MASTER_PASSWORD = '{REPL_PASSWORD}', MASTER_USE_GTID = slave_pos",
+            "START SLAVE",
+        )
+        # The chain's server_ids are learnt once each IO thread has connected.
+        deadline = time.monotonic() + 60
+        while not chained.execute("SELECT 1 FROM information_schema.processlist WHERE command = 'Slave_IO'"):
+            assert time.monotonic() < deadline, "the chained replica's IO thread never connected"
+            time.sleep(0.2)
+        mid, end = f"127.0.0.1:{target_replica.port}", f"127.0.0.1:{chained.port}"
+        cfg = move.config(["a"], throttle={"target_replicas": [end]})
+        ok = move.cli("check", "-c", str(cfg))
+        assert ok.returncode == 0, ok.stdout + ok.stderr[-2000:]
+        assert f"{end}: replicates from the target (server_id 2) through {mid}" in ok.stdout
+
+        # The move runs throttled on the chained replica and ends with it identical to the target.
+        done = move.cli("run", "-c", str(cfg))
+        assert done.returncode == 0, done.stderr[-3000:]
+        caught_up(chained, move.target)
+        assert_tables_equal(move.target, move.target_database, chained, move.target_database, {"a": "a"})
+        beats = chained.execute(
+            f"SELECT side FROM `{move.state_database}`._tablemover_heartbeat WHERE move = 't'"
+        )
+        assert beats == [("target",)]
+
+        # A chain that does not reach the target refuses: the chained replica now replicates from
+        # the source (reachable, but not the target, and nobody's replica).
+        chained.execute(
+            "STOP SLAVE",
+            f"CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {move.source.port}",
+        )
+        move.source.execute(f"GRANT SLAVE MONITOR ON *.* TO '{MOVER_USER}'@'%'")
+        try:
+            bad = move.cli("check", "-c", str(cfg))
+        finally:
+            move.source.execute(f"REVOKE SLAVE MONITOR ON *.* FROM '{MOVER_USER}'@'%'")
+        assert bad.returncode == 2, bad.stdout + bad.stderr
+        assert (
+            f"target replica {end}: replicates through 127.0.0.1:{move.source.port}, which is not a replica"
+            in (bad.stderr)
+        )
+    finally:
+        chained.stop()

@@ -14,12 +14,15 @@ from tablemover.flavor import Flavor
 from tablemover.http import MetricsSnapshot, build_registry
 from tablemover.replicas import (
     ReplicaLag,
+    fallback_lag,
     lag_seconds,
     replica_reason,
     replica_server,
     replicas_behind,
     source_problem,
+    status_columns,
     thread_problem,
+    upstream,
     watched,
 )
 from tablemover.throttle import Readings, reason_kind, throttle_reason
@@ -190,5 +193,74 @@ def test_source_replicas_are_watched_and_named_as_the_source_side() -> None:
 
 def test_source_problem_names_the_side() -> None:
     row = {"Master_Server_Id": 7, "Master_Host": "h", "Master_Port": 3306}
-    assert source_problem(1, row, "source").endswith("only direct replicas of the source can be watched")
+    assert source_problem(1, row, "source").endswith("not from the source (server_id 1)")
     assert source_problem(7, row, "source") == ""
+
+
+def test_mysql_84_replica_status_columns_map_to_the_mariadb_names() -> None:
+    row = {
+        "Source_Host": "db1",
+        "Source_Port": 3306,
+        "Source_Server_Id": 2,
+        "Replica_IO_Running": "Yes",
+        "Replica_SQL_Running": "No",
+        "Seconds_Behind_Source": None,
+        "Last_SQL_Error": "boom",
+    }
+    mapped = status_columns(row)
+    assert mapped == {
+        "Master_Host": "db1",
+        "Master_Port": 3306,
+        "Master_Server_Id": 2,
+        "Slave_IO_Running": "Yes",
+        "Slave_SQL_Running": "No",
+        "Seconds_Behind_Master": None,
+        "Last_SQL_Error": "boom",
+    }
+    assert status_columns(None) is None
+    # Everything that reads the row understands either naming.
+    assert thread_problem(row) == "SQL thread No (boom)"
+    assert source_problem(2, row) == ""
+    assert "not from the target (server_id 5)" in source_problem(5, row)
+    assert fallback_lag({**row, "Seconds_Behind_Source": 4}) == 4.0
+
+
+def test_seconds_behind_master_is_a_labelled_fallback() -> None:
+    assert fallback_lag({"Seconds_Behind_Master": 3}) == 3.0
+    assert fallback_lag({"Seconds_Behind_Master": None}) is None
+    assert fallback_lag(None) is None
+    # A delayed replica's own figure is no measure of what it holds back.
+    assert fallback_lag({"Seconds_Behind_Master": 0, "SQL_Delay": 3}) is None
+    lag = ReplicaLag(3.0, "", "Seconds_Behind_Master")
+    assert replica_reason(1.5, {"r:1": lag}) == (
+        "target replica r:1 lag 3.00 s (Seconds_Behind_Master, fallback: no heartbeat yet) "
+        "> max_replica_lag_s 1.5"
+    )
+    assert replica_reason(1.5, {"r:1": ReplicaLag(0.0, "", "Seconds_Behind_Master")}) == ""
+
+
+def test_upstream_names_the_next_hop_of_a_chain_only() -> None:
+    row = {"Master_Host": "mid", "Master_Port": 3307, "Master_Server_Id": 9}
+    assert upstream(2, row) == "mid:3307"
+    assert upstream(9, row) == ""  # direct: nothing to follow
+    assert upstream(2, {**row, "Master_Server_Id": 0}) == ""  # never connected: refused, not followed
+    assert upstream(2, None) == ""
+    assert upstream(2, {"Source_Host": "mid", "Source_Port": 1, "Source_Server_Id": 9}) == "mid:1"
+
+
+def test_status_text_shows_source_replicas_and_the_fallback_label() -> None:
+    status = {
+        "state": "WINDOW_OPEN",
+        "source_replicas": {"s1:3306": {"lag_s": 2.0, "problem": "", "holds_copy": True}},
+        "target_replicas": {
+            "t1:3306": {
+                "lag_s": 1.0,
+                "problem": "",
+                "holds_copy": False,
+                "measured_by": "Seconds_Behind_Master",
+            }
+        },
+    }
+    lines = status_text(status, "orders")
+    assert "  source replica s1:3306: lag 2.00 s, holds the reverse writes" in lines
+    assert "  target replica t1:3306: lag 1.00 s by Seconds_Behind_Master (fallback)" in lines
