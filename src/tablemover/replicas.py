@@ -25,7 +25,7 @@ from asyncmy.errors import MySQLError
 from tablemover import gtid
 from tablemover.config import Config, ServerSection, ThrottleSection
 from tablemover.db import close, connect, current_position, error_code, execute, query, query_one
-from tablemover.errors import SafetyRefusal
+from tablemover.errors import PreflightError, SafetyRefusal
 from tablemover.flavor import Flavor
 from tablemover.log import event
 
@@ -508,17 +508,24 @@ async def _slave_status(conn: Any) -> dict[str, Any] | None:
         return status_columns(dict(zip([d[0] for d in cur.description], row, strict=True)))
 
 
-async def check_replicas(config: Config) -> tuple[list[str], list[str]]:
-    """What `tablemover check` says about the watched replicas of both sides: (lines, problems)."""
-    lines, problems = await _check_side(config, "target")
+async def check_replicas(config: Config, unreachable_ok: bool = False) -> tuple[list[str], list[str]]:
+    """What `tablemover check` says about the watched replicas of both sides: (lines, problems).
+
+    ``unreachable_ok`` (`tablemover run`'s preflight): a replica that cannot be connected to now is
+    a line, not a problem: it holds the copy until it can be read (fail closed), and a SIGHUP can
+    drop it, while a replica that answers and does not replicate from its side refuses the run.
+    """
+    lines, problems = await _check_side(config, "target", unreachable_ok)
     if config.throttle.source_replicas:
-        more, wrong = await _check_side(config, "source")
+        more, wrong = await _check_side(config, "source", unreachable_ok)
         lines += more
         problems += wrong
     return lines, problems
 
 
-async def _check_side(config: Config, side: Side) -> tuple[list[str], list[str]]:
+async def _check_side(
+    config: Config, side: Side, unreachable_ok: bool = False
+) -> tuple[list[str], list[str]]:
     """What `tablemover check` says about one side's watched replicas: (lines, problems).
 
     Each replica must be reachable with the target's credentials and replicate directly from the
@@ -557,7 +564,11 @@ async def _check_side(config: Config, side: Side) -> tuple[list[str], list[str]]
         try:
             conn = await connect(replica_server(side_server(config, side), name), f"{side} replica")
         except Exception as exc:  # reported, not raised: check lists every replica's problem
-            problems.append(f"{side} replica {name}: cannot connect: {str(exc).splitlines()[0]}")
+            said = f"{side} replica {name}: cannot connect: {str(exc).splitlines()[0]}"
+            if unreachable_ok:
+                lines.append(f"  {said} (it holds the move's writes until it can be read)")
+            else:
+                problems.append(said)
             continue
         try:
             status = await _slave_status(conn)
@@ -583,3 +594,15 @@ async def _check_side(config: Config, side: Side) -> tuple[list[str], list[str]]
         through = f" through {' -> '.join(via)}" if via else ""
         lines.append(f"  {name}: replicates from the {side} (server_id {target_id}){through}{note}")
     return lines, problems
+
+
+async def preflight_replicas(config: Config) -> None:
+    """`tablemover run`'s check of the watched replicas: refuse (exit 2) one that answers and does
+    not replicate from its side, directly or through a chain; log what `check` would print."""
+    if not (config.throttle.target_replicas or config.throttle.source_replicas):
+        return
+    lines, problems = await check_replicas(config, unreachable_ok=True)
+    for line in lines:
+        event("replica preflight", detail=line.strip())
+    if problems:
+        raise PreflightError("\n".join(["the watched replicas cannot be used:", *problems]))

@@ -581,3 +581,28 @@ def test_check_follows_a_replication_chain_up_to_the_target(
         )
     finally:
         chained.stop()
+
+
+def test_run_refuses_a_watched_replica_that_does_not_replicate_from_the_target_before_anything_changes(
+    move: MoveEnv, target_replica: LocalMariaDB
+) -> None:
+    move.src(TABLE, "INSERT INTO a SELECT seq, seq % 97, 'x' FROM seq_1_to_100")
+    good = f"127.0.0.1:{target_replica.port}"
+    not_replica = f"127.0.0.1:{move.source.port}"
+    cfg = move.config(["a"], throttle={"target_replicas": [good, not_replica]})
+    move.source.execute(f"GRANT SLAVE MONITOR ON *.* TO '{MOVER_USER}'@'%'")
+    try:
+        refused = move.cli("run", "-c", str(cfg))
+    finally:
+        move.source.execute(f"REVOKE SLAVE MONITOR ON *.* FROM '{MOVER_USER}'@'%'")
+    assert refused.returncode == 2, refused.stdout + refused.stderr[-2000:]
+    assert f"target replica {not_replica}: is not a replica" in refused.stderr
+    # Nothing changed: no target table, no checkpoint, the source table where it was.
+    assert not move.target.execute(
+        f"SELECT 1 FROM information_schema.tables WHERE table_schema = '{move.target_database}'"
+    )
+    assert not move.target.execute(
+        f"SELECT 1 FROM information_schema.tables WHERE table_schema = '{move.state_database}' "
+        "AND table_name = '_tablemover_checkpoint'"
+    )
+    assert move.src("SELECT COUNT(*) FROM a") == [(100,)]
