@@ -412,7 +412,9 @@ class Pipeline:
                         watch = ReplicaMonitor(
                             self.config, self.board.source_replica_lags, source_limits, "source", state_db
                         )
-                        writer.before_batch = lambda: hold_reverse_writes(watch, source_limits, self.board)
+                        writer.before_batch = lambda: hold_reverse_writes(
+                            watch, source_limits, self.board, lambda: self.controls.rollback_requested
+                        )
                         samplers.start_soon(write_heartbeats, self.config, source_limits, "source", state_db)
                         samplers.start_soon(watch.run)
             except (MySQLError, BaseExceptionGroup):

@@ -306,24 +306,33 @@ class ReplicaMonitor:
 
 
 async def hold_reverse_writes(
-    monitor: ReplicaMonitor, limits: Callable[[], ThrottleSection], board: Board
+    monitor: ReplicaMonitor,
+    limits: Callable[[], ThrottleSection],
+    board: Board,
+    rollback_requested: Callable[[], bool] = lambda: False,
 ) -> None:
     """Before each batch the rollback window's reverse feed writes into the source: wait while a
     watched source replica is over ``max_replica_lag_s`` or cannot be read (fail closed).
 
     The reverse writes are the only writes the move makes on the source then; holding them lets
-    the source's replicas catch up, and the target's binlog keeps the changes meanwhile.
+    the source's replicas catch up, and the target's binlog keeps the changes meanwhile. Once a
+    rollback is asked for nothing is held: the reverse feed is then the rollback's drain, inside
+    its outage, and like the forward drain it never waits for a replica.
     """
-    reason = monitor.reason(limits().max_replica_lag_s)
-    if not reason:
+
+    def reason() -> str:
+        return "" if rollback_requested() else monitor.reason(limits().max_replica_lag_s)
+
+    now = reason()
+    if not now:
         return
-    event("reverse feed throttled", reason=reason)
-    while reason:
-        board.throttle_reason = reason
+    event("reverse feed throttled", reason=now)
+    while now:
+        board.throttle_reason = now
         await anyio.sleep(limits().heartbeat_interval_ms / 1000)
-        reason = monitor.reason(limits().max_replica_lag_s)
+        now = reason()
     board.throttle_reason = ""
-    event("reverse feed unthrottled")
+    event("reverse feed unthrottled", rollback_requested=rollback_requested())
 
 
 class ReplicaWaitTimeout(SafetyRefusal):

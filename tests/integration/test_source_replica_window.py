@@ -119,14 +119,34 @@ def test_a_stopped_source_replica_holds_the_reverse_writes_until_it_runs(
             lambda d: rows(move.source, move.database, "_a_moved") == deadline_rows,
             "the reverse feed catching up once the replica runs",
         )
+        # Held again; then a rollback is asked for: the reverse feed is now the rollback's drain,
+        # inside its outage, and goes on without waiting for the replica (like the forward drain).
+        source_replica.execute("STOP SLAVE SQL_THREAD")
+        wait_status(
+            move,
+            cfg,
+            daemon,
+            lambda d: d["source_replicas"][name]["problem"] == "SQL thread No",
+            "the daemon reading the stopped SQL thread again",
+        )
+        move.tgt("INSERT INTO a VALUES (900002, 2, 'held at the rollback')")
+        wait_status(
+            move,
+            cfg,
+            daemon,
+            lambda d: d.get("throttle_reason", "").startswith(f"source replica {name}"),
+            "the reverse writes held again",
+        )
         result = move.cli("rollback", "-c", str(cfg), timeout=300)
         assert result.returncode == 0, result.stdout + result.stderr[-3000:]
         code = daemon.wait(timeout=120)
+        assert move.src("SELECT v FROM a WHERE id = 900002") == [("held at the rollback",)]
     finally:
         source_replica.execute("START SLAVE SQL_THREAD")
     log = (move.workdir / "daemon.log").read_text()
     assert code == 0, log[-3000:]
     assert "reverse feed throttled" in log and "reverse feed unthrottled" in log
+    assert '"rollback_requested": true' in log, "the rollback released the held reverse writes"
     assert transitions(move)[-1] == "ROLLED_BACK"
     assert_tables_equal(move.source, move.database, move.target, move.target_database, {"a": "_a_rolledback"})
     # The source's replica ends identical to the source.
