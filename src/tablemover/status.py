@@ -248,4 +248,9 @@ def metrics_snapshot(config: Config, board: Board, controls: Controls) -> Metric
             name: lag.over(controls.throttle_limits.max_replica_lag_s)
             for name, lag in board.replica_lags.items()
         },
+        source_replica_lag_seconds={name: lag.lag_s for name, lag in board.source_replica_lags.items()},
+        source_replica_holds_writes={
+            name: lag.over(controls.throttle_limits.max_replica_lag_s)
+            for name, lag in board.source_replica_lags.items()
+        },
     )

@@ -264,3 +264,27 @@ def test_status_text_shows_source_replicas_and_the_fallback_label() -> None:
     lines = status_text(status, "orders")
     assert "  source replica s1:3306: lag 2.00 s, holds the reverse writes" in lines
     assert "  target replica t1:3306: lag 1.00 s by Seconds_Behind_Master (fallback)" in lines
+
+
+def test_metrics_expose_source_replicas_apart_from_the_target_ones() -> None:
+    snap = MetricsSnapshot(
+        move="orders",
+        state="WINDOW_OPEN",
+        rows_copied={},
+        rows_total={},
+        events_applied=0,
+        lag_seconds=0.0,
+        throttled=True,
+        throttle_reason="replica_lag",
+        chunk_size=1000,
+        cutover_outage_ms=None,
+        hook_runs={},
+        applied_gtid="",
+        source_replica_lag_seconds={"s1:3306": 2.0, "s2:3306": None},
+        source_replica_holds_writes={"s1:3306": True, "s2:3306": True},
+    )
+    text = generate_latest(build_registry(lambda: snap)).decode()
+    assert 'tablemover_source_replica_lag_seconds{move="orders",replica="s1:3306"} 2.0' in text
+    assert 'tablemover_source_replica_lag_seconds{move="orders",replica="s2:3306"}' not in text
+    assert 'tablemover_source_replica_holds_writes{move="orders",replica="s2:3306"} 1.0' in text
+    assert "tablemover_replica_holds_copy{" not in text
