@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -200,6 +200,9 @@ class TargetWriter:
         self._commutative = frozenset(
             t for t, schema in schemas.items() if sum(1 for i in schema.indexes if i.unique) == 1
         )
+        # Awaited before each binlog batch outside a source transaction: the rollback window's reverse
+        # writer holds there while a watched source replica lags (tablemover.replicas).
+        self.before_batch: Callable[[], Awaitable[None]] | None = None
 
     def _row_writer(self, table: str, verb: str, bulk: bool, *, keep_existing: bool = False) -> RowWriter:
         key = self.schemas[table].chunk_key
@@ -231,6 +234,8 @@ class TargetWriter:
         await self._begin()
         async for item in inbox:
             if isinstance(item, StreamBatch):
+                if self.before_batch is not None and not in_source_txn:
+                    await self.before_batch()
                 in_source_txn = await self._apply_batch(item, in_source_txn)
                 dirty = True
                 txn_rows += len(item.items)

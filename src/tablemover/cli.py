@@ -108,7 +108,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     lines, problems = anyio.run(check_replicas, config)
     print("\n".join(lines))
     if problems:
-        raise PreflightError("\n".join(["the watched target replicas cannot be used:", *problems]))
+        raise PreflightError("\n".join(["the watched replicas cannot be used:", *problems]))
     return 0
 
 
@@ -162,11 +162,14 @@ def status_text(status: dict[str, Any], name: str) -> list[str]:
         lines.append(f"  waiting: {waiting}")
     for blocker in status.get("cutover_blocked_by") or []:
         lines.append(f"  blocked by: {blocker}")
-    for replica, r in (status.get("target_replicas") or {}).items():
-        seen = f"lag {r['lag_s']:.2f} s" if r.get("lag_s") is not None else "lag unknown"
-        why = f" ({r['problem']})" if r.get("problem") else ""
-        holds = ", holds the copy" if r.get("holds_copy") else ""
-        lines.append(f"  target replica {replica}: {seen}{why}{holds}")
+    for side, held in (("target", "the copy"), ("source", "the reverse writes")):
+        for replica, r in (status.get(f"{side}_replicas") or {}).items():
+            seen = f"lag {r['lag_s']:.2f} s" if r.get("lag_s") is not None else "lag unknown"
+            if r.get("measured_by", "heartbeat") != "heartbeat":
+                seen += f" by {r['measured_by']} (fallback)"
+            why = f" ({r['problem']})" if r.get("problem") else ""
+            holds = f", holds {held}" if r.get("holds_copy") else ""
+            lines.append(f"  {side} replica {replica}: {seen}{why}{holds}")
     if status.get("tls"):
         lines.append("  " + tls.status_line(status["tls"]))
     if "window_closes_in_s" in status:

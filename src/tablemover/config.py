@@ -322,6 +322,9 @@ class ThrottleSection(_Section):
     # Replicas of the target the copy must not put behind (issue #27): "host:port", reached with the
     # target's user, password and TLS settings.
     target_replicas: list[str] = Field(default_factory=list)
+    # Replicas of the source, watched during the rollback window, when the reverse feed writes the
+    # target's changes back into the source: "host:port", reached with the source's credentials.
+    source_replicas: list[str] = Field(default_factory=list)
     max_replica_lag_s: float = Field(default=1.5, gt=0)
     heartbeat_interval_ms: int = Field(default=100, ge=10)
     # The cutover's wait, after the drain and before on-success, for the watched replicas to hold
@@ -329,7 +332,7 @@ class ThrottleSection(_Section):
     cutover_replica_wait_s: float = Field(default=60.0, gt=0)
     replica_wait_timeout_action: Literal["stop", "proceed"] = "stop"
 
-    @field_validator("target_replicas")
+    @field_validator("target_replicas", "source_replicas")
     @classmethod
     def _replicas_valid(cls, value: list[str]) -> list[str]:
         for item in value:

@@ -41,7 +41,14 @@ from rich.text import Text
 
 from tablemover.config import load_config
 from tablemover.errors import MoveFailed
-from tablemover.local.mariadb import LocalMariaDB, grant_least, pair_config, start_pair
+from tablemover.local.mariadb import (
+    MOVER_PASSWORD,
+    MOVER_USER,
+    LocalMariaDB,
+    grant_least,
+    pair_config,
+    start_pair,
+)
 from tablemover.verify import verify
 
 TABLES = ("customers", "orders", "order_items")
@@ -357,6 +364,9 @@ class _Watch:
     outage: dict[str, Any] = field(default_factory=dict)
     rollback_outage: dict[str, Any] = field(default_factory=dict)
     on_window: Any = None  # called once when the rollback window opens (--rollback)
+    # Called once when the copy is seen held by the target replica's stopped SQL thread: it
+    # starts the thread again (the demo's replica throttle, issue #27).
+    on_replica_held: Any = None
     answers: bool = False  # whether the daemon has a checkpoint to answer status from
     _held: dict[str, Any] | None = None  # a state change whose details come on the next line
     _waiting_said: str = ""
@@ -410,6 +420,14 @@ class _Watch:
                 table = self.screen.tables[name]
                 table.copied, table.done = int(figures["rows_copied"]), bool(figures["done"])
         waiting = str(status.get("waiting_for") or "")
+        if (
+            self.on_replica_held is not None
+            and waiting.startswith("target replica")
+            and "SQL thread" in waiting
+        ):
+            on_held, self.on_replica_held = self.on_replica_held, None
+            self.screen.say(("copy held: ", "bold yellow"), waiting, at=time.time())
+            on_held()
         if self.state == "COPYING" and not self.copy_complete:
             self.screen.update(waiting)
         elif waiting and waiting != self._waiting_said:
@@ -550,8 +568,9 @@ def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False) ->
         tty=sys.stdout.isatty(),
         tables={"customers": _Table(customers), "orders": _Table(orders), "order_items": _Table(items)},
     )
-    screen.say(f"starting a source and a target MariaDB under {workdir}")
+    screen.say(f"starting a source and a target MariaDB, and a replica of the target, under {workdir}")
     pair = start_pair(root=workdir / "servers")
+    replica = _DemoReplica(workdir / "servers" / "target-replica")
     servers_s = time.monotonic() - started
     try:
         pair.source.execute("CREATE DATABASE shop", "USE shop", *SCHEMA.values())
@@ -587,10 +606,14 @@ def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False) ->
             "hooks_dir": str(hooks),
             "rollback_window_s": 600 if rollback else 0,
         }
-        cfg.write_text(pair_config(pair, workdir, move))
+        cfg.write_text(pair_config(pair, workdir, move, throttle={"target_replicas": [replica.address]}))
         config = load_config(cfg)
         # Exactly what `tablemover check` prints for this config: the demo runs with least privilege.
         grant_least(pair, config.move)
+        # The target's replica replicates from here on with its SQL thread stopped, so the copy is
+        # held from its first chunk, saying why; the demo starts the thread when it sees that.
+        replica.attach(pair.target)
+        screen.say(f"target replica {replica.address}: its SQL thread stopped, so it falls behind the target")
         traffic = _Traffic(pair.source, "shop", customers, orders + 1)
         traffic.start()
         screen.say("application traffic running: new orders, payments, balance updates, deletes")
@@ -601,6 +624,12 @@ def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False) ->
         cmd = [sys.executable, "-m", "tablemover", "--log-format", "json", "run", "-c", str(cfg)]
         tail = _LogTail(log)
         watch = _Watch(screen, config.socket_path)
+
+        def replica_runs() -> None:
+            replica.server.execute("START SLAVE SQL_THREAD")
+            screen.say("started the replica's SQL thread: it catches up and the copy goes on", at=time.time())
+
+        watch.on_replica_held = replica_runs
         window = _WindowTraffic(pair.target, customers, screen, cfg) if rollback else None
         if window is not None:
             watch.on_window = lambda: window.start(traffic.next_order + 1_000_000)
@@ -637,6 +666,8 @@ def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False) ->
         )
         report = anyio.run(verify, config)
         verify_s = time.time() - verify_started
+        replica_equal = replica.equal(pair.target, list(TABLES))
+        screen.say(f"target replica equal to the target: {'yes' if replica_equal else 'NO'}")
         total = sum(t.target_rows for t in report.tables)
         _summary(screen, watch, traffic, total, (move_s, verify_s), report.equal, time.monotonic() - started)
         return 0 if report.equal else 1
@@ -647,8 +678,77 @@ def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False) ->
         if keep:
             screen.say(f"servers left running under {workdir}")
         else:
+            replica.stop()
             pair.cleanup()
             screen.say("servers stopped and removed")
+
+
+class _DemoReplica:
+    """A GTID replica of the demo's target, watched by the move ([throttle] target_replicas).
+
+    Started while the source is seeded (a thread: installing a datadir is the slow part)."""
+
+    REPL = ("demo_repl", "demo-repl-pass")
+
+    def __init__(self, root: Path) -> None:
+        self.server = LocalMariaDB(root, server_id=3, extra_args=("--skip-slave-start",))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._start, daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            self.server.install()
+            self.server.start()
+        except BaseException as exc:  # re-raised in attach(), on the demo's own thread
+            self._error = exc
+
+    @property
+    def address(self) -> str:
+        """ "host:port" as ``[throttle] target_replicas`` names it (its port is known once started)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return f"127.0.0.1:{self.server.port}"
+
+    def attach(self, target: LocalMariaDB) -> None:
+        """Replicate from the target's position now, the IO thread only (the SQL thread waits)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        user, password = self.REPL
+        target.execute(
+            f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}'",
+            f"GRANT REPLICATION SLAVE ON *.* TO '{user}'@'%'",
+        )
+        start = target.execute("SELECT @@gtid_binlog_pos")[0][0]
+        self.server.execute(
+            # Its own accounts stay out of its binlog (gtid_strict_mode against what it replicates).
+            "SET SESSION sql_log_bin = 0",
+            f"CREATE USER IF NOT EXISTS '{MOVER_USER}'@'%' IDENTIFIED BY '{MOVER_PASSWORD}'",
+            "DELETE FROM mysql.global_priv WHERE User=''",
+            "FLUSH PRIVILEGES",
+            # What the daemon needs on a watched replica: its heartbeat and SHOW SLAVE STATUS.
+            f"GRANT SELECT, SLAVE MONITOR ON *.* TO '{MOVER_USER}'@'%'",
+            f"SET GLOBAL gtid_slave_pos = '{start}'",
+            f"CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {target.port}, "
+            f"MASTER_USER = '{user}', MASTER_PASSWORD = '{password}', MASTER_USE_GTID = slave_pos",
+            "START SLAVE IO_THREAD",
+        )
+
+    def equal(self, target: LocalMariaDB, tables: list[str]) -> bool:
+        """Whether the replica, once caught up, holds what the target's ``shop`` tables hold."""
+        self.server.execute("START SLAVE")  # a no-op when both threads run
+        pos = target.execute("SELECT @@gtid_binlog_pos")[0][0]
+        if self.server.execute(f"SELECT MASTER_GTID_WAIT('{pos}', 60)")[0][0] != 0:
+            return False
+        checksum = "CHECKSUM TABLE " + ", ".join(f"shop.{t}" for t in tables)
+        return target.execute(checksum) == self.server.execute(checksum)
+
+    def stop(self) -> None:
+        """Stop the replica's server (its files go with the pair's)."""
+        self._thread.join()
+        self.server.stop()
 
 
 class _WindowTraffic:

@@ -124,6 +124,10 @@ class MetricsSnapshot:
     # it holds the copy (tablemover.replicas).
     replica_lag_seconds: dict[str, float | None] = field(default_factory=dict)
     replica_holds_copy: dict[str, bool] = field(default_factory=dict)
+    # The same per watched source replica, read during the rollback window: whether it holds the
+    # reverse writes into the source.
+    source_replica_lag_seconds: dict[str, float | None] = field(default_factory=dict)
+    source_replica_holds_writes: dict[str, bool] = field(default_factory=dict)
 
 
 class _MoveCollector:
@@ -214,6 +218,16 @@ def _families(snap: MetricsSnapshot | None) -> list[Metric]:
         "1 while this watched target replica holds the copy (over max_replica_lag_s or unreadable).",
         labels=[*move, "replica"],
     )
+    source_replica_lag = GaugeMetricFamily(
+        "tablemover_source_replica_lag_seconds",
+        "Heartbeat lag of a watched source replica in the rollback window (absent while it cannot be read).",
+        labels=[*move, "replica"],
+    )
+    source_replica_holds = GaugeMetricFamily(
+        "tablemover_source_replica_holds_writes",
+        "1 while this watched source replica holds the reverse writes (over the limit or unreadable).",
+        labels=[*move, "replica"],
+    )
     applied = GaugeMetricFamily(
         "tablemover_applied_gtid_sequence",
         "Newest applied source transaction: seq per MariaDB domain, or highest GTID number per MySQL source.",
@@ -257,6 +271,11 @@ def _families(snap: MetricsSnapshot | None) -> list[Metric]:
                 replica_lag.add_metric([m, replica], seconds)
         for replica, holds in sorted(snap.replica_holds_copy.items()):
             replica_holds.add_metric([m, replica], 1.0 if holds else 0.0)
+        for replica, seconds in sorted(snap.source_replica_lag_seconds.items()):
+            if seconds is not None:
+                source_replica_lag.add_metric([m, replica], seconds)
+        for replica, holds in sorted(snap.source_replica_holds_writes.items()):
+            source_replica_holds.add_metric([m, replica], 1.0 if holds else 0.0)
 
     families: list[Metric] = [rows_copied, rows_total, events, lag, state, throttled, chunk]
     if snap is None or snap.cutover_outage_ms is not None:
@@ -267,6 +286,8 @@ def _families(snap: MetricsSnapshot | None) -> list[Metric]:
         families.append(rollback_outage)
     if snap is None or snap.replica_holds_copy:
         families += [replica_lag, replica_holds]
+    if snap is None or snap.source_replica_holds_writes:
+        families += [source_replica_lag, source_replica_holds]
     families += [hooks, applied, tls_encrypted, info]
     return families
 

@@ -299,14 +299,20 @@ async def _drop_checkpoint_rows(conn: object, db: str, move_name: str, what: str
         if not await query(conn, f"SELECT 1 FROM {qualified(db, rangestore.TABLE)} LIMIT 1"):
             await execute(conn, f"DROP TABLE {qualified(db, rangestore.TABLE)}")
             done.append(f"dropped {db}.{rangestore.TABLE} (no other move uses it)")
-    # The replica heartbeat (tablemover.replicas) lives beside the checkpoint, on the target only.
-    if await table_exists(conn, db, heartbeat.TABLE):
-        beats = qualified(db, heartbeat.TABLE)
-        await execute(conn, f"DELETE FROM {beats} WHERE move=%s", (move_name,))
-        if not await query(conn, f"SELECT 1 FROM {beats} LIMIT 1"):
-            await execute(conn, f"DROP TABLE {beats}")
-            done.append(f"dropped {db}.{heartbeat.TABLE} (no other move uses it)")
-    return done
+    # The replica heartbeat (tablemover.replicas) lives beside the checkpoint.
+    return done + await _drop_heartbeat(conn, db, move_name)
+
+
+async def _drop_heartbeat(conn: object, db: str, move_name: str) -> list[str]:
+    """This move's heartbeat rows in ``db`` (both sides); the table too when no other move uses it."""
+    if not await table_exists(conn, db, heartbeat.TABLE):
+        return []
+    beats = qualified(db, heartbeat.TABLE)
+    await execute(conn, f"DELETE FROM {beats} WHERE move=%s", (move_name,))
+    if await query(conn, f"SELECT 1 FROM {beats} LIMIT 1"):
+        return []
+    await execute(conn, f"DROP TABLE {beats}")
+    return [f"dropped {db}.{heartbeat.TABLE} (no other move uses it)"]
 
 
 async def _drop_reverse_checkpoints(config: Config, feeds: set[str]) -> list[str]:
@@ -319,6 +325,8 @@ async def _drop_reverse_checkpoints(config: Config, feeds: set[str]) -> list[str
             db = await cpstore.locate(source, move.state_database, move.database, feed)
             if await cpstore.has_rows(source, db, feed):
                 done.extend(await _drop_checkpoint_rows(source, db, feed, "rollback window feed"))
+            # The source-side heartbeat ([throttle] source_replicas) is keyed by the move's name.
+            done.extend(await _drop_heartbeat(source, db, move.name))
         return done
     finally:
         await close(source)

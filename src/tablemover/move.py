@@ -57,7 +57,7 @@ from tablemover.pipeline import trailing_gate
 from tablemover.preflight import preflight
 from tablemover.prepare import prepare
 from tablemover.record import Connections, Recorder
-from tablemover.replicas import wait_for_replicas
+from tablemover.replicas import preflight_replicas, wait_for_replicas
 from tablemover.retry import describe_error, primary_error
 from tablemover.rollback import WindowPhases, restore_source
 from tablemover.schema import TableSchema
@@ -239,6 +239,9 @@ class Move:
             await self.lock.acquire(record=False)
         try:
             report = await preflight(self.config)
+            # The watched replicas as `check` sees them: one that answers and replicates from
+            # elsewhere refuses here (exit 2), before anything changes.
+            await preflight_replicas(self.config)
             if not self.lock.held:
                 await self.lock.acquire(record=False)
             await self.lock.record_owner()  # only now: a failed preflight has written nothing

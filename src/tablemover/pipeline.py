@@ -41,7 +41,7 @@ from tablemover.lag import LagMonitor
 from tablemover.log import event
 from tablemover.machine import State
 from tablemover.parallel import CopiedChunk, ParallelCopy
-from tablemover.replicas import ReplicaMonitor, write_heartbeats
+from tablemover.replicas import ReplicaMonitor, hold_reverse_writes, write_heartbeats
 from tablemover.schema import TableSchema
 from tablemover.status import Board, hook_env
 from tablemover.stream import BinlogStream, StreamSettings
@@ -363,6 +363,7 @@ class Pipeline:
     def _trail(self, chunk: CopiedChunk) -> None:
         """A chunk committed on the target: the trailing gate compares it (the last chunk of a table
         or range to its end, so rows appended after the copy are compared too)."""
+        event("copy chunk committed", logging.DEBUG, table=chunk.table)
         if self.trailing is not None:
             self.trailing.add(chunk.table, chunk.after, None if chunk.done else chunk.last_key, chunk.span)
 
@@ -400,6 +401,22 @@ class Pipeline:
                         self.throttle.replicas = monitor
                         samplers.start_soon(write_heartbeats, self.config, limits)
                         samplers.start_soon(monitor.run)
+                    else:
+                        # The rollback window: the reverse writes into the source hold while a
+                        # watched source replica lags; the heartbeat beats on the source, in the
+                        # schema that holds the reverse feed's checkpoint.
+                        def source_limits() -> ThrottleSection:
+                            return self.controls.throttle_limits
+
+                        state_db = self.feed.state_database
+                        watch = ReplicaMonitor(
+                            self.config, self.board.source_replica_lags, source_limits, "source", state_db
+                        )
+                        writer.before_batch = lambda: hold_reverse_writes(
+                            watch, source_limits, self.board, lambda: self.controls.rollback_requested
+                        )
+                        samplers.start_soon(write_heartbeats, self.config, source_limits, "source", state_db)
+                        samplers.start_soon(watch.run)
             except (MySQLError, BaseExceptionGroup):
                 # Cancelling a sampler mid-query surfaces as a driver error, not as a cancellation.
                 if not scope.cancel_called:

@@ -85,6 +85,8 @@ class Board:
     cutover_wait: str = ""  # why the cutover waits (postponed, blocked), "" when it does not
     cutover_blockers: list[str] = field(default_factory=list)
     replica_lags: dict[str, ReplicaLag] = field(default_factory=dict)  # per watched target replica
+    # Per watched source replica, read while the rollback window's reverse feed writes the source.
+    source_replica_lags: dict[str, ReplicaLag] = field(default_factory=dict)
     copy_rate: float = 0.0  # rows/s copied over the last progress interval
     backlog: int = 0  # items queued for the writer at the last progress report
     rows_estimate: dict[str, int] = field(default_factory=dict)
@@ -182,6 +184,9 @@ def status_document(config: Config, board: Board, controls: Controls) -> dict[st
         **copy_figures(cp, board.rows_estimate, board.copy_rate, waiting=bool(board.throttle_reason)),
         "backlog": board.backlog,
         "target_replicas": replica_figures(board, controls.throttle_limits.max_replica_lag_s),
+        "source_replicas": replica_figures(
+            board, controls.throttle_limits.max_replica_lag_s, board.source_replica_lags
+        ),
         # Per server: whether every connection this daemon opened is encrypted, and each one's
         # TLS version, cipher and whether the certificate was verified.
         "tls": tls.status_fields(tls.observed()),
@@ -189,16 +194,20 @@ def status_document(config: Config, board: Board, controls: Controls) -> dict[st
     }
 
 
-def replica_figures(board: Board, limit_s: float) -> dict[str, dict[str, Any]]:
-    """Per watched target replica: its heartbeat lag (None when unreadable), why, and whether it
-    holds the copy."""
+def replica_figures(
+    board: Board, limit_s: float, lags: dict[str, ReplicaLag] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per watched replica (the target's unless ``lags`` are given): its heartbeat lag (None when
+    unreadable), why, and whether it holds the copy (or, for the source's, the reverse writes)."""
     return {
         name: {
             "lag_s": None if lag.lag_s is None else round(lag.lag_s, 3),
             "problem": lag.problem,
+            # "heartbeat", or "Seconds_Behind_Master" while the heartbeat cannot be read there yet.
+            "measured_by": lag.fallback or "heartbeat",
             "holds_copy": lag.over(limit_s),
         }
-        for name, lag in board.replica_lags.items()
+        for name, lag in (board.replica_lags if lags is None else lags).items()
     }
 
 
@@ -238,5 +247,10 @@ def metrics_snapshot(config: Config, board: Board, controls: Controls) -> Metric
         replica_holds_copy={
             name: lag.over(controls.throttle_limits.max_replica_lag_s)
             for name, lag in board.replica_lags.items()
+        },
+        source_replica_lag_seconds={name: lag.lag_s for name, lag in board.source_replica_lags.items()},
+        source_replica_holds_writes={
+            name: lag.over(controls.throttle_limits.max_replica_lag_s)
+            for name, lag in board.source_replica_lags.items()
         },
     )

@@ -6,6 +6,7 @@ holding it back would only grow the lag the throttle is trying to reduce.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,7 @@ KINDS = {
     "source Threads_running": "source_threads_running",
     "target Threads_running": "target_threads_running",
     "target replica": "replica_lag",
+    "source replica": "replica_lag",
     "apply backlog": "backlog",
     "cutover postponed": "postponed",
     "cutover waits for target replicas": "replica_wait",
@@ -129,6 +131,9 @@ class Throttle:
     ) -> None:
         """Before each chunk: unthrottled, and the writer's backlog small (the binlog apply goes first)."""
         await self.wait_unthrottled()
+        # Logged with no await since the readings were judged: a chunk is let start on exactly
+        # the readings logged before this line (the replica timing test relies on that order).
+        event("copy chunk allowed", logging.DEBUG)
         while (queued := backlog()) > MAX_BACKLOG_FOR_CHUNK:
             self.set_waiting(f"apply backlog: {queued} batches queued for the writer")
             with anyio.move_on_after(0.05):

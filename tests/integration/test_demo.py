@@ -51,6 +51,13 @@ def test_demo_moves_under_writes_survives_a_kill_and_verifies_equal() -> None:
     out = demo.stdout
     assert demo.returncode == 0, out[-3000:] + demo.stderr[-3000:]
     assert_tells_the_whole_story(out)
+    # The target's replica (issue #27): its stopped SQL thread held the copy, the demo started it,
+    # and it ends equal to the target.
+    held = re.search(r"copy held: target replica 127\.0\.0\.1:\d+: SQL thread No", out)
+    assert held, out[-4000:]
+    assert out.index("started the replica's SQL thread") > held.start()
+    assert out.index("started the replica's SQL thread") < out.index("s  CUTOVER_STARTED ")
+    assert "target replica equal to the target: yes" in out
     assert "\x1b" not in out, "no escape codes without a terminal"
     assert "control request failed" not in out, "status asked before the daemon could answer"
 

@@ -370,3 +370,239 @@ def test_replica_wait_timeout_proceeds_when_configured(move: MoveEnv, target_rep
     assert_tables_equal(move.source, move.database, move.target, move.target_database, {"_a_moved": "a"})
     caught_up(target_replica, move.target)
     assert_tables_equal(move.target, move.target_database, target_replica, move.target_database, {"a": "a"})
+
+
+def json_log(move: MoveEnv) -> list[dict[str, Any]]:
+    """The daemon's JSON log lines, in order (lines that are not JSON, such as a traceback, skipped)."""
+    lines = []
+    for line in (move.workdir / "daemon.log").read_text().splitlines():
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(doc, dict):
+            lines.append(doc)
+    return lines
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_the_copy_stops_starting_chunks_once_the_heartbeat_lag_passes_the_limit(
+    move: MoveEnv, target_replica: LocalMariaDB, threads: int
+) -> None:
+    """The acceptance timing, read from the daemon's own JSON log rather than from wall-clock sleeps
+    (a loaded 2-core machine stretches every interval): the replica's SQL thread is held behind a
+    row lock on the heartbeat row (both threads still run, so only the measured lag can hold the
+    copy); from the first reading over ``max_replica_lag_s`` no chunk is let start, only the
+    chunks already in flight commit (at most one per stream), and the copy resumes only after a
+    reading under the limit once the lock goes."""
+    rows = 200000
+    move.src(TABLE, f"INSERT INTO a SELECT seq, seq % 97, 'x' FROM seq_1_to_{rows}")
+    name = f"127.0.0.1:{target_replica.port}"
+    limit = 1.0
+    hold = move.workdir / "hold"
+    hold.touch()  # the copy waits on the flag file until the replica's heartbeat row can be locked
+    cfg = move.config(
+        ["a"],
+        move={"chunk_size": 200, "adaptive_chunk_size": False, "copy_threads": threads},
+        throttle={
+            "target_replicas": [name],
+            "max_replica_lag_s": limit,
+            "heartbeat_interval_ms": 100,
+            "flag_file": str(hold),
+        },
+    )
+    proc = move.popen("--log-level", "DEBUG", "--log-format", "json", "run", "-c", str(cfg))
+    holder = target_replica.admin()
+    try:
+        beat = (
+            f"SELECT beat FROM `{move.state_database}`._tablemover_heartbeat "
+            "WHERE move = 't' AND side = 'target'"
+        )
+        wait_status(
+            move,
+            cfg,
+            proc,
+            lambda d: (
+                d.get("waiting_kind") == "flag_file"
+                and bool(
+                    target_replica.execute(
+                        "SELECT COUNT(*) FROM information_schema.tables "
+                        f"WHERE table_schema = '{move.state_database}' "
+                        "AND table_name = '_tablemover_heartbeat'"
+                    )[0][0]
+                )
+                and bool(target_replica.execute(beat))
+            ),
+            "the copy held on the flag file and the replica holding the heartbeat",
+        )
+        with holder.cursor() as cur:
+            # The replica's SQL thread now waits behind this lock at the next beat it replays.
+            cur.execute("BEGIN")
+            cur.execute(beat + " FOR UPDATE")
+            assert cur.fetchall()
+        locked_at = time.time()
+        hold.unlink()
+        held = wait_status(
+            move,
+            cfg,
+            proc,
+            lambda d: f"> max_replica_lag_s {limit:g}" in d.get("throttle_reason", ""),
+            "the throttle on the replica's measured lag",
+        )
+        assert held["target_replicas"][name]["problem"] == "", held["target_replicas"]
+        assert held["rows_copied"] < rows, "the copy must be held before it finished"
+        # Held for a few more readings, each over the limit, then the lock goes.
+        wait_status(
+            move,
+            cfg,
+            proc,
+            lambda d: (d["target_replicas"][name]["lag_s"] or 0) > limit + 1,
+            "the lag growing while held",
+        )
+        holder.rollback()
+        code = proc.wait(timeout=300)
+    finally:
+        holder.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = json_log(move)
+    assert code == 0, (move.workdir / "daemon.log").read_text()[-3000:]
+
+    # The readings and the copy's chunks after the lock, in the daemon's own order.
+    after = [line for line in log if line.get("ts", 0) >= locked_at]
+    samples = [i for i, line in enumerate(after) if line["msg"] == "target replica sampled"]
+    over = [i for i in samples if after[i]["problem"] == "" and (after[i]["lag_s"] or 0) > limit]
+    assert over, "no reading over the limit in the log"
+    first_over = over[0]
+    under_again = next(
+        i for i in samples if i > first_over and after[i]["problem"] == "" and after[i]["lag_s"] <= limit
+    )
+    resumed = next(i for i, line in enumerate(after) if i > first_over and line["msg"] == "copy unthrottled")
+    throttled = next(i for i, line in enumerate(after) if i > first_over and line["msg"] == "copy throttled")
+
+    def count(msg: str, lo: int, hi: int) -> int:
+        return sum(1 for line in after[lo:hi] if line["msg"] == msg)
+
+    # From the first reading over the limit to the reading back under it, no chunk started.
+    assert count("copy chunk allowed", first_over, under_again) == 0
+    assert count("copy chunk allowed", first_over, resumed) == 0
+    # The throttle says so, naming the replica and its lag, before the copy resumes.
+    assert throttled < resumed
+    assert after[throttled]["reason"].startswith(f"target replica {name} lag ")
+    # What committed while held is what was in flight when the reading came: at most one chunk
+    # per stream (two with the serial copy's read-ahead).
+    in_flight = count("copy chunk allowed", 0, first_over) - count("copy chunk committed", 0, first_over)
+    before = [line for line in log if line.get("ts", 0) < locked_at]
+    in_flight += sum(line["msg"] == "copy chunk allowed" for line in before) - sum(
+        line["msg"] == "copy chunk committed" for line in before
+    )
+    streams = threads if threads > 1 else 2
+    assert 0 <= in_flight <= streams, in_flight
+    assert count("copy chunk committed", first_over, resumed) <= in_flight
+    # The reading that held the copy is the first after the lag passed the limit: the previous
+    # reading was under it, so the copy stopped within one heartbeat interval of the crossing.
+    previous = [i for i in samples if i < first_over]
+    if previous:
+        last = after[previous[-1]]
+        assert last["problem"] != "" or last["lag_s"] <= limit
+    # It resumed after the reading under the limit, and the copy went on to the end.
+    assert under_again < resumed
+    assert count("copy chunk allowed", resumed, len(after)) > 0
+    assert transitions(move)[-1] == "DONE"
+    assert_tables_equal(move.source, move.database, move.target, move.target_database, {"_a_moved": "a"})
+    caught_up(target_replica, move.target)
+    assert_tables_equal(move.target, move.target_database, target_replica, move.target_database, {"a": "a"})
+
+
+def test_check_follows_a_replication_chain_up_to_the_target(
+    move: MoveEnv, target_replica: LocalMariaDB, tmp_path: Path
+) -> None:
+    """A watched replica of the target's replica (a chain) is accepted, naming the hop; its lag is
+    the heartbeat's, which the chain carries like any other write."""
+    move.src(TABLE, "INSERT INTO a SELECT seq, seq % 97, 'x' FROM seq_1_to_3000")
+    chained = LocalMariaDB(tmp_path / "chained", server_id=5, extra_args=("--skip-slave-start",))
+    chained.install()
+    chained.start()
+    try:
+        target_replica.execute(
+            "SET SESSION sql_log_bin = 0",
+            f"CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'",
+            f"GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'",
+        )
+        start = target_replica.execute("SELECT @@gtid_binlog_pos")[0][0]
+        chained.execute(
+            "SET SESSION sql_log_bin = 0",
+            f"CREATE USER IF NOT EXISTS '{MOVER_USER}'@'%' IDENTIFIED BY '{MOVER_PASSWORD}'",
+            "DELETE FROM mysql.global_priv WHERE User=''",
+            "FLUSH PRIVILEGES",
+            f"GRANT SELECT, SLAVE MONITOR ON *.* TO '{MOVER_USER}'@'%'",
+            f"SET GLOBAL gtid_slave_pos = '{start}'",
+            f"CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {target_replica.port}, "
+            f"MASTER_USER = '{REPL_USER}', MASTER_PASSWORD = '{REPL_PASSWORD}', MASTER_USE_GTID = slave_pos",
+            "START SLAVE",
+        )
+        # The chain's server_ids are learnt once each IO thread has connected.
+        deadline = time.monotonic() + 60
+        while not chained.execute("SELECT 1 FROM information_schema.processlist WHERE command = 'Slave_IO'"):
+            assert time.monotonic() < deadline, "the chained replica's IO thread never connected"
+            time.sleep(0.2)
+        mid, end = f"127.0.0.1:{target_replica.port}", f"127.0.0.1:{chained.port}"
+        cfg = move.config(["a"], throttle={"target_replicas": [end]})
+        ok = move.cli("check", "-c", str(cfg))
+        assert ok.returncode == 0, ok.stdout + ok.stderr[-2000:]
+        assert f"{end}: replicates from the target (server_id 2) through {mid}" in ok.stdout
+
+        # The move runs throttled on the chained replica and ends with it identical to the target.
+        done = move.cli("run", "-c", str(cfg))
+        assert done.returncode == 0, done.stderr[-3000:]
+        caught_up(chained, move.target)
+        assert_tables_equal(move.target, move.target_database, chained, move.target_database, {"a": "a"})
+        beats = chained.execute(
+            f"SELECT side FROM `{move.state_database}`._tablemover_heartbeat WHERE move = 't'"
+        )
+        assert beats == [("target",)]
+
+        # A chain that does not reach the target refuses: the chained replica now replicates from
+        # the source (reachable, but not the target, and nobody's replica).
+        chained.execute(
+            "STOP SLAVE",
+            f"CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {move.source.port}",
+        )
+        move.source.execute(f"GRANT SLAVE MONITOR ON *.* TO '{MOVER_USER}'@'%'")
+        try:
+            bad = move.cli("check", "-c", str(cfg))
+        finally:
+            move.source.execute(f"REVOKE SLAVE MONITOR ON *.* FROM '{MOVER_USER}'@'%'")
+        assert bad.returncode == 2, bad.stdout + bad.stderr
+        assert (
+            f"target replica {end}: replicates through 127.0.0.1:{move.source.port}, which is not a replica"
+            in (bad.stderr)
+        )
+    finally:
+        chained.stop()
+
+
+def test_run_refuses_a_watched_replica_that_does_not_replicate_from_the_target_before_anything_changes(
+    move: MoveEnv, target_replica: LocalMariaDB
+) -> None:
+    move.src(TABLE, "INSERT INTO a SELECT seq, seq % 97, 'x' FROM seq_1_to_100")
+    good = f"127.0.0.1:{target_replica.port}"
+    not_replica = f"127.0.0.1:{move.source.port}"
+    cfg = move.config(["a"], throttle={"target_replicas": [good, not_replica]})
+    move.source.execute(f"GRANT SLAVE MONITOR ON *.* TO '{MOVER_USER}'@'%'")
+    try:
+        refused = move.cli("run", "-c", str(cfg))
+    finally:
+        move.source.execute(f"REVOKE SLAVE MONITOR ON *.* FROM '{MOVER_USER}'@'%'")
+    assert refused.returncode == 2, refused.stdout + refused.stderr[-2000:]
+    assert f"target replica {not_replica}: is not a replica" in refused.stderr
+    # Nothing changed: no target table, no checkpoint, the source table where it was.
+    assert not move.target.execute(
+        f"SELECT 1 FROM information_schema.tables WHERE table_schema = '{move.target_database}'"
+    )
+    assert not move.target.execute(
+        f"SELECT 1 FROM information_schema.tables WHERE table_schema = '{move.state_database}' "
+        "AND table_name = '_tablemover_checkpoint'"
+    )
+    assert move.src("SELECT COUNT(*) FROM a") == [(100,)]

@@ -14,12 +14,16 @@ from tablemover.flavor import Flavor
 from tablemover.http import MetricsSnapshot, build_registry
 from tablemover.replicas import (
     ReplicaLag,
+    fallback_lag,
     lag_seconds,
     replica_reason,
     replica_server,
     replicas_behind,
     source_problem,
+    status_columns,
     thread_problem,
+    upstream,
+    watched,
 )
 from tablemover.throttle import Readings, reason_kind, throttle_reason
 
@@ -170,3 +174,117 @@ def test_metrics_expose_replica_lag_and_hold() -> None:
     # Unreadable: no lag sample (absent, not 0, which would read as caught up), but it holds.
     assert 'tablemover_replica_lag_seconds{move="orders",replica="db3:3306"}' not in text
     assert 'tablemover_replica_holds_copy{move="orders",replica="db3:3306"} 1.0' in text
+
+
+def test_source_replicas_are_watched_and_named_as_the_source_side() -> None:
+    limits = ThrottleSection(target_replicas=["t1:3306"], source_replicas=["s1:3306", "s2:3307"])
+    assert watched(limits, "target") == ["t1:3306"]
+    assert watched(limits, "source") == ["s1:3306", "s2:3307"]
+    reason = replica_reason(1.5, {"s1:3306": ReplicaLag(2.0)}, "source")
+    assert reason == "source replica s1:3306 lag 2.00 s > max_replica_lag_s 1.5"
+    # The same kind as the target's: status and /metrics label a replica's hold alike.
+    assert reason_kind(reason) == "replica_lag"
+    assert replica_reason(1.5, {"s1:3306": ReplicaLag(None, "SQL thread No")}, "source") == (
+        "source replica s1:3306: SQL thread No"
+    )
+    with pytest.raises(ValidationError):
+        ThrottleSection(source_replicas=["no-port"])
+
+
+def test_source_problem_names_the_side() -> None:
+    row = {"Master_Server_Id": 7, "Master_Host": "h", "Master_Port": 3306}
+    assert source_problem(1, row, "source").endswith("not from the source (server_id 1)")
+    assert source_problem(7, row, "source") == ""
+
+
+def test_mysql_84_replica_status_columns_map_to_the_mariadb_names() -> None:
+    row = {
+        "Source_Host": "db1",
+        "Source_Port": 3306,
+        "Source_Server_Id": 2,
+        "Replica_IO_Running": "Yes",
+        "Replica_SQL_Running": "No",
+        "Seconds_Behind_Source": None,
+        "Last_SQL_Error": "boom",
+    }
+    mapped = status_columns(row)
+    assert mapped == {
+        "Master_Host": "db1",
+        "Master_Port": 3306,
+        "Master_Server_Id": 2,
+        "Slave_IO_Running": "Yes",
+        "Slave_SQL_Running": "No",
+        "Seconds_Behind_Master": None,
+        "Last_SQL_Error": "boom",
+    }
+    assert status_columns(None) is None
+    # Everything that reads the row understands either naming.
+    assert thread_problem(row) == "SQL thread No (boom)"
+    assert source_problem(2, row) == ""
+    assert "not from the target (server_id 5)" in source_problem(5, row)
+    assert fallback_lag({**row, "Seconds_Behind_Source": 4}) == 4.0
+
+
+def test_seconds_behind_master_is_a_labelled_fallback() -> None:
+    assert fallback_lag({"Seconds_Behind_Master": 3}) == 3.0
+    assert fallback_lag({"Seconds_Behind_Master": None}) is None
+    assert fallback_lag(None) is None
+    # A delayed replica's own figure is no measure of what it holds back.
+    assert fallback_lag({"Seconds_Behind_Master": 0, "SQL_Delay": 3}) is None
+    lag = ReplicaLag(3.0, "", "Seconds_Behind_Master")
+    assert replica_reason(1.5, {"r:1": lag}) == (
+        "target replica r:1 lag 3.00 s (Seconds_Behind_Master, fallback: no heartbeat yet) "
+        "> max_replica_lag_s 1.5"
+    )
+    assert replica_reason(1.5, {"r:1": ReplicaLag(0.0, "", "Seconds_Behind_Master")}) == ""
+
+
+def test_upstream_names_the_next_hop_of_a_chain_only() -> None:
+    row = {"Master_Host": "mid", "Master_Port": 3307, "Master_Server_Id": 9}
+    assert upstream(2, row) == "mid:3307"
+    assert upstream(9, row) == ""  # direct: nothing to follow
+    assert upstream(2, {**row, "Master_Server_Id": 0}) == ""  # never connected: refused, not followed
+    assert upstream(2, None) == ""
+    assert upstream(2, {"Source_Host": "mid", "Source_Port": 1, "Source_Server_Id": 9}) == "mid:1"
+
+
+def test_status_text_shows_source_replicas_and_the_fallback_label() -> None:
+    status = {
+        "state": "WINDOW_OPEN",
+        "source_replicas": {"s1:3306": {"lag_s": 2.0, "problem": "", "holds_copy": True}},
+        "target_replicas": {
+            "t1:3306": {
+                "lag_s": 1.0,
+                "problem": "",
+                "holds_copy": False,
+                "measured_by": "Seconds_Behind_Master",
+            }
+        },
+    }
+    lines = status_text(status, "orders")
+    assert "  source replica s1:3306: lag 2.00 s, holds the reverse writes" in lines
+    assert "  target replica t1:3306: lag 1.00 s by Seconds_Behind_Master (fallback)" in lines
+
+
+def test_metrics_expose_source_replicas_apart_from_the_target_ones() -> None:
+    snap = MetricsSnapshot(
+        move="orders",
+        state="WINDOW_OPEN",
+        rows_copied={},
+        rows_total={},
+        events_applied=0,
+        lag_seconds=0.0,
+        throttled=True,
+        throttle_reason="replica_lag",
+        chunk_size=1000,
+        cutover_outage_ms=None,
+        hook_runs={},
+        applied_gtid="",
+        source_replica_lag_seconds={"s1:3306": 2.0, "s2:3306": None},
+        source_replica_holds_writes={"s1:3306": True, "s2:3306": True},
+    )
+    text = generate_latest(build_registry(lambda: snap)).decode()
+    assert 'tablemover_source_replica_lag_seconds{move="orders",replica="s1:3306"} 2.0' in text
+    assert 'tablemover_source_replica_lag_seconds{move="orders",replica="s2:3306"}' not in text
+    assert 'tablemover_source_replica_holds_writes{move="orders",replica="s2:3306"} 1.0' in text
+    assert "tablemover_replica_holds_copy{" not in text
