@@ -413,7 +413,7 @@ class Pipeline:
                             self.config, self.board.source_replica_lags, source_limits, "source", state_db
                         )
                         writer.before_batch = lambda: hold_reverse_writes(
-                            watch, source_limits, self.board, lambda: self.controls.rollback_requested
+                            watch, source_limits, self.board, self._rollback_under_way
                         )
                         samplers.start_soon(write_heartbeats, self.config, source_limits, "source", state_db)
                         samplers.start_soon(watch.run)
@@ -421,6 +421,12 @@ class Pipeline:
                 # Cancelling a sampler mid-query surfaces as a driver error, not as a cancellation.
                 if not scope.cancel_called:
                     raise
+
+    def _rollback_under_way(self) -> bool:
+        """A rollback is asked for, or the move is past WINDOW_OPEN (a daemon resumed in the middle
+        of a rollback): the reverse feed is then the rollback's drain and never waits for a replica."""
+        cp = self.board.committed.checkpoint
+        return self.controls.rollback_requested or cp is None or cp.state is not State.WINDOW_OPEN
 
     def _show_progress_bars(self, tg: anyio.abc.TaskGroup, writer: TargetWriter, done: anyio.Event) -> None:
         """On a terminal: one bar per table (the log goes on beside it)."""

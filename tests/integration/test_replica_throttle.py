@@ -92,9 +92,12 @@ def caught_up(replica: LocalMariaDB, master: LocalMariaDB) -> None:
     assert replica.execute(f"SELECT MASTER_GTID_WAIT('{pos}', 120)")[0][0] == 0, "replica did not catch up"
 
 
-def test_stopped_replica_sql_thread_holds_the_copy_until_it_runs(
-    move: MoveEnv, target_replica: LocalMariaDB
+@pytest.mark.parametrize("thread", ["SQL", "IO"])
+def test_stopped_replica_thread_holds_the_copy_until_it_runs(
+    move: MoveEnv, target_replica: LocalMariaDB, thread: str
 ) -> None:
+    # A stopped SQL thread applies nothing; a stopped IO thread receives nothing: either way the
+    # replica falls behind, and it counts as lagging at once (not after its heartbeat ages).
     move.src(TABLE, "INSERT INTO a SELECT seq, seq % 97, 'x' FROM seq_1_to_20000")
     name = f"127.0.0.1:{target_replica.port}"
     cfg = move.config(
@@ -102,20 +105,20 @@ def test_stopped_replica_sql_thread_holds_the_copy_until_it_runs(
         move={"chunk_size": 200, "adaptive_chunk_size": False},
         throttle={"target_replicas": [name], "max_replica_lag_s": 1.5},
     )
-    target_replica.execute("STOP SLAVE SQL_THREAD")
+    target_replica.execute(f"STOP SLAVE {thread}_THREAD")
     proc = move.popen("run", "-c", str(cfg))
     try:
         doc = wait_status(
             move,
             cfg,
             proc,
-            lambda d: "SQL thread No" in d.get("throttle_reason", ""),
-            "a throttle reason naming the stopped SQL thread",
+            lambda d: f"{thread} thread No" in d.get("throttle_reason", ""),
+            f"a throttle reason naming the stopped {thread} thread",
         )
-        assert doc["throttle_reason"] == f"target replica {name}: SQL thread No"
+        assert doc["throttle_reason"] == f"target replica {name}: {thread} thread No"
         assert doc["waiting_kind"] == "replica_lag"
         assert doc["target_replicas"][name]["holds_copy"] is True
-        assert doc["target_replicas"][name]["problem"] == "SQL thread No"
+        assert doc["target_replicas"][name]["problem"] == f"{thread} thread No"
         held_at = doc["rows_copied"]
         assert held_at < 20000, "the copy must be held before it finished"
         # While held, no chunk starts: the copied count stays where it was across status reads
@@ -125,13 +128,13 @@ def test_stopped_replica_sql_thread_holds_the_copy_until_it_runs(
         )
         assert again["rows_copied"] <= held_at + 200, "at most the chunk in flight may land while held"
         assert proc.poll() is None
-        target_replica.execute("START SLAVE SQL_THREAD")
+        target_replica.execute(f"START SLAVE {thread}_THREAD")
         code = proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        target_replica.execute("START SLAVE SQL_THREAD")
+        target_replica.execute(f"START SLAVE {thread}_THREAD")
     log = (move.workdir / "daemon.log").read_text()
     assert code == 0, log[-3000:]
     assert "copy unthrottled" in log
