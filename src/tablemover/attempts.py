@@ -166,6 +166,7 @@ class Attempts:
             if not self.controls.stop_requested or isinstance(primary_error(exc), TablemoverError):
                 raise
             event("pipeline stopped", logging.DEBUG, detail=repr(exc)[:500])
+            logging.getLogger("tablemover").debug("pipeline stopped", exc_info=True)
         finally:
             self.commits_total += pipeline.commits
             self.record.track(None)

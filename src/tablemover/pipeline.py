@@ -34,6 +34,7 @@ from tablemover.copyplan import Span
 from tablemover.cutover import rename_comment
 from tablemover.db import close, connect
 from tablemover.decode import RowDecoder
+from tablemover.errors import TablemoverError
 from tablemover.flavor import Flavor
 from tablemover.gate import LiveGate
 from tablemover.hooks import run_hooks
@@ -42,6 +43,7 @@ from tablemover.log import event
 from tablemover.machine import State
 from tablemover.parallel import CopiedChunk, ParallelCopy
 from tablemover.replicas import ReplicaMonitor, hold_reverse_writes, write_heartbeats
+from tablemover.retry import primary_error
 from tablemover.schema import TableSchema
 from tablemover.status import Board, hook_env
 from tablemover.stream import BinlogStream, StreamSettings
@@ -209,11 +211,15 @@ class Pipeline:
                             if feed.forward:
                                 driver.start_soon(self._copy_tables, writer, send.clone())
                             await drive(writer)
-                    except (MySQLError, BaseExceptionGroup) as exc:
+                    except (Exception, BaseExceptionGroup) as exc:
                         # A stop cancels the driver mid-query, and asyncmy reports that as an error
-                        # ("Cancelled during execution"); what the abandoned driver raises then is
-                        # part of stopping. The state is unchanged and resumable either way.
-                        if not self.controls.stop_requested:
+                        # ("Cancelled during execution"); what the abandoned driver (and the gate
+                        # trailing it, which reports one error of its group as itself) raises then
+                        # is part of stopping, unless it is one of ours. The state is unchanged and
+                        # resumable either way.
+                        if not self.controls.stop_requested or isinstance(
+                            primary_error(exc), TablemoverError
+                        ):
                             raise
                         event("driver stopped", logging.DEBUG, detail=repr(exc)[:500])
                 reporter_done.set()
@@ -364,8 +370,16 @@ class Pipeline:
         """A chunk committed on the target: the trailing gate compares it (the last chunk of a table
         or range to its end, so rows appended after the copy are compared too)."""
         event("copy chunk committed", logging.DEBUG, table=chunk.table)
-        if self.trailing is not None:
+        if self.trailing is None:
+            return
+        try:
             self.trailing.add(chunk.table, chunk.after, None if chunk.done else chunk.last_key, chunk.span)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            # The gate has stopped (a stop or abort cancelled it while a stream still finished its
+            # chunk): nothing will be compared any more in this run, and the next run compares
+            # what this one copied (a resumed move's copied part, whole). An error that stopped
+            # the gate comes out of the gate itself.
+            return
 
     async def _gate_pace(self) -> None:
         """While the copy runs, the trailing gate waits for the apply to be under
