@@ -50,11 +50,10 @@ from bench.common import (
 )
 from tablemover.copyplan import TARGET_CHUNK_S
 from tablemover.local.mariadb import (
-    MOVER_PASSWORD,
-    MOVER_USER,
     LocalMariaDB,
     LocalPair,
     grant_mover,
+    replicate,
     root_connection,
     start_pair,
 )
@@ -66,7 +65,6 @@ MAX_REPLICA_LAG_S = 1.5  # the daemon's default, gh-ost's --max-lag-millis defau
 SAMPLE_S = 0.1
 RUN_TIMEOUT_S = 600.0
 CATCH_UP_S = 300
-REPL_USER, REPL_PASSWORD = "tm_bench_repl", "tm_bench_repl_pw"
 SCHEMA_GRANT = "bench\\_%"
 
 
@@ -77,23 +75,7 @@ def start_replica(root: Path, target: LocalMariaDB) -> LocalMariaDB:
     replica.install()
     replica.start()
     try:
-        target.execute(
-            f"CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'",
-            f"GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'",
-        )
-        position = str(target.execute("SELECT @@global.gtid_binlog_pos")[0][0])
-        replica.execute(
-            # No GTID of its own in the target's domain (gtid_strict_mode would refuse what follows).
-            "SET SESSION sql_log_bin = 0",
-            f"CREATE USER IF NOT EXISTS '{MOVER_USER}'@'%' IDENTIFIED BY '{MOVER_PASSWORD}'",
-            "DELETE FROM mysql.global_priv WHERE User=''",
-            "FLUSH PRIVILEGES",
-            f"GRANT SELECT, SLAVE MONITOR ON *.* TO '{MOVER_USER}'@'%'",
-            f"SET GLOBAL gtid_slave_pos = '{position}'",
-            f"CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {target.port}, "
-            f"MASTER_USER = '{REPL_USER}', MASTER_PASSWORD = '{REPL_PASSWORD}', MASTER_USE_GTID = slave_pos",
-            "START SLAVE",
-        )
+        replicate(replica, target)
     except BaseException:
         replica.stop()
         raise

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 from drill.common import Drill, DrillError
 from drill.db import connect
-from tablemover.local.mariadb import MOVER_PASSWORD, MOVER_USER, LocalMariaDB
+from tablemover.local.mariadb import LocalMariaDB, replicate
 
-REPL_USER, REPL_PASSWORD = "tm_drill_repl", "tm_drill_repl_pw"
 SERVER_ID = 3
 CATCH_UP_S = 120  # how long a round waits for the replica to hold the target's position
 
@@ -80,22 +79,7 @@ def start_replica(drill: Drill) -> TargetReplica:
     server.start()
     replica = TargetReplica(server)
     drill.replica = replica  # from here on the drill's end stops it, even if the rest fails
-    target.execute(
-        f"CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'",
-        f"GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'",
-    )
-    server.execute(
-        "SET SESSION sql_log_bin = 0",
-        f"CREATE USER IF NOT EXISTS '{MOVER_USER}'@'%' IDENTIFIED BY '{MOVER_PASSWORD}'",
-        "DELETE FROM mysql.global_priv WHERE User=''",
-        "FLUSH PRIVILEGES",
-        # What the daemon needs on a watched replica: its heartbeat rows, SHOW SLAVE STATUS.
-        f"GRANT SELECT, SLAVE MONITOR ON *.* TO '{MOVER_USER}'@'%'",
-        "SET GLOBAL gtid_slave_pos = ''",  # from the target's first binlog event
-        f"CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {target.port}, "
-        f"MASTER_USER = '{REPL_USER}', MASTER_PASSWORD = '{REPL_PASSWORD}', MASTER_USE_GTID = slave_pos",
-        "START SLAVE",
-    )
+    replicate(server, target, start="")  # from the target's first binlog event
     problem = replica.catch_up(target)
     if problem:
         raise DrillError(f"the target replica did not catch up with the target's history: {problem}")

@@ -42,11 +42,10 @@ from rich.text import Text
 from tablemover.config import load_config
 from tablemover.errors import MoveFailed
 from tablemover.local.mariadb import (
-    MOVER_PASSWORD,
-    MOVER_USER,
     LocalMariaDB,
     grant_least,
     pair_config,
+    replicate,
     start_pair,
 )
 from tablemover.verify import verify
@@ -688,8 +687,6 @@ class _DemoReplica:
 
     Started while the source is seeded (a thread: installing a datadir is the slow part)."""
 
-    REPL = ("demo_repl", "demo-repl-pass")
-
     def __init__(self, root: Path) -> None:
         self.server = LocalMariaDB(root, server_id=3, extra_args=("--skip-slave-start",))
         self._error: BaseException | None = None
@@ -716,25 +713,7 @@ class _DemoReplica:
         self._thread.join()
         if self._error is not None:
             raise self._error
-        user, password = self.REPL
-        target.execute(
-            f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}'",
-            f"GRANT REPLICATION SLAVE ON *.* TO '{user}'@'%'",
-        )
-        start = target.execute("SELECT @@gtid_binlog_pos")[0][0]
-        self.server.execute(
-            # Its own accounts stay out of its binlog (gtid_strict_mode against what it replicates).
-            "SET SESSION sql_log_bin = 0",
-            f"CREATE USER IF NOT EXISTS '{MOVER_USER}'@'%' IDENTIFIED BY '{MOVER_PASSWORD}'",
-            "DELETE FROM mysql.global_priv WHERE User=''",
-            "FLUSH PRIVILEGES",
-            # What the daemon needs on a watched replica: its heartbeat and SHOW SLAVE STATUS.
-            f"GRANT SELECT, SLAVE MONITOR ON *.* TO '{MOVER_USER}'@'%'",
-            f"SET GLOBAL gtid_slave_pos = '{start}'",
-            f"CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {target.port}, "
-            f"MASTER_USER = '{user}', MASTER_PASSWORD = '{password}', MASTER_USE_GTID = slave_pos",
-            "START SLAVE IO_THREAD",
-        )
+        replicate(self.server, target, threads="IO_THREAD")
 
     def equal(self, target: LocalMariaDB, tables: list[str]) -> bool:
         """Whether the replica, once caught up, holds what the target's ``shop`` tables hold."""

@@ -20,9 +20,8 @@ import pytest
 
 from conftest import MoveEnv
 from support import assert_tables_equal, transitions, wait_for_log, write_hook
-from tablemover.local.mariadb import MOVER_PASSWORD, MOVER_USER, LocalMariaDB, LocalPair
+from tablemover.local.mariadb import MOVER_USER, LocalMariaDB, LocalPair, replicate
 
-REPL_USER, REPL_PASSWORD = "tm_repl", "tm_repl_pw"
 TABLE = "CREATE TABLE a (id INT PRIMARY KEY, k INT NOT NULL, v VARCHAR(64))"
 
 
@@ -37,25 +36,7 @@ def target_replica(pair: LocalPair, tmp_path_factory: pytest.TempPathFactory) ->
     replica.install()
     replica.start()
     try:
-        pair.target.execute(
-            f"CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'",
-            f"GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'",
-        )
-        start = pair.target.execute("SELECT @@gtid_binlog_pos")[0][0]
-        replica.execute(
-            # The replica's own accounts stay out of its binlog: local GTIDs in the target's domain
-            # would break gtid_strict_mode against what it replicates.
-            "SET SESSION sql_log_bin = 0",
-            f"CREATE USER IF NOT EXISTS '{MOVER_USER}'@'%' IDENTIFIED BY '{MOVER_PASSWORD}'",
-            "DELETE FROM mysql.global_priv WHERE User=''",
-            "FLUSH PRIVILEGES",
-            # What the daemon needs on a watched replica: read its heartbeat and SHOW SLAVE STATUS.
-            f"GRANT SELECT, SLAVE MONITOR ON *.* TO '{MOVER_USER}'@'%'",
-            f"SET GLOBAL gtid_slave_pos = '{start}'",
-            f"CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {pair.target.port}, "
-            f"MASTER_USER = '{REPL_USER}', MASTER_PASSWORD = '{REPL_PASSWORD}', MASTER_USE_GTID = slave_pos",
-            "START SLAVE",
-        )
+        replicate(replica, pair.target)
         yield replica
     finally:
         replica.stop()
@@ -528,23 +509,7 @@ def test_check_follows_a_replication_chain_up_to_the_target(
     chained.install()
     chained.start()
     try:
-        target_replica.execute(
-            "SET SESSION sql_log_bin = 0",
-            f"CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'",
-            f"GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'",
-        )
-        start = target_replica.execute("SELECT @@gtid_binlog_pos")[0][0]
-        chained.execute(
-            "SET SESSION sql_log_bin = 0",
-            f"CREATE USER IF NOT EXISTS '{MOVER_USER}'@'%' IDENTIFIED BY '{MOVER_PASSWORD}'",
-            "DELETE FROM mysql.global_priv WHERE User=''",
-            "FLUSH PRIVILEGES",
-            f"GRANT SELECT, SLAVE MONITOR ON *.* TO '{MOVER_USER}'@'%'",
-            f"SET GLOBAL gtid_slave_pos = '{start}'",
-            f"CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {target_replica.port}, "
-            f"MASTER_USER = '{REPL_USER}', MASTER_PASSWORD = '{REPL_PASSWORD}', MASTER_USE_GTID = slave_pos",
-            "START SLAVE",
-        )
+        replicate(chained, target_replica)
         # The chain's server_ids are learnt once each IO thread has connected.
         deadline = time.monotonic() + 60
         while not chained.execute("SELECT 1 FROM information_schema.processlist WHERE command = 'Slave_IO'"):

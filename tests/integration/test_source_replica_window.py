@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from test_replica_throttle import REPL_PASSWORD, REPL_USER, caught_up, status_json, wait_status
+from test_replica_throttle import caught_up, status_json, wait_status
 
 from conftest import MoveEnv
 from support import assert_tables_equal, rows, transitions, wait_for_log, write_hook
-from tablemover.local.mariadb import MOVER_PASSWORD, MOVER_USER, LocalMariaDB, LocalPair
+from tablemover.local.mariadb import LocalMariaDB, LocalPair, replicate
 
 TABLE = "CREATE TABLE a (id INT PRIMARY KEY, k INT NOT NULL, v VARCHAR(64))"
 
@@ -34,22 +34,7 @@ def source_replica(
     replica.install()
     replica.start()
     try:
-        window_pair.source.execute(
-            f"CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'",
-            f"GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'",
-        )
-        start = window_pair.source.execute("SELECT @@gtid_binlog_pos")[0][0]
-        replica.execute(
-            "SET SESSION sql_log_bin = 0",
-            f"CREATE USER IF NOT EXISTS '{MOVER_USER}'@'%' IDENTIFIED BY '{MOVER_PASSWORD}'",
-            "DELETE FROM mysql.global_priv WHERE User=''",
-            "FLUSH PRIVILEGES",
-            f"GRANT SELECT, SLAVE MONITOR ON *.* TO '{MOVER_USER}'@'%'",
-            f"SET GLOBAL gtid_slave_pos = '{start}'",
-            f"CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {window_pair.source.port}, "
-            f"MASTER_USER = '{REPL_USER}', MASTER_PASSWORD = '{REPL_PASSWORD}', MASTER_USE_GTID = slave_pos",
-            "START SLAVE",
-        )
+        replicate(replica, window_pair.source)
         yield replica
     finally:
         replica.stop()

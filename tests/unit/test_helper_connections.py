@@ -116,10 +116,10 @@ def test_the_shared_root_connection_and_the_clients_use_unix_sockets() -> None:
     assert '"-S", socket_path' in drill and '"-h"' not in drill and "--host" not in drill
     assert "S={pair.source.socket},u=root" in drill and "h=" not in drill  # pt-table-sync's DSNs
     # The server-to-server links: the native-replication reference's replica replicating from the
-    # source, and the replica part's replica of the target (third local servers the bench starts);
-    # not connections of ours.
+    # source, and the replicas local.mariadb.replicate sets up (third local servers the bench, the
+    # drill, the demo and the tests start); not connections of ours.
     masters = [p for p in sorted((ROOT / "bench").rglob("*.py")) if "MASTER_HOST" in p.read_text()]
-    assert [p.name for p in masters] == ["native.py", "replica.py"]
+    assert [p.name for p in masters] == ["native.py"]
 
 
 def test_the_finder_sees_a_plain_tcp_connection() -> None:

@@ -524,3 +524,38 @@ def pair_config(pair: LocalPair, workdir: Path, move: dict[str, Any], **sections
             "control": control,
         }
     )
+
+
+REPL_USER, REPL_PASSWORD = "tm_repl", "tm_repl_pw"
+
+
+def replicate(
+    replica: LocalMariaDB, master: LocalMariaDB, *, start: str | None = None, threads: str = ""
+) -> None:
+    """Make ``replica`` a GTID replica of ``master`` (tests, demo, drill and bench): a replication
+    account on ``master``, the move user on ``replica`` with what a watched replica needs (its
+    heartbeat rows: SELECT; SHOW SLAVE STATUS: SLAVE MONITOR), from GTID position ``start`` (None:
+    ``master``'s position now; "": from its first binlog event), then ``START SLAVE threads``
+    (e.g. "IO_THREAD"; "" both).
+
+    Neither server logs these accounts (``sql_log_bin = 0``): a replica's own GTIDs in its master's
+    domain would break gtid_strict_mode against what it replicates, and a master that is itself a
+    replica (a chain) is one.
+    """
+    master.execute(
+        "SET SESSION sql_log_bin = 0",
+        f"CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'",
+        f"GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'",
+    )
+    position = str(master.execute("SELECT @@gtid_binlog_pos")[0][0] or "") if start is None else start
+    replica.execute(
+        "SET SESSION sql_log_bin = 0",
+        f"CREATE USER IF NOT EXISTS '{MOVER_USER}'@'%' IDENTIFIED BY '{MOVER_PASSWORD}'",
+        "DELETE FROM mysql.global_priv WHERE User=''",
+        "FLUSH PRIVILEGES",
+        f"GRANT SELECT, SLAVE MONITOR ON *.* TO '{MOVER_USER}'@'%'",
+        f"SET GLOBAL gtid_slave_pos = '{position}'",
+        f"CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {master.port}, "
+        f"MASTER_USER = '{REPL_USER}', MASTER_PASSWORD = '{REPL_PASSWORD}', MASTER_USE_GTID = slave_pos",
+        f"START SLAVE {threads}".rstrip(),
+    )
