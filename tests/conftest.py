@@ -25,8 +25,10 @@ from tablemover.local.mariadb import (
     TlsFiles,
     find_mariadbd,
     grant_mover,
+    grant_reader,
     make_tls_files,
     pair_config,
+    replicate,
     require_x509,
     start_pair,
 )
@@ -157,6 +159,9 @@ class MoveEnv:
     procs: list[subprocess.Popen[str]] = field(default_factory=list)  # what popen started
     # [move] keys every config of this move gets unless a test sets them (e.g. copy_threads).
     move_defaults: dict[str, Any] = field(default_factory=dict)
+    # A replica of the source the move reads from ([replica], issue #24), when the test has one:
+    # every config gets a [replica] section naming it unless a test passes replica={} .
+    replica: LocalMariaDB | None = None
 
     @property
     def source(self) -> LocalMariaDB:
@@ -193,6 +198,8 @@ class MoveEnv:
             **sections.get("move", {}),
         }
         others = {k: v for k, v in sections.items() if k != "move"}
+        if self.replica is not None and "replica" not in others:
+            others["replica"] = {"host": "127.0.0.1", "port": self.replica.port}
         return pair_config(self.pair, self.workdir, move, **others)
 
     def config(self, tables: list[str], **sections: dict[str, Any]) -> Path:
@@ -296,3 +303,49 @@ def window_move(window_pair: LocalPair, tmp_path: Path) -> Iterator[MoveEnv]:
 def any_move(any_pair: LocalPair, tmp_path: Path) -> Iterator[MoveEnv]:
     """A fresh move, parametrised over FULL and MINIMAL row metadata."""
     yield from _new_move(any_pair, tmp_path)
+
+
+@dataclass
+class ReadTrio:
+    """A source, its GTID replica (log_slave_updates, like every LocalMariaDB) and a target."""
+
+    pair: LocalPair
+    replica: LocalMariaDB
+
+
+@pytest.fixture(scope="session")
+def read_trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReadTrio]:
+    """Source + target + a replica of the source the move can read from (issue #24). The primary
+    and the replica count rows read per table (userstat), so a test can tell where rows were read."""
+    pair = _start("FULL", tmp_path_factory, name="read", extra_args=("--userstat=ON",))
+    replica = LocalMariaDB(
+        tmp_path_factory.mktemp("read-replica"),
+        server_id=5,
+        extra_args=("--skip-slave-start", "--report-host=127.0.0.1", "--userstat=ON"),
+    )
+    replica.install()
+    replica.start()
+    try:
+        replicate(replica, pair.source)
+        grant_reader(replica)
+        yield ReadTrio(pair, replica)
+    finally:
+        replica.stop()
+        pair.stop()
+
+
+@pytest.fixture
+def read_move(read_trio: ReadTrio, tmp_path: Path) -> Iterator[MoveEnv]:
+    """A fresh move that reads from the trio's replica; whatever a failed test left is put right."""
+    moves = _new_move(read_trio.pair, tmp_path)
+    env = next(moves)
+    env.replica = read_trio.replica
+    yield env
+    for proc in env.procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    if not read_trio.replica.running:
+        read_trio.replica.restart()
+    read_trio.replica.execute("START SLAVE")
+    next(moves, None)

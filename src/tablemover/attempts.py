@@ -32,6 +32,7 @@ from tablemover.lag import LagMonitor
 from tablemover.log import event
 from tablemover.machine import State, log_state_change
 from tablemover.pipeline import Pipeline, forward_feed
+from tablemover.readreplica import ReadSide
 from tablemover.record import Recorder
 from tablemover.retry import RetryBudget, describe_error, is_transient, primary_error
 from tablemover.schema import TableSchema, count_rows_estimate
@@ -61,8 +62,11 @@ class Attempts:
         board: Board,
         record: Recorder,
         walk: Callable[[Checkpoint | None], Awaitable[MoveResult]],
+        reads: ReadSide | None = None,
     ) -> None:
         self.config = config
+        # Where each attempt reads rows and the binlog ([replica] or [source], tablemover.readreplica).
+        self.reads = reads or ReadSide(config, board)
         self.controls = controls
         self.board = board
         self.record = record
@@ -146,16 +150,18 @@ class Attempts:
     ) -> None:
         """Run ``driver`` as the driver of the forward pipeline on this attempt's connections."""
         assert self.board.committed.checkpoint is not None
+        reading = self.reads.reading  # this attempt's: [replica] or, after a fallback, [source]
         pipeline = Pipeline(
-            self.config,
+            reading,
             self.schemas,
-            forward_feed(self.config, flavor, self.record.state_db),
+            forward_feed(reading, flavor, self.record.state_db),
             source_monitor=self.conns.source_monitor,
             writer_conn=self.conns.target,
             controls=self.controls,
             board=self.board,
             lag=lag,
             fence=self.lock,
+            reads=self.reads,
         )
         self.record.track(pipeline)
         try:
@@ -231,6 +237,13 @@ class Attempts:
                 binary_prefix=True,
                 connection="writer",
             )
+            # The replica (when configured) is read from only once it holds everything the
+            # target does: waited for here, or the fallback (tablemover.readreplica).
+            reading = await self.reads.choose(
+                conns.source, conns.target, cp.applied_gtid if cp is not None else ""
+            )
+            if reading.replica is not None:
+                conns.reader = await connect(reading.replica, "replica", connection="main")
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.lock.keep)
                 for table in self.config.move.tables:
@@ -249,7 +262,7 @@ class Attempts:
             raise
         finally:
             with anyio.CancelScope(shield=True):
-                for conn in (conns.source, conns.source_monitor, conns.target):
+                for conn in (conns.source, conns.source_monitor, conns.target, conns.reader):
                     if conn is not None:
                         await close(conn)
-            conns.source = conns.source_monitor = conns.target = None
+            conns.source = conns.source_monitor = conns.target = conns.reader = None

@@ -97,6 +97,16 @@ class MoveSection(_Section):
         default=0.0, ge=0, description="seconds the rollback window stays open; 0 = off"
     )
     rolledback_table_format: str = "_{table}_rolledback"
+    # Reading from a replica (issue #24, only with a [replica] section). What the move does while
+    # the replica cannot be read from (unreachable, a thread stopped, not replicating from
+    # [source], lagging past replica_max_lag_s): "wait" for it, with the reason in status; or
+    # "source": after replica_fallback_after_s, read rows and the binlog from the primary instead,
+    # from the same GTID position, for the rest of this run (a restarted daemon tries the replica
+    # again, once it has caught up with what was applied).
+    replica_fallback: Literal["wait", "source"] = "wait"
+    replica_fallback_after_s: float = Field(default=10.0, ge=0)
+    # A new move starts reading from the replica only within this lag; later it is a wait reason.
+    replica_max_lag_s: float = Field(default=60.0, gt=0)
     # The schema that holds the move's own state (the checkpoint on the target, the rollback
     # window's feed checkpoint on the source), created by the daemon. A schema of its own, so that
     # the application's accounts, which have DML on the application schema, cannot write a row the
@@ -361,8 +371,37 @@ class Config(_Section):
     move: MoveSection
     source: ServerSection = ServerSection()
     target: ServerSection = ServerSection()
+    # A replica of [source] that rows and the binlog are read from (issue #24); the RENAME, the
+    # position read with it, the blocker check and the move's identity stay on [source].
+    replica: ServerSection | None = None
     throttle: ThrottleSection = ThrottleSection()
     control: ControlSection = ControlSection()
+
+    @property
+    def reader(self) -> ServerSection:
+        """Where rows and the binlog are read: ``[replica]`` when configured, else ``[source]``."""
+        return self.replica if self.replica is not None else self.source
+
+    @property
+    def reader_role(self) -> str:
+        """The role name of :attr:`reader` in messages and connection names."""
+        return "replica" if self.replica is not None else "source"
+
+    def reading_from_source(self) -> Config:
+        """This config with rows and the binlog read from ``[source]`` (the replica fallback)."""
+        return self.model_copy(update={"replica": None})
+
+    @model_validator(mode="after")
+    def _replica_is_another_server(self) -> Config:
+        if self.replica is None:
+            return self
+        for role, server in (("source", self.source), ("target", self.target)):
+            if self.replica.address == server.address:
+                raise ValueError(
+                    f"[replica] names the same server as [{role}] ({server.address}): it must be a "
+                    "replica of [source] of its own"
+                )
+        return self
 
     def with_name_rules(self, source_lctn: int, target_lctn: int) -> Config:
         """This config with the move's names spelt as the servers store them (see ``MoveSection``)."""
@@ -522,6 +561,9 @@ tls_ca = ""                     # CA file for verify_ca/verify_identity; tls_cer
 
 [target]                        # same keys as [source]
 host = "10.0.0.2"
+
+# [replica]                     # optional: read rows and the binlog from this replica of [source]
+# host = "10.0.0.3"             # same keys as [source]; replica_fallback = "wait" | "source" in [move]
 
 [throttle]                      # holds copying only; SIGHUP re-reads this section
 max_lag_s = 2.0                 # apply lag

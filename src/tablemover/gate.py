@@ -270,7 +270,9 @@ class LiveGate:
 
     async def _cut(self, chunks: MemoryObjectSendStream[_Job]) -> None:
         """Cut each interval into chunks, in the order added, on a connection pair of its own."""
-        source = await connect(self.config.source, "source", temporal_as_text=True, connection="checksum")
+        source = await connect(
+            self.config.reader, self.config.reader_role, temporal_as_text=True, connection="checksum"
+        )
         target = await connect(self.config.target, "target", temporal_as_text=True, connection="checksum")
         tables: dict[str, _Table] = {}
         try:
@@ -339,7 +341,11 @@ class LiveGate:
 
     async def _worker(self, jobs: MemoryObjectReceiveStream[_Job]) -> None:
         source = await connect(
-            self.config.source, "source", autocommit=False, temporal_as_text=True, connection="checksum"
+            self.config.reader,
+            self.config.reader_role,
+            autocommit=False,
+            temporal_as_text=True,
+            connection="checksum",
         )
         target = await connect(self.config.target, "target", temporal_as_text=True, connection="checksum")
         pair = _Pair(source, target)

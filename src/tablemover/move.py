@@ -56,6 +56,7 @@ from tablemover.ownership import MoveLock
 from tablemover.pipeline import trailing_gate
 from tablemover.preflight import preflight
 from tablemover.prepare import prepare
+from tablemover.readreplica import ReadSide
 from tablemover.record import Connections, Recorder
 from tablemover.replicas import preflight_replicas, wait_for_replicas
 from tablemover.retry import describe_error, primary_error
@@ -96,7 +97,8 @@ class Move:
         self.target_flavor = Flavor.MARIADB
         self.conns = Connections()  # this attempt's (opened and closed by the attempts)
         self.record = Recorder(config, self.lock, self.board, self.conns)
-        self.attempts = Attempts(config, self.controls, self.board, self.record, self._walk)
+        self.reads = ReadSide(config, self.board)  # [replica] or [source], per attempt
+        self.attempts = Attempts(config, self.controls, self.board, self.record, self._walk, self.reads)
         self._outer_scope: anyio.CancelScope | None = None
         self.controls.on_stop = self._cancel_for_stop
 
@@ -104,8 +106,10 @@ class Move:
         """The phases in order, entered at the persisted state (which is all "resume" means)."""
         conns = self.conns
         if cp is None:
+            # The stream starts at the reader's position ([replica]'s when it reads from one).
+            reader = conns.reader if conns.reader is not None else conns.source
             cp = await prepare(
-                self.config, self.flavor, self.schemas, conns.source, conns.target, self.record.state_db
+                self.config, self.flavor, self.schemas, reader, conns.target, self.record.state_db
             )
             await self.lock.record_owner()
         else:
@@ -212,7 +216,8 @@ class Move:
     def _gate(self, machine: MoveMachine, writer: TargetWriter) -> Callable[[], Awaitable[None]] | None:
         if not self.config.move.verify_before_cutover:
             return None
-        return lambda: checksum_gate(self.config, self.flavor, machine, writer, trailing_gate())
+        # The source side of the checksum is read where the rows were: the attempt's reader.
+        return lambda: checksum_gate(self.reads.reading, self.flavor, machine, writer, trailing_gate())
 
     def _window_phases(self) -> WindowPhases:
         return WindowPhases(
@@ -251,6 +256,7 @@ class Move:
         self.flavor = report.source_info.flavor
         self.target_flavor = report.target_info.flavor
         self.lag.flavor = self.flavor
+        self.reads.flavor, self.reads.target_flavor = self.flavor, self.target_flavor
         self.schemas = report.schemas
         self.record.state_db = report.state_database
         if report.checkpoint is not None:

@@ -155,7 +155,7 @@ class ParallelCopy:
     async def _plan(self, tables: list[str]) -> None:
         """Load each table's ranges, planning (and committing) those of a table copied for the first time."""
         target = await connect(self.config.target, "target", autocommit=False, connection="copy planner")
-        source = await connect(self.config.source, "source", connection="copy planner")
+        source = await connect(self.config.reader, self.config.reader_role, connection="copy planner")
         try:
             await execute(target, rangestore.create_table_sql(self.state_db))
             stored = await rangestore.load(target, self.state_db, self.config.move.name)
@@ -212,7 +212,11 @@ class ParallelCopy:
 
     async def _stream(self, number: int) -> None:
         source = await connect(
-            self.config.source, "source", autocommit=False, temporal_as_text=True, connection="copy"
+            self.config.reader,
+            self.config.reader_role,
+            autocommit=False,
+            temporal_as_text=True,
+            connection="copy",
         )
         target: Any = None
         try:

@@ -42,6 +42,7 @@ from tablemover.lag import LagMonitor
 from tablemover.log import event
 from tablemover.machine import State
 from tablemover.parallel import CopiedChunk, ParallelCopy
+from tablemover.readreplica import ReadReplicaWatch, ReadSide
 from tablemover.replicas import ReplicaMonitor, hold_reverse_writes, write_heartbeats
 from tablemover.retry import primary_error
 from tablemover.schema import TableSchema
@@ -77,10 +78,13 @@ def forward_feed(config: Config, flavor: Flavor, state_database: str) -> Feed:
     """Source binlog -> target tables of the same names, with the chunk copy.
 
     ``state_database`` is where the move's checkpoint is (:func:`tablemover.checkpoint.locate`).
+    The binlog is the reader's: ``[replica]``'s when the move reads from one (its binlog carries
+    the primary's transactions under the primary's GTIDs, tablemover.readreplica).
     """
     move = config.move
     settings = StreamSettings(
-        server=config.source,
+        server=config.reader,
+        role=config.reader_role,
         flavor=flavor,
         server_id=move.effective_replica_server_id,
         database=move.database,
@@ -116,8 +120,12 @@ class Pipeline:
         board: Board,
         lag: LagMonitor,
         fence: Fence | None = None,
+        reads: ReadSide | None = None,
     ) -> None:
         self.config = config
+        # Set when this pipeline reads from [replica]: its watch holds the copy while the replica
+        # lags or stops, and falls back to the primary when so configured (tablemover.readreplica).
+        self.reads = reads
         self.fence = fence  # the writer proves ownership with it before each commit
         self.flavor = feed.stream.flavor
         self.schemas = schemas
@@ -314,8 +322,8 @@ class Pipeline:
             for _ in range(readers):
                 conns.append(
                     await connect(
-                        self.config.source,
-                        "source",
+                        self.config.reader,  # [replica] when the move reads from one
+                        self.config.reader_role,
                         autocommit=False,
                         temporal_as_text=True,
                         connection="copy",
@@ -413,6 +421,10 @@ class Pipeline:
 
                         monitor = ReplicaMonitor(self.config, self.board.replica_lags, limits)
                         self.throttle.replicas = monitor
+                        if self.reads is not None and self.config.replica is not None:
+                            read_watch = ReadReplicaWatch(self.reads, self.flavor)
+                            self.throttle.read_replica = read_watch
+                            samplers.start_soon(read_watch.run)
                         samplers.start_soon(write_heartbeats, self.config, limits)
                         samplers.start_soon(monitor.run)
                     else:

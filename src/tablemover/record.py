@@ -36,6 +36,7 @@ class Connections:
     source: Any = None
     source_monitor: Any = None
     target: Any = None  # the writer's: not autocommit, the writer's sql_mode
+    reader: Any = None  # [replica]'s, when this attempt reads from it (tablemover.readreplica)
 
 
 class Recorder:

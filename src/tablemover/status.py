@@ -87,6 +87,12 @@ class Board:
     replica_lags: dict[str, ReplicaLag] = field(default_factory=dict)  # per watched target replica
     # Per watched source replica, read while the rollback window's reverse feed writes the source.
     source_replica_lags: dict[str, ReplicaLag] = field(default_factory=dict)
+    # Reading from a replica (issue #24): where this attempt reads rows and the binlog, why it
+    # waits for the replica ("" when it does not), and the replica's latest reading (its lag
+    # behind the primary, or why it cannot be read).
+    reading_from: str = ""
+    read_wait: str = ""
+    read_replica: ReplicaLag | None = None
     copy_rate: float = 0.0  # rows/s copied over the last progress interval
     backlog: int = 0  # items queued for the writer at the last progress report
     rows_estimate: dict[str, int] = field(default_factory=dict)
@@ -103,7 +109,7 @@ class Board:
     @property
     def waiting_for(self) -> str:
         """The one reason the move waits right now, "" when it does not."""
-        return self.cutover_wait or self.throttle_reason
+        return self.cutover_wait or self.read_wait or self.throttle_reason
 
     def announce(self, text: str) -> None:
         """A one-line status for whoever listens (systemd's STATUS=)."""
@@ -184,6 +190,8 @@ def status_document(config: Config, board: Board, controls: Controls) -> dict[st
         **copy_figures(cp, board.rows_estimate, board.copy_rate, waiting=bool(board.throttle_reason)),
         "backlog": board.backlog,
         "target_replicas": replica_figures(board, controls.throttle_limits.max_replica_lag_s),
+        "reading_from": board.reading_from,
+        "read_replica": read_replica_figures(board, controls.throttle_limits.max_replica_lag_s),
         "source_replicas": replica_figures(
             board, controls.throttle_limits.max_replica_lag_s, board.source_replica_lags
         ),
@@ -191,6 +199,19 @@ def status_document(config: Config, board: Board, controls: Controls) -> dict[st
         # TLS version, cipher and whether the certificate was verified.
         "tls": tls.status_fields(tls.observed()),
         **window_figures(board, controls),
+    }
+
+
+def read_replica_figures(board: Board, limit_s: float) -> dict[str, Any] | None:
+    """The replica the move reads from (issue #24): its lag behind the primary (GTID-measured),
+    its problem, and whether it holds the copy; None when the move reads no replica."""
+    reading = board.read_replica
+    if reading is None:
+        return None
+    return {
+        "lag_s": None if reading.lag_s is None else round(reading.lag_s, 3),
+        "problem": reading.problem,
+        "holds_copy": reading.over(limit_s),
     }
 
 

@@ -19,6 +19,7 @@ from tablemover.log import event
 
 if TYPE_CHECKING:
     from tablemover.controls import Controls
+    from tablemover.readreplica import ReadReplicaWatch
     from tablemover.replicas import ReplicaMonitor
     from tablemover.status import Board
 
@@ -47,6 +48,7 @@ KINDS = {
     "target Threads_running": "target_threads_running",
     "target replica": "replica_lag",
     "source replica": "replica_lag",
+    "read replica": "read_replica",
     "apply backlog": "backlog",
     "cutover postponed": "postponed",
     "cutover waits for target replicas": "replica_wait",
@@ -88,6 +90,7 @@ class Throttle:
         self.board = board
         self.threads_running = (0, 0)
         self.replicas: ReplicaMonitor | None = None  # set while target replicas are watched
+        self.read_replica: ReadReplicaWatch | None = None  # set while the move reads from a replica
 
     async def sample_threads_running(self, source: Any, target: ServerSection) -> None:
         """Threads_running of both servers, once a second (the throttle reads the latest sample)."""
@@ -109,6 +112,8 @@ class Throttle:
             limits = self.controls.throttle_limits  # re-read every pass: SIGHUP may have replaced it
             flag = bool(limits.flag_file) and await anyio.Path(limits.flag_file).exists()
             replica = self.replicas.reason(limits.max_replica_lag_s) if self.replicas is not None else ""
+            if not replica and self.read_replica is not None:
+                replica = self.read_replica.reason(limits.max_replica_lag_s)
             readings = Readings(
                 self.board.lag_s,
                 self.threads_running[0],

@@ -506,8 +506,22 @@ def grant_least(pair: LocalPair, move: MoveSection) -> None:
         server.execute(*(g.sql(account, Flavor.MARIADB).rstrip(";") for g in statements))
 
 
+# What the move user needs on a replica it reads rows and the binlog from (issue #24): the rows
+# (SELECT; MariaDB's locking read needs nothing more), the binlog dump and its position, and the
+# replica's own status.
+READ_REPLICA_GRANTS = (
+    "GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR, SLAVE MONITOR ON *.* TO '{user}'@'%'",
+)
+
+
+def grant_reader(replica: LocalMariaDB) -> None:
+    """Grant the mover user on ``replica`` what reading a move from it needs (not binlogged)."""
+    replica.execute("SET SESSION sql_log_bin = 0", *(g.format(user=MOVER_USER) for g in READ_REPLICA_GRANTS))
+
+
 def pair_config(pair: LocalPair, workdir: Path, move: dict[str, Any], **sections: dict[str, Any]) -> str:
-    """TOML for a move between the pair's servers as the mover user; ``sections`` override keys."""
+    """TOML for a move between the pair's servers as the mover user; ``sections`` override keys
+    (a ``replica`` section is written as given, after the mover user's credentials)."""
     from tablemover.config import render_toml
 
     def server(srv: LocalMariaDB, role: str) -> dict[str, Any]:
@@ -520,6 +534,11 @@ def pair_config(pair: LocalPair, workdir: Path, move: dict[str, Any], **sections
             "move": move,
             "source": server(pair.source, "source"),
             "target": server(pair.target, "target"),
+            **(
+                {"replica": {"user": MOVER_USER, "password": MOVER_PASSWORD, **sections["replica"]}}
+                if sections.get("replica")
+                else {}
+            ),
             "throttle": sections.get("throttle", {}),
             "control": control,
         }
