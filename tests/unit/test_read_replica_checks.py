@@ -1,0 +1,90 @@
+"""The pure judgements of reading from a replica (issue #24): is it fit, is it usable now, has it
+executed everything the target holds (the barrier)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tablemover.flavor import Flavor
+from tablemover.readreplica import Identity, barrier_problem, configuration_problems, state_problem
+
+SOURCE = Identity(1)
+TARGET = Identity(2)
+GOOD_VARIABLES = {
+    "server_id": "5",
+    "log_bin": "ON",
+    "log_slave_updates": "ON",
+    "binlog_format": "ROW",
+    "binlog_row_image": "FULL",
+}
+
+
+def status(**changes: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "Master_Server_Id": 1,
+        "Master_Host": "127.0.0.1",
+        "Master_Port": 3306,
+        "Slave_IO_Running": "Yes",
+        "Slave_SQL_Running": "Yes",
+        "Using_Gtid": "Slave_Pos",
+        "SQL_Delay": 0,
+        "Seconds_Behind_Master": 0,
+    }
+    row.update(changes)
+    return row
+
+
+def problems(variables: dict[str, str] | None = None, slave: Any = "default") -> list[str]:
+    merged = {**GOOD_VARIABLES, **(variables or {})}
+    return configuration_problems(
+        Flavor.MARIADB, merged, status() if slave == "default" else slave, SOURCE, TARGET
+    )
+
+
+def test_a_direct_gtid_replica_with_the_binlog_settings_is_fit() -> None:
+    assert problems() == []
+
+
+def test_the_target_and_the_source_themselves_are_refused() -> None:
+    assert any("is the target" in p for p in problems({"server_id": "2"}))
+    assert any("server_id of [source]" in p for p in problems({"server_id": "1"}))
+
+
+def test_a_server_that_is_not_a_replica_or_replicates_from_elsewhere_is_refused() -> None:
+    assert any("is not a replica" in p for p in problems(slave=None))
+    assert problems(slave=status(Master_Server_Id=9)) != []
+
+
+def test_settings_that_would_hide_or_reorder_writes_are_refused_with_their_fix() -> None:
+    assert any("log_slave_updates = ON" in p for p in problems({"log_slave_updates": "OFF"}))
+    assert any("log_bin" in p for p in problems({"log_bin": "OFF"}))
+    assert any("binlog_format = ROW" in p for p in problems({"binlog_format": "MIXED"}))
+    assert any("binlog_row_image = FULL" in p for p in problems({"binlog_row_image": "MINIMAL"}))
+    assert any("filters" in p for p in problems(slave=status(Replicate_Do_DB="app")))
+    assert any("delayed" in p for p in problems(slave=status(SQL_Delay=3600)))
+    assert any("without GTID" in p for p in problems(slave=status(Using_Gtid="No")))
+
+
+def test_mysql_parallel_workers_need_commit_order() -> None:
+    variables = {**GOOD_VARIABLES, "gtid_mode": "ON", "replica_parallel_workers": "4"}
+    mysql_status = status(Auto_Position=1)
+    unordered = configuration_problems(Flavor.MYSQL, variables, mysql_status, SOURCE, TARGET)
+    assert any("replica_preserve_commit_order" in p for p in unordered)
+    ordered = {**variables, "replica_preserve_commit_order": "ON"}
+    assert configuration_problems(Flavor.MYSQL, ordered, mysql_status, SOURCE, TARGET) == []
+
+
+def test_a_stopped_thread_or_a_long_lag_makes_it_unusable_for_now() -> None:
+    assert state_problem(status(), 60) == ""
+    assert "SQL thread No" in state_problem(status(Slave_SQL_Running="No"), 60)
+    assert "IO thread" in state_problem(status(Slave_IO_Running="Connecting"), 60)
+    assert "lags 120 s" in state_problem(status(Seconds_Behind_Master=120), 60)
+
+
+def test_the_barrier_holds_only_when_the_replica_covers_the_applied_position() -> None:
+    assert barrier_problem(Flavor.MARIADB, "0-1-100", "") == ""
+    assert barrier_problem(Flavor.MARIADB, "0-1-100", "0-1-100") == ""
+    assert barrier_problem(Flavor.MARIADB, "0-1-101,1-1-5", "0-1-100") == ""
+    assert "has not executed" in barrier_problem(Flavor.MARIADB, "0-1-99", "0-1-100")
+    assert "has not executed" in barrier_problem(Flavor.MARIADB, "0-1-500", "0-1-100,1-1-5")
+    assert "has not executed" in barrier_problem(Flavor.MARIADB, "", "0-1-100")
