@@ -36,7 +36,7 @@ from tablemover.errors import MoveFailed
 from tablemover.flavor import Flavor
 from tablemover.lag import LagTracker
 from tablemover.log import event
-from tablemover.replicas import ReplicaLag, _slave_status, fallback_lag, source_problem, thread_problem
+from tablemover.replicas import ReplicaLag, fallback_lag, slave_status_row, source_problem, thread_problem
 
 if TYPE_CHECKING:
     from tablemover.status import Board
@@ -103,17 +103,11 @@ def _on(value: str | None) -> bool:
     return str(value or "").upper() in ("ON", "1", "YES")
 
 
-def configuration_problems(
-    flavor: Flavor,
-    variables: dict[str, str],
-    slave_status: dict[str, Any] | None,
-    source: Identity,
-    target: Identity,
-) -> list[str]:
-    """What makes the replica unfit to read a move from, whatever its current state. Pure.
+def identity_problems(variables: dict[str, str], source: Identity, target: Identity) -> list[str]:
+    """Why the server of ``variables`` is [target] or [source] itself rather than a replica. Pure.
 
-    ``variables`` are the replica's (:data:`VARIABLES`), ``slave_status`` its ``SHOW SLAVE STATUS``
-    row under the MariaDB names (None: not a replica).
+    Needs only the server's variables (no privilege), so it is judged even where the user may not
+    read the replication status.
     """
     problems: list[str] = []
     server_id = int(variables.get("server_id") or 0)
@@ -129,6 +123,22 @@ def configuration_problems(
             f"has the server_id of [source] ({server_id}): it is [source] itself, or a replica "
             "misconfigured with its primary's server_id; set [replica] to a replica of [source]"
         )
+    return problems
+
+
+def configuration_problems(
+    flavor: Flavor,
+    variables: dict[str, str],
+    slave_status: dict[str, Any] | None,
+    source: Identity,
+    target: Identity,
+) -> list[str]:
+    """What makes the replica unfit to read a move from, whatever its current state. Pure.
+
+    ``variables`` are the replica's (:data:`VARIABLES`), ``slave_status`` its ``SHOW SLAVE STATUS``
+    row under the MariaDB names (None: not a replica).
+    """
+    problems = identity_problems(variables, source, target)
     if slave_status is None:
         problems.append(
             "is not a replica (SHOW SLAVE STATUS is empty): make it a GTID replica of [source] "
@@ -236,12 +246,17 @@ def barrier_problem(flavor: Flavor, replica_position: str, applied: str) -> str:
     )
 
 
-async def read_facts(conn: Any) -> tuple[dict[str, str], dict[str, Any] | None]:
-    """The replica's :data:`VARIABLES` and its replication status row (MariaDB column names)."""
+async def read_variables(conn: Any) -> dict[str, str]:
+    """The replica's :data:`VARIABLES` (readable without any privilege)."""
     names = ", ".join(f"'{name}'" for name in VARIABLES)
     rows = await query(conn, f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})")
-    variables = {str(r[0]).lower(): str(r[1]) for r in rows}
-    return variables, await _slave_status(conn)
+    return {str(r[0]).lower(): str(r[1]) for r in rows}
+
+
+async def read_facts(conn: Any) -> tuple[dict[str, str], dict[str, Any] | None]:
+    """The replica's :data:`VARIABLES` and its replication status row (MariaDB column names)."""
+    variables = await read_variables(conn)
+    return variables, await slave_status_row(conn)
 
 
 async def identity(conn: Any, flavor: Flavor) -> Identity:
@@ -396,7 +411,7 @@ class ReadReplicaWatch:
                         sampled_at,
                         gtid.parse_position(self.flavor, await current_position(primary, self.flavor)),
                     )
-                    status = await _slave_status(replica)
+                    status = await slave_status_row(replica)
                     held = gtid.parse_position(self.flavor, await current_position(replica, self.flavor))
                     lag = self.tracker.update(time.monotonic(), held)
                     problem = thread_problem(status)

@@ -196,7 +196,7 @@ async def _read_one(
     config: Config, target_conn: Any, conn: Any, side: Side = "target", state_db: str = ""
 ) -> ReplicaLag:
     """One replica's lag through its open connection (``target_conn``: the side's own server)."""
-    status = await _slave_status(conn)
+    status = await slave_status_row(conn)
     problem = thread_problem(status)
     try:
         row = await query_one(
@@ -486,7 +486,7 @@ async def _follow_chain(
         except Exception as exc:  # refused, not raised: check names every replica's problem
             return via, f"replicates through {hop}, which cannot be reached: {str(exc).splitlines()[0]}"
         try:
-            status = await _slave_status(conn)
+            status = await slave_status_row(conn)
         except MySQLError as exc:
             return via, f"replicates through {hop}, whose SHOW SLAVE STATUS cannot be read ({exc})"
         finally:
@@ -502,7 +502,7 @@ async def _follow_chain(
     )
 
 
-async def _slave_status(conn: Any) -> dict[str, Any] | None:
+async def slave_status_row(conn: Any) -> dict[str, Any] | None:
     """The replica's status row under the MariaDB column names (MySQL 8.4: SHOW REPLICA STATUS)."""
     async with conn.cursor() as cur:
         try:
@@ -580,7 +580,7 @@ async def _check_side(
                 problems.append(said)
             continue
         try:
-            status = await _slave_status(conn)
+            status = await slave_status_row(conn)
         except MySQLError as exc:
             problems.append(
                 f"{side} replica {name}: cannot read SHOW SLAVE STATUS ({exc}); the mover user needs "

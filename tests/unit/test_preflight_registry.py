@@ -65,6 +65,7 @@ def test_registry_holds_every_check_in_phase_order() -> None:
         "versions",
         "tls",
         "same_server",
+        "read_replica",
         "names",
         "binlog",
         "binlog_events",
@@ -85,6 +86,7 @@ def test_registry_holds_every_check_in_phase_order() -> None:
         "triggers",
         "target_empty",
         "target_definition",
+        "read_replica_definition",
         "long_transactions",
     ]
     phases = [c.phase for c in REGISTRY]

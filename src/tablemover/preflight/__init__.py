@@ -239,6 +239,7 @@ CHECK_MODULES = (
     "versions",
     "tls_state",
     "same_server",
+    "read_replica",
     "names",
     "binlog",
     "binlog_events",
@@ -259,6 +260,7 @@ CHECK_MODULES = (
     "triggers",
     "target_empty",
     "target_definition",
+    "replica_definition",
     "long_transactions",
 )
 for _module in CHECK_MODULES:

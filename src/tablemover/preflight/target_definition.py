@@ -124,13 +124,17 @@ class TableDefinition:
     engine: str | None = None
 
 
-def definition_differences(source: TableDefinition, target: TableDefinition) -> list[str]:
+def definition_differences(
+    source: TableDefinition, target: TableDefinition, names: tuple[str, str] = ("source", "target")
+) -> list[str]:
     """Every way ``target`` differs from ``source`` that changes what is stored or which rows collide.
 
     Returns human-readable differences, most useful first: columns in the source's order (changed,
     then missing), columns only the target has, column order, the primary key, unique keys, engine.
-    An empty list means the target can be copied into as it is.
+    An empty list means the target can be copied into as it is. ``names`` are the two sides' names
+    in the messages (the replica check compares a primary with its replica).
     """
+    a, b = names
     differences: list[str] = []
     target_columns = {c.name.lower(): c for c in target.columns}
     source_names = {c.name.lower() for c in source.columns}
@@ -138,32 +142,33 @@ def definition_differences(source: TableDefinition, target: TableDefinition) -> 
     for col in source.columns:
         other = target_columns.get(col.name.lower())
         if other is None:
-            differences.append(f"column {col.name}: source {col.describe()}, target has no such column")
+            differences.append(f"column {col.name}: {a} {col.describe()}, {b} has no such column")
         elif col.comparable() != other.comparable():
-            differences.append(f"column {col.name}: source {col.describe()}, target {other.describe()}")
+            differences.append(f"column {col.name}: {a} {col.describe()}, {b} {other.describe()}")
     for other in target.columns:
         if other.name.lower() not in source_names:
-            differences.append(f"column {other.name}: not on the source, target {other.describe()}")
+            differences.append(f"column {other.name}: not on the {a}, {b} {other.describe()}")
 
     # Writes name their columns, so the copy itself does not care about order; but after the cutover
     # the application reads this table, and SELECT * or INSERT without a column list would see
     # another table. Compared over the shared columns, so a missing column is not reported twice.
-    order = _first_misplaced_column(source.columns, target.columns)
+    order = _first_misplaced_column(source.columns, target.columns, names)
     if order is not None:
         differences.append(order)
 
-    differences.extend(_key_differences(source.keys, target.keys))
+    differences.extend(_key_differences(source.keys, target.keys, names))
 
     # The checkpoint commits in the same transaction as the rows it describes: a non-transactional
     # target table would keep rows of a transaction that the checkpoint says never happened.
     if source.engine and target.engine and source.engine.lower() != target.engine.lower():
-        differences.append(f"engine: source {source.engine}, target {target.engine}")
+        differences.append(f"engine: {a} {source.engine}, {b} {target.engine}")
     return differences
 
 
 def _first_misplaced_column(
-    source: Sequence[ColumnDefinition], target: Sequence[ColumnDefinition]
+    source: Sequence[ColumnDefinition], target: Sequence[ColumnDefinition], names: tuple[str, str]
 ) -> str | None:
+    a, b = names
     target_names = [c.name.lower() for c in target]
     source_names = [c.name.lower() for c in source]
     shared_in_source = [n for n in source_names if n in target_names]
@@ -172,28 +177,31 @@ def _first_misplaced_column(
         if src_name != tgt_name:
             name = source[source_names.index(src_name)].name
             return (
-                f"column order: {name} is column {source_names.index(src_name) + 1} on the source "
-                f"but column {target_names.index(src_name) + 1} on the target"
+                f"column order: {name} is column {source_names.index(src_name) + 1} on the {a} "
+                f"but column {target_names.index(src_name) + 1} on the {b}"
             )
     return None
 
 
-def _key_differences(source: Sequence[KeyDefinition], target: Sequence[KeyDefinition]) -> list[str]:
+def _key_differences(
+    source: Sequence[KeyDefinition], target: Sequence[KeyDefinition], names: tuple[str, str]
+) -> list[str]:
     # Unique keys decide which rows collide. Through a unique key the source lacks, the copy's
     # INSERT IGNORE would drop a row and the apply's REPLACE would delete another one; without a
     # key the source has, the application could write duplicates once it moves over. Names do not
     # matter, columns do, in key order as the issue asks (the apply deletes by the source's key, and
     # a key in another order cannot serve those lookups); a prefix part (col(10)) is another
     # constraint than the whole column.
+    a, b = names
     differences: list[str] = []
     src_pk = next((k for k in source if k.primary), None)
     tgt_pk = next((k for k in target if k.primary), None)
     if src_pk is None and tgt_pk is not None:
-        differences.append(f"primary key: source has none, target {tgt_pk.describe()}")
+        differences.append(f"primary key: {a} has none, {b} {tgt_pk.describe()}")
     elif src_pk is not None and tgt_pk is None:
-        differences.append(f"primary key: source {src_pk.describe()}, target has none")
+        differences.append(f"primary key: {a} {src_pk.describe()}, {b} has none")
     elif src_pk is not None and tgt_pk is not None and src_pk.comparable() != tgt_pk.comparable():
-        differences.append(f"primary key: source {src_pk.describe()}, target {tgt_pk.describe()}")
+        differences.append(f"primary key: {a} {src_pk.describe()}, {b} {tgt_pk.describe()}")
 
     unmatched = [k for k in target if not k.primary]
     missing: list[KeyDefinition] = []
@@ -208,11 +216,11 @@ def _key_differences(source: Sequence[KeyDefinition], target: Sequence[KeyDefini
         renamed = next((k for k in unmatched if k.name.lower() == key.name.lower()), None)
         if renamed is not None:
             unmatched.remove(renamed)
-            differences.append(f"unique key {key.name}: source {key.describe()}, target {renamed.describe()}")
+            differences.append(f"unique key {key.name}: {a} {key.describe()}, {b} {renamed.describe()}")
         else:
-            differences.append(f"unique key {key.name} {key.describe()}: on the source, not on the target")
+            differences.append(f"unique key {key.name} {key.describe()}: on the {a}, not on the {b}")
     for key in unmatched:
-        differences.append(f"unique key {key.name} {key.describe()}: on the target, not on the source")
+        differences.append(f"unique key {key.name} {key.describe()}: on the {b}, not on the {a}")
     return differences
 
 
