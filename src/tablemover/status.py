@@ -211,7 +211,8 @@ def read_replica_figures(board: Board, limit_s: float) -> dict[str, Any] | None:
     return {
         "lag_s": None if reading.lag_s is None else round(reading.lag_s, 3),
         "problem": reading.problem,
-        "holds_copy": reading.over(limit_s),
+        # After a fallback to the primary the replica's problem no longer holds anything back.
+        "holds_copy": reading.over(limit_s) and board.reading_from.startswith("replica"),
     }
 
 

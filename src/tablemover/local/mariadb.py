@@ -401,6 +401,10 @@ class LocalMariaDB:
         finally:
             conn.close()
 
+    def crash(self) -> None:
+        """SIGKILL the server and leave it down (fault tests); :meth:`restart` brings it back."""
+        self._kill()
+
     def _kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
