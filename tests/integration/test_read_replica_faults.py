@@ -310,3 +310,50 @@ def test_user_shaped_tables_move_through_a_replica(read_move: MoveEnv, read_trio
         move.target_database,
         {f"_{t}_moved": t for t in USER_TABLES},
     )
+
+
+@pytest.mark.parametrize("fallback", ["wait", "source"])
+def test_replica_lost_mid_drain(read_move: MoveEnv, read_trio: ReadTrio, fallback: str) -> None:
+    """The RENAME is done on the primary but the replica has not executed it (its SQL thread was
+    stopped, caught up, before the cutover). ``wait``: the replica's server is then SIGKILLed too;
+    the move stays RENAMED, and drains through the replica once it is back and replicating.
+    ``source``: the move drains from the primary and finishes with the replica still stopped."""
+    move = read_move
+    replica = read_trio.replica
+    seed(move, a=3_000)
+    caught_up(replica, move.source)
+    cfg = move.config(
+        ["a"],
+        move={"postpone_cutover": True, "replica_fallback": fallback, "replica_fallback_after_s": 1},
+    )
+    daemon = move.popen("run", "-c", str(cfg))
+    wait_for_log(move, "cutover postponed", daemon)
+    move.src("INSERT INTO a VALUES (900002, 2, 'written before the rename')")
+    caught_up(replica, move.source)
+    replica.execute("STOP SLAVE SQL_THREAD")
+    released = move.cli("cutover", "-c", str(cfg))
+    assert released.returncode == 0, released.stdout + released.stderr
+    if fallback == "wait":
+        wait_status(move, cfg, daemon, lambda d: d.get("state") == "RENAMED", "the RENAME")
+        replica.crash()
+        doc = wait_status(
+            move,
+            cfg,
+            daemon,
+            lambda d: "cannot be reached" in str(d.get("waiting_for")),
+            "the wait for the killed replica",
+        )
+        assert doc["state"] == "RENAMED", doc
+        replica.restart()
+        replica.execute("START SLAVE")
+    code = daemon.wait(timeout=300)
+    log = (move.workdir / "daemon.log").read_text()
+    assert code == 0, log[-4000:]
+    if fallback == "source":
+        assert "reading from the primary" in log, log[-4000:]
+        # Finished while the replica has not executed the RENAME: a still exists there.
+        assert replica.execute(f"SHOW TABLES FROM `{move.database}` LIKE 'a'") == [("a",)]
+        replica.execute("START SLAVE SQL_THREAD")
+    assert transitions(move).count("RENAMED") == 1 and "DRAINED" in transitions(move)
+    assert_tables_equal(move.source, move.database, move.target, move.target_database, {"_a_moved": "a"})
+    assert move.tgt("SELECT v FROM a WHERE id = 900002") == [("written before the rename",)]
