@@ -1,11 +1,21 @@
 """The pure judgements of reading from a replica (issue #24): is it fit, is it usable now, has it
-executed everything the target holds (the barrier)."""
+executed everything the target holds (the barrier); and the preflight check's split between a new
+move (refuse a replica it cannot read now) and a resume (warn, the daemon waits or falls back)."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
-from tablemover.flavor import Flavor
+import anyio
+
+from tablemover.checkpoint import Checkpoint
+from tablemover.config import parse_config
+from tablemover.db import ServerInfo
+from tablemover.flavor import Flavor, parse_version
+from tablemover.machine import State
+from tablemover.preflight import PreflightContext
+from tablemover.preflight.read_replica import replica_fitness
 from tablemover.readreplica import Identity, barrier_problem, configuration_problems, state_problem
 
 SOURCE = Identity(1)
@@ -88,3 +98,37 @@ def test_the_barrier_holds_only_when_the_replica_covers_the_applied_position() -
     assert "has not executed" in barrier_problem(Flavor.MARIADB, "0-1-99", "0-1-100")
     assert "has not executed" in barrier_problem(Flavor.MARIADB, "0-1-500", "0-1-100,1-1-5")
     assert "has not executed" in barrier_problem(Flavor.MARIADB, "", "0-1-100")
+
+
+# --- the preflight check: a new move refuses a replica it cannot read now; a resume only warns ---
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens there once the socket closes
+
+
+def _context(checkpoint: Checkpoint | None, fallback: str = "wait") -> PreflightContext:
+    text = (
+        f'[move]\nname = "m"\ndatabase = "app"\ntables = ["a"]\nreplica_fallback = "{fallback}"\n'
+        f'[replica]\nhost = "127.0.0.1"\nport = {_closed_port()}\nconnect_timeout_s = 2\n'
+    )
+    config = parse_config(text, origin="move.toml", env={})
+    info = ServerInfo(
+        parse_version("10.11.9-MariaDB"), 1, None, "h", 1, "/d", True, "ROW", "FULL", None, None
+    )
+    return PreflightContext(config, None, None, info, info, checkpoint)
+
+
+def test_an_unreachable_replica_refuses_a_new_move() -> None:
+    found = anyio.run(replica_fitness, _context(None))
+    assert len(found) == 1 and "cannot be reached" in found[0], found
+    assert found[0].startswith("replica 127.0.0.1:"), found
+
+
+def test_an_unreachable_replica_does_not_stop_a_resume() -> None:
+    for state in (State.COPYING, State.RENAMED):
+        for fallback in ("wait", "source"):
+            found = anyio.run(replica_fitness, _context(Checkpoint("m", state, "0-1-5"), fallback))
+            assert found == [], (state, fallback, found)
