@@ -139,11 +139,13 @@ def test_replica_killed_mid_copy_with_fallback_the_move_goes_on_from_the_primary
 
 # One SIGKILL per state (and mid-copy, mid-apply), while rows and the binlog come from the replica.
 KILL_POINTS = [
+    "state.COPYING",
     "writer.after_commit:5",
     "state.CUTOVER_STARTED",
     "cutover.after_rename",
     "state.RENAMED",
     "state.DRAINED",
+    "state.HOOK_FIRED",
 ]
 
 
