@@ -5,8 +5,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
-.PHONY: setup test unit lint demo bench drill dist clean
+.PHONY: setup test unit lint demo demo-replica bench drill dist clean
 
 setup: $(STAMP)
 
@@ -34,8 +35,13 @@ lint: setup
 	$(BIN)/mypy --strict src
 
 # The whole mission on local throwaway servers: copy under live writes, crash + resume, cutover, verify.
+# DEMO_ARGS go to `tablemover demo` (make reads `make demo --replica` as its own option):
+# `make demo DEMO_ARGS=--replica`, or `make demo-replica`, reads the move from a replica of the source.
 demo: setup
-	$(BIN)/tablemover demo
+	$(BIN)/tablemover demo $(DEMO_ARGS)
+
+demo-replica: setup
+	$(BIN)/tablemover demo --replica $(DEMO_ARGS)
 
 # Benchmarks: JSON figures next to same-run server references (bench-results/bench.json).
 bench: setup

@@ -29,6 +29,9 @@ Figures measured against an absolute target of the spec:
 * ``replica`` (:mod:`bench.replica`): a whole move with a target replica watched (issue #27): the
   replica's peak heartbeat lag during the copy against ``max_replica_lag_s`` plus one chunk time,
   and the whole-move time against the same move without a replica, same run.
+* ``read_replica`` (:mod:`bench.read_replica`): reading from a replica of the source (issue #24): the
+  primary's CPU and rows read during a move under write load, without and with ``[replica]``, and the
+  cutover outage through the replica against the same without, same run.
 * ``rss``: the daemon's peak RSS in the copy and keepup runs (and a large copy with ``--rss-rows``).
 * ``machine``: what the numbers were measured on.
 
@@ -69,6 +72,7 @@ from bench.heldlock import bench_heldlock
 from bench.keepup import bench_keepup
 from bench.native import bench_native
 from bench.outage import bench_outage
+from bench.read_replica import bench_read_replica
 from bench.realistic import HEAVY_TARGET_RATIO, bench_realistic
 from bench.replica import bench_replica
 from bench.resume import bench_resume
@@ -135,6 +139,8 @@ QUICK = {
     "wholemove_realistic_rows": 20_000,
     "wholemove_threads": "1,4",
     "replica_rows": 100_000,
+    "read_replica_rows": 100_000,
+    "read_replica_cutovers": 3,
 }
 SCHEMA_GRANT = "bench\\_%"  # every schema the benchmark creates starts with bench_
 COPY_TARGET_RATIO = 0.6
@@ -233,6 +239,7 @@ PARTS = (
     "copy",
     "wholemove",
     "replica",
+    "read_replica",
     "binlog",
     "keepup",
     "realistic",
@@ -281,6 +288,7 @@ def _table_rows(results: dict[str, Any]) -> list[Row]:
         )
     rows.extend(_wholemove_rows(results.get("wholemove")))
     rows.extend(_replica_rows(results.get("replica")))
+    rows.extend(_read_replica_rows(results.get("read_replica")))
     if not missing("binlog", binlog):
         assert binlog is not None
         rows.append(
@@ -631,6 +639,85 @@ def _replica_rows(part: dict[str, Any] | None) -> list[Row]:
     ]
 
 
+def _read_replica_rows(part: dict[str, Any] | None) -> list[Row]:
+    """The read-replica part: the primary's load with ``[replica]`` against without, and the cutover
+    outage through the replica against without (medians / percentiles of the same run)."""
+    if part is None:
+        return []
+    why = _unavailable(part)
+    if why is not None:
+        return [("read replica", why, "", "", "")]
+    out: list[Row] = []
+    load = part.get("load")
+    if load:
+        w, wo, ratio = load["with_replica"], load["without_replica"], load["ratios_with_without"]
+        out.append(
+            (
+                "primary CPU, read replica",
+                f"{w['primary_cpu_s']:.2f} s",
+                f"{wo['primary_cpu_s']:.2f} s without [replica] ({load['rows']:,}-row move, writes)",
+                f"{ratio['primary_cpu_s']:.3f}" if ratio["primary_cpu_s"] is not None else "-",
+                "(reported)",
+            )
+        )
+        out.append(
+            (
+                "primary rows read, read replica",
+                f"{w['primary_table_rows_read']:,}",
+                f"{wo['primary_table_rows_read']:,} without; replica read {w['replica_table_rows_read']:,}",
+                f"{ratio['primary_table_rows_read']:.3f}"
+                if ratio["primary_table_rows_read"] is not None
+                else "-",
+                "(reported)",
+            )
+        )
+    outage = part.get("outage")
+    if outage:
+        w, wo = outage["with_replica"], outage["without_replica"]
+        out.append(
+            (
+                "cutover outage, read replica",
+                f"p50 {w['p50_ms']} ms, max {w['max_ms']} ms",
+                f"without: p50 {wo['p50_ms']} ms, max {wo['max_ms']} ms ({w['cutovers']} + {wo['cutovers']})",
+                "-",
+                "p50 < 100 ms, p99 < 500 ms",
+            )
+        )
+    return out
+
+
+def _read_replica_details(part: dict[str, Any] | None) -> list[str]:
+    if not part or _unavailable(part) is not None:
+        return []
+    out = []
+    load = part.get("load")
+    if load:
+        for label in ("without_replica", "with_replica"):
+            f = load[label]
+            out.append(
+                f"read replica load ({label.replace('_', ' ')}): move {f['wall_s']} s; primary CPU "
+                f"{f['primary_cpu_s']} s ({f['primary_cpu_move_s']} s beyond the write load), rows read "
+                f"{f['primary_table_rows_read']:,} (move user {f['primary_mover_rows_read']:,}); replica CPU "
+                f"{f['replica_cpu_s']} s, rows read {f['replica_table_rows_read']:,} (move user "
+                f"{f['replica_mover_rows_read']:,}); medians of {load['repeats']}"
+            )
+    outage = part.get("outage")
+    if outage:
+        for label in ("without_replica", "with_replica"):
+            f = outage[label]
+            lag = (
+                f"; replica lag at the cutover p50 {f['lag_at_cutover_p50_s']} s, "
+                f"max {f['lag_at_cutover_max_s']} s"
+                if f["lag_at_cutover_max_s"] is not None
+                else ""
+            )
+            out.append(
+                f"read replica outage ({label.replace('_', ' ')}): ms {f['outage_ms']}, "
+                f"drain ms {f['drain_ms']}, writer's view ms {f['app_blocked_ms']}{lag}"
+            )
+    return out
+
+
 def _replica_details(part: dict[str, Any] | None) -> list[str]:
     if not part or _unavailable(part) is not None:
         return []
@@ -706,6 +793,7 @@ def _details(results: dict[str, Any]) -> list[str]:
         out.append(f"         CPU cores used during the load: {cpu}")
     out.extend(_wholemove_details(results.get("wholemove")))
     out.extend(_replica_details(results.get("replica")))
+    out.extend(_read_replica_details(results.get("read_replica")))
     out.extend(_details_new(results))
     out.extend(_details_tls(results.get("tls")))
     if outage and _unavailable(outage) is None:
@@ -989,6 +1077,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=300_000,
         help="rows of the moved table (copy_threads 4); 0 skips (%(default)s)",
     )
+    g = p.add_argument_group("read_replica (reading from a replica of the source, against the same without)")
+    g.add_argument(
+        "--read-replica-rows",
+        type=int,
+        default=200_000,
+        help="rows of each move whose load on the primary is measured (2 + 2 moves); 0 skips (%(default)s)",
+    )
+    g.add_argument(
+        "--read-replica-cutovers",
+        type=int,
+        default=6,
+        help="cutovers each way (--cutover-rows, --cutover-write-rate); 0 skips (%(default)s)",
+    )
     g = p.add_argument_group("rss")
     g.add_argument(
         "--rss-rows",
@@ -1042,6 +1143,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "wholemove_rows",
         "wholemove_realistic_rows",
         "replica_rows",
+        "read_replica_rows",
+        "read_replica_cutovers",
         "realistic_heavy_seconds",
         "native_seconds",
         "heldlock_hold",
@@ -1089,6 +1192,22 @@ def plan(
                 f"{args.replica_rows:,} rows to DONE with copy_threads 4, a target replica watched, "
                 "against the same without",
                 lambda: bench_replica(pair, workdir, args.replica_rows),
+            )
+        )
+    if "read_replica" not in skip and (args.read_replica_rows or args.read_replica_cutovers):
+        parts.append(
+            (
+                "read_replica",
+                f"a {args.read_replica_rows:,}-row move under writes and {args.read_replica_cutovers} "
+                "cutovers, each without and with [replica] (a replica of the source)",
+                lambda: bench_read_replica(
+                    pair,
+                    workdir,
+                    args.read_replica_rows,
+                    args.read_replica_cutovers,
+                    args.cutover_rows,
+                    args.cutover_write_rate,
+                ),
             )
         )
     if "binlog" not in skip:

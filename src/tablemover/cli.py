@@ -384,7 +384,7 @@ def _cmd_discard(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tablemover.demo import run_demo
 
-    return run_demo(rows=args.rows, keep=args.keep, rollback=args.rollback)
+    return run_demo(rows=args.rows, keep=args.keep, rollback=args.rollback, replica=args.replica)
 
 
 def _chunk_size(text: str) -> int:
@@ -572,6 +572,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--rollback",
         action="store_true",
         help="keep a rollback window open after the cutover, write to the target, then roll back",
+    )
+    demo.add_argument(
+        "--replica",
+        action="store_true",
+        help="also start a GTID replica of the source and read the move's rows and binlog there "
+        "([replica]); the RENAME stays on the source",
     )
     return parser
 

@@ -5,7 +5,10 @@ runs a move, SIGKILLs it once mid-copy and restarts it (resume), lets it cut ove
 result with chunked checksums and prints a summary. The servers are removed at the end. With
 ``--rollback`` the move keeps a rollback window open after the cutover: the application writes to
 the target for a moment, then ``tablemover rollback`` takes the move back to the source, and the
-source is compared with what the target held.
+source is compared with what the target held. With ``--replica`` a GTID replica of the source is
+started too and the move reads its rows, checksums and binlog there (``[replica]``, issue #24);
+the RENAME stays on the primary, and the demo shows where rows were read (``status``'s
+``reading_from``, and rows read per server from ``userstat``).
 
 What the demo shows comes from the daemon's documented interfaces, not from its screen: the JSON
 log lines (state changes, resume point, outage) and ``status`` over the control socket (rows per
@@ -44,6 +47,7 @@ from tablemover.errors import MoveFailed
 from tablemover.local.mariadb import (
     LocalMariaDB,
     grant_least,
+    grant_reader,
     pair_config,
     replicate,
     start_pair,
@@ -367,6 +371,8 @@ class _Watch:
     # starts the thread again (the demo's replica throttle, issue #27).
     on_replica_held: Any = None
     answers: bool = False  # whether the daemon has a checkpoint to answer status from
+    reading_from: str = ""  # status's reading_from: the server the copy reads rows and binlog from
+    primary: str = ""  # --replica: the primary's address, named where the RENAME is said
     _held: dict[str, Any] | None = None  # a state change whose details come on the next line
     _waiting_said: str = ""
 
@@ -418,6 +424,12 @@ class _Watch:
             if name in self.screen.tables:
                 table = self.screen.tables[name]
                 table.copied, table.done = int(figures["rows_copied"]), bool(figures["done"])
+        reading = str(status.get("reading_from") or "")
+        if reading and reading != self.reading_from:
+            self.reading_from = reading
+            self.screen.say(
+                ("reading rows and the binlog from ", "bold"), (reading, "bold green"), at=time.time()
+            )
         waiting = str(status.get("waiting_for") or "")
         if (
             self.on_replica_held is not None
@@ -540,8 +552,12 @@ class _Watch:
         text = STATE_TEXT.get(state, "")
         if detail is not None and state == "RENAMED":
             text += f" (drain position {detail.get('drain_gtid')})"
+            if self.primary:
+                text += f"; the RENAME ran on the primary {self.primary}, the replica gets it by replication"
         elif detail is not None and state == "DRAINED":
             text += f" ({detail.get('drain_gtid')}; the drain took {detail.get('waited_ms')} ms)"
+            if self.primary:
+                text += ", read from the replica once it had executed the RENAME"
         self._say_state(at, state, text)
 
 
@@ -558,8 +574,9 @@ def _daemon(cmd: list[str], log: IO[bytes]) -> Iterator[subprocess.Popen[bytes]]
             proc.wait()
 
 
-def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False) -> int:
-    """Run the demo; returns the exit code. ``rollback``: keep a window open and roll back."""
+def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False, replica: bool = False) -> int:
+    """Run the demo; returns the exit code. ``rollback``: keep a window open and roll back.
+    ``replica``: start a GTID replica of the source too, and read the move from it (``[replica]``)."""
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="tablemover-demo-"))
     customers, orders, items = rows // 10, rows * 4 // 10, rows // 2
@@ -567,11 +584,15 @@ def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False) ->
         tty=sys.stdout.isatty(),
         tables={"customers": _Table(customers), "orders": _Table(orders), "order_items": _Table(items)},
     )
-    screen.say(f"starting a source and a target MariaDB, and a replica of the target, under {workdir}")
+    also = ", a replica of the target and one of the source" if replica else ", and a replica of the target"
+    screen.say(f"starting a source and a target MariaDB{also}, under {workdir}")
     pair = start_pair(root=workdir / "servers")
-    replica = _DemoReplica(workdir / "servers" / "target-replica")
+    reader = _ReadReplica(workdir / "servers" / "source-replica") if replica else None
+    target_replica = _DemoReplica(workdir / "servers" / "target-replica")
     servers_s = time.monotonic() - started
     try:
+        # The source's replica replicates from here (the schema and the seed on), once installed.
+        seed_from = str(pair.source.execute("SELECT @@gtid_binlog_pos")[0][0] or "")
         pair.source.execute("CREATE DATABASE shop", "USE shop", *SCHEMA.values())
         pair.source.execute(
             "USE shop",
@@ -605,14 +626,21 @@ def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False) ->
             "hooks_dir": str(hooks),
             "rollback_window_s": 600 if rollback else 0,
         }
-        cfg.write_text(pair_config(pair, workdir, move, throttle={"target_replicas": [replica.address]}))
+        sections: dict[str, dict[str, Any]] = {"throttle": {"target_replicas": [target_replica.address]}}
+        if reader is not None:
+            sections["replica"] = {"host": "127.0.0.1", "port": reader.port}
+        cfg.write_text(pair_config(pair, workdir, move, **sections))
         config = load_config(cfg)
         # Exactly what `tablemover check` prints for this config: the demo runs with least privilege.
         grant_least(pair, config.move)
+        if reader is not None:
+            reader.attach(pair.source, seed_from, screen)
         # The target's replica replicates from here on with its SQL thread stopped, so the copy is
         # held from its first chunk, saying why; the demo starts the thread when it sees that.
-        replica.attach(pair.target)
-        screen.say(f"target replica {replica.address}: its SQL thread stopped, so it falls behind the target")
+        target_replica.attach(pair.target)
+        screen.say(
+            f"target replica {target_replica.address}: its SQL thread stopped, so it falls behind the target"
+        )
         traffic = _Traffic(pair.source, "shop", customers, orders + 1)
         traffic.start()
         screen.say("application traffic running: new orders, payments, balance updates, deletes")
@@ -623,9 +651,12 @@ def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False) ->
         cmd = [sys.executable, "-m", "tablemover", "--log-format", "json", "run", "-c", str(cfg)]
         tail = _LogTail(log)
         watch = _Watch(screen, config.socket_path)
+        if reader is not None:
+            watch.primary = f"127.0.0.1:{pair.source.port}"
+            reader.count_before(pair.source)
 
         def replica_runs() -> None:
-            replica.server.execute("START SLAVE SQL_THREAD")
+            target_replica.server.execute("START SLAVE SQL_THREAD")
             screen.say("started the replica's SQL thread: it catches up and the copy goes on", at=time.time())
 
         watch.on_replica_held = replica_runs
@@ -651,13 +682,24 @@ def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False) ->
             screen.say(f"the move failed with exit code {code}; log: {log}")
             print(log.read_text()[-3000:])
             return 1
+        read_lines = reader.summary(pair.source, watch) if reader is not None else []
         if window is not None:
             equal, total = _rolled_back_equal(pair.source, pair.target, config.move.rolledback)
             screen.say(
                 "compared every table: source (original names) vs target (rolled-back names): "
                 + ("equal" if equal else "DIFFERENT")
             )
-            _summary(screen, watch, traffic, total, (move_s, 0.0), equal, time.monotonic() - started, window)
+            _summary(
+                screen,
+                watch,
+                traffic,
+                total,
+                (move_s, 0.0),
+                equal,
+                time.monotonic() - started,
+                window,
+                read_lines,
+            )
             return 0 if equal else 1
         verify_started = time.time()
         screen.say(
@@ -665,10 +707,19 @@ def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False) ->
         )
         report = anyio.run(verify, config)
         verify_s = time.time() - verify_started
-        replica_equal = replica.equal(pair.target, list(TABLES))
+        replica_equal = target_replica.equal(pair.target, list(TABLES))
         screen.say(f"target replica equal to the target: {'yes' if replica_equal else 'NO'}")
         total = sum(t.target_rows for t in report.tables)
-        _summary(screen, watch, traffic, total, (move_s, verify_s), report.equal, time.monotonic() - started)
+        _summary(
+            screen,
+            watch,
+            traffic,
+            total,
+            (move_s, verify_s),
+            report.equal,
+            time.monotonic() - started,
+            extra=read_lines,
+        )
         return 0 if report.equal else 1
     except MoveFailed as exc:
         screen.say(str(exc))
@@ -677,7 +728,9 @@ def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False) ->
         if keep:
             screen.say(f"servers left running under {workdir}")
         else:
-            replica.stop()
+            target_replica.stop()
+            if reader is not None:
+                reader.stop()
             pair.cleanup()
             screen.say("servers stopped and removed")
 
@@ -723,6 +776,97 @@ class _DemoReplica:
             return False
         checksum = "CHECKSUM TABLE " + ", ".join(f"shop.{t}" for t in tables)
         return target.execute(checksum) == self.server.execute(checksum)
+
+    def stop(self) -> None:
+        """Stop the replica's server (its files go with the pair's)."""
+        self._thread.join()
+        self.server.stop()
+
+
+def _rows_read(server: LocalMariaDB) -> int:
+    """Rows the server has read of the ``shop`` tables, under any name, since userstat was on."""
+    found = server.execute(
+        "SELECT COALESCE(SUM(ROWS_READ), 0) FROM information_schema.TABLE_STATISTICS "
+        "WHERE TABLE_SCHEMA = 'shop'"
+    )
+    return int(str(found[0][0]))
+
+
+class _ReadReplica:
+    """--replica: a GTID replica of the demo's source that the move reads rows and the binlog from
+    (``[replica]``). It and the source count rows read per table (userstat), so the summary can say
+    where the copy read. Installed in a thread while the source is seeded, as :class:`_DemoReplica`."""
+
+    def __init__(self, root: Path) -> None:
+        self.server = LocalMariaDB(
+            root, server_id=5, extra_args=("--skip-slave-start", "--report-host=127.0.0.1", "--userstat=ON")
+        )
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._start, daemon=True)
+        self._thread.start()
+        self._before: tuple[int, int] = (0, 0)
+
+    def _start(self) -> None:
+        try:
+            self.server.install()
+            self.server.start()
+        except BaseException as exc:  # re-raised in attach(), on the demo's own thread
+            self._error = exc
+
+    @property
+    def port(self) -> int:
+        """Its port (known once started)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.server.port
+
+    def attach(self, source: LocalMariaDB, start: str, screen: _Screen) -> None:
+        """Replicate ``source`` from GTID ``start`` (before the schema was created) and wait until it
+        holds everything the source has: the move's preflight reads the tables' definitions there."""
+        waited = time.monotonic()
+        replicate(self.server, source, start=start)
+        grant_reader(self.server)
+        pos = source.execute("SELECT @@gtid_binlog_pos")[0][0]
+        if self.server.execute(f"SELECT MASTER_GTID_WAIT('{pos}', 120)")[0][0] != 0:
+            raise MoveFailed(f"the source's replica 127.0.0.1:{self.port} did not catch up with {pos}")
+        source.execute("SET GLOBAL userstat = ON")  # the replica counts from its start
+        screen.say(
+            f"source replica 127.0.0.1:{self.port} (GTID, log_slave_updates) caught up in "
+            f"{time.monotonic() - waited:.1f} s: the move's [replica], it reads rows, checksums and "
+            "the binlog there"
+        )
+
+    def count_before(self, source: LocalMariaDB) -> None:
+        """Rows read so far on both servers (the replica has read the seed to replicate it)."""
+        self._before = (_rows_read(source), _rows_read(self.server))
+
+    def summary(self, source: LocalMariaDB, watch: _Watch) -> list[tuple[str, str, str]]:
+        """The summary's lines: where rows were read, how many each server read, where the RENAME ran."""
+        primary = _rows_read(source) - self._before[0]
+        on_replica = _rows_read(self.server) - self._before[1]
+        # The RENAME is the primary's: the replica has it once it holds the primary's position, and
+        # then names the shop tables as the primary does (renamed, or back after a rollback).
+        pos = source.execute("SELECT @@gtid_binlog_pos")[0][0]
+        caught_up = self.server.execute(f"SELECT MASTER_GTID_WAIT('{pos}', 60)")[0][0] == 0
+        tables = "SHOW TABLES FROM shop"
+        replicated = caught_up and self.server.execute(tables) == source.execute(tables)
+        return [
+            ("rows read from", watch.reading_from or "not reported", "bold green"),
+            (
+                "rows read (userstat)",
+                f"primary {primary:,}, replica {on_replica:,} of the shop tables during the move "
+                "(the primary's: the writes to it; the replica's: the copy, the checksum and "
+                "replication)",
+                "",
+            ),
+            (
+                "RENAME",
+                f"on the primary {watch.primary}; the replica executed it by replication: "
+                + ("yes" if replicated else "NO"),
+                "",
+            ),
+        ]
 
     def stop(self) -> None:
         """Stop the replica's server (its files go with the pair's)."""
@@ -781,6 +925,7 @@ def _summary(
     equal: bool,
     demo_s: float,
     window: _WindowTraffic | None = None,
+    extra: list[tuple[str, str, str]] | None = None,
 ) -> None:
     """The figures of the run; the labels are what scripts and tests look for.
 
@@ -837,6 +982,8 @@ def _summary(
                 "bold magenta",
             ),
         )
+    if extra:
+        lines[2:2] = extra  # --replica: where rows were read, after the rows moved
     if screen.tty:
         screen.console.print()
         screen.console.print(Text("tablemover demo summary", style="bold"))

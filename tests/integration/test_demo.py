@@ -131,3 +131,28 @@ def test_demo_with_a_rollback_window_rolls_back_with_nothing_lost() -> None:
         r"source equals the target: every table, after (\d+) app transactions on the target", out
     )
     assert found and int(found.group(1)) > 0, out[-3000:]
+
+
+def test_demo_reading_from_a_replica_of_the_source_says_where_rows_were_read() -> None:
+    """``demo --replica`` (issue #24): the move reads from a GTID replica of the demo's source; the
+    demo says so from status (``reading_from``) and userstat, and that the RENAME ran on the primary."""
+    demo = subprocess.run(
+        [sys.executable, "-m", "tablemover", "demo", "--rows", "20000", "--replica"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    out = demo.stdout
+    assert demo.returncode == 0, out[-3000:] + demo.stderr[-3000:]
+    assert_tells_the_whole_story(out)
+    assert re.search(r"reading rows and the binlog from replica 127\.0\.0\.1:\d+", out), out[-4000:]
+    assert re.search(r"rows read from\s+replica 127\.0\.0\.1:\d+", out), out[-4000:]
+    found = re.search(r"rows read \(userstat\) primary ([\d,]+), replica ([\d,]+)", out)
+    assert found, out[-4000:]
+    primary, replica = (int(g.replace(",", "")) for g in found.groups())
+    # The copy read every seeded row on the replica; the primary read only for the application's
+    # writes, which the replica's SQL thread reads again to apply them.
+    assert replica >= 20_000 and replica > primary, out[-4000:]
+    assert re.search(r"the RENAME ran on the primary 127\.0\.0\.1:\d+", out), out[-4000:]
+    assert "the replica executed it by replication: yes" in out
