@@ -735,13 +735,12 @@ def run_demo(rows: int = 200_000, keep: bool = False, rollback: bool = False, re
             screen.say("servers stopped and removed")
 
 
-class _DemoReplica:
-    """A GTID replica of the demo's target, watched by the move ([throttle] target_replicas).
+class _BackgroundServer:
+    """A third local server, installed and started in a thread while the source is seeded
+    (installing a datadir is the slow part); :meth:`ready` waits for it on the demo's thread."""
 
-    Started while the source is seeded (a thread: installing a datadir is the slow part)."""
-
-    def __init__(self, root: Path) -> None:
-        self.server = LocalMariaDB(root, server_id=3, extra_args=("--skip-slave-start",))
+    def __init__(self, server: LocalMariaDB) -> None:
+        self.server = server
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._start, daemon=True)
         self._thread.start()
@@ -750,23 +749,36 @@ class _DemoReplica:
         try:
             self.server.install()
             self.server.start()
-        except BaseException as exc:  # re-raised in attach(), on the demo's own thread
+        except BaseException as exc:  # re-raised by ready(), on the demo's own thread
             self._error = exc
+
+    def ready(self) -> LocalMariaDB:
+        """The started server (raises what starting it raised)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.server
+
+    def stop(self) -> None:
+        """Stop the server (its files go with the pair's)."""
+        self._thread.join()
+        self.server.stop()
+
+
+class _DemoReplica(_BackgroundServer):
+    """A GTID replica of the demo's target, watched by the move ([throttle] target_replicas)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(LocalMariaDB(root, server_id=3, extra_args=("--skip-slave-start",)))
 
     @property
     def address(self) -> str:
         """ "host:port" as ``[throttle] target_replicas`` names it (its port is known once started)."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return f"127.0.0.1:{self.server.port}"
+        return f"127.0.0.1:{self.ready().port}"
 
     def attach(self, target: LocalMariaDB) -> None:
         """Replicate from the target's position now, the IO thread only (the SQL thread waits)."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        replicate(self.server, target, threads="IO_THREAD")
+        replicate(self.ready(), target, threads="IO_THREAD")
 
     def equal(self, target: LocalMariaDB, tables: list[str]) -> bool:
         """Whether the replica, once caught up, holds what the target's ``shop`` tables hold."""
@@ -776,11 +788,6 @@ class _DemoReplica:
             return False
         checksum = "CHECKSUM TABLE " + ", ".join(f"shop.{t}" for t in tables)
         return target.execute(checksum) == self.server.execute(checksum)
-
-    def stop(self) -> None:
-        """Stop the replica's server (its files go with the pair's)."""
-        self._thread.join()
-        self.server.stop()
 
 
 def _rows_read(server: LocalMariaDB) -> int:
@@ -792,34 +799,25 @@ def _rows_read(server: LocalMariaDB) -> int:
     return int(str(found[0][0]))
 
 
-class _ReadReplica:
+class _ReadReplica(_BackgroundServer):
     """--replica: a GTID replica of the demo's source that the move reads rows and the binlog from
     (``[replica]``). It and the source count rows read per table (userstat), so the summary can say
-    where the copy read. Installed in a thread while the source is seeded, as :class:`_DemoReplica`."""
+    where the copy read."""
 
     def __init__(self, root: Path) -> None:
-        self.server = LocalMariaDB(
-            root, server_id=5, extra_args=("--skip-slave-start", "--report-host=127.0.0.1", "--userstat=ON")
+        super().__init__(
+            LocalMariaDB(
+                root,
+                server_id=5,
+                extra_args=("--skip-slave-start", "--report-host=127.0.0.1", "--userstat=ON"),
+            )
         )
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._start, daemon=True)
-        self._thread.start()
         self._before: tuple[int, int] = (0, 0)
-
-    def _start(self) -> None:
-        try:
-            self.server.install()
-            self.server.start()
-        except BaseException as exc:  # re-raised in attach(), on the demo's own thread
-            self._error = exc
 
     @property
     def port(self) -> int:
         """Its port (known once started)."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self.server.port
+        return self.ready().port
 
     def attach(self, source: LocalMariaDB, start: str, screen: _Screen) -> None:
         """Replicate ``source`` from GTID ``start`` (before the schema was created) and wait until it
@@ -867,11 +865,6 @@ class _ReadReplica:
                 "",
             ),
         ]
-
-    def stop(self) -> None:
-        """Stop the replica's server (its files go with the pair's)."""
-        self._thread.join()
-        self.server.stop()
 
 
 class _WindowTraffic:
