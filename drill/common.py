@@ -18,6 +18,7 @@ from tablemover.local.mariadb import LocalPair
 
 if TYPE_CHECKING:  # the load's writers register with Children, and drill.load imports this module
     from drill.load import AckedWrites, PyLoad
+    from drill.read_replica import ReadReplica
     from drill.replica import TargetReplica
 
 # Random kills land uniformly in [0, expected run time). Until the drill has timed a run (round 1
@@ -101,6 +102,8 @@ class Drill:
     rollback_runs: list[float] = field(default_factory=list)  # rollback asked -> daemon exited 0
     # The target's replica, once a replica round started it (drill.replica); stopped with the pair.
     replica: TargetReplica | None = None
+    # The source's replica the read-replica rounds read from (drill.read_replica); stopped likewise.
+    read_replica: ReadReplica | None = None
 
     def expected_run_s(self) -> float:
         """Expected duration of an undisturbed first run (timed ones, else a bound)."""

@@ -18,8 +18,8 @@ def _renames(r: dict[str, Any]) -> str:
     text = str(r.get("renames", "-"))
     if r.get("window") == "rollback":
         text += f"+{r.get('restores', '-')}"
-    if r.get("window"):
-        text += f"/{r.get('target_renames', '-')}"
+    if "target_renames" in r:  # window rounds count the target's RENAMEs too
+        text += f"/{r['target_renames']}"
     return text
 
 

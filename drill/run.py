@@ -48,6 +48,14 @@ that the drill starts the first time one runs: SIGKILLed while the replica holds
 the cutover waits for it, they end with the replica identical to the target
 (``drill/rounds/replica.py``).
 
+Read-replica rounds (issue #24; 5, 13, 21, ..., or all with ``--only-kind read_replica``) move
+reading rows and the binlog from a GTID replica of the *source* (``[replica]``) that the drill starts
+the first time one runs; the RENAME stays on the primary. Their kills are a forward round's; in
+half of them the drill also stops the replica's SQL thread mid-copy until the daemon says it waits
+for it. Beyond the forward checks, ``tablemover status`` must have said it reads from the
+replica, and the move user must have read its rows there, not on the primary
+(``drill/rounds/read_replica.py``).
+
 It prints a table of rounds and a final ``N passed, M failed`` line, writes the same as JSON to
 ``--out`` (the daemon logs of failed rounds go to ``<out stem>-logs/`` beside it) and exits 0 only when
 every round passed.
@@ -79,6 +87,7 @@ from typing import Any
 from loadkit import LoadError, ensure_sysbench
 
 from drill.common import Children, Drill, DrillError
+from drill.read_replica import stop_read_replica
 from drill.report import format_details, format_table
 from drill.rounds import ANY_SLOT, Slot, by_name, pick, run_round
 from drill.rounds.windowed import ELAPSE_EVERY
@@ -304,8 +313,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         children.stop_all()
-        if drill is not None and drill.replica is not None:
-            drill.replica.stop()  # before the pair's directory, which holds its files, goes
+        if drill is not None:
+            # Before the pair's directory, which holds their files, goes.
+            if drill.replica is not None:
+                drill.replica.stop()
+            stop_read_replica(drill)
         if pair is not None:
             pair.cleanup()
         shutil.rmtree(root, ignore_errors=True)

@@ -9,7 +9,7 @@ checks expect. To add a kind: a module here with a :class:`~drill.rounds.base.Ro
 
 from __future__ import annotations
 
-from drill.rounds import elapse, forward, parallel, replica, rollback
+from drill.rounds import elapse, forward, parallel, read_replica, replica, rollback
 from drill.rounds.base import RoundKind, Slot, run_round
 
 # Every round kind, in the order they are offered a round: the first whose ``takes`` accepts the
@@ -19,13 +19,14 @@ KINDS: tuple[RoundKind, ...] = (
     rollback.KIND,
     parallel.KIND,
     replica.KIND,
+    read_replica.KIND,
     forward.KIND,
 )
 
 
 # The kinds that run outside the rollback window's schedule, so that ``--only-kind`` may give them
 # every round (a window kind's plan depends on its place among the window rounds).
-ANY_SLOT = (forward.KIND, parallel.KIND, replica.KIND)
+ANY_SLOT = (forward.KIND, parallel.KIND, replica.KIND, read_replica.KIND)
 
 
 def by_name(name: str) -> RoundKind:

@@ -28,16 +28,20 @@ def schedule(rounds: int, window_every: int) -> list[str]:
 def test_every_kind_has_a_name_of_its_own_and_every_slot_a_kind() -> None:
     assert len({k.name for k in KINDS}) == len(KINDS)
     # Every fourth round copies with four streams (rounds 3, 7, ...), unless it is a window round;
-    # every eighth from round 9 (9, 17, ...) watches a target replica; the rest are forward rounds.
+    # every eighth from round 9 (9, 17, ...) watches a target replica; every eighth from round 5
+    # (5, 13, ...) reads from a replica of the source; the rest are forward rounds.
     without_windows = schedule(40, 0)
     replica_rounds = [9, 17, 25, 33]
+    read_replica_rounds = [5, 13, 21, 29, 37]
     assert [n for n, k in enumerate(without_windows, 1) if k == "replica"] == replica_rounds
-    for n in replica_rounds:
+    assert [n for n, k in enumerate(without_windows, 1) if k == "read_replica"] == read_replica_rounds
+    for n in replica_rounds + read_replica_rounds:
         without_windows[n - 1] = "forward"
     assert without_windows == ["forward", "forward", "parallel", "forward"] * 10
     every_other = schedule(20, 2)
-    odd = ["forward", "parallel", "forward", "parallel", "replica", "parallel", "forward", "parallel"]
-    assert every_other[0::2] == [*odd, "replica", "parallel"]  # rounds 1, 3, ..., 19
+    odd = ["forward", "parallel", "read_replica", "parallel", "replica", "parallel"]
+    odd += ["read_replica", "parallel", "replica", "parallel"]
+    assert every_other[0::2] == odd  # rounds 1, 3, ..., 19
     # Window rounds: four rollback rounds, then an elapse round.
     assert every_other[1::2] == (["rollback"] * 4 + ["elapse"]) * 2
 
