@@ -170,6 +170,15 @@ def status_text(status: dict[str, Any], name: str) -> list[str]:
             why = f" ({r['problem']})" if r.get("problem") else ""
             holds = f", holds {held}" if r.get("holds_copy") else ""
             lines.append(f"  {side} replica {replica}: {seen}{why}{holds}")
+    reading = status.get("read_replica")
+    if status.get("reading_from") and (reading is not None or "replica" in status["reading_from"]):
+        # Issue #24, only with [replica]: where rows and the binlog come from, and its state.
+        line = f"  reading from: {status['reading_from']}"
+        if reading and status["reading_from"].startswith("replica"):
+            line += f", lag {reading['lag_s']:.2f} s" if reading.get("lag_s") is not None else ", lag unknown"
+            line += f" ({reading['problem']})" if reading.get("problem") else ""
+            line += ", holds the copy" if reading.get("holds_copy") else ""
+        lines.append(line)
     if status.get("tls"):
         lines.append("  " + tls.status_line(status["tls"]))
     if "window_closes_in_s" in status:

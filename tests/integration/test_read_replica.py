@@ -52,6 +52,8 @@ def test_a_move_under_writes_reads_every_row_from_the_replica(
     try:
         doc = wait_status(move, cfg, daemon, lambda d: d.get("state") == "COPYING", "the copy")
         assert doc["reading_from"] == f"replica 127.0.0.1:{replica.port}", doc
+        text = move.cli("status", "-c", str(cfg)).stdout
+        assert f"  reading from: replica 127.0.0.1:{replica.port}" in text, text
         wait_status(
             move, cfg, daemon, lambda d: (d.get("read_replica") or {}).get("lag_s") is not None, "a lag"
         )

@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 
 from tablemover.checkpoint import Checkpoint
+from tablemover.cli import status_text
 from tablemover.config import parse_config
 from tablemover.db import ServerInfo
 from tablemover.flavor import Flavor, parse_version
@@ -132,3 +133,27 @@ def test_an_unreachable_replica_does_not_stop_a_resume() -> None:
         for fallback in ("wait", "source"):
             found = anyio.run(replica_fitness, _context(Checkpoint("m", state, "0-1-5"), fallback))
             assert found == [], (state, fallback, found)
+
+
+def test_status_text_says_where_the_move_reads_and_the_replica_state() -> None:
+    base = {"state": "COPYING", "rows_copied": 10, "tables": {}, "applied_gtid": "0-1-5"}
+    on_replica = {
+        **base,
+        "reading_from": "replica db3:3306",
+        "read_replica": {"lag_s": 0.25, "problem": "", "holds_copy": False},
+    }
+    assert "  reading from: replica db3:3306, lag 0.25 s" in status_text(on_replica, "orders")
+    stopped = {
+        **on_replica,
+        "read_replica": {"lag_s": None, "problem": "SQL thread No", "holds_copy": True},
+    }
+    line = "  reading from: replica db3:3306, lag unknown (SQL thread No), holds the copy"
+    assert line in status_text(stopped, "orders")
+    fallen_back = {
+        **base,
+        "reading_from": "source db1:3306 (replica fallback: cannot be read)",
+        "read_replica": {"lag_s": None, "problem": "cannot be read", "holds_copy": False},
+    }
+    assert "  reading from: source db1:3306 (replica fallback: cannot be read)" in status_text(
+        fallen_back, "orders"
+    )
