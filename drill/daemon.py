@@ -79,6 +79,36 @@ def parse_log(record: RunRecord, path: Path) -> None:
             record.errors.append(f"{line.get('msg')} {json.dumps(detail)[:400]}")
 
 
+class LogTail:
+    """A daemon's JSON log as it grows: each call of :meth:`read_new` returns the lines appended
+    since the last one (a line still being written waits for its newline)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def read_new(self) -> list[dict[str, Any]]:
+        """The JSON object lines appended since the last call (none while the file does not exist)."""
+        try:
+            with self.path.open("rb") as log:
+                log.seek(self._offset)
+                data = log.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        found = []
+        for raw in lines:
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue  # not a JSON line (a traceback's text): the messages are in the others
+            if isinstance(line, dict):
+                found.append(line)
+        return found
+
+
 class Daemon:
     """One ``tablemover run`` process the drill watches without blocking: its exit, and the states and
     messages its JSON log has reported so far."""
@@ -90,8 +120,7 @@ class Daemon:
         self.states: list[str] = []
         self.messages: set[str] = set()
         self.lines: list[dict[str, Any]] = []  # every JSON line so far, for reads of their fields
-        self._offset = 0
-        self._partial = b""
+        self._tail = LogTail(log_path)
         cmd = [sys.executable, "-m", "tablemover", "--log-format", "json", "run", "-c", str(config)]
         with log_path.open("wb") as log:
             self.started = time.monotonic()
@@ -124,22 +153,12 @@ class Daemon:
             self.record.timed_out = timed_out
 
     def _scan(self) -> None:
-        with self.log_path.open("rb") as log:
-            log.seek(self._offset)
-            data = log.read()
-        self._offset += len(data)
-        *lines, self._partial = (self._partial + data).split(b"\n")
-        for raw in lines:
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(line, dict):
-                msg = str(line.get("msg"))
-                self.messages.add(msg)
-                self.lines.append(line)
-                if msg == "state changed":
-                    self.states.append(str(line.get("state")))
+        for line in self._tail.read_new():
+            msg = str(line.get("msg"))
+            self.messages.add(msg)
+            self.lines.append(line)
+            if msg == "state changed":
+                self.states.append(str(line.get("state")))
 
     def reached(self, state: str) -> bool:
         """Whether its log has reported entering ``state``."""

@@ -48,7 +48,7 @@ from typing import Any
 import pymysql
 
 from drill.common import Drill
-from drill.daemon import Daemon, daemon_env
+from drill.daemon import Daemon, LogTail, daemon_env
 from drill.kills import Kill
 from drill.read_replica import ReadReplica, rows_read, start_read_replica
 from drill.rounds.base import Round, Slot
@@ -82,28 +82,14 @@ class RunLog:
         self.path = path
         self.lines: list[dict[str, Any]] = []
         self.states: list[str] = []
-        self._offset = 0
-        self._partial = b""
+        self._tail = LogTail(path)
 
     def scan(self) -> None:
         """Read what the daemon appended since the last scan."""
-        try:
-            with self.path.open("rb") as log:
-                log.seek(self._offset)
-                data = log.read()
-        except FileNotFoundError:
-            return
-        self._offset += len(data)
-        *lines, self._partial = (self._partial + data).split(b"\n")
-        for raw in lines:
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(line, dict):
-                self.lines.append(line)
-                if line.get("msg") == "state changed":
-                    self.states.append(str(line.get("state")))
+        for line in self._tail.read_new():
+            self.lines.append(line)
+            if line.get("msg") == "state changed":
+                self.states.append(str(line.get("state")))
 
     def count(self, msg: str) -> int:
         """Lines with message ``msg``."""
