@@ -17,7 +17,7 @@ from test_read_replica import seed
 from test_replica_throttle import caught_up
 
 from conftest import MoveEnv, ReadTrio
-from tablemover.local.mariadb import LocalMariaDB, replicate
+from tablemover.local.mariadb import MOVER_USER, LocalMariaDB, replicate
 
 
 @contextmanager
@@ -51,9 +51,28 @@ def altered_on_the_replica(replica: LocalMariaDB, move: MoveEnv) -> Iterator[Non
         replica.execute("SET SESSION sql_log_bin = 0", alter.replace("VARCHAR(8)", "VARCHAR(64)"))
 
 
+@contextmanager
+def without_binlog_dump(replica: LocalMariaDB, move: MoveEnv) -> Iterator[None]:
+    revoke = f"REVOKE REPLICATION SLAVE ON *.* FROM '{MOVER_USER}'@'%'"
+    replica.execute("SET SESSION sql_log_bin = 0", revoke)
+    try:
+        yield
+    finally:
+        replica.execute(
+            "SET SESSION sql_log_bin = 0", revoke.replace("REVOKE", "GRANT").replace("FROM", "TO")
+        )
+
+
 CASES = {
     "sql_thread_stopped": (sql_thread_stopped, ["cannot be read from now", "SQL thread", "START SLAVE"]),
     "filtered": (filtered, ["replicates with filters", "Replicate_Wild_Ignore_Table = nosuchdb.%"]),
+    "privilege": (
+        without_binlog_dump,
+        [
+            "lacks privileges tablemover needs: REPLICATION SLAVE on *.* (the binlog stream",
+            "GRANT REPLICATION SLAVE ON *.* TO",
+        ],
+    ),
     "altered": (
         altered_on_the_replica,
         ["is defined differently on replica", "column v: primary varchar(64)", "replica varchar(8)"],

@@ -16,6 +16,7 @@ from tablemover.db import ServerInfo
 from tablemover.flavor import Flavor, parse_version
 from tablemover.machine import State
 from tablemover.preflight import PreflightContext
+from tablemover.preflight.grant_plan import Side, replica_needs
 from tablemover.preflight.read_replica import replica_fitness
 from tablemover.readreplica import Identity, barrier_problem, configuration_problems, state_problem
 
@@ -157,3 +158,23 @@ def test_status_text_says_where_the_move_reads_and_the_replica_state() -> None:
     assert "  reading from: source db1:3306 (replica fallback: cannot be read)" in status_text(
         fallen_back, "orders"
     )
+
+
+def test_the_replica_user_needs_reads_only() -> None:
+    move = parse_config('[move]\nname = "m"\ndatabase = "app"\ntables = ["a"]\n', origin="t", env={}).move
+    mariadb = {
+        (n.privileges, n.database, n.table) for n in replica_needs(move, parse_version("10.11.9-MariaDB"))
+    }
+    assert mariadb == {
+        (("REPLICATION SLAVE",), None, None),
+        (("REPLICATION CLIENT",), None, None),
+        (("SLAVE MONITOR", "SUPER"), None, None),
+        (("SELECT",), "app", "a"),
+    }
+    mysql = {(n.privileges, n.table) for n in replica_needs(move, parse_version("8.0.36"))}
+    assert (("SLAVE MONITOR", "SUPER"), None) not in mysql  # MySQL: SHOW REPLICA STATUS is REPLICATION CLIENT
+    assert (("LOCK TABLES", "UPDATE", "DELETE"), "a") in mysql  # FOR SHARE on 8.0.22+
+    assert all(n.side is Side.SOURCE for n in replica_needs(move))  # the source cluster's server
+    # Nothing that writes or renames: those stay on the primary.
+    granted = {p for n in replica_needs(move, parse_version("8.0.36")) for p in n.privileges}
+    assert not granted & {"ALTER", "DROP", "INSERT", "CREATE"}

@@ -109,6 +109,7 @@ _STREAM = "the binlog stream (binlog dump)"
 _POSITION = "binlog positions, SHOW BINARY LOGS and SHOW BINLOG EVENTS"
 _BLOCKERS = "optional: lets the cutover see the transactions that would block its RENAME"
 _COPY = "the copy's locking reads and the checksums"
+_REPLICA_STATUS = "SHOW SLAVE STATUS: the replica's threads, lag and source"
 _LOCKING_READ = "locking reads (LOCK IN SHARE MODE) need one of them on MySQL 8.0.22+"
 _RENAME_FROM = "the cutover's RENAME TABLE moves the table away"
 _RENAME_TO = "the cutover's RENAME TABLE creates this name"
@@ -209,6 +210,27 @@ def minimal_needs(
         # upgraded (ALTER ... ADD seq) and dropped at cleanup there; the table exists already.
         legacy = [*STATE_PRIVILEGES, "ALTER"]
         needs += [Need(dst, (p,), checkpoint_database, CHECKPOINT_TABLE, _LEGACY) for p in legacy]
+    return needs
+
+
+def replica_needs(move: MoveSection, version: ServerVersion | None = None) -> list[Need]:
+    """What the ``[replica]`` user needs: the source's reads, nothing that writes (the RENAME and
+    its position stay on the primary), and the replication status the barrier and the watch read.
+
+    The needs are on :attr:`Side.SOURCE`: the replica is a server of the source's cluster, holding
+    the source's schema names, and the same matching applies."""
+    rep = Side.SOURCE
+    needs = [
+        Need(rep, ("REPLICATION SLAVE",), None, None, _STREAM),
+        Need(rep, ("REPLICATION CLIENT",), None, None, _POSITION),
+    ]
+    if version is None or version.flavor is Flavor.MARIADB:
+        # MariaDB 10.5.9 split SHOW SLAVE STATUS off REPLICATION CLIENT (MySQL keeps it there).
+        needs.append(Need(rep, ("SLAVE MONITOR", "SUPER"), None, None, _REPLICA_STATUS))
+    for table in move.tables:
+        needs.append(Need(rep, ("SELECT",), move.database, table, _COPY))
+        if _locking_read_needs_more(version):
+            needs.append(Need(rep, ("LOCK TABLES", "UPDATE", "DELETE"), move.database, table, _LOCKING_READ))
     return needs
 
 

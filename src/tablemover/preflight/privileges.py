@@ -171,7 +171,7 @@ async def schema_visible(conn: Any, database: str) -> bool:
     return bool(rows)
 
 
-async def _server_problems(
+async def server_privilege_problems(
     conn: Any,
     info: ServerInfo,
     where: str,
@@ -179,6 +179,8 @@ async def _server_problems(
     side: Side,
     databases: Sequence[str],
 ) -> list[str]:
+    """The missing privileges of ``side``'s user on the server behind ``conn`` (one message with
+    the GRANTs that fix them); warns when it holds far more than ``needs``."""
     account, accounts, notes = await account_grants(conn, info.version)
     rules = await name_rules(conn, info)
     plan = plan_fix(accounts, requirements(needs, side), rules)
@@ -207,10 +209,10 @@ async def required_privileges(ctx: PreflightContext) -> list[str]:
         target_schema_exists=exists,
         checkpoint_database=ctx.checkpoint_database,
     )
-    source = await _server_problems(
+    source = await server_privilege_problems(
         ctx.source, ctx.source_info, ctx.source_address, needs, Side.SOURCE, [move.database]
     )
-    target = await _server_problems(
+    target = await server_privilege_problems(
         ctx.target, ctx.target_info, ctx.target_address, needs, Side.TARGET, [target_db]
     )
     return source + target

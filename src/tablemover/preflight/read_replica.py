@@ -11,6 +11,10 @@ anything is created. A resumed move only warns: the move is under way (its sourc
 renamed away), and every attempt waits for the replica with the reason in status, or falls back to
 the primary with ``replica_fallback = "source"``; refusing to start would only stall it harder.
 
+The replica's user must hold what reading there needs (:func:`~.grant_plan.replica_needs`: the
+binlog stream and positions, SHOW SLAVE STATUS, SELECT on the moved tables), checked as the source's
+and target's users are, with the GRANTs that fix it.
+
 The moved tables' definitions on the replica are compared in :mod:`.replica_definition`.
 """
 
@@ -22,9 +26,11 @@ from typing import Any
 import anyio
 from asyncmy.errors import MySQLError
 
-from tablemover.db import ConnectError, close, connect
+from tablemover.db import ConnectError, close, connect, server_info
 from tablemover.log import event
 from tablemover.preflight import Phase, PreflightContext, check
+from tablemover.preflight.grant_plan import Side, replica_needs
+from tablemover.preflight.privileges import server_privilege_problems
 from tablemover.readreplica import (
     Identity,
     configuration_problems,
@@ -78,6 +84,13 @@ async def replica_fitness(ctx: PreflightContext) -> list[str]:
         if who:
             # Not a replica at all: that is the answer, whatever the user may read there.
             return [f"{at} {problem}." for problem in who]
+        info = await server_info(conn)
+        needs = replica_needs(ctx.config.move, info.version)
+        missing = await server_privilege_problems(
+            conn, info, at, needs, Side.SOURCE, [ctx.config.move.database]
+        )
+        if missing:
+            return missing
         try:
             slave_status = await slave_status_row(conn)
         except MySQLError as exc:
