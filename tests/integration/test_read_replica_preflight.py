@@ -110,6 +110,10 @@ def test_an_unusable_replica_is_refused_before_anything_changes(
     caught_up(replica, move.source)
     checked = move.cli("check", "-c", str(cfg), timeout=120)
     assert checked.returncode == 0, checked.stdout + checked.stderr[-3000:]
+    # The least grants it prints name the replica's too.
+    replica_part = checked.stdout.split(f"-- on the {at} ", 1)[1]
+    assert "GRANT REPLICATION SLAVE, BINLOG MONITOR, SLAVE MONITOR ON *.* TO <account>;" in replica_part
+    assert f"GRANT SELECT ON `{move.database}`.`a` TO <account>;" in replica_part
 
 
 def test_a_replica_section_naming_the_target_is_refused(read_move: MoveEnv) -> None:

@@ -20,11 +20,13 @@ from tablemover.log import event
 from tablemover.preflight import Phase, PreflightContext, check
 from tablemover.preflight.grant_excess import excess_grants, excess_warning
 from tablemover.preflight.grant_plan import (
+    ACCOUNT_PLACEHOLDER,
     Need,
     Side,
     grant_script,
     group_statements,
     minimal_needs,
+    replica_needs,
     requirements,
 )
 from tablemover.preflight.grants import (
@@ -221,7 +223,8 @@ async def required_privileges(ctx: PreflightContext) -> list[str]:
 async def _peek(config: Config, role: str) -> tuple[ServerVersion | None, bool, NameRules]:
     """``(version, target schema visible, name rules)`` of one server; ``(None, False, default)``
     when it cannot be read."""
-    server = config.source if role == "source" else config.target
+    server = {"source": config.source, "target": config.target}.get(role, config.replica)
+    assert server is not None
     conn: Any = None
     try:
         conn = await connect(server, role)
@@ -246,7 +249,7 @@ async def minimal_grant_script(config: Config) -> str:
     source_version, _, source_rules = await _peek(config, "source")
     target_version, target_exists, target_rules = await _peek(config, "target")
     needs = minimal_needs(config.move, source_version, target_schema_exists=target_exists)
-    return grant_script(
+    script = grant_script(
         needs,
         source_version.flavor if source_version else None,
         target_version.flavor if target_version else None,
@@ -255,3 +258,13 @@ async def minimal_grant_script(config: Config) -> str:
         source_rules=source_rules,
         target_rules=target_rules,
     )
+    if config.replica is None:
+        return script
+    version, _, rules = await _peek(config, "replica")
+    flavor = version.flavor if version else None
+    lines = [f"-- on the replica {config.replica.address} (the move reads rows and the binlog there):"]
+    lines += [
+        s.sql(ACCOUNT_PLACEHOLDER, flavor, rules)
+        for s in group_statements(replica_needs(config.move, version))
+    ]
+    return "\n".join([script, *lines])
