@@ -298,6 +298,7 @@ class LocalMariaDB:
         if template is not None:
             shutil.copytree(template, self.datadir)
             return
+        (self.basedir / "tmp").mkdir(exist_ok=True)
         install_db = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
         if install_db is None:
             raise LocalServerError("mariadb-install-db not found: install the mariadb-server package")
@@ -307,6 +308,11 @@ class LocalMariaDB:
             f"--datadir={self.datadir}",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
+            # A private tmpdir: every mariadbd, the bootstrap one included, deletes the "#sql*"
+            # files in its tmpdir when it starts, so two installs sharing /tmp (the demo installs
+            # its replicas side by side; any server starting there meanwhile) delete each other's
+            # temporary tables mid-bootstrap ("Unknown table 'mysql.tmp_user_sys'").
+            f"--tmpdir={self.basedir / 'tmp'}",
             # Settings fixed when the datadir is created (lower_case_table_names: the data
             # dictionary's names are folded then) go to install-db too, not only to the server.
             *(a for a in self.extra_args if a.startswith(INSTALL_TIME_ARGS)),
