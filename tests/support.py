@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -193,3 +198,20 @@ def wait_for_log(move: Any, text: str, proc: Any = None, timeout: float = 120) -
         assert proc is None or proc.poll() is None, f"the daemon ended before {text!r}:\n{log[-3000:]}"
         assert time.monotonic() < deadline, f"{text!r} not logged within {timeout} s:\n{log[-3000:]}"
         time.sleep(0.05)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_drill(
+    out: Path, *args: str, timeout: float = 900
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run ``python -m drill.run ARGS --out OUT`` from the repository root; its result and report.
+
+    The report is {} when the drill wrote none (the caller's returncode assertion says why)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    command = [sys.executable, "-m", "drill.run", *args, "--out", str(out)]
+    result = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    return result, (json.loads(out.read_text()) if out.exists() else {})

@@ -9,25 +9,16 @@ one RENAME in the binlog, the state graph and the hook."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from support import run_drill
 
 
 def test_drill_rounds_with_four_copy_streams(tmp_path: Path) -> None:
-    out = tmp_path / "drill.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    command = [sys.executable, "-m", "drill.run", "--rounds", "3", "--window-every", "0"]
-    command += ["--copy-threads", "4", "--seed", "21", "--out", str(out)]
-    result = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False
+    result, report = run_drill(
+        tmp_path / "drill.json", "--rounds", "3", "--window-every", "0", "--copy-threads", "4", "--seed", "21"
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    report = json.loads(out.read_text())
     assert report["copy_threads"] == 4
     rounds = report["rounds"]
     assert [r["result"] for r in rounds] == ["PASS"] * 3, rounds

@@ -12,11 +12,7 @@ while it waits, says the replica). A round whose move reads from the primary fai
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +21,23 @@ from drill.read_replica import ReadReplica, stop_read_replica
 from drill.rounds.base import Round, Slot, run_round
 from drill.rounds.read_replica import WAIT_LINES, ReadReplicaRound
 
+from support import run_drill
 from tablemover.local.mariadb import grant_mover, start_pair
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_read_replica_rounds_pass_with_kills_and_a_stopped_sql_thread(tmp_path: Path) -> None:
-    out = tmp_path / "drill.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    command = [sys.executable, "-m", "drill.run", "--rounds", "2", "--only-kind", "read_replica"]
-    command += ["--rows", "5000", "--seed", "24", "--out", str(out)]
-    result = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False
+    result, report = run_drill(
+        tmp_path / "drill.json",
+        "--rounds",
+        "2",
+        "--only-kind",
+        "read_replica",
+        "--rows",
+        "5000",
+        "--seed",
+        "24",
     )
     assert result.returncode == 0, result.stderr[-4000:] + result.stdout[-4000:]
-    report = json.loads(out.read_text())
     assert report["only_kind"] == "read_replica"
     rounds = report["rounds"]
     assert [r["result"] for r in rounds] == ["PASS"] * 2, rounds

@@ -10,11 +10,7 @@ same on both). A replica that differs from the target fails the round."""
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 from drill.common import Children, Drill
@@ -22,21 +18,15 @@ from drill.daemon import Daemon
 from drill.rounds.base import Round, Slot, run_round
 from drill.rounds.replica import ReplicaRound
 
+from support import run_drill
 from tablemover.local.mariadb import grant_mover, start_pair
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_replica_rounds_resume_after_kills_while_throttled_and_in_the_cutover_wait(tmp_path: Path) -> None:
-    out = tmp_path / "drill.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    command = [sys.executable, "-m", "drill.run", "--rounds", "2", "--only-kind", "replica"]
-    command += ["--seed", "27", "--out", str(out)]
-    result = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+    result, report = run_drill(
+        tmp_path / "drill.json", "--rounds", "2", "--only-kind", "replica", "--seed", "27", timeout=600
     )
     assert result.returncode == 0, result.stderr[-4000:] + result.stdout[-4000:]
-    report = json.loads(out.read_text())
     assert report["only_kind"] == "replica"
     rounds = report["rounds"]
     assert [r["result"] for r in rounds] == ["PASS"] * 2, rounds
