@@ -7,6 +7,7 @@ row of a moved table for the copy, the checksum or the binlog, the replica all o
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from test_replica_throttle import caught_up, wait_status
@@ -32,6 +33,16 @@ def seed(move: MoveEnv, **counts: int) -> None:
         move.src(
             TABLE.format(name=name), f"INSERT INTO {name} SELECT seq, seq % 97, 'x' FROM seq_1_to_{count}"
         )
+
+
+def finish(move: MoveEnv, cfg: Path, daemon: Any) -> None:
+    """Release the postponed cutover and wait for the daemon to end at HOOK_FIRED or DONE."""
+    released = move.cli("cutover", "-c", str(cfg))
+    assert released.returncode == 0, released.stdout + released.stderr
+    code = daemon.wait(timeout=300)
+    log = (move.workdir / "daemon.log").read_text()
+    assert code == 0, log[-4000:]
+    assert transitions(move)[-1] in ("HOOK_FIRED", "DONE")
 
 
 def test_a_move_under_writes_reads_every_row_from_the_replica(
@@ -60,13 +71,8 @@ def test_a_move_under_writes_reads_every_row_from_the_replica(
         wait_for_log(move, "cutover postponed", daemon)
     finally:
         ops = load.stop()
-    released = move.cli("cutover", "-c", str(cfg))
-    assert released.returncode == 0, released.stdout + released.stderr
-    code = daemon.wait(timeout=300)
-    log = (move.workdir / "daemon.log").read_text()
-    assert code == 0, log[-4000:]
+    finish(move, cfg, daemon)
     assert ops > 50 and not load.errors, load.errors
-    assert transitions(move)[-1] in ("HOOK_FIRED", "DONE")
     # Everything the application wrote before the RENAME is on the target, byte for byte.
     assert_tables_equal(
         move.source, move.database, move.target, move.target_database, {"_a_moved": "a", "_b_moved": "b"}

@@ -18,12 +18,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pymysql
 import pytest
-from test_read_replica import rows_read, seed
+from test_read_replica import finish, rows_read, seed
 from test_replica_throttle import caught_up, status_json, wait_status
 
 from conftest import MoveEnv, ReadTrio
@@ -35,15 +34,6 @@ SLOW_COPY = {"TABLEMOVER_DELAYS": "copy.after_read:0.05"}  # the copy lasts long
 
 def copied(doc: dict[str, Any]) -> int:
     return int(doc.get("rows_copied") or 0)
-
-
-def finish(move: MoveEnv, cfg: Path, daemon: Any) -> None:
-    released = move.cli("cutover", "-c", str(cfg))
-    assert released.returncode == 0, released.stdout + released.stderr
-    code = daemon.wait(timeout=300)
-    log = (move.workdir / "daemon.log").read_text()
-    assert code == 0, log[-4000:]
-    assert transitions(move)[-1] in ("HOOK_FIRED", "DONE")
 
 
 def test_replica_killed_mid_copy_the_move_waits_and_resumes_on_it(
