@@ -463,10 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
         _cmd_check,
         "run the preflight checks only; changes nothing",
         "Print the least grants the move needs on each server, as GRANT statements for <account> "
-        "(table-level where the server allows), then connect to both servers and run every preflight "
-        "check (privileges, binlog settings, keys, foreign keys, triggers, target tables) without "
-        "changing anything. Exit 0 when the move could start, 2 with the list of problems otherwise; "
-        "the grants are printed either way.",
+        "(table-level where the server allows), then connect to the servers (source, target and, "
+        "when configured, the [replica] the move reads from) and run every preflight check "
+        "(privileges, binlog settings, keys, foreign keys, triggers, target tables, the replica's "
+        "replication) without changing anything. Exit 0 when the move could start, 2 with the list "
+        "of problems otherwise; the grants are printed either way.",
     )
     add(
         "pause",
